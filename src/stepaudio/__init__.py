@@ -1,0 +1,3 @@
+"""stepaudio: the Step-Audio speech interaction system, implemented for CPU and GPU."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""`stepaudio bench TARGET`: each target is a module in stepaudio.eval.bench with add_arguments/run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# target -> (module, help). Target modules must import heavy dependencies inside run().
+TARGETS: dict[str, tuple[str, str]] = {
+    "lm": ("stepaudio.eval.bench.lm", "Step1 LM prefill/decode speed and memory vs the bandwidth bound"),
+    "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
+    "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, (module_name, help_text) in TARGETS.items():
+        target_parser = sub.add_parser(name, help=help_text, description=help_text)
+        target_parser.set_defaults(_bench_module=module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            target_parser.set_defaults(_bench_missing=True)
+            continue
+        module.add_arguments(target_parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "_bench_missing", False):
+        print(f"benchmark {args.target!r} is not available in this build")
+        return 2
+    module = importlib.import_module(args._bench_module)
+    return int(module.run(args) or 0)

@@ -1,0 +1,56 @@
+"""The one `stepaudio` command: each subcommand lives in its own module and is imported lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stepaudio import __version__
+from stepaudio.errors import StepAudioError
+
+# name -> (module, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "audio-info": ("stepaudio.cli.audio_info", "load an audio file and print what was decoded"),
+    "text-tokenize": ("stepaudio.cli.text_tokenize", "encode text with the Step tokenizer"),
+    "tags": ("stepaudio.cli.tags", "parse instruction tags or list the known ones"),
+    "prompt": ("stepaudio.cli.prompt", "build a Step-Audio chat or TTS prompt and print its ids"),
+    "bench": ("stepaudio.cli.bench", "run component benchmarks (lm, decoder, tokenizer, ...)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepaudio", description="Step-Audio speech understanding and generation."
+    )
+    parser.add_argument("--version", action="version", version=f"stepaudio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        _load(module_name).add_arguments(sub_parser)
+    return parser
+
+
+def _load(module_name: str):  # type: ignore[no-untyped-def]
+    return importlib.import_module(module_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(_load(args._module).run(args) or 0)
+    except StepAudioError as exc:
+        print(f"stepaudio {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

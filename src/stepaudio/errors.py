@@ -1,0 +1,31 @@
+"""Typed errors shared by every layer, so callers (CLI, server) can map them to clear messages."""
+
+from __future__ import annotations
+
+
+class StepAudioError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class AudioError(StepAudioError, ValueError):
+    """Audio that cannot be used: empty, corrupt, truncated, non-finite or of an unsupported format."""
+
+
+class TagError(StepAudioError, ValueError):
+    """An instruction tag or friendly option that the engine does not know."""
+
+
+class CheckpointError(StepAudioError):
+    """A model directory or checkpoint that is missing, incomplete or does not match its config."""
+
+
+class MissingExtraError(StepAudioError, ImportError):
+    """An optional dependency is absent; the message names the extra to install."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(
+            f"this feature needs the optional dependency {module!r}: "
+            f"pip install 'stepaudio[{extra}]'"
+        )
+        self.extra = extra
+        self.module = module

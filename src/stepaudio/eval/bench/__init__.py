@@ -1,0 +1,1 @@
+"""Component benchmarks behind `stepaudio bench`."""
