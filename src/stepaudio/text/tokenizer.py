@@ -156,7 +156,7 @@ def _load_proto(path: Path):  # type: ignore[no-untyped-def]
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as exc:  # protobuf is a declared dependency; this guards broken installs
         raise CheckpointError(f"cannot read {path}: the 'protobuf' package is required ({exc})") from exc
-    proto = sentencepiece_model_pb2.ModelProto()
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]
     try:
         proto.ParseFromString(path.read_bytes())
     except Exception as exc:

@@ -89,7 +89,8 @@ def lm_to_flow(lm_ids: Sequence[int]) -> list[int]:
     for i in lm_ids:
         flow = int(i) - LM_AUDIO_OFFSET
         if not 0 <= flow < FLOW_VOCAB:
-            raise ValueError(f"LM id {i} is not an audio token (expected {LM_AUDIO_OFFSET}..{LM_AUDIO_OFFSET + FLOW_VOCAB - 1})")
+            last = LM_AUDIO_OFFSET + FLOW_VOCAB - 1
+            raise ValueError(f"LM id {i} is not an audio token (expected {LM_AUDIO_OFFSET}..{last})")
         out.append(flow)
     return out
 
