@@ -63,7 +63,12 @@ def _as_float_waveform(waveform: torch.Tensor, what: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KaldiFbankConfig:
-    """Options of Kaldi's ``compute-fbank-feats`` (defaults as torchaudio.compliance.kaldi.fbank)."""
+    """Options of Kaldi's ``compute-fbank-feats``.
+
+    Defaults are those of ``torchaudio.compliance.kaldi.fbank`` except ``dither`` (0 here, 1 there)
+    and ``num_mel_bins`` (80 here, 23 there), so a default call is deterministic and is the
+    Step-Audio CAM++ frontend.
+    """
 
     sample_rate: int = 16000
     num_mel_bins: int = 80
@@ -73,7 +78,7 @@ class KaldiFbankConfig:
     window_type: str = "povey"
     preemphasis: float = 0.97
     remove_dc_offset: bool = True
-    energy_floor: float = 1.0
+    energy_floor: float = 0.0
     use_energy: bool = False
     raw_energy: bool = True
     low_freq: float = 20.0
@@ -96,9 +101,7 @@ class KaldiFbankConfig:
         nyquist = 0.5 * self.sample_rate
         high = self.high_freq if self.high_freq > 0.0 else self.high_freq + nyquist
         if not (0.0 <= self.low_freq < nyquist and 0.0 < high <= nyquist and self.low_freq < high):
-            raise ValueError(
-                f"bad mel range: low_freq {self.low_freq}, high_freq {self.high_freq}, nyquist {nyquist}"
-            )
+            raise ValueError(f"bad mel range: low_freq {self.low_freq}, high_freq {self.high_freq}, nyquist {nyquist}")
 
     @property
     def window_size(self) -> int:
@@ -114,10 +117,10 @@ class KaldiFbankConfig:
         return 1 << (size - 1).bit_length() if self.round_to_power_of_two else size
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames Kaldi produces for ``num_samples`` samples (0 when too short with snip_edges)."""
+        """Frames Kaldi produces for ``num_samples`` samples (0 when shorter than one window)."""
+        if num_samples < self.window_size:
+            return 0
         if self.snip_edges:
-            if num_samples < self.window_size:
-                return 0
             return 1 + (num_samples - self.window_size) // self.window_shift
         return (num_samples + self.window_shift // 2) // self.window_shift
 
@@ -145,9 +148,7 @@ def _kaldi_mel(freq: torch.Tensor | float) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def kaldi_mel_banks(
-    num_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float
-) -> torch.Tensor:
+def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
     """Kaldi triangular mel filters ``[num_bins, n_fft // 2 + 1]`` (float64, CPU; last column zero).
 
     Triangles are linear in Kaldi's mel scale ``1127 ln(1 + f / 700)``, equally spaced between
@@ -245,7 +246,7 @@ def kaldi_fbank(
     window_type: str = "povey",
     preemphasis: float = 0.97,
     remove_dc_offset: bool = True,
-    energy_floor: float = 1.0,
+    energy_floor: float = 0.0,
     use_energy: bool = False,
     low_freq: float = 20.0,
     high_freq: float = 0.0,
@@ -258,9 +259,9 @@ def kaldi_fbank(
 ) -> torch.Tensor:
     """Kaldi-compatible log mel fbank: ``[N] -> [T, num_mel_bins]`` (``[B, N] -> [B, T, bins]``).
 
-    Same numbers as ``torchaudio.compliance.kaldi.fbank`` with the same keyword defaults (note:
-    torchaudio's ``energy_floor`` default is 1.0, Kaldi's binaries use 0.0; it only matters with
-    ``use_energy``). Unlike torchaudio, a ``[1, N]`` input keeps its leading dimension.
+    Same numbers as ``torchaudio.compliance.kaldi.fbank`` (see :class:`KaldiFbankConfig` for the
+    defaults). Unlike torchaudio, a ``[1, N]`` input keeps its leading dimension. The Paraformer
+    frontend is ``kaldi_fbank(wav * 32768, window_type="hamming", energy_floor=0.0, dither=...)``.
     """
     config = KaldiFbankConfig(
         sample_rate=sample_rate,
@@ -301,9 +302,7 @@ _SLANEY_LOG_STEP = math.log(6.4) / 27.0
 
 def _slaney_hz_to_mel(freq: torch.Tensor) -> torch.Tensor:
     linear = freq / _SLANEY_LINEAR_STEP
-    log = _SLANEY_LOG_START_MEL + torch.log(torch.clamp(freq, min=_SLANEY_LOG_START_HZ) / 1000.0) / (
-        _SLANEY_LOG_STEP
-    )
+    log = _SLANEY_LOG_START_MEL + torch.log(torch.clamp(freq, min=_SLANEY_LOG_START_HZ) / 1000.0) / (_SLANEY_LOG_STEP)
     return torch.where(freq >= _SLANEY_LOG_START_HZ, log, linear)
 
 
@@ -431,9 +430,7 @@ def matcha_mel(
     pad = (n_fft - hop_size) // 2
     num_samples = wav.shape[-1]
     if num_samples <= pad or num_samples + 2 * pad < n_fft:
-        raise AudioError(
-            f"matcha_mel: {num_samples} samples is too short for n_fft {n_fft} with hop {hop_size}"
-        )
+        raise AudioError(f"matcha_mel: {num_samples} samples is too short for n_fft {n_fft} with hop {hop_size}")
     lead = wav.shape[:-1]
     flat = wav.reshape(-1, 1, num_samples)
     flat = torch.nn.functional.pad(flat, (pad, pad), mode="reflect").squeeze(1)
