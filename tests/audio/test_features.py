@@ -341,3 +341,34 @@ def test_matcha_mel_float64_and_determinism() -> None:
 def test_matcha_mel_rejects_short(bad: torch.Tensor) -> None:
     with pytest.raises(AudioError, match="matcha_mel"):
         matcha_mel(bad)
+
+
+# ----------------------------------------------------------------------------------------- dtypes, devices
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input_is_computed_in_float32(dtype: torch.dtype) -> None:
+    wave16, wave22 = _signal(3000, 16000).to(dtype), _signal(3000, 22050).to(dtype)
+    for fn, wave in ((kaldi_fbank, wave16), (whisper_log_mel, wave16), (matcha_mel, wave22)):
+        out = fn(wave)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), fn(wave.float()), atol=0.1, rtol=0.01)
+
+
+def test_public_filterbanks_are_copies_of_the_cache() -> None:
+    before = kaldi_fbank(_signal(1000, 16000))
+    kaldi_mel_banks(80, 512, 16000.0, 20.0, 0.0).zero_()
+    slaney_mel_filterbank(16000, 400, 128).zero_()
+    torch.testing.assert_close(kaldi_fbank(_signal(1000, 16000)), before, atol=0, rtol=0)
+    assert slaney_mel_filterbank(16000, 400, 128).sum() > 0
+
+
+@pytest.mark.gpu
+def test_features_on_cuda_match_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    wave16, wave22 = _signal(8000, 16000), _signal(11025, 22050)
+    for fn, wave in ((kaldi_fbank, wave16), (whisper_log_mel, wave16), (matcha_mel, wave22)):
+        out = fn(wave.cuda())
+        assert out.device.type == "cuda"
+        torch.testing.assert_close(out.cpu(), fn(wave), atol=LOG_ATOL, rtol=0)

@@ -43,17 +43,27 @@ KALDI_WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "blackman")
 _LOG_FLOOR = float(torch.finfo(torch.float32).eps)
 
 
-def _as_float_waveform(waveform: torch.Tensor, what: str) -> torch.Tensor:
-    """Validate a ``[..., N]`` waveform; integer input is converted to float32 without scaling."""
+def _as_float_waveform(waveform: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.dtype]:
+    """Validate a ``[..., N]`` waveform; return it in a computable float dtype and the output dtype.
+
+    Integer input is converted to float32 without scaling. Half precision is computed in float32
+    (CPU FFTs do not support it, and log features need the range) and cast back at the end.
+    """
     if not isinstance(waveform, torch.Tensor):
         raise AudioError(f"{what}: expected a torch.Tensor waveform, got {type(waveform).__name__}")
     if waveform.dim() == 0:
         raise AudioError(f"{what}: expected a waveform of shape [..., N], got a scalar")
     if waveform.shape[-1] == 0 or waveform.numel() == 0:
         raise AudioError(f"{what}: the waveform is empty (shape {tuple(waveform.shape)})")
-    if not waveform.is_floating_point():
-        waveform = waveform.to(torch.float32)
-    return waveform
+    if waveform.dtype in (torch.float32, torch.float64):
+        return waveform, waveform.dtype
+    out_dtype = waveform.dtype if waveform.is_floating_point() else torch.float32
+    return waveform.to(torch.float32), out_dtype
+
+
+def _like(table: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """A cached CPU float64 table on ``ref``'s device and dtype (read-only use: may alias the cache)."""
+    return table.to(device=ref.device, dtype=ref.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,13 +157,17 @@ def _kaldi_mel(freq: torch.Tensor | float) -> torch.Tensor:
     return 1127.0 * torch.log1p(torch.as_tensor(freq, dtype=torch.float64) / 700.0)
 
 
-@lru_cache(maxsize=32)
 def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
     """Kaldi triangular mel filters ``[num_bins, n_fft // 2 + 1]`` (float64, CPU; last column zero).
 
     Triangles are linear in Kaldi's mel scale ``1127 ln(1 + f / 700)``, equally spaced between
     ``low_freq`` and ``high_freq`` (``<= 0`` means an offset from Nyquist).
     """
+    return _kaldi_mel_banks(num_bins, n_fft, float(sample_rate), float(low_freq), float(high_freq)).clone()
+
+
+@lru_cache(maxsize=32)
+def _kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
     nyquist = 0.5 * sample_rate
     if high_freq <= 0.0:
         high_freq += nyquist
@@ -180,7 +194,7 @@ def compute_kaldi_fbank(
     The samples are used as given: Kaldi-trained frontends (Paraformer) expect them scaled by 32768.
     ``generator`` seeds the Gaussian dither when ``config.dither != 0``.
     """
-    waveform = _as_float_waveform(waveform, "kaldi_fbank")
+    waveform, out_dtype = _as_float_waveform(waveform, "kaldi_fbank")
     num_samples = waveform.shape[-1]
     size, shift = config.window_size, config.window_shift
     num_frames = config.num_frames(num_samples)
@@ -212,7 +226,7 @@ def compute_kaldi_fbank(
     if config.preemphasis != 0.0:
         previous = torch.cat((frames[..., :1], frames[..., :-1]), dim=-1)
         frames = frames - config.preemphasis * previous
-    frames = frames * _kaldi_window(config.window_type, size).to(device=device, dtype=dtype)
+    frames = frames * _like(_kaldi_window(config.window_type, size), frames)
     if config.use_energy and not config.raw_energy:
         energy = torch.maximum(frames.pow(2).sum(-1), log_floor).log()
 
@@ -220,9 +234,10 @@ def compute_kaldi_fbank(
     power = spectrum.real.square() + spectrum.imag.square()
     if not config.use_power:
         power = power.sqrt()
-    banks = kaldi_mel_banks(
+    banks = _kaldi_mel_banks(
         config.num_mel_bins, config.n_fft, float(config.sample_rate), config.low_freq, config.high_freq
-    ).to(device=device, dtype=dtype)
+    )
+    banks = _like(banks, power)
     feats = torch.matmul(power, banks.T)
     if config.use_log:
         feats = torch.maximum(feats, log_floor).log()
@@ -232,7 +247,7 @@ def compute_kaldi_fbank(
         feats = torch.cat((energy.unsqueeze(-1), feats), dim=-1)
     if config.subtract_mean:
         feats = mean_normalize(feats)
-    return feats
+    return feats.to(out_dtype)
 
 
 def kaldi_fbank(
@@ -314,7 +329,6 @@ def _slaney_mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return torch.where(mel >= _SLANEY_LOG_START_MEL, log, linear)
 
 
-@lru_cache(maxsize=32)
 def slaney_mel_filterbank(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
 ) -> torch.Tensor:
@@ -325,6 +339,12 @@ def slaney_mel_filterbank(
     above), each scaled by ``2 / bandwidth`` so every filter has unit area. openai-whisper's
     ``mel_filters.npz`` and the matcha/CosyVoice mel both use it.
     """
+    fmax = None if fmax is None else float(fmax)
+    return _slaney_mel_filterbank(int(sample_rate), int(n_fft), int(n_mels), float(fmin), fmax).clone()
+
+
+@lru_cache(maxsize=32)
+def _slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
     if fmax is None:
         fmax = sample_rate / 2.0
     fft_freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
@@ -363,14 +383,14 @@ def whisper_log_mel(audio_16k: torch.Tensor, n_mels: int = 128) -> torch.Tensor:
     Batched input ``[B, N]`` gives ``[B, n_mels, T]``; the ``max - 8`` floor is taken per item
     (whisper takes it over the whole tensor, which is the same for one item).
     """
-    audio = _as_float_waveform(audio_16k, "whisper_log_mel")
+    audio, out_dtype = _as_float_waveform(audio_16k, "whisper_log_mel")
     if audio.shape[-1] <= WHISPER_N_FFT // 2:
         raise AudioError(
             f"whisper_log_mel: {audio.shape[-1]} samples is too short, need more than {WHISPER_N_FFT // 2}"
         )
     lead = audio.shape[:-1]
     flat = audio.reshape(-1, audio.shape[-1])
-    window = _hann_window(WHISPER_N_FFT).to(device=flat.device, dtype=flat.dtype)
+    window = _like(_hann_window(WHISPER_N_FFT), flat)
     stft = torch.stft(
         flat,
         WHISPER_N_FFT,
@@ -381,11 +401,11 @@ def whisper_log_mel(audio_16k: torch.Tensor, n_mels: int = 128) -> torch.Tensor:
         return_complex=True,
     )[..., :-1]
     power = stft.real.square() + stft.imag.square()
-    filters = slaney_mel_filterbank(16000, WHISPER_N_FFT, n_mels).to(device=flat.device, dtype=flat.dtype)
+    filters = _like(_slaney_mel_filterbank(16000, WHISPER_N_FFT, n_mels, 0.0, None), flat)
     log_spec = torch.clamp(torch.matmul(filters, power), min=1e-10).log10()
     peak = log_spec.amax(dim=(-2, -1), keepdim=True)
     log_spec = torch.maximum(log_spec, peak - 8.0)
-    return ((log_spec + 4.0) / 4.0).reshape(*lead, n_mels, -1)
+    return ((log_spec + 4.0) / 4.0).reshape(*lead, n_mels, -1).to(out_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +446,7 @@ def matcha_mel(
     Reflect-pads ``(n_fft - hop) / 2`` on both sides, STFT without centring, magnitude with a
     ``1e-9`` guard, Slaney mel filters, then natural ``log(clamp(x, 1e-5))``.
     """
-    wav = _as_float_waveform(wav_22050, "matcha_mel")
+    wav, out_dtype = _as_float_waveform(wav_22050, "matcha_mel")
     pad = (n_fft - hop_size) // 2
     num_samples = wav.shape[-1]
     if num_samples <= pad or num_samples + 2 * pad < n_fft:
@@ -434,7 +454,7 @@ def matcha_mel(
     lead = wav.shape[:-1]
     flat = wav.reshape(-1, 1, num_samples)
     flat = torch.nn.functional.pad(flat, (pad, pad), mode="reflect").squeeze(1)
-    window = _hann_window(win_size).to(device=flat.device, dtype=flat.dtype)
+    window = _like(_hann_window(win_size), flat)
     stft = torch.stft(
         flat,
         n_fft,
@@ -445,6 +465,7 @@ def matcha_mel(
         return_complex=True,
     )
     magnitude = torch.sqrt(stft.real.square() + stft.imag.square() + 1e-9)
-    basis = slaney_mel_filterbank(sampling_rate, n_fft, num_mels, float(fmin), fmax)
-    mel = torch.matmul(basis.to(device=flat.device, dtype=flat.dtype), magnitude)
-    return torch.clamp(mel, min=1e-5).log().reshape(*lead, num_mels, -1)
+    fmax = None if fmax is None else float(fmax)
+    basis = _like(_slaney_mel_filterbank(sampling_rate, n_fft, num_mels, float(fmin), fmax), flat)
+    mel = torch.matmul(basis, magnitude)
+    return torch.clamp(mel, min=1e-5).log().reshape(*lead, num_mels, -1).to(out_dtype)
