@@ -1,0 +1,153 @@
+"""Prefill + decode as a streaming, cancellable iterator over a (possibly padded) batch of prompts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from stepaudio.lm.cache import StaticKVCache
+from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.sampling import GREEDY, SamplingConfig, choose_tokens
+
+# (ids [B, 1], positions [B, 1], valid [B, 1]) -> logits [B, V]; bound to one cache.
+DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 256
+    stop_ids: tuple[int, ...] = (3,)
+    sampling: SamplingConfig = field(default_factory=lambda: GREEDY)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GeneratedStep:
+    """One decode step: the new token per row (-1 for rows that had already stopped)."""
+
+    index: int
+    tokens: tuple[int, ...]
+    finished: tuple[bool, ...]
+
+
+def pad_prompts(
+    prompts: Sequence[Sequence[int]], pad_id: int, side: str = "left"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack prompts into ids [B, L] and a real-token mask [B, L], padding on `side`."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        cols = slice(width - len(prompt), width) if side == "left" else slice(0, len(prompt))
+        ids[row, cols] = torch.tensor(list(prompt), dtype=torch.long)
+        valid[row, cols] = True
+    return ids, valid
+
+
+class TokenStream:
+    """Iterate to run the model: one `GeneratedStep` per decode step.
+
+    Stops at a stop id (per row; the stop id is yielded), at `max_new_tokens`, or when `cancel()`
+    is called (from any thread) or the `cancel_event` is set; `stop_reason` says which.
+    """
+
+    def __init__(
+        self,
+        model: Step1ForCausalLM,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig,
+        *,
+        padding_side: str = "left",
+        cancel_event: threading.Event | None = None,
+        decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.padding_side = padding_side
+        self.cancel_event = cancel_event or threading.Event()
+        self.prompts = [list(p) for p in prompts]
+        self.stop_reason: str | None = None
+        self.generated: list[list[int]] = [[] for _ in self.prompts]
+        self._decode_fn = decode_fn
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def __iter__(self) -> Iterator[GeneratedStep]:
+        model, cfg = self.model, self.config
+        weight = model.model.embed_tokens.weight
+        device = weight.device
+        ids, valid = pad_prompts(self.prompts, model.config.pad_token_id, self.padding_side)
+        ids, valid = ids.to(device), valid.to(device)
+        batch, width = ids.shape
+        cache = StaticKVCache(
+            model.config, batch, width + cfg.max_new_tokens, device=device, dtype=weight.dtype
+        )
+        generator = None
+        if cfg.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        lengths = valid.sum(dim=1)
+        positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+        # History is kept right-aligned (left padded) whatever the model's padding side.
+        history, hist_valid = pad_prompts(self.prompts, model.config.pad_token_id, "left")
+        history, hist_valid = history.to(device), hist_valid.to(device)
+        stops = torch.tensor(cfg.stop_ids, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        decode = self._decode_fn(cache) if self._decode_fn else _eager_decode(model, cache)
+        if self.cancel_event.is_set():
+            self.stop_reason = "cancelled"
+            return
+        with torch.inference_mode():
+            last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
+            logits = model(ids, positions, cache, valid, logits_at=last)
+            for index in range(cfg.max_new_tokens):
+                tokens = choose_tokens(logits, history, cfg.sampling, generator, hist_valid)
+                tokens = torch.where(done, torch.full_like(tokens, -1), tokens)
+                newly = ~done & torch.isin(tokens, stops)
+                for row, tok in enumerate(tokens.tolist()):
+                    if tok >= 0:
+                        self.generated[row].append(tok)
+                step = GeneratedStep(index, tuple(tokens.tolist()), tuple((done | newly).tolist()))
+                done = done | newly
+                yield step
+                if bool(done.all()):
+                    self.stop_reason = "stop_id"
+                    return
+                if self.cancel_event.is_set():
+                    self.stop_reason = "cancelled"
+                    return
+                if index + 1 == cfg.max_new_tokens:
+                    break
+                feed = tokens.clamp(min=0)
+                history = torch.cat([history, feed[:, None]], dim=1)
+                hist_valid = torch.cat([hist_valid, ~done[:, None]], dim=1)
+                logits = decode(feed[:, None], lengths[:, None] + index, ~done[:, None])
+        self.stop_reason = "max_new_tokens"
+
+
+def _eager_decode(model: Step1ForCausalLM, cache: StaticKVCache) -> DecodeFn:
+    def step(ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return model(ids, positions, cache, valid)[:, -1]
+
+    return step
+
+
+def generate(
+    model: Step1ForCausalLM,
+    prompts: Sequence[Sequence[int]],
+    config: GenerationConfig,
+    *,
+    padding_side: str = "left",
+) -> list[list[int]]:
+    """Run a TokenStream to the end; the new ids per row, stop ids removed."""
+    stream = TokenStream(model, prompts, config, padding_side=padding_side)
+    for _ in stream:
+        pass
+    return [[t for t in row if t not in config.stop_ids] for row in stream.generated]

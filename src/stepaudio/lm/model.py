@@ -1,0 +1,183 @@
+"""Step1 causal LM forward: pre-norm decoder, sqrt-ALiBi grouped-query attention, SwiGLU, untied head.
+
+Pure forward only: the caller owns the KV cache and decides positions and padding; sampling and
+the decode loop live in `generate.py`. Module names follow the checkpoint keys
+(`model.layers.N.self_attn.q_proj.weight`, ...), so loading is a plain name-to-name map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stepaudio.lm.alibi import alibi_bias, alibi_slopes, attention_allowed
+from stepaudio.lm.cache import CacheStep, StaticKVCache
+from stepaudio.lm.config import Step1Config
+
+
+class RMSNorm(nn.Module):
+    """`x * rsqrt(mean(x^2) + eps) * weight`, the statistics in fp32 (no +1 on the weight)."""
+
+    def __init__(self, dim: int, eps: float, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x32.to(x.dtype) * self.weight
+
+
+def _linear(n_in: int, n_out: int, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out, bias=False, device=device, dtype=dtype)
+    layer.weight.requires_grad_(False)
+    return layer
+
+
+class Step1Attention(nn.Module):
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__()
+        self.cfg = cfg
+        self.q_proj = _linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
+        self.k_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
+        self.v_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
+        self.o_proj = _linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor,
+        cache: StaticKVCache | None,
+        step: CacheStep | None,
+        layer: int,
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        b, q_len, _ = x.shape
+        g, r, d = cfg.num_attention_groups, cfg.group_size, cfg.head_dim
+        q = self.q_proj(x).view(b, q_len, g, r, d).permute(0, 2, 3, 1, 4).reshape(b, g, r * q_len, d)
+        k = self.k_proj(x).view(b, q_len, g, d).transpose(1, 2)
+        v = self.v_proj(x).view(b, q_len, g, d).transpose(1, 2)
+        if cache is not None and step is not None:
+            k, v = cache.update(layer, step, k, v)
+        # Query heads of one KV group are folded into the query-length axis, so K/V are never
+        # repeated: head h = g * r + j uses group g (the reference's repeat_interleave order).
+        mask = bias.view(b, g, r * q_len, -1)
+        out = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask.to(k.dtype))
+        out = out.view(b, g, r, q_len, d).permute(0, 3, 1, 2, 4).reshape(b, q_len, cfg.hidden_size)
+        return self.o_proj(out.to(x.dtype))
+
+
+class Step1MLP(nn.Module):
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__()
+        self.gate_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
+        self.up_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
+        self.down_proj = _linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Step1Layer(nn.Module):
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
+        self.self_attn = Step1Attention(cfg, device, dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
+        self.mlp = Step1MLP(cfg, device, dtype)
+
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, cache: StaticKVCache | None, step: CacheStep | None, i: int
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), bias, cache, step, i)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Step1Backbone(nn.Module):
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, device=device, dtype=dtype)
+        self.embed_tokens.weight.requires_grad_(False)
+        self.layers = nn.ModuleList(Step1Layer(cfg, device, dtype) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
+
+
+class Step1ForCausalLM(nn.Module):
+    """The Step1 LM. `forward` maps ids (+ positions, padding flags, cache) to logits."""
+
+    def __init__(
+        self, config: Step1Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Step1Backbone(config, device, dtype)
+        self.lm_head = _linear(config.hidden_size, config.vocab_size, device, dtype)
+        slopes = alibi_slopes(config.num_attention_heads)
+        self.register_buffer("alibi_slopes", slopes.to("cpu" if device == "meta" else device), persistent=False)
+
+    def hidden(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: StaticKVCache | None = None,
+        valid: torch.Tensor | None = None,
+        *,
+        step: CacheStep | None = None,
+        collect: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Final-norm hidden states [B, q, H].
+
+        input_ids [B, q]; valid [B, q] marks real tokens (default all); positions [B, q] default to
+        the running count of real tokens in each row. With a cache, this call's tokens are appended
+        to it. `collect`, when given, receives the reference's `output_hidden_states` list.
+        """
+        b, q_len = input_ids.shape
+        device = input_ids.device
+        if valid is None:
+            valid = torch.ones(b, q_len, dtype=torch.bool, device=device)
+        if positions is None:
+            start = cache.next_positions() if cache is not None else torch.zeros(b, dtype=torch.long, device=device)
+            positions = (start[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)
+        if cache is not None:
+            if step is None:
+                step = cache.reserve(q_len)
+            cache.record(step, positions, valid)
+            k_pos = cache.key_pos[:, : step.read_len]
+            k_valid = cache.key_valid[:, : step.read_len]
+            k_slot = cache.slot_ids[: step.read_len]
+            q_slot = step.slots
+        else:
+            k_pos, k_valid = positions, valid
+            k_slot = q_slot = torch.arange(q_len, device=device)
+        allowed = attention_allowed(positions, q_slot, k_pos, k_slot, k_valid)
+        dtype = self.model.embed_tokens.weight.dtype
+        bias = alibi_bias(self.alibi_slopes, positions, k_pos, allowed, dtype)
+        x = self.model.embed_tokens(input_ids)
+        if collect is not None:
+            collect.append(x)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, bias, cache, step, i)
+            if collect is not None and i < len(self.model.layers) - 1:
+                collect.append(x)
+        x = self.model.norm(x)
+        if collect is not None:
+            collect.append(x)
+        return x
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: StaticKVCache | None = None,
+        valid: torch.Tensor | None = None,
+        *,
+        step: CacheStep | None = None,
+        logits_at: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, q, V], or [B, V] at the per-row indices `logits_at` [B] (skips the head elsewhere)."""
+        h = self.hidden(input_ids, positions, cache, valid, step=step)
+        if logits_at is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), logits_at]
+        return self.lm_head(h)
