@@ -1,0 +1,180 @@
+"""The three engine interfaces (Transcriber, ChatModel, Synthesizer) and the values they exchange.
+
+Every engine (`step`, `lite`, remote) implements these, so the CLI, the server, the real-time pipeline
+and the evaluation suite never know which models answer. Synthesis and chat stream by default.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from stepaudio.audio.io import Audio
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    segments: tuple[Segment, ...] = ()
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the chat model may call: JSON-schema parameters, as in the OpenAI tools API."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn. `audio` is the user's speech when the turn was spoken; `content` is its text (or transcript)."""
+
+    role: Role
+    content: str = ""
+    audio: Audio | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    """A piece of the reply: text as it is generated, finished tool calls, and at the end a finish reason."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: Literal["stop", "length", "tool_calls", "cancelled"] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A built-in speaker (`prompt_audio` None) or a clone from a prompt wav and its exact transcript."""
+
+    name: str
+    prompt_audio: Path | None = None
+    prompt_text: str | None = None
+
+    @property
+    def is_clone(self) -> bool:
+        return self.prompt_audio is not None
+
+
+@dataclass(frozen=True)
+class SpeechInstructions:
+    """What the caller wants beyond the words. Friendly values ('happy', 'sichuanese', 'slow', 'rap') or
+    raw tags; `speed` may also be a rate factor (1.0 = normal) applied after synthesis.
+
+    An engine that cannot honour an instruction raises `TagError` naming it when `strict`, else warns.
+    """
+
+    emotion: str | None = None
+    dialect: str | None = None
+    speed: str | float | None = None
+    style: str | None = None
+    pitch: float | None = None  # semitones, where the engine supports it
+    volume: float | None = None  # gain factor applied after synthesis
+    tags: tuple[str, ...] = ()
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of synthesised speech; `text` is what it says when known (a sentence for sentence streaming)."""
+
+    samples: np.ndarray
+    sample_rate: int
+    text: str = ""
+    is_last: bool = False
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+class CancelToken:
+    """Shared flag a caller sets to stop a generation between steps (barge-in, client disconnect)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript: ...
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    def respond(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] | None = None,
+        options: GenerationOptions | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[ChatDelta]: ...
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    sample_rate: int
+
+    def voices(self) -> list[str]: ...
+
+    def synthesize(
+        self,
+        text: str,
+        voice: Voice | str | None = None,
+        instructions: SpeechInstructions | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[AudioChunk]: ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A named set of the three capabilities; a missing one is None (e.g. a TTS-only engine)."""
+
+    name: str
+    transcriber: Transcriber | None
+    chat: ChatModel | None
+    synthesizer: Synthesizer | None
