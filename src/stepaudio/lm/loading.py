@@ -59,7 +59,7 @@ def checkpoint_files(directory: Path) -> dict[str, Path]:
     if len(singles) != 1:
         found = ", ".join(p.name for p in singles) or "none"
         raise CheckpointError(f"{directory}: expected {INDEX_NAME} or one .safetensors file, found {found}")
-    return {key: singles[0] for key in SafetensorsFile(singles[0]).keys()}
+    return {key: singles[0] for key in SafetensorsFile(singles[0]).entries}
 
 
 def _set_tensor(model: nn.Module, key: str, value: torch.Tensor) -> None:
@@ -135,7 +135,7 @@ def save_step1(model: Step1ForCausalLM, path: str | Path, *, max_shard_bytes: in
             size = 0
         shards[-1][key] = state[key]
         size += nbytes
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     for n, shard in enumerate(shards, start=1):
         name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, str(directory / name), metadata=meta)

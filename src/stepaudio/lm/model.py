@@ -115,6 +115,7 @@ class Step1ForCausalLM(nn.Module):
         self.model = Step1Backbone(config, device, dtype)
         self.lm_head = _linear(config.hidden_size, config.vocab_size, device, dtype)
         slopes = alibi_slopes(config.num_attention_heads)
+        self.alibi_slopes: torch.Tensor
         self.register_buffer("alibi_slopes", slopes.to("cpu" if device == "meta" else device), persistent=False)
 
     def hidden(

@@ -1,0 +1,72 @@
+"""Opt-in int8 weight quantisation (per output channel, symmetric) for CPU decoding.
+
+Two kernels, both reading one byte per weight:
+* "dynamic": activations are quantised per token to int8 on the fly and multiplied with
+  `torch._int_mm` (VNNI); the fastest path on CPUs without AMX (it reaches memory bandwidth at
+  batch 1). Adds activation rounding error (per-token absmax / 127).
+* "weight-only": activations stay in floating point (`torch._weight_int8pack_mm`); more exact,
+  slower on current CPUs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+QUANT_MODES = ("dynamic", "weight-only")
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 [N, K] and fp32 scales [N] with weight ~= q * scale[:, None]."""
+    w = weight.to(torch.float32)
+    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """Bias-free linear layer with int8 weights; output dtype follows the input."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, mode: str = "dynamic") -> None:
+        super().__init__()
+        if mode not in QUANT_MODES:
+            raise ValueError(f"unknown int8 mode {mode!r}; choose one of {QUANT_MODES}")
+        self.mode = mode
+        self.out_features, self.in_features = qweight.shape
+        self.qweight: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("qweight", qweight.contiguous())
+        self.register_buffer("scale", scale.to(torch.float32))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, mode: str = "dynamic") -> Int8Linear:
+        if linear.bias is not None:
+            raise ValueError("Int8Linear supports bias-free layers only")
+        q, scale = quantize_weight(linear.weight.detach())
+        return cls(q, scale, mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        if self.mode == "weight-only":
+            out = torch._weight_int8pack_mm(flat, self.qweight, self.scale.to(flat.dtype))
+        else:
+            x32 = flat.to(torch.float32)
+            x_scale = (x32.abs().amax(dim=1, keepdim=True) / 127.0).clamp(min=1e-12)
+            xq = torch.round(x32 / x_scale).clamp(-127, 127).to(torch.int8)
+            acc = torch._int_mm(xq, self.qweight.t())
+            out = (acc.to(torch.float32) * x_scale * self.scale).to(x.dtype)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool = True) -> nn.Module:
+    """Replace every nn.Linear of `model` in place (one at a time, so peak memory stays low)."""
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and (include_head or not name.endswith("lm_head"))
+    ]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, Int8Linear.from_linear(linear, mode))
+    return model

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stepaudio.lm.generate import GenerationConfig, TokenStream, generate
+from stepaudio.lm.loading import load_step1
+from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.sampling import GREEDY, TTS_SAMPLING
+
+Factory = Callable[..., Step1ForCausalLM]
+PROMPTS = [[1, 5, 9, 33, 2, 7, 60, 11, 12, 13, 14], [1, 40], [1, 3, 3, 3, 8]]
+
+
+def _greedy_reference(model: Step1ForCausalLM, prompt: list[int], n: int) -> list[int]:
+    """Greedy continuation by full forwards without any cache (the slow, obvious way)."""
+    ids = list(prompt)
+    for _ in range(n):
+        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt) :]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_greedy_equals_single_rows(tiny_model: Factory, side: str) -> None:
+    model = tiny_model(seed=4)
+    config = GenerationConfig(max_new_tokens=7, stop_ids=())
+    batch = generate(model, PROMPTS, config, padding_side=side)
+    assert batch == [_greedy_reference(model, p, 7) for p in PROMPTS]
+
+
+def test_stop_ids_end_rows_independently(tiny_model: Factory) -> None:
+    model = tiny_model(seed=4)
+    free = generate(model, PROMPTS, GenerationConfig(max_new_tokens=7, stop_ids=()))
+    stop = free[1][2]
+    stream = TokenStream(model, PROMPTS, GenerationConfig(max_new_tokens=7, stop_ids=(stop,)))
+    steps = list(stream)
+    row1 = [s.tokens[1] for s in steps]
+    assert row1[:3] == free[1][:3] and all(t == -1 for t in row1[3:])
+    assert steps[2].finished[1] and stream.generated[1] == free[1][:3]
+    for row in (0, 2):
+        if stop not in free[row]:
+            assert stream.generated[row] == free[row]
+
+
+def test_cancellation_stops_the_stream(tiny_model: Factory) -> None:
+    model = tiny_model()
+    stream = TokenStream(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=50, stop_ids=()))
+    seen = []
+    for step in stream:
+        seen.append(step.index)
+        if step.index == 2:
+            stream.cancel()
+    assert seen == [0, 1, 2] and stream.stop_reason == "cancelled"
+    event = threading.Event()
+    event.set()
+    early = TokenStream(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=5), cancel_event=event)
+    assert list(early) == [] and early.stop_reason == "cancelled"
+
+
+def test_max_new_tokens_and_closing_the_iterator(tiny_model: Factory) -> None:
+    model = tiny_model()
+    stream = TokenStream(model, [[1, 2]], GenerationConfig(max_new_tokens=4, stop_ids=()))
+    assert len(list(stream)) == 4 and stream.stop_reason == "max_new_tokens"
+    it = iter(TokenStream(model, [[1, 2]], GenerationConfig(max_new_tokens=40, stop_ids=())))
+    next(it)
+    it.close()  # a consumer may simply stop iterating: the generator unwinds cleanly
+
+
+def test_seeded_sampling_is_reproducible(tiny_model: Factory) -> None:
+    model = tiny_model(seed=5)
+    config = GenerationConfig(max_new_tokens=12, stop_ids=(), sampling=TTS_SAMPLING, seed=123)
+    a = generate(model, [[1, 2, 3]], config)
+    b = generate(model, [[1, 2, 3]], config)
+    c = generate(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=12, stop_ids=(), sampling=TTS_SAMPLING, seed=9))
+    assert a == b and a != c
+    tokens = a[0]
+    for i in range(10, len(tokens)):  # the repetition rule held at every step
+        window = ([1, 2, 3] + tokens)[i + 3 - 10 : i + 3]
+        if window.count(window[-1]) > 1:
+            assert tokens[i] != window[-1]
+
+
+@pytest.mark.conformance
+def test_conformance_greedy_new_ids(conformance_dir: Path) -> None:
+    vec = load_file(conformance_dir / "step1" / "vectors.safetensors")
+    model = load_step1(conformance_dir / "step1")
+    n_seq = len({k.split(".")[0] for k in vec if k.startswith("seq")})
+    prompts = [vec[f"seq{i}.input_ids"].tolist() for i in range(n_seq)]
+    expected = [vec[f"seq{i}.greedy_new_ids"].tolist() for i in range(n_seq)]
+    n_new = len(expected[0])
+    config = GenerationConfig(max_new_tokens=n_new, stop_ids=(), sampling=GREEDY)
+    for prompt, ids in zip(prompts, expected, strict=True):
+        assert generate(model, [prompt], config) == [ids]
+    assert generate(model, prompts, config) == expected  # one padded batch

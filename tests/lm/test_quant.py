@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.quant import Int8Linear, quantize_int8, quantize_weight
+
+Factory = Callable[..., Step1ForCausalLM]
+
+
+def test_quantize_weight_per_channel() -> None:
+    w = torch.randn(16, 32) * torch.linspace(0.01, 10, 16)[:, None]
+    q, scale = quantize_weight(w)
+    assert q.dtype == torch.int8 and q.abs().max() == 127
+    assert ((q.float() * scale[:, None] - w).abs() <= scale[:, None] / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight-only"])
+def test_int8_linear_matches_dequantised_weights(mode: str) -> None:
+    layer = torch.nn.Linear(64, 24, bias=False)
+    qlayer = Int8Linear.from_linear(layer, mode)
+    x = torch.randn(3, 5, 64)
+    ref = x @ (qlayer.qweight.float() * qlayer.scale[:, None]).t()
+    out = qlayer(x)
+    assert out.shape == (3, 5, 24) and out.dtype == x.dtype
+    tol = 1e-4 if mode == "weight-only" else 0.02 * ref.abs().max().item()
+    assert (out - ref).abs().max().item() < tol
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight-only"])
+def test_int8_model_stays_close_to_fp32(tiny_model: Factory, mode: str) -> None:
+    model = tiny_model(seed=6)
+    ids = torch.randint(0, 64, (2, 20))
+    ref = model(ids)
+    quant = quantize_int8(tiny_model(seed=6), mode)
+    assert not any(isinstance(m, torch.nn.Linear) for m in quant.modules())
+    out = quant(ids)
+    assert (out - ref).abs().max().item() < 0.05 * ref.abs().max().item()
+    agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+    assert agree > 0.9
