@@ -1,0 +1,47 @@
+"""Euler sampler: reference time arithmetic, guidance combination, deterministic noise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stepaudio.decoder.cfm import euler_times, solve_euler, time_span
+from stepaudio.decoder.estimator import ConditionalDecoder
+from stepaudio.decoder.flow_config import CFMConfig, EstimatorConfig
+
+
+def test_cosine_schedule_and_accumulated_times() -> None:
+    span = time_span(10, "cosine", torch.float32, torch.device("cpu"))
+    assert span[0] == 0 and span[-1] == pytest.approx(1.0)
+    assert span[1] < 0.1 - span[0]  # cosine: small first step
+    times = euler_times(span)
+    assert len(times) == 10
+    total = sum(float(dt) for _, dt in times)
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_guidance_combines_conditional_and_unconditional() -> None:
+    torch.manual_seed(0)
+    est = ConditionalDecoder(EstimatorConfig(channels=(8, 8), attention_head_dim=4, n_blocks=1,
+                                             num_mid_blocks=1, num_heads=2)).eval()
+    noise, mu, spks, cond = torch.randn(1, 80, 9), torch.randn(1, 80, 9), torch.randn(1, 80), torch.randn(1, 80, 9)
+    one_step = CFMConfig(n_timesteps=1, t_scheduler="linear", inference_cfg_rate=0.7)
+    with torch.inference_mode():
+        out = solve_euler(est, noise, mu, None, spks, cond, one_step)
+        t0 = torch.zeros(1)
+        v_c = est(noise, None, mu, t0, spks, cond)
+        v_u = est(noise, None, torch.zeros_like(mu), t0, torch.zeros_like(spks), torch.zeros_like(cond))
+        plain = solve_euler(est, noise, mu, None, spks, cond, CFMConfig(n_timesteps=1, t_scheduler="linear",
+                                                                          inference_cfg_rate=0.0))
+    torch.testing.assert_close(out, noise + 1.7 * v_c - 0.7 * v_u, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain, noise + v_c, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.conformance
+def test_conformance_step_times(conformance_dir: Path) -> None:
+    meta = json.loads((conformance_dir / "flow" / "meta.json").read_text())
+    times = euler_times(time_span(meta["n_timesteps"], "cosine", torch.float32, torch.device("cpu")))
+    assert [float(t) for t, _ in times] == meta["t_values_per_step"]
