@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stepaudio.audio.io import encode_audio
+from stepaudio.errors import AudioError
+from stepaudio.store.voices import (
+    VoiceExistsError,
+    VoiceNotFoundError,
+    VoiceStore,
+    VoiceStoreError,
+    is_voice_id,
+)
+
+
+def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
+    return encode_audio(data, rate, "wav")
+
+
+def test_add_normalises_and_resolves(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path, sample_rate=24000)
+    voice = store.add("  Alice  ", tone(1.0, 16000, channels=2), " hello there ")
+    assert is_voice_id(voice.id)
+    assert voice.name == "Alice" and voice.transcript == "hello there"
+    assert voice.audio_path == tmp_path.resolve() / "audio" / f"{voice.id}.wav"
+    info = sf.info(voice.audio_path)
+    assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
+    assert abs(info.duration - 1.0) < 1e-3
+    assert store.get(voice.id) == voice
+    assert store.get("alice") == voice  # names are case-insensitive
+    resolved = store.resolve("Alice")
+    assert resolved.is_clone and resolved.prompt_audio == voice.audio_path and resolved.prompt_text == "hello there"
+
+
+def test_survives_reopen_and_deletes(tmp_path: Path) -> None:
+    with VoiceStore(tmp_path) as store:
+        first = store.add("a", tone(), "one")
+        second = store.add("b", tone(), "two")
+    store = VoiceStore(tmp_path)
+    assert [v.id for v in store.list()] == [first.id, second.id]
+    assert store.delete("a") == first
+    assert not first.audio_path.exists()
+    with pytest.raises(VoiceNotFoundError):
+        store.get(first.id)
+    with pytest.raises(VoiceNotFoundError):
+        store.delete(first.id)
+    assert [v.name for v in store] == ["b"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "x" * 65, "a\x00b", "a\nb", "voice_0123456789abcdef01234567"],
+)
+def test_rejects_bad_names(tmp_path: Path, name: str) -> None:
+    store = VoiceStore(tmp_path)
+    with pytest.raises(VoiceStoreError):
+        store.add(name, tone(), "text")
+    assert store.list() == []
+    assert list((tmp_path / "audio").iterdir()) == []
+
+
+def test_names_that_look_like_paths_stay_names(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path)
+    voice = store.add("../../etc/passwd", tone(), "text")
+    assert voice.audio_path.parent == tmp_path.resolve() / "audio"
+    assert store.get("../../etc/passwd") == voice
+    with pytest.raises(VoiceNotFoundError):
+        store.get("voice_" + "0" * 24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio", "tmp", *sorted(
+        p.name for p in tmp_path.iterdir() if p.name.startswith("voices.sqlite3"))]
+
+
+def test_rejects_duplicates_and_bad_audio(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path, max_seconds=2.0, max_bytes=200_000)
+    store.add("a", tone(), "one")
+    with pytest.raises(VoiceExistsError):
+        store.add("A", tone(), "two")
+    with pytest.raises(VoiceStoreError, match="transcript"):
+        store.add("b", tone(), "   ")
+    with pytest.raises(VoiceStoreError, match="at least"):
+        store.add("b", tone(0.1), "short")
+    with pytest.raises(AudioError, match="longer than"):
+        store.add("b", tone(3.0, 8000), "long")
+    with pytest.raises(AudioError, match="larger than"):
+        store.add("b", tone(1.9, 96000), "big")
+    with pytest.raises(AudioError):
+        store.add("b", b"RIFF\x00\x00garbage", "corrupt")
+    assert [v.name for v in store.list()] == ["a"]
+    assert len(list((tmp_path / "audio").iterdir())) == 1
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_open_cleans_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path)
+    kept = store.add("kept", tone(), "kept")
+    gone = store.add("gone", tone(), "gone")
+    store.close()
+    (tmp_path / "tmp" / "voice_x.tmp").write_bytes(b"half a file")  # killed before the rename
+    orphan = tmp_path / "audio" / ("voice_" + "a" * 24 + ".wav")  # killed after the rename, before the commit
+    orphan.write_bytes(tone())
+    gone.audio_path.unlink()  # a file lost behind the store's back
+    store = VoiceStore(tmp_path)
+    assert [v.id for v in store.list()] == [kept.id]
+    assert not orphan.exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_malformed_row_is_never_a_path(tmp_path: Path) -> None:
+    VoiceStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "voices.sqlite3")
+    db.execute("INSERT INTO voices VALUES ('../../x', 'evil', 't', 0, 24000, 1.0)")
+    db.commit()
+    db.close()
+    store = VoiceStore(tmp_path)  # no file for the row: cleanup drops it
+    assert store.list() == []
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from stepaudio.audio.io import encode_audio
+    from stepaudio.store.voices import VoiceStore
+
+    store = VoiceStore(sys.argv[1], sample_rate=48000, max_seconds=60.0, max_bytes=1 << 30)
+    rate = 48000
+    t = np.arange(20 * rate) / rate
+    data = encode_audio((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, "wav")
+    for i in range(10_000):
+        store.add(f"voice {i}", data, f"transcript {i}")
+        if i == 1:
+            print("ready", flush=True)
+    """
+)
+
+
+def test_kill_during_writes_leaves_store_consistent(tmp_path: Path) -> None:
+    """SIGKILL a process while it writes voices in a loop; the reopened store holds only complete voices."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.37)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    store = VoiceStore(tmp_path)
+    voices = store.list()
+    assert len(voices) >= 2
+    for voice in voices:
+        info = sf.info(voice.audio_path)
+        assert info.samplerate == 48000 and abs(info.duration - 20.0) < 1e-6
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == sorted(f"{v.id}.wav" for v in voices)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    store.add("after", tone(), "still works")
