@@ -33,7 +33,7 @@ def test_invalid_configs_are_rejected(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(CheckpointError, match="intermediate_size"):
         Step1Config.from_json(tmp_path)
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         Step1Config.from_json(tmp_path / "absent")
 
 

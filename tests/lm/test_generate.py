@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from stepaudio.lm.cache import StaticKVCache
 from stepaudio.lm.generate import GenerationConfig, TokenStream, generate
 from stepaudio.lm.loading import load_step1
 from stepaudio.lm.model import Step1ForCausalLM
@@ -97,3 +98,20 @@ def test_conformance_greedy_new_ids(conformance_dir: Path) -> None:
     for prompt, ids in zip(prompts, expected, strict=True):
         assert generate(model, [prompt], config) == [ids]
     assert generate(model, prompts, config) == expected  # one padded batch
+
+
+def test_static_decoder_matches_eager_generation(tiny_model: Factory) -> None:
+    """The fixed-shape step used for CUDA graphs / torch.compile, run eagerly on CPU."""
+    from stepaudio.lm.accel import StaticDecoder
+
+    model = tiny_model(seed=7)
+    config = GenerationConfig(max_new_tokens=6, stop_ids=())
+    eager = TokenStream(model, PROMPTS, config)
+    static = TokenStream(model, PROMPTS, config, decode_fn=StaticDecoder.factory(model))
+    assert [s.tokens for s in eager] == [s.tokens for s in static]
+    with pytest.raises(ValueError, match="CUDA"):
+        StaticDecoder.factory(model, use_graph=True)(eager_cache(model))
+
+
+def eager_cache(model: Step1ForCausalLM) -> StaticKVCache:
+    return StaticKVCache(model.config, 1, 4)

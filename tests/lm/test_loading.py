@@ -71,12 +71,12 @@ def test_missing_and_unexpected_keys(tiny_model: Factory, tmp_path: Path) -> Non
     state = load_file(tmp_path / "model.safetensors")
     state["extra.weight"] = torch.zeros(1)
     save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError, match="extra.weight"):
+    with pytest.raises(CheckpointError, match=r"extra\.weight"):
         load_step1(tmp_path)
     load_step1(tmp_path, strict=False)
     del state["lm_head.weight"], state["extra.weight"]
     save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError, match="lm_head.weight"):
+    with pytest.raises(CheckpointError, match=r"lm_head\.weight"):
         load_step1(tmp_path)
 
 

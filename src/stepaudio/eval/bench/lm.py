@@ -1,0 +1,212 @@
+"""`stepaudio bench lm`: Step1 prefill/decode speed and peak memory beside the memory-bandwidth bound.
+
+Weights are random (speed does not depend on their values). Decoding one token reads every weight
+except the embedding once, so `copy bandwidth / weight bytes` bounds decode tokens/s; the copy
+bandwidth is measured in the same run with buffers far larger than the CPU caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shape", default="tts-3b", help="named shape (tts-3b, chat-130b) or a config.json path")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--quant", default="none", choices=["none", "int8", "int8-weight-only"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
+    parser.add_argument("--prefill", type=int, default=128, help="prompt tokens")
+    parser.add_argument("--decode", type=int, default=16, help="decode steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bandwidth-mib", type=int, default=1024, help="size of each copy buffer")
+    parser.add_argument("--cuda-graph", action="store_true", help="decode with a captured CUDA graph")
+    parser.add_argument("--compile", default=None, metavar="MODE", help="torch.compile the decode step")
+    parser.add_argument("--skip-prefill", action="store_true")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from stepaudio.lm.config import Step1Config
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = Step1Config.resolve(args.shape)
+    if args.layers is not None:
+        cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+
+    model = random_model(cfg, dtype, args.quant, device)
+    weight_bytes = decode_weight_bytes(model)
+    results: dict[str, Any] = {
+        "shape": args.shape, "layers": cfg.num_hidden_layers, "dtype": args.dtype, "quant": args.quant,
+        "device": str(device), "threads": args.threads, "decode_weight_bytes": weight_bytes,
+    }
+    timings = measure(model, args, device)
+    results |= timings
+    results["peak_memory_bytes"] = peak_memory(device)
+    del model
+    bandwidth = copy_bandwidth(device, args.bandwidth_mib)
+    results["copy_bandwidth_bytes_per_s"] = bandwidth
+    results["decode_bound_tok_s"] = bandwidth / weight_bytes
+    results["decode_fraction_of_bound"] = results["decode_tok_s"] / results["decode_bound_tok_s"]
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+def random_model(cfg: Any, dtype: Any, quant: str, device: Any) -> Any:
+    """A Step1 model with uniform random weights (unit-variance outputs), built without a float copy."""
+    import torch
+    from torch import nn
+
+    from stepaudio.lm.model import Step1ForCausalLM
+    from stepaudio.lm.quant import Int8Linear
+
+    model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, linear in linears:
+        n_out, n_in = linear.weight.shape
+        bound = (3.0 / n_in) ** 0.5
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if quant == "none":
+            weight = torch.empty(n_out, n_in, dtype=dtype, device=device).uniform_(-bound, bound)
+            linear.weight = nn.Parameter(weight, requires_grad=False)
+        else:
+            q = torch.empty(n_out, n_in, dtype=torch.int8, device=device).random_(-127, 128)
+            scale = torch.full((n_out,), bound / 127.0, device=device)
+            mode = "dynamic" if quant == "int8" else "weight-only"
+            setattr(parent, child, Int8Linear(q, scale, mode))
+    for name, param in list(model.named_parameters()):
+        if param.device.type == "meta":
+            value = torch.ones(param.shape, dtype=dtype, device=device)
+            if "embed_tokens" in name:
+                value.uniform_(-1.0, 1.0)
+            module_name, _, attr = name.rpartition(".")
+            model.get_submodule(module_name)._parameters[attr] = nn.Parameter(value, requires_grad=False)
+    model.alibi_slopes = model.alibi_slopes.to(device)
+    return model.eval()
+
+
+def decode_weight_bytes(model: Any) -> int:
+    """Bytes one decode step must read: every parameter and buffer except the embedding table."""
+    total = 0
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if "embed_tokens" not in name:
+            total += tensor.numel() * tensor.element_size()
+    return int(total)
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(model: Any, args: argparse.Namespace, device: Any) -> dict[str, float]:
+    """Median prefill and decode speed over `repeats` runs, after one warm-up run."""
+    import torch
+
+    from stepaudio.lm.accel import StaticDecoder
+    from stepaudio.lm.cache import StaticKVCache
+
+    cfg = model.config
+    weight = model.model.embed_tokens.weight
+    cache = StaticKVCache(cfg, 1, args.prefill + args.decode + 1, device=device, dtype=weight.dtype)
+    ids = torch.randint(0, cfg.vocab_size, (1, args.prefill), device=device)
+    last = torch.tensor([args.prefill - 1], device=device)
+    use_static = args.cuda_graph or args.compile is not None
+    decoder = StaticDecoder(model, cache, use_graph=args.cuda_graph, compile_mode=args.compile)
+    prefill_times, decode_times = [], []
+    with torch.inference_mode():
+        for repeat in range(args.repeats + 1):
+            cache.reset()
+            _sync(device)
+            start = time.perf_counter()
+            logits = model(ids, cache=cache, logits_at=last)
+            _sync(device)
+            prefill_times.append(time.perf_counter() - start)
+            token = logits.argmax(-1)[:, None]
+            valid = torch.ones(1, 1, dtype=torch.bool, device=device)
+            start = time.perf_counter()
+            for i in range(args.decode):
+                position = torch.full((1, 1), args.prefill + i, device=device)
+                step = decoder if use_static else _eager_step(model, cache)
+                logits = step(token, position, valid)
+                token = logits.argmax(-1)[:, None]
+            _sync(device)
+            decode_times.append(time.perf_counter() - start)
+            if repeat == 0:
+                prefill_times.clear()
+                decode_times.clear()
+    prefill_s = statistics.median(prefill_times)
+    decode_s = statistics.median(decode_times) / args.decode
+    return {
+        "prefill_tokens": args.prefill,
+        "prefill_s": prefill_s,
+        "prefill_tok_s": args.prefill / prefill_s,
+        "decode_ms_per_token": decode_s * 1e3,
+        "decode_tok_s": 1.0 / decode_s,
+    }
+
+
+def _eager_step(model: Any, cache: Any) -> Any:
+    return lambda ids, pos, valid: model(ids, pos, cache, valid)[:, -1]
+
+
+def peak_memory(device: Any) -> int:
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def copy_bandwidth(device: Any, mib: int) -> float:
+    """Copy bandwidth (bytes read + written per second), median of 5 copies of a `mib` MiB buffer."""
+    import torch
+
+    n = mib * (1 << 20) // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(5):
+        _sync(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n * 4 / statistics.median(times)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    gb = 1e9
+    rows = [
+        ("shape", f"{r['shape']} ({r['layers']} layers), {r['dtype']}, quant={r['quant']}, {r['device']}"),
+        ("decode weight bytes", f"{r['decode_weight_bytes'] / gb:.2f} GB"),
+        ("copy bandwidth", f"{r['copy_bandwidth_bytes_per_s'] / gb:.1f} GB/s (read + write)"),
+        (f"prefill {r['prefill_tokens']}", f"{r['prefill_tok_s']:.1f} tok/s ({r['prefill_s']:.2f} s)"),
+        ("decode", f"{r['decode_tok_s']:.2f} tok/s ({r['decode_ms_per_token']:.0f} ms/token)"),
+        ("decode bound", f"{r['decode_bound_tok_s']:.2f} tok/s"),
+        ("decode / bound", f"{100 * r['decode_fraction_of_bound']:.0f} %"),
+        ("peak memory", f"{r['peak_memory_bytes'] / gb:.2f} GB"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
