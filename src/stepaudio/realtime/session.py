@@ -1,0 +1,287 @@
+"""A real-time conversation: feeds audio through a VAD into the controller and executes its actions.
+
+The session owns what the controller must not touch: the input audio buffer, the VAD, the conversation
+context, a worker thread running transcription, chat and synthesis jobs (each with a `CancelToken`), an
+optional ticker thread, and the output sink (a callback, or a queue read with `next_output`). Every
+decision is the controller's; events from the caller, the worker and the ticker are serialised under one
+lock so actions run in the order decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+
+from stepaudio.audio.io import Audio
+from stepaudio.engines.base import CancelToken, Engine, GenerationOptions, SpeechInstructions, Voice
+from stepaudio.engines.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
+from stepaudio.errors import AudioError, StepAudioError
+from stepaudio.realtime import events as ev
+from stepaudio.realtime.controller import Controller, ControllerConfig, Phase
+from stepaudio.realtime.speculative import SpeculationMetrics
+from stepaudio.realtime.turns import TurnDetectionConfig
+from stepaudio.realtime.worker import SpeechSettings, TranscriptCache, run_generation, run_transcription
+
+Vad = Callable[[np.ndarray], Any]  # one frame of float32 samples -> speech probability (or per-frame array)
+OutputSink = Callable[[ev.Output], None]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    sample_rate: int = 16000  # input buffer, VAD and transcriber rate
+    frame_ms: int = 32  # VAD frame (silero: 512 samples at 16 kHz)
+    turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
+    modalities: tuple[str, ...] = ("audio",)
+    system_prompt: str = ""
+    max_context_tokens: int = 4096
+    voice: Voice | str | None = None
+    speech_instructions: SpeechInstructions | None = None
+    language: str | None = None
+    generation: GenerationOptions | None = None
+    max_buffer_seconds: float = 600.0
+    tick_interval_s: float | None = 0.05  # None: the caller calls tick()
+
+    def __post_init__(self) -> None:
+        if self.sample_rate * self.frame_ms % 1000:
+            raise StepAudioError(f"frame_ms {self.frame_ms} is not a whole number of samples at {self.sample_rate} Hz")
+
+
+class RealtimeSession:
+    def __init__(
+        self,
+        engine: Engine,
+        vad: Vad | None = None,
+        config: SessionConfig | None = None,
+        on_output: OutputSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        count_tokens: TokenCounter = estimate_tokens,
+    ) -> None:
+        self.config = config or SessionConfig()
+        if self.config.turn_detection is not None and vad is None:
+            raise StepAudioError("server_vad turn detection needs a VAD callable (or turn_detection=None)")
+        self.engine = engine
+        self.vad = vad
+        self.clock = clock
+        self.context = ConversationContext(self.config.system_prompt, self.config.max_context_tokens, count_tokens)
+        self._controller = Controller(ControllerConfig(self.config.turn_detection, self.config.modalities))
+        self._settings = SpeechSettings(self.config.voice, self.config.speech_instructions, self.config.language,
+                                        self.config.generation)
+        self._sink = on_output
+        self._outputs: queue.Queue[ev.Output] = queue.Queue()
+        self._lock = threading.RLock()
+        self._frame = self.config.sample_rate * self.config.frame_ms // 1000
+        self._pending = np.zeros(0, np.float32)  # samples short of a whole frame
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_origin_ms = 0  # input time of self._buffer[0]
+        self._resampler: tuple[int, Any] | None = None
+        self._tokens: dict[str, CancelToken] = {}
+        self._cache = TranscriptCache()
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._closed = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="realtime-worker", daemon=True)
+        self._worker.start()
+        self._ticker: threading.Thread | None = None
+        if self.config.tick_interval_s is not None:
+            self._ticker = threading.Thread(target=self._tick_loop, name="realtime-ticker", daemon=True)
+            self._ticker.start()
+
+    # ------------------------------------------------------------ caller API
+
+    @property
+    def phase(self) -> Phase:
+        return self._controller.phase
+
+    @property
+    def metrics(self) -> SpeculationMetrics:
+        return self._controller.metrics
+
+    def context_stats(self) -> ContextStats:
+        with self._lock:
+            return self.context.stats()
+
+    def append_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
+        """Add client audio (input_audio_buffer.append): resampled, cut into VAD frames, fed to the controller."""
+        if self._closed.is_set():
+            raise StepAudioError("the session is closed")
+        data = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(data)):
+            raise AudioError("input audio contains NaN or infinite samples")
+        with self._lock:
+            data = self._resample(data, sample_rate or self.config.sample_rate)
+            data = np.concatenate([self._pending, data])
+            whole = len(data) // self._frame * self._frame
+            self._pending = data[whole:]
+            self._buffer = np.concatenate([self._buffer, data[:whole]])  # sliced by time, so ahead is fine
+            for start in range(0, whole, self._frame):
+                frame = data[start : start + self._frame]
+                prob = None if self.config.turn_detection is None else self._speech_prob(frame)
+                self._dispatch(ev.AudioFrame(self.config.frame_ms, prob))
+            self._trim_buffer()
+
+    def send(self, event: ev.Event | ev.InputAudio) -> None:
+        """A client event (text, response.create/cancel, commit, clear, playback progress, truncate)."""
+        if isinstance(event, ev.InputAudio):
+            self.append_audio(event.samples, event.sample_rate)
+            return
+        with self._lock:
+            self._dispatch(event)
+
+    def tick(self) -> None:
+        with self._lock:
+            self._dispatch(ev.Tick())
+
+    def next_output(self, timeout: float | None = None) -> ev.Output | None:
+        """The next output when no `on_output` callback was given; None after `timeout` seconds."""
+        try:
+            return self._outputs.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until the worker has no queued job (tests, batch use). False on timeout."""
+        done = threading.Event()
+        self._jobs.put(done.set)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._lock:
+            for token in self._tokens.values():
+                token.cancel()
+        self._jobs.put(None)
+        self._worker.join(timeout=10.0)
+        if self._ticker is not None:
+            self._ticker.join(timeout=1.0)
+
+    def __enter__(self) -> RealtimeSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ dispatch and actions
+
+    def _dispatch(self, event: ev.Event) -> None:
+        with self._lock:
+            for action in self._controller.handle(event, self.clock()):
+                self._execute(action)
+
+    def _execute(self, action: ev.Action) -> None:
+        match action:
+            case ev.StartGeneration():
+                self._start_generation(action)
+            case ev.CancelGeneration():
+                token = self._tokens.pop(action.response_id, None)
+                if token is not None:
+                    token.cancel()
+            case ev.TranscribeItem():
+                span, audio = action.span, self._slice(action.span)
+                self._jobs.put(lambda: run_transcription(self.engine, self._cache, span, audio, self._settings,
+                                                         self._post))
+            case ev.AddUserTurn():
+                if action.audio_ms > 0:
+                    self.context.add_user_audio(action.text, duration=action.audio_ms / 1000, item_id=action.item_id)
+                else:
+                    self.context.add_user(action.text, item_id=action.item_id)
+            case ev.AddAssistantTurn():
+                self.context.add_assistant(action.text, duration=action.audio_ms / 1000, item_id=action.item_id)
+            case ev.TruncateAssistantTurn():
+                tokens = round(action.audio_ms / 1000 * self.context.audio_tokens_per_second)
+                self.context.truncate_assistant(action.item_id, action.text, tokens)
+            case ev.Output():
+                self._emit(action)
+            case _:
+                pass  # CommitSpeculation / DiscardSpeculation: bookkeeping only (a cancel follows a discard)
+
+    def _start_generation(self, command: ev.StartGeneration) -> None:
+        token = CancelToken()
+        self._tokens[command.response_id] = token
+        history = self.context.messages()
+        audio = {span.item_id: clip for span in command.user_items
+                 if span.text is None and (clip := self._slice(span)) is not None}
+
+        def job() -> None:
+            if not token.cancelled:
+                run_generation(self.engine, self._cache, command, history, audio, self._settings, token, self._post)
+
+        self._jobs.put(job)
+
+    def _post(self, event: ev.Event) -> None:
+        if not self._closed.is_set():
+            self._dispatch(event)
+
+    def _emit(self, output: ev.Output) -> None:
+        if self._sink is not None:
+            self._sink(output)
+        else:
+            self._outputs.put(output)
+
+    # ------------------------------------------------------------ audio buffer
+
+    def _slice(self, span: ev.ItemSpan) -> Audio | None:
+        rate = self.config.sample_rate
+        start = max(0, (span.start_ms - self._buffer_origin_ms) * rate // 1000)
+        end = max(0, (span.end_ms - self._buffer_origin_ms) * rate // 1000)
+        clip = self._buffer[start:end]
+        return Audio(clip.copy(), rate) if clip.size else None
+
+    def _trim_buffer(self) -> None:
+        """Drop audio before the start of the uncommitted input (and beyond the size cap)."""
+        rate = self.config.sample_rate
+        state = self._controller.state
+        keep_from = state.buffer_start_ms
+        detection = self.config.turn_detection
+        if detection is not None and not state.turns.in_speech:
+            lookback = detection.prefix_padding_ms + detection.min_speech_ms + self.config.frame_ms
+            keep_from = max(keep_from, state.audio_ms - lookback)
+        cap = int(self.config.max_buffer_seconds * rate)
+        drop = max((keep_from - self._buffer_origin_ms) * rate // 1000, len(self._buffer) - cap, 0)
+        drop = drop // self._frame * self._frame
+        if drop:
+            self._buffer = self._buffer[drop:]
+            self._buffer_origin_ms += drop * 1000 // rate
+
+    def _resample(self, data: np.ndarray, rate: int) -> np.ndarray:
+        if rate == self.config.sample_rate:
+            return data
+        if self._resampler is None or self._resampler[0] != rate:
+            self._resampler = (rate, soxr.ResampleStream(rate, self.config.sample_rate, 1, dtype="float32"))
+        return np.asarray(self._resampler[1].resample_chunk(data), dtype=np.float32)
+
+    def _speech_prob(self, frame: np.ndarray) -> float:
+        assert self.vad is not None
+        result = np.asarray(self.vad(frame), dtype=np.float64)
+        return float(result.max()) if result.size else 0.0
+
+    # ------------------------------------------------------------ threads
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            job()
+
+    def _tick_loop(self) -> None:
+        interval = self.config.tick_interval_s or 0.05
+        while not self._closed.wait(interval):
+            self.tick()
+
+
+def asyncio_sink(loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue[ev.Output]) -> OutputSink:
+    """An `on_output` for asyncio servers: outputs land in `outputs`, put from the event loop's thread."""
+
+    def sink(output: ev.Output) -> None:
+        loop.call_soon_threadsafe(outputs.put_nowait, output)
+
+    return sink
