@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stepaudio.audio.io import Audio, AudioSource, encode_audio, load_audio
 from stepaudio.engines.base import Voice
@@ -227,7 +228,7 @@ class VoiceStore:
 
     # -- internals -----------------------------------------------------------------------------------------
 
-    def _record(self, row: tuple) -> StoredVoice:  # type: ignore[type-arg]
+    def _record(self, row: tuple[Any, ...]) -> StoredVoice:
         voice_id, name, transcript, created_at, sample_rate, duration = row
         if not is_voice_id(voice_id):  # a row written by something else: never turn it into a path
             raise VoiceStoreError(f"the store holds a malformed voice id {voice_id!r}")

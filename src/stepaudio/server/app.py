@@ -1,0 +1,47 @@
+"""`create_app(engine, settings, store)`: the FastAPI application, with everything passed in.
+
+Nothing is global: tests build an app around any engine and a temporary store. The real-time WebSocket
+(`/v1/realtime`) attaches through `mount_realtime`, once the real-time session core exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from stepaudio import __version__
+from stepaudio.engines.base import Engine
+from stepaudio.server.context import ServerContext
+from stepaudio.server.errors import install_error_handlers
+from stepaudio.server.guard import EdgeGuard
+from stepaudio.server.openai import rest_router
+from stepaudio.server.settings import ServerSettings
+from stepaudio.server.streaming import CapabilityGate
+from stepaudio.store.voices import VoiceStore
+
+RealtimeMount = Callable[[FastAPI, ServerContext], None]
+
+
+def create_app(
+    engine: Engine,
+    settings: ServerSettings,
+    store: VoiceStore,
+    *,
+    mount_realtime: RealtimeMount | None = None,
+) -> FastAPI:
+    app = FastAPI(title="stepaudio", version=__version__,
+                  description="OpenAI-compatible speech, transcription, chat and voice APIs for Step-Audio engines.")
+    context = ServerContext(engine=engine, settings=settings, store=store, gate=CapabilityGate(settings.max_queue))
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(rest_router())
+    if mount_realtime is not None:  # /v1/realtime: WebSocket sessions (stepaudio.realtime), added later
+        mount_realtime(app, context)
+    app.add_middleware(EdgeGuard, settings=settings)
+    if settings.cors_origins:  # outermost, so preflight and error responses carry the CORS headers
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "X-Api-Key"])
+    return app

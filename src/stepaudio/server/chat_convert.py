@@ -1,0 +1,118 @@
+"""Chat request to engine values: messages (text and input audio), tools and generation options, with caps.
+
+Caps apply before any work: the number of messages, the characters of all text, and the seconds of all
+input audio. Base64 audio is decoded with its byte size checked first; `pcm16` input is 24 kHz mono
+16-bit, as in the OpenAI API.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import numpy as np
+
+from stepaudio.audio.io import Audio, from_pcm16, load_audio, resample
+from stepaudio.engines.base import ChatMessage, GenerationOptions, Role, ToolCall, ToolSpec
+from stepaudio.server.errors import ApiError
+from stepaudio.server.schemas import AudioPart, ChatRequest, Message, TextPart
+from stepaudio.server.settings import ServerSettings
+
+PCM16_RATE = 24000
+
+
+@dataclass(frozen=True)
+class ConvertedChat:
+    messages: list[ChatMessage]
+    tools: list[ToolSpec] | None
+    options: GenerationOptions
+
+
+def convert_request(request: ChatRequest, settings: ServerSettings) -> ConvertedChat:
+    """Blocking (decodes audio): call it from a worker thread."""
+    if len(request.messages) > settings.max_chat_messages:
+        raise ApiError(413, f"{len(request.messages)} messages; at most {settings.max_chat_messages} are allowed",
+                       code="too_many_messages", param="messages")
+    budget = _Budget(settings)
+    messages = [_message(m, i, budget) for i, m in enumerate(request.messages)]
+    tools = None
+    if request.tools and request.tool_choice != "none":
+        tools = [ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in request.tools]
+    return ConvertedChat(messages, tools, generation_options(request, settings))
+
+
+def generation_options(request: ChatRequest, settings: ServerSettings) -> GenerationOptions:
+    defaults = GenerationOptions()
+    wanted = request.max_completion_tokens or request.max_tokens or defaults.max_new_tokens
+    return GenerationOptions(
+        max_new_tokens=min(wanted, settings.max_new_tokens),
+        temperature=defaults.temperature if request.temperature is None else request.temperature,
+        top_p=defaults.top_p if request.top_p is None else request.top_p,
+        seed=request.seed,
+    )
+
+
+class _Budget:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.chars = 0
+        self.seconds = 0.0
+
+    def text(self, text: str) -> str:
+        self.chars += len(text)
+        if self.chars > self.settings.max_chat_text_chars:
+            raise ApiError(413, f"the messages hold more than {self.settings.max_chat_text_chars} characters",
+                           code="context_too_long", param="messages")
+        return text
+
+    def audio(self, part: AudioPart, where: str) -> Audio:
+        encoded = part.input_audio.data
+        limit = self.settings.max_upload_bytes
+        if len(encoded) * 3 // 4 > limit:
+            raise ApiError(413, f"{where}: the audio is larger than the {limit} bytes allowed",
+                           code="file_too_large", param=where)
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, f"{where}: input_audio.data is not valid base64", code="invalid_audio",
+                           param=where) from None
+        remaining = self.settings.max_chat_audio_seconds - self.seconds
+        if part.input_audio.format == "pcm16":
+            audio = load_audio(from_pcm16(raw), source_rate=PCM16_RATE, max_seconds=remaining)
+        else:
+            audio = load_audio(raw, max_seconds=remaining, max_bytes=limit)
+        self.seconds += audio.duration
+        return audio
+
+
+def _message(message: Message, index: int, budget: _Budget) -> ChatMessage:
+    where = f"messages.{index}"
+    role: Role = "system" if message.role == "developer" else message.role
+    texts: list[str] = []
+    clips: list[Audio] = []
+    if isinstance(message.content, str):
+        texts.append(budget.text(message.content))
+    elif message.content is not None:
+        for part in message.content:
+            if isinstance(part, TextPart):
+                texts.append(budget.text(part.text))
+            elif role != "user":
+                raise ApiError(400, f"{where}: only user messages may carry input_audio", code="invalid_value",
+                               param=where)
+            else:
+                clips.append(budget.audio(part, where))
+    calls = tuple(ToolCall(c.id, c.function.name, budget.text(c.function.arguments))
+                  for c in message.tool_calls or ())
+    if role == "tool" and not message.tool_call_id:
+        raise ApiError(400, f"{where}: a tool message needs tool_call_id", code="invalid_value", param=where)
+    return ChatMessage(role=role, content="\n".join(t for t in texts if t), audio=_join(clips), tool_calls=calls,
+                       tool_call_id=message.tool_call_id, name=message.name)
+
+
+def _join(clips: list[Audio]) -> Audio | None:
+    if not clips:
+        return None
+    rate = clips[0].sample_rate
+    samples = [resample(c.samples, c.sample_rate, rate) for c in clips]
+    return Audio(np.concatenate(samples).astype(np.float32), rate)

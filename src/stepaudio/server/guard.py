@@ -1,0 +1,126 @@
+"""The edge of every HTTP request, before any route reads a byte of its body.
+
+API-key check (when a key is configured), the body size cap per kind of route (declared length and the
+bytes actually received), the content type a route accepts (415 otherwise), and an idle timeout while
+waiting for the next piece of a body, so a slow or stalled client cannot hold a worker.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stepaudio.server.errors import ApiError, error_body
+from stepaudio.server.settings import ServerSettings
+
+UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/voices", "/v1/audio/voices")
+JSON_ROUTES = ("/v1/audio/speech", "/v1/chat/completions")
+OPEN_PATHS = ("/health", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+_UPLOAD_SLACK = 1024 * 1024  # form fields and multipart framing beside the file
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    limit: int
+    content_types: tuple[str, ...]
+
+
+class EdgeGuard:
+    """Pure ASGI middleware: rejects early with JSON errors, and bounds what a request body can cost."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # websockets authenticate in their own handler
+            return
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            if scope["method"] != "OPTIONS":
+                self._check_key(path, headers)
+            rule = self._rule(scope["method"], path)
+            if rule is not None:
+                self._check_declared(rule, headers)
+        except ApiError as exc:
+            await _send_error(send, exc)
+            return
+        limit = rule.limit if rule is not None else self.settings.max_json_bytes
+        await self.app(scope, _bounded_receive(receive, limit, self.settings.idle_timeout_s), send)
+
+    def _check_key(self, path: str, headers: dict[str, str]) -> None:
+        key = self.settings.api_key
+        if not key or path in OPEN_PATHS or not path.startswith("/v1"):
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    def _rule(self, method: str, path: str) -> BodyRule | None:
+        if method not in ("POST", "PUT", "PATCH"):
+            return None
+        if path in UPLOAD_ROUTES:
+            return BodyRule(self.settings.max_upload_bytes + _UPLOAD_SLACK, _FORM_TYPES)
+        if path in JSON_ROUTES:
+            return BodyRule(self.settings.max_json_bytes, ("application/json",))
+        return None
+
+    @staticmethod
+    def _check_declared(rule: BodyRule, headers: dict[str, str]) -> None:
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise ApiError(400, "invalid Content-Length header", code="invalid_header")
+            if int(length) > rule.limit:
+                raise ApiError(413, f"the request body is {length} bytes, more than the {rule.limit} allowed",
+                               code="request_too_large")
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in rule.content_types:
+            raise ApiError(415, f"unsupported Content-Type {content_type or '(none)'!r}; "
+                           f"send {' or '.join(rule.content_types)}", code="unsupported_media_type")
+
+
+def _bounded_receive(receive: Receive, limit: int, idle_timeout: float) -> Receive:
+    """`receive` that counts body bytes against `limit` and waits at most `idle_timeout` for each piece."""
+    state = {"received": 0, "complete": False}
+
+    async def bounded() -> Message:
+        if state["complete"]:
+            return await receive()  # after the body: disconnect notices, no timeout
+        try:
+            with anyio.fail_after(idle_timeout):
+                message = await receive()
+        except TimeoutError:
+            raise ApiError(408, f"no request data for {idle_timeout:g} s", code="request_timeout") from None
+        if message["type"] == "http.request":
+            state["received"] += len(message.get("body", b""))
+            if state["received"] > limit:
+                raise ApiError(413, f"the request body is larger than the {limit} bytes allowed",
+                               code="request_too_large")
+            state["complete"] = not message.get("more_body", False)
+        else:
+            state["complete"] = True
+        return message
+
+    return bounded
+
+
+async def _send_error(send: Send, exc: ApiError) -> None:
+    body = json.dumps(error_body(exc.status, exc.message, exc.code, exc.param)).encode()
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())]
+    extra: Mapping[str, Any] = exc.headers or {}
+    headers += [(k.lower().encode(), str(v).encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

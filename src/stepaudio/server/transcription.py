@@ -1,0 +1,109 @@
+"""POST /v1/audio/transcriptions: speech to text as json, text, verbose_json, srt or vtt, or streamed events.
+
+The upload is read with a size cap before it is decoded, and the decoded audio is checked against the
+duration cap. Streaming sends the transcript segment by segment once it is known (the transcribers here
+work on whole utterances), in the OpenAI `transcript.text.delta` / `transcript.text.done` event shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from stepaudio.engines.base import Segment, Transcript
+from stepaudio.server.context import Context
+from stepaudio.server.errors import ApiError
+from stepaudio.server.streaming import SSE_HEADERS, run_blocking, sse
+
+router = APIRouter(tags=["audio"])
+TranscriptFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+
+
+async def read_upload(file: UploadFile, limit: int, field: str = "file") -> bytes:
+    """At most `limit` bytes of an uploaded file; more is a 413, nothing is a 400."""
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"the uploaded {field} is larger than the {limit} bytes allowed",
+                       code="file_too_large", param=field)
+    if not data:
+        raise ApiError(400, f"the uploaded {field} is empty", code="invalid_audio", param=field)
+    return data
+
+
+@router.post("/v1/audio/transcriptions", responses={200: {"content": {"application/json": {}, "text/plain": {},
+                                                                      "text/event-stream": {}}}})
+async def create_transcription(
+    ctx: Context,
+    file: Annotated[UploadFile, File(description="audio: wav, flac, mp3, ogg/opus")],
+    model: Annotated[str, Form(max_length=256)] = "whisper-1",
+    language: Annotated[str | None, Form(max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")] = None,
+    prompt: Annotated[str | None, Form(max_length=4096)] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    transcriber = ctx.transcriber()
+    data = await read_upload(file, ctx.settings.max_upload_bytes)
+    audio = await ctx.decode_audio(data, ctx.settings.max_transcription_seconds)
+    async with ctx.gate.hold("transcriber"):
+        result = await run_blocking(transcriber.transcribe, audio, language.lower() if language else None)
+    duration = result.duration or audio.duration
+    if stream:
+        return StreamingResponse(_events(result), media_type="text/event-stream", headers=SSE_HEADERS)
+    if response_format == "text":
+        return PlainTextResponse(result.text + "\n")
+    if response_format in ("srt", "vtt"):
+        return PlainTextResponse(subtitles(result, response_format, duration))
+    if response_format == "verbose_json":
+        return JSONResponse(verbose(result, duration))
+    return JSONResponse({"text": result.text, "usage": {"type": "duration", "seconds": round(duration, 3)}})
+
+
+def _segments(result: Transcript, duration: float) -> tuple[Segment, ...]:
+    return result.segments or ((Segment(0.0, duration, result.text),) if result.text else ())
+
+
+def verbose(result: Transcript, duration: float) -> dict[str, Any]:
+    segments = [
+        {"id": i, "seek": 0, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "tokens": [],
+         "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0}
+        for i, s in enumerate(_segments(result, duration))
+    ]
+    return {"task": "transcribe", "language": result.language or "unknown", "duration": round(duration, 3),
+            "text": result.text, "segments": segments, "usage": {"type": "duration", "seconds": round(duration, 3)}}
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    millis = round(max(seconds, 0.0) * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def subtitles(result: Transcript, kind: str, duration: float) -> str:
+    separator = "," if kind == "srt" else "."
+    blocks = []
+    for i, segment in enumerate(_segments(result, duration), start=1):
+        timing = f"{_stamp(segment.start, separator)} --> {_stamp(segment.end, separator)}"
+        text = segment.text.strip()
+        blocks.append(f"{i}\n{timing}\n{text}\n" if kind == "srt" else f"{timing}\n{text}\n")
+    body = "\n".join(blocks)
+    return body if kind == "srt" else "WEBVTT\n\n" + body
+
+
+async def _events(result: Transcript) -> AsyncIterator[bytes]:
+    """Deltas whose concatenation is the final text: one per segment when the segments add up to it."""
+    pieces = [segment.text for segment in result.segments]
+    if not pieces or "".join(pieces).strip() != result.text:
+        pieces = [result.text]
+    else:
+        pieces[0] = pieces[0].lstrip()
+        pieces[-1] = pieces[-1].rstrip()
+    for piece in pieces:
+        if piece:
+            yield sse({"type": "transcript.text.delta", "delta": piece})
+    yield sse({"type": "transcript.text.done", "text": result.text})
