@@ -18,6 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prompt": ("stepaudio.cli.prompt", "build a Step-Audio chat or TTS prompt and print its ids"),
     "vllm-command": ("stepaudio.cli.vllm_command", "print the vLLM serve command for the Step chat / TTS models"),
     "bench": ("stepaudio.cli.bench", "run component benchmarks (lm, decoder, tokenizer, ...)"),
+    "chat": ("stepaudio.cli.chat", "talk to a voice assistant: a wav question or an interactive conversation"),
+    "tts": ("stepaudio.cli.tts", "speak text with an engine's voices (speed, pitch, dialect)"),
+    "asr": ("stepaudio.cli.asr", "transcribe audio files with an engine's speech recognizer"),
 }
 
 

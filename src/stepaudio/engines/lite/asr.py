@@ -1,0 +1,81 @@
+"""Speech to text with faster-whisper (CTranslate2 int8 on CPU) and the packaged Whisper base or small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stepaudio.audio.io import Audio, load_audio
+from stepaudio.engines.base import Segment, Transcript
+from stepaudio.errors import MissingExtraError
+
+SAMPLE_RATE = 16000
+# Whisper writes Mandarin in traditional or simplified characters at random unless the context shows one.
+INITIAL_PROMPTS = {"zh": "以下是普通话的句子，使用简体中文。"}
+# Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
+LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh", "yue": "zh", "cantonese": "zh",
+                  "english": "en", "japanese": "ja", "korean": "ko"}
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    beam_size: int = 1
+    threads: int = 2
+    compute_type: str = "int8"
+    device: str = "cpu"
+
+
+class WhisperTranscriber:
+    """`Transcriber` over a faster-whisper model directory (see `resolver.resolve(WHISPER_BASE)`)."""
+
+    def __init__(self, model_dir: str | Path, options: WhisperOptions | None = None) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise MissingExtraError("lite", "faster_whisper") from exc
+        self.options = options or WhisperOptions()
+        self.model_dir = Path(model_dir)
+        self._model = WhisperModel(str(model_dir), device=self.options.device,
+                                   compute_type=self.options.compute_type, cpu_threads=self.options.threads)
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        samples = _as_16k(audio)
+        code = normalize_language(language)
+        segments, info = self._model.transcribe(
+            samples,
+            language=code,
+            beam_size=self.options.beam_size,
+            initial_prompt=INITIAL_PROMPTS.get(code or ""),
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        parts = tuple(Segment(float(s.start), float(s.end), s.text.strip()) for s in segments)
+        text = _join([part.text for part in parts], info.language)
+        return Transcript(text=text, language=info.language, segments=parts, duration=len(samples) / SAMPLE_RATE)
+
+    def warmup(self) -> None:
+        """One tiny decode so the first real request does not pay CTranslate2's start-up."""
+        self.transcribe(Audio(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), SAMPLE_RATE), language="en")
+
+
+def normalize_language(language: str | None) -> str | None:
+    if not language or language.lower() == "auto":
+        return None
+    key = language.lower()
+    return LANGUAGE_CODES.get(key, key.split("-")[0])
+
+
+def _as_16k(audio: Audio | Any) -> np.ndarray:
+    if not isinstance(audio, Audio):
+        audio = load_audio(audio, sample_rate=SAMPLE_RATE)
+    elif audio.sample_rate != SAMPLE_RATE:
+        audio = audio.resampled(SAMPLE_RATE)
+    return np.ascontiguousarray(audio.samples, dtype=np.float32)
+
+
+def _join(texts: list[str], language: str | None) -> str:
+    separator = "" if language in ("zh", "ja", "yue") else " "
+    return separator.join(t for t in texts if t).strip()

