@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,18 +110,23 @@ class EchoChat:
             return
         words = f"You said: {last.content}.".split(" ")
         limit = (options or GenerationOptions()).max_new_tokens
-        for index, word in enumerate(words[:limit]):
-            if cancel is not None and cancel.cancelled:
+        completed = False
+        try:
+            for index, word in enumerate(words[:limit]):
+                if cancel is not None and cancel.cancelled:
+                    yield ChatDelta(finish_reason="cancelled")
+                    return
+                time.sleep(self.delay)
+                yield ChatDelta(text=word if index == 0 else " " + word)
+            yield ChatDelta(finish_reason="length" if len(words) > limit else "stop")
+            completed = True
+        finally:
+            if not completed:  # stopped by the token or closed by the caller
                 self.cancelled.set()
-                yield ChatDelta(finish_reason="cancelled")
-                return
-            time.sleep(self.delay)
-            yield ChatDelta(text=word if index == 0 else " " + word)
-        yield ChatDelta(finish_reason="length" if len(words) > limit else "stop")
 
 
-def tiny_engine() -> Engine:
-    return Engine("tiny", DurationTranscriber(), EchoChat(), ToneSynthesizer())
+def tiny_engine(chat_delay: float = 0.0, synth_delay: float = 0.0) -> Engine:
+    return Engine("tiny", DurationTranscriber(), EchoChat(delay=chat_delay), ToneSynthesizer(delay=synth_delay))
 
 
 def free_port() -> int:
@@ -176,6 +181,21 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
+    """`make(settings, engine=None)`: a live server (the tiny engine by default), stopped with the module."""
+    servers: list[LiveServer] = []
+
+    def make(settings: ServerSettings, engine: Engine | None = None) -> LiveServer:
+        server = LiveServer(engine or tiny_engine(), settings, tmp_path_factory.mktemp("voices"))
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
 def tone_wav(seconds: float = 1.0, rate: int = 16000, fmt: str = "wav") -> bytes:
     from stepaudio.audio.io import encode_audio
 
@@ -187,3 +207,9 @@ def tone_wav(seconds: float = 1.0, rate: int = 16000, fmt: str = "wav") -> bytes
 def tone() -> object:
     """`tone(seconds, rate, fmt)`: encoded bytes of a 220 Hz tone."""
     return tone_wav
+
+
+@pytest.fixture(scope="session")
+def make_engine() -> Callable[..., Engine]:
+    """`make_engine(chat_delay=0, synth_delay=0)`: a fresh tiny engine."""
+    return tiny_engine

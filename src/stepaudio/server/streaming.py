@@ -9,6 +9,7 @@ iterator is closed and its `CancelToken` set, so the engine stops between steps.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from stepaudio.engines.base import CancelToken
 from stepaudio.server.errors import ApiError
 
 T = TypeVar("T")
+log = logging.getLogger("stepaudio.server")
 _DONE = object()
 
 
@@ -132,7 +134,20 @@ class ClosingStreamingResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:
+                        pass  # the client went away while we wrote
+                    except Exception:  # headers are gone: all that is left is to end the stream
+                        log.exception("a streamed response failed after it started")
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await self.listen_for_disconnect(receive)  # uvicorn's send does not fail on a closed socket
+                group.cancel_scope.cancel()
         finally:
             close = getattr(self.body_iterator, "aclose", None)
             with anyio.CancelScope(shield=True):
