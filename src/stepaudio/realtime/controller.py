@@ -446,7 +446,7 @@ class _Step:
         text = playback.text_until(played)
         cut = played < playback.sent_ms - 1e-6
         if cut:
-            self.out.append(ev.ItemTruncated(response.item_id, int(played)))
+            self.out.append(ev.ItemTruncated(response.item_id, round(played)))
         if response.in_context:
             if cut:
                 self.out.append(ev.TruncateAssistantTurn(response.item_id, text, played))

@@ -173,7 +173,7 @@ class CommitSpeculation:
     """The silence was confirmed: the speculative generation becomes the response."""
 
     response_id: str
-    latency_saved_ms: float
+    window_ms: float  # time from the speculative start to the confirmation: the most it can save
 
 
 @dataclass(frozen=True)

@@ -119,12 +119,16 @@ class RealtimeSession:
             data = np.concatenate([self._pending, data])
             whole = len(data) // self._frame * self._frame
             self._pending = data[whole:]
-            self._buffer = np.concatenate([self._buffer, data[:whole]])  # sliced by time, so ahead is fine
-            for start in range(0, whole, self._frame):
-                frame = data[start : start + self._frame]
-                prob = None if self.config.turn_detection is None else self._speech_prob(frame)
-                self._dispatch(ev.AudioFrame(self.config.frame_ms, prob))
-            self._trim_buffer()
+            self._ingest(data[:whole])
+
+    def _ingest(self, data: np.ndarray) -> None:
+        """Whole frames: buffer them, run the VAD, feed the controller."""
+        self._buffer = np.concatenate([self._buffer, data])  # sliced by time, so being ahead is fine
+        for start in range(0, len(data), self._frame):
+            frame = data[start : start + self._frame]
+            prob = None if self.config.turn_detection is None else self._speech_prob(frame)
+            self._dispatch(ev.AudioFrame(self.config.frame_ms, prob))
+        self._trim_buffer()
 
     def send(self, event: ev.Event | ev.InputAudio) -> None:
         """A client event (text, response.create/cancel, commit, clear, playback progress, truncate)."""
@@ -132,6 +136,8 @@ class RealtimeSession:
             self.append_audio(event.samples, event.sample_rate)
             return
         with self._lock:
+            if isinstance(event, ev.InputAudioCommit):
+                self._flush_input()
             self._dispatch(event)
 
     def tick(self) -> None:
@@ -250,6 +256,19 @@ class RealtimeSession:
         if drop:
             self._buffer = self._buffer[drop:]
             self._buffer_origin_ms += drop * 1000 // rate
+
+    def _flush_input(self) -> None:
+        """Before a manual commit: drain the resampler and pad the last partial frame, so all audio counts."""
+        tail = np.zeros(0, np.float32)
+        if self._resampler is not None:
+            tail = np.asarray(self._resampler[1].resample_chunk(tail, last=True), dtype=np.float32)
+            self._resampler = None
+        data = np.concatenate([self._pending, tail])
+        self._pending = np.zeros(0, np.float32)
+        if data.size:
+            padded = np.zeros(-(-data.size // self._frame) * self._frame, np.float32)
+            padded[: data.size] = data
+            self._ingest(padded)
 
     def _resample(self, data: np.ndarray, rate: int) -> np.ndarray:
         if rate == self.config.sample_rate:

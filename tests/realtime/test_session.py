@@ -1,0 +1,316 @@
+"""RealtimeSession with small deterministic components: an energy VAD on synthetic tones, and a transcriber,
+chat model and synthesiser written here against the engine Protocols. The same scenario runs against the
+real lite engine behind the slow marker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from stepaudio.audio.io import Audio
+from stepaudio.engines.base import (
+    AudioChunk,
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    ChatModel,
+    Engine,
+    GenerationOptions,
+    SpeechInstructions,
+    Synthesizer,
+    ToolSpec,
+    Transcriber,
+    Transcript,
+    Voice,
+)
+from stepaudio.errors import AudioError, StepAudioError
+from stepaudio.realtime import events as ev
+from stepaudio.realtime.controller import Phase
+from stepaudio.realtime.session import RealtimeSession, SessionConfig, asyncio_sink
+from stepaudio.realtime.turns import TurnDetectionConfig
+
+RATE = 16000
+
+
+def energy_vad(frame: np.ndarray) -> float:
+    """Speech probability from loudness: 0 below -40 dBFS RMS, 1 above -20 dBFS."""
+    rms = float(np.sqrt(np.mean(np.square(frame)))) + 1e-12
+    return float(np.clip((20 * np.log10(rms) + 40) / 20, 0.0, 1.0))
+
+
+def tone(seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def silence(seconds: float, rate: int = RATE) -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 1e-4, int(seconds * rate)).astype(np.float32)
+
+
+class ToneTranscriber:
+    """Says how long the voiced part of the audio lasts, in tenths of a second."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        assert audio.sample_rate == RATE
+        self.calls.append(audio.duration)
+        blocks = audio.samples[: len(audio.samples) // 160 * 160].reshape(-1, 160)  # 10 ms
+        voiced = int((np.sqrt(np.mean(np.square(blocks), axis=1)) > 0.05).sum())
+        tenths = round(voiced / 10)
+        return Transcript(f"tone {tenths}", duration=audio.duration)
+
+
+class EchoChat:
+    """Replies 'You said <last user text>.' followed by `extra` words, one word per delta."""
+
+    def __init__(self, extra: int = 0) -> None:
+        self.extra = extra
+        self.seen: list[list[ChatMessage]] = []
+
+    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
+        self.seen.append(list(messages))
+        last = next(m.content for m in reversed(messages) if m.role == "user")
+        words = f"You said {last}.".split() + [f"word{i}" for i in range(self.extra)]
+        for index, word in enumerate(words):
+            if cancel is not None and cancel.cancelled:
+                yield ChatDelta(finish_reason="cancelled")
+                return
+            yield ChatDelta(text=word if index == 0 else " " + word)
+        yield ChatDelta(finish_reason="stop")
+
+
+class BeepSynthesizer:
+    """0.1 s of a tone per word, in one chunk per word."""
+
+    sample_rate = 8000
+
+    def voices(self) -> list[str]:
+        return ["beep"]
+
+    def synthesize(self, text: str, voice: Voice | str | None = None,
+                   instructions: SpeechInstructions | None = None,
+                   cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
+        words = text.split()
+        for index, _word in enumerate(words):
+            if cancel is not None and cancel.cancelled:
+                return
+            yield AudioChunk(tone(0.1, self.sample_rate), self.sample_rate, is_last=index == len(words) - 1)
+
+
+def test_doubles_satisfy_the_engine_protocols() -> None:
+    assert isinstance(ToneTranscriber(), Transcriber)
+    assert isinstance(EchoChat(), ChatModel)
+    assert isinstance(BeepSynthesizer(), Synthesizer)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_session(extra: int = 0, **config: object) -> tuple[RealtimeSession, Clock, ToneTranscriber, EchoChat]:
+    transcriber, chat, clock = ToneTranscriber(), EchoChat(extra), Clock()
+    engine = Engine("doubles", transcriber, chat, BeepSynthesizer())
+    settings = SessionConfig(tick_interval_s=None, **config)  # type: ignore[arg-type]
+    vad = energy_vad if settings.turn_detection is not None else None
+    return RealtimeSession(engine, vad, settings, clock=clock), clock, transcriber, chat
+
+
+def feed(session: RealtimeSession, clock: Clock, samples: np.ndarray, rate: int = RATE, step_s: float = 0.1,
+         patience_s: float = 30.0) -> None:
+    """Stream in real time (fake clock), letting the worker catch up after every chunk."""
+    size = int(step_s * rate)
+    for start in range(0, len(samples), size):
+        chunk = samples[start : start + size]
+        clock.now += len(chunk) / rate
+        session.append_audio(chunk, rate)
+        assert session.wait_idle(patience_s)
+
+
+def drain(session: RealtimeSession) -> list[ev.Output]:
+    outputs = []
+    while (output := session.next_output(timeout=0.01)) is not None:
+        outputs.append(output)
+    return outputs
+
+
+def types(outputs: list[ev.Output]) -> list[str]:
+    return [output.openai_type for output in outputs]
+
+
+def test_spoken_turn_gets_a_committed_speculative_answer() -> None:
+    session, clock, transcriber, _chat = make_session()
+    with session:
+        feed(session, clock, np.concatenate([silence(0.5), tone(1.0), silence(0.8)]))
+        outputs = drain(session)
+        assert types(outputs)[:5] == [
+            "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed", "conversation.item.added",
+            "conversation.item.input_audio_transcription.completed"]
+        assert outputs[0] == ev.SpeechStarted("item_1", 180)  # the 32 ms frame at 480 ms holds the onset; minus 300 ms
+        assert ev.InputTranscriptionCompleted("item_1", "tone 10") in outputs
+        assert types(outputs).count("response.created") == 1
+        transcript = "".join(o.delta for o in outputs if isinstance(o, ev.OutputTranscriptDelta))
+        assert transcript == "You said tone 10."
+        audio = [o for o in outputs if isinstance(o, ev.OutputAudioDelta)]
+        assert sum(len(o.samples) for o in audio) == 4 * 800 and {o.sample_rate for o in audio} == {8000}
+        assert outputs[-1] == ev.ResponseDone("resp_2", "item_3", "completed", "stop")
+        assert session.metrics.committed == 1 and session.metrics.started == 1
+        assert len(transcriber.calls) == 1  # transcribed once, speculatively
+        assert session.phase is Phase.SPEAKING
+        clock.now += 0.5
+        session.tick()
+        assert session.phase is Phase.LISTENING
+        assert [(m.role, m.content) for m in session.context.messages()] == [
+            ("user", "tone 10"), ("assistant", "You said tone 10.")]
+        stats = session.context_stats()
+        assert stats.audio_turns == 2 and stats.compression_ratio > 1
+
+
+def test_pause_shorter_than_the_silence_discards_and_restarts() -> None:
+    session, clock, transcriber, _chat = make_session()
+    with session:
+        feed(session, clock, np.concatenate([tone(0.6), silence(0.3), tone(0.6), silence(0.8)]))
+        outputs = drain(session)
+        assert types(outputs).count("input_audio_buffer.speech_started") == 1
+        assert types(outputs).count("response.created") == 1
+        metrics = session.metrics
+        assert (metrics.started, metrics.committed, metrics.discarded) == (2, 1, 1)
+        assert metrics.commit_rate == 0.5
+        assert ev.InputTranscriptionCompleted("item_1", "tone 12") in outputs  # the whole turn
+        assert [o.delta for o in outputs if isinstance(o, ev.OutputTranscriptDelta)] == ["You said tone 12."]
+        assert len(transcriber.calls) == 2
+
+
+def test_barge_in_truncates_the_assistant_turn_to_what_was_played() -> None:
+    session, clock, _transcriber, chat = make_session(extra=20)  # 24 words: 2.4 s of speech
+    with session:
+        feed(session, clock, np.concatenate([tone(0.5), silence(0.6)]))
+        assert session.phase is Phase.SPEAKING
+        feed(session, clock, silence(0.5))
+        feed(session, clock, tone(0.3))  # the user talks over the reply
+        outputs = drain(session)
+        truncated = [o for o in outputs if isinstance(o, ev.ItemTruncated)]
+        assert len(truncated) == 1 and 500 <= truncated[0].audio_end_ms <= 1100
+        assert session.phase is Phase.INTERRUPTED
+        assistant = [m.content for m in session.context.messages() if m.role == "assistant"]
+        assert len(assistant) == 1
+        full = "You said tone 5. " + " ".join(f"word{i}" for i in range(20))
+        assert full.startswith(assistant[0]) and len(assistant[0].split()) < len(full.split())
+        feed(session, clock, silence(0.8))
+        answered = [o for o in drain(session) if isinstance(o, ev.OutputTranscriptDelta)]
+        assert answered and answered[0].delta.startswith("You said tone 3")
+        assert chat.seen[-1][-2].content == assistant[0]  # the truncated turn is what the model sees
+
+
+def test_manual_turns_text_modality_and_resampled_input() -> None:
+    session, clock, transcriber, _chat = make_session(turn_detection=None, modalities=("text",))
+    with session:
+        feed(session, clock, np.concatenate([silence(0.2, 24000), tone(0.5, 24000)]), rate=24000)
+        session.send(ev.InputAudioCommit())
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        outputs = drain(session)
+        assert abs(transcriber.calls[0] - 0.7) < 0.033  # 24 kHz in, 16 kHz out, all of it (last frame padded)
+        text = "".join(o.delta for o in outputs if isinstance(o, ev.OutputTextDelta))
+        assert text == "You said tone 5."
+        assert not any(isinstance(o, ev.OutputAudioDelta) for o in outputs)
+        session.send(ev.TextInput("hello"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["You said hello."]
+
+
+def test_session_errors() -> None:
+    engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer())
+    with pytest.raises(StepAudioError, match="VAD"):
+        RealtimeSession(engine, None, SessionConfig(tick_interval_s=None))
+    with pytest.raises(StepAudioError, match="whole number"):
+        SessionConfig(sample_rate=44100, frame_ms=10 + 1)
+    session = RealtimeSession(engine, energy_vad, SessionConfig(tick_interval_s=None))
+    with pytest.raises(AudioError):
+        session.append_audio(np.array([np.nan], np.float32))
+    session.close()
+    with pytest.raises(StepAudioError, match="closed"):
+        session.append_audio(silence(0.1))
+
+
+def test_failing_chat_reports_a_failed_response() -> None:
+    class Broken:
+        def respond(self, *args: object, **kwargs: object) -> Iterator[ChatDelta]:
+            raise RuntimeError("model exploded")
+
+    engine = Engine("broken", ToneTranscriber(), Broken(), BeepSynthesizer())
+    with RealtimeSession(engine, None, SessionConfig(turn_detection=None, tick_interval_s=None)) as session:
+        session.send(ev.TextInput("hi"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        outputs = drain(session)
+        assert any(isinstance(o, ev.ErrorOutput) and "model exploded" in o.message for o in outputs)
+        assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)] == ["failed"]
+        assert session.phase is Phase.LISTENING
+
+
+def test_callback_sink_and_ticker_thread() -> None:
+    engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer())
+    received: list[ev.Output] = []
+    done = threading.Event()
+
+    def sink(output: ev.Output) -> None:
+        received.append(output)
+        if isinstance(output, ev.ResponseDone):
+            done.set()
+
+    config = SessionConfig(turn_detection=None, tick_interval_s=0.01)
+    with RealtimeSession(engine, None, config, on_output=sink) as session:
+        session.send(ev.TextInput("hi"))
+        session.send(ev.ResponseCreate())
+        assert done.wait(10)
+        for _ in range(200):  # the ticker ends playback of 0.3 s of audio in real time
+            if session.phase is Phase.LISTENING:
+                break
+            threading.Event().wait(0.01)
+        assert session.phase is Phase.LISTENING
+
+
+def test_asyncio_sink() -> None:
+    async def main() -> ev.Output:
+        queue: asyncio.Queue[ev.Output] = asyncio.Queue()
+        sink = asyncio_sink(asyncio.get_running_loop(), queue)
+        threading.Thread(target=sink, args=(ev.BufferCleared(),)).start()
+        return await asyncio.wait_for(queue.get(), 5)
+
+    assert asyncio.run(main()) == ev.BufferCleared()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("stepaudio.engines.lite") is None, reason="no lite engine")
+def test_spoken_turn_with_the_lite_engine() -> None:
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("lite")
+    assert engine.synthesizer is not None
+    chunks = list(engine.synthesizer.synthesize("What is the capital of France?"))
+    question = Audio(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate).resampled(RATE)
+    detection = TurnDetectionConfig(threshold=0.3)
+    clock = Clock()
+    session = RealtimeSession(engine, energy_vad, SessionConfig(turn_detection=detection, tick_interval_s=None),
+                              clock=clock)
+    with session:
+        feed(session, clock, np.concatenate([silence(0.3), question.samples, silence(1.0)]), patience_s=600)
+        outputs = drain(session)
+        transcripts = [o.transcript for o in outputs if isinstance(o, ev.InputTranscriptionCompleted)]
+        assert transcripts and "france" in transcripts[-1].lower()
+        assert any(isinstance(o, ev.OutputAudioDelta) for o in outputs)
+        assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)][-1] == "completed"
