@@ -115,3 +115,15 @@ def test_static_decoder_matches_eager_generation(tiny_model: Factory) -> None:
 
 def eager_cache(model: Step1ForCausalLM) -> StaticKVCache:
     return StaticKVCache(model.config, 1, 4)
+
+
+@pytest.mark.slow
+def test_compiled_static_decoder_matches_eager(tiny_model: Factory) -> None:
+    """torch.compile of the static decode step (inductor on CPU; minutes of compilation)."""
+    from stepaudio.lm.accel import StaticDecoder
+
+    model = tiny_model(seed=7)
+    config = GenerationConfig(max_new_tokens=6, stop_ids=())
+    eager = [s.tokens for s in TokenStream(model, PROMPTS[:2], config)]
+    compiled = StaticDecoder.factory(model, compile_mode="default")
+    assert eager == [s.tokens for s in TokenStream(model, PROMPTS[:2], config, decode_fn=compiled)]

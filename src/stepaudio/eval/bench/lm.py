@@ -41,12 +41,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = Step1Config.resolve(args.shape)
+    full_layers = cfg.num_hidden_layers
     if args.layers is not None:
         cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
 
     model = random_model(cfg, dtype, args.quant, device)
     weight_bytes = decode_weight_bytes(model)
+    model_layer_bytes = decode_weight_bytes(model.model.layers[0])
     results: dict[str, Any] = {
         "shape": args.shape, "layers": cfg.num_hidden_layers, "dtype": args.dtype, "quant": args.quant,
         "device": str(device), "threads": args.threads, "decode_weight_bytes": weight_bytes,
@@ -60,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     results["decode_bound_tok_s"] = bandwidth / weight_bytes
     results["decode_fraction_of_bound"] = results["decode_tok_s"] / results["decode_bound_tok_s"]
     results["decode_best_fraction_of_bound"] = results["decode_best_tok_s"] / results["decode_bound_tok_s"]
+    if cfg.num_hidden_layers != full_layers:
+        # Same fraction of the bound at full depth: per-layer bytes scale, head and norms do not.
+        per_layer = model_layer_bytes
+        full_bytes = weight_bytes + (full_layers - cfg.num_hidden_layers) * per_layer
+        results["full_depth_layers"] = full_layers
+        results["full_depth_decode_weight_bytes"] = full_bytes
+        results["full_depth_estimated_decode_tok_s"] = results["decode_tok_s"] * weight_bytes / full_bytes
     print_table(results)
     if args.json:
         with open(args.json, "w") as handle:
@@ -215,6 +224,12 @@ def print_table(r: dict[str, Any]) -> None:
          f"{100 * r['decode_best_fraction_of_bound']:.0f} %)"),
         ("peak memory", f"{r['peak_memory_bytes'] / gb:.2f} GB"),
     ]
+    if "full_depth_layers" in r:
+        rows.append((
+            f"at {r['full_depth_layers']} layers",
+            f"~{r['full_depth_estimated_decode_tok_s']:.2f} tok/s decode (same fraction of the bound, "
+            f"{r['full_depth_decode_weight_bytes'] / gb:.2f} GB)",
+        ))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
