@@ -114,3 +114,17 @@ def test_system_message_sets_the_prompt_and_clear_keeps_it() -> None:
 def test_invalid_budget() -> None:
     with pytest.raises(StepAudioError):
         ConversationContext(max_tokens=0)
+
+
+def test_shrinking_the_budget_or_growing_the_prompt_refits() -> None:
+    context = ConversationContext(max_tokens=100, count_tokens=words, turn_overhead=0)
+    for index in range(5):
+        context.add_user(f"q{index} a b c")
+        context.add_assistant(f"r{index} d e f")
+    assert len(context.turns) == 10
+    context.max_tokens = 16
+    assert [turn.text for turn in context.turns] == ["q3 a b c", "r3 d e f", "q4 a b c", "r4 d e f"]
+    context.system_prompt = "one two three four"
+    assert [turn.text for turn in context.turns] == ["q4 a b c", "r4 d e f"]
+    with pytest.raises(StepAudioError):
+        context.max_tokens = -1

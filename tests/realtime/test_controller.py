@@ -384,3 +384,26 @@ def test_outputs_name_their_openai_events() -> None:
             "response.output_audio.done", "response.output_audio_transcript.delta",
             "response.output_audio_transcript.done", "conversation.item.added",
             "conversation.item.truncated"} <= names
+
+
+def test_config_update_to_manual_drops_speculation_and_speech() -> None:
+    d = driver()
+    d.audio(0.9, 400)
+    d.audio(0.0, 200)
+    assert d.state.response is not None and d.state.response.speculative
+    actions = d.send(ev.ConfigUpdate(ControllerConfig(turn_detection=None)))
+    assert kinds(actions) == ["DiscardSpeculation", "CancelGeneration"]
+    assert d.phase is Phase.LISTENING
+    assert d.audio(0.9, 400) == []  # no VAD any more: the audio just buffers
+    actions = d.send(ev.InputAudioCommit())
+    assert only(actions, ev.TranscribeItem) == [ev.TranscribeItem(ev.ItemSpan("item_4", 0, 1000))]
+
+
+def test_config_update_of_modalities_keeps_the_turn() -> None:
+    d = driver()
+    d.audio(0.9, 400)
+    detection = d.state.config.turn_detection
+    assert d.send(ev.ConfigUpdate(ControllerConfig(detection, ("text",)))) == []
+    assert d.phase is Phase.USER_SPEAKING
+    with pytest.raises(TypeError):
+        d.send(ev.ConfigUpdate("server_vad"))

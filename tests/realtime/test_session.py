@@ -232,6 +232,40 @@ def test_manual_turns_text_modality_and_resampled_input() -> None:
         assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["You said hello."]
 
 
+def test_noise_that_transcribes_to_nothing_gets_no_answer() -> None:
+    class Deaf(ToneTranscriber):
+        def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+            return Transcript("")
+
+    chat = EchoChat()
+    engine = Engine("doubles", Deaf(), chat, BeepSynthesizer())
+    clock = Clock()
+    with RealtimeSession(engine, energy_vad, SessionConfig(tick_interval_s=None), clock=clock) as session:
+        feed(session, clock, np.concatenate([tone(0.3), silence(0.8)]))
+        outputs = drain(session)
+        assert ev.InputTranscriptionCompleted("item_1", "") in outputs
+        assert chat.seen == []
+        assert not any(isinstance(o, ev.OutputAudioDelta) for o in outputs)
+        assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)] == ["completed"]
+        assert session.context.messages() == []
+        assert session.phase is Phase.LISTENING
+
+
+def test_update_changes_prompt_voice_and_turn_detection() -> None:
+    session, clock, _transcriber, chat = make_session()
+    with session:
+        config = session.update(system_prompt="Answer in French.", turn_detection=None, modalities=("text",))
+        assert config.turn_detection is None and session.context.system_prompt == "Answer in French."
+        feed(session, clock, tone(0.5))
+        assert drain(session) == []  # no VAD: nothing happens until a commit
+        session.send(ev.InputAudioCommit())
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        assert chat.seen[-1][0] == ChatMessage("system", "Answer in French.")
+        with pytest.raises(StepAudioError, match="sample rate"):
+            session.update(sample_rate=8000)
+
+
 def test_session_errors() -> None:
     engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer())
     with pytest.raises(StepAudioError, match="VAD"):

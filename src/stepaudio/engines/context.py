@@ -81,16 +81,36 @@ class ConversationContext:
     ) -> None:
         if max_tokens <= 0:
             raise StepAudioError(f"the context budget must be positive, got {max_tokens}")
-        self.system_prompt = system_prompt
-        self.max_tokens = max_tokens
         self.count_tokens = count_tokens
         self.turn_overhead = turn_overhead
         self.audio_tokens_per_second = audio_tokens_per_second
+        self._system_prompt = system_prompt
+        self._max_tokens = max_tokens
         self._turns: list[Turn] = []
         self._dropped = 0
         self._audio_turns = 0
         self._audio_tokens = 0
         self._transcript_tokens = 0
+
+    @property
+    def system_prompt(self) -> str:
+        return self._system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, text: str) -> None:
+        self._system_prompt = text
+        self._fit()
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    @max_tokens.setter
+    def max_tokens(self, budget: int) -> None:
+        if budget <= 0:
+            raise StepAudioError(f"the context budget must be positive, got {budget}")
+        self._max_tokens = budget
+        self._fit()
 
     @property
     def turns(self) -> tuple[Turn, ...]:

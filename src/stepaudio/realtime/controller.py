@@ -171,6 +171,8 @@ class _Step:
                 self.on_transcribed(event)
             case ev.GenerationText() | ev.GenerationAudio() | ev.GenerationDone():
                 self.on_generation(event)
+            case ev.ConfigUpdate():
+                self.on_config(event.config)
             case ev.Tick():
                 pass
 
@@ -243,6 +245,17 @@ class _Step:
             self.commit_speculation(response)
         elif will_answer:
             self.start_response(speculative=False)
+
+    def on_config(self, config: ControllerConfig) -> None:
+        if not isinstance(config, ControllerConfig):
+            raise TypeError(f"ConfigUpdate needs a ControllerConfig, got {type(config).__name__}")
+        if config.turn_detection != self.s.config.turn_detection:
+            if self.s.response is not None and self.s.response.speculative:
+                self.discard_speculation()
+            items = tuple(item for item in self.s.items if item.committed)
+            self.s = replace(self.s, items=items, speech_item_id=None, interrupted=False,
+                             turns=reset(self.s.turns, self.s.buffer_start_ms))
+        self.s = replace(self.s, config=config)
 
     def on_manual_commit(self) -> None:
         if self.s.audio_ms <= self.s.buffer_start_ms:

@@ -11,7 +11,7 @@ clock in seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -81,6 +81,14 @@ class ItemTruncate:
 
 
 @dataclass(frozen=True)
+class ConfigUpdate:
+    """session.update: new turn detection and modalities (a `ControllerConfig`); an open speculation is
+    dropped and speech in progress forgotten when turn detection changes."""
+
+    config: Any
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: lets playback finish and idle timeouts fire without other input."""
 
@@ -126,7 +134,7 @@ class GenerationDone:
 
 Event = (
     AudioFrame | InputAudioCommit | InputAudioClear | TextInput | ResponseCreate | ResponseCancel
-    | PlaybackProgress | ItemTruncate | Tick | InputTranscribed | GenerationText | GenerationAudio
+    | PlaybackProgress | ItemTruncate | ConfigUpdate | Tick | InputTranscribed | GenerationText | GenerationAudio
     | GenerationDone
 )
 

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,22 @@ class RealtimeSession:
     def context_stats(self) -> ContextStats:
         with self._lock:
             return self.context.stats()
+
+    def update(self, **changes: Any) -> SessionConfig:
+        """session.update: change any `SessionConfig` field but the audio format; running jobs keep the old."""
+        with self._lock:
+            config = replace(self.config, **changes)
+            if (config.sample_rate, config.frame_ms) != (self.config.sample_rate, self.config.frame_ms):
+                raise StepAudioError("the input sample rate and frame size of a running session cannot change")
+            if config.turn_detection is not None and self.vad is None:
+                raise StepAudioError("server_vad turn detection needs a VAD callable; this session has none")
+            self.config = config
+            self.context.system_prompt = config.system_prompt
+            self.context.max_tokens = config.max_context_tokens
+            self._settings = SpeechSettings(config.voice, config.speech_instructions, config.language,
+                                            config.generation)
+            self._dispatch(ev.ConfigUpdate(ControllerConfig(config.turn_detection, config.modalities)))
+            return config
 
     def append_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
         """Add client audio (input_audio_buffer.append): resampled, cut into VAD frames, fed to the controller."""
@@ -205,6 +221,8 @@ class RealtimeSession:
                 tokens = round(action.audio_ms / 1000 * self.context.audio_tokens_per_second)
                 self.context.truncate_assistant(action.item_id, action.text, tokens)
             case ev.Output():
+                if isinstance(action, ev.ResponseDone):
+                    self._tokens.pop(action.response_id, None)
                 self._emit(action)
             case _:
                 pass  # CommitSpeculation / DiscardSpeculation: bookkeeping only (a cancel follows a discard)
@@ -215,10 +233,11 @@ class RealtimeSession:
         history = self.context.messages()
         audio = {span.item_id: clip for span in command.user_items
                  if span.text is None and (clip := self._slice(span)) is not None}
+        settings = self._settings
 
         def job() -> None:
             if not token.cancelled:
-                run_generation(self.engine, self._cache, command, history, audio, self._settings, token, self._post)
+                run_generation(self.engine, self._cache, command, history, audio, settings, token, self._post)
 
         self._jobs.put(job)
 

@@ -37,9 +37,10 @@ class SpeechSettings:
 
 @dataclass
 class TranscriptCache:
-    """Only the worker thread touches it."""
+    """Only the worker thread touches it; the oldest entries go beyond `limit`."""
 
     texts: dict[tuple[str, int], str] = field(default_factory=dict)
+    limit: int = 64
 
     def get_or_transcribe(self, engine: Engine, span: ev.ItemSpan, audio: Audio | None, language: str | None,
                           post: Post) -> str:
@@ -49,6 +50,8 @@ class TranscriptCache:
         if key not in self.texts:
             text = _transcribe(engine, audio, language)
             self.texts[key] = text
+            while len(self.texts) > self.limit:
+                del self.texts[next(iter(self.texts))]
             post(ev.InputTranscribed(span.item_id, span.end_ms, text))
         return self.texts[key]
 
@@ -84,6 +87,9 @@ def run_generation(
                 messages.append(ChatMessage("user", text))
             if cancel.cancelled:
                 return
+        if command.user_items and len(messages) == len(history):
+            post(ev.GenerationDone(rid, "stop"))  # the turn was noise: nothing was said, nothing to answer
+            return
         if engine.chat is None:
             post(ev.GenerationDone(rid, "stop", f"engine {engine.name!r} has no chat model"))
             return
