@@ -44,6 +44,7 @@ class Step1Attention(nn.Module):
         self.k_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
         self.v_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
         self.o_proj = _linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
+        self.qkv_proj: nn.Module | None = None  # set by fuse.fuse_projections (opt-in speed-up)
 
     def forward(
         self,
@@ -56,9 +57,13 @@ class Step1Attention(nn.Module):
         cfg = self.cfg
         b, q_len, _ = x.shape
         g, r, d = cfg.num_attention_groups, cfg.group_size, cfg.head_dim
-        q = self.q_proj(x).view(b, q_len, g, r, d).permute(0, 2, 3, 1, 4).reshape(b, g, r * q_len, d)
-        k = self.k_proj(x).view(b, q_len, g, d).transpose(1, 2)
-        v = self.v_proj(x).view(b, q_len, g, d).transpose(1, 2)
+        if self.qkv_proj is not None:
+            q, k, v = self.qkv_proj(x).split([cfg.hidden_size, cfg.kv_dim, cfg.kv_dim], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.reshape(b, q_len, g, r, d).permute(0, 2, 3, 1, 4).reshape(b, g, r * q_len, d)
+        k = k.reshape(b, q_len, g, d).transpose(1, 2)
+        v = v.reshape(b, q_len, g, d).transpose(1, 2)
         if cache is not None and step is not None:
             k, v = cache.update(layer, step, k, v)
         # Query heads of one KV group are folded into the query-length axis, so K/V are never
@@ -75,9 +80,14 @@ class Step1MLP(nn.Module):
         self.gate_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
         self.up_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
         self.down_proj = _linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
+        self.gate_up_proj: nn.Module | None = None  # set by fuse.fuse_projections (opt-in speed-up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Step1Layer(nn.Module):

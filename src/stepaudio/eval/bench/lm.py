@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--quant", default="none", choices=["none", "int8", "int8-weight-only"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
     parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
     parser.add_argument("--prefill", type=int, default=128, help="prompt tokens")
     parser.add_argument("--decode", type=int, default=16, help="decode steps per repeat")
@@ -46,12 +47,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
 
-    model = random_model(cfg, dtype, args.quant, device)
+    model = random_model(cfg, dtype, args.quant, device, fuse=args.fuse)
     weight_bytes = decode_weight_bytes(model)
     model_layer_bytes = decode_weight_bytes(model.model.layers[0])
     results: dict[str, Any] = {
         "shape": args.shape, "layers": cfg.num_hidden_layers, "dtype": args.dtype, "quant": args.quant,
-        "device": str(device), "threads": args.threads, "decode_weight_bytes": weight_bytes,
+        "device": str(device), "threads": args.threads, "fused": args.fuse, "decode_weight_bytes": weight_bytes,
     }
     timings = measure(model, args, device)
     results |= timings
@@ -76,15 +77,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def random_model(cfg: Any, dtype: Any, quant: str, device: Any) -> Any:
+def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = False) -> Any:
     """A Step1 model with uniform random weights (unit-variance outputs), built without a float copy."""
     import torch
     from torch import nn
 
+    from stepaudio.lm.fuse import fuse_projections
     from stepaudio.lm.model import Step1ForCausalLM
     from stepaudio.lm.quant import Int8Linear
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
+    if fuse:
+        fuse_projections(model)  # on the meta device: no memory yet
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in linears:
         n_out, n_in = linear.weight.shape
@@ -212,7 +216,8 @@ def copy_bandwidth(device: Any, mib: int) -> float:
 def print_table(r: dict[str, Any]) -> None:
     gb = 1e9
     rows = [
-        ("shape", f"{r['shape']} ({r['layers']} layers), {r['dtype']}, quant={r['quant']}, {r['device']}"),
+        ("shape", f"{r['shape']} ({r['layers']} layers), {r['dtype']}, quant={r['quant']}, "
+                  f"fused={r['fused']}, {r['device']}"),
         ("decode weight bytes", f"{r['decode_weight_bytes'] / gb:.2f} GB"),
         ("copy bandwidth", f"{r['copy_bandwidth_bytes_per_s'] / gb:.1f} GB/s (read + write)"),
         (f"prefill {r['prefill_tokens']}", f"{r['prefill_tok_s']:.1f} tok/s ({r['prefill_s']:.2f} s, median)"),
