@@ -1,0 +1,173 @@
+"""`stepaudio bench realtime`: speculative responses on simulated conversations.
+
+Users speak turns made of a few segments separated by scripted pauses, all shorter than the confirmed
+silence (some shorter than the tentative one too); the generator produces its first audio a fixed time
+after it starts. The pure controller runs on a fake clock, so the numbers are exact for the scenario: the
+commit rate of speculations (the Step-Audio paper reports ~40%), the time each committed speculation saved,
+and the user-perceived latency (end of speech -> first audio out) with and without speculation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from stepaudio.realtime import events as ev
+from stepaudio.realtime.controller import ControllerConfig, ControllerState, Phase, step
+from stepaudio.realtime.turns import TurnDetectionConfig
+
+FRAME_MS = 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    conversations: int = 20
+    turns: int = 5
+    pauses_per_turn: float = 1.5  # mean of a Poisson count of mid-turn pauses
+    pause_ms: tuple[int, int] = (100, 480)  # uniform; keep below silence_duration_ms
+    segment_ms: tuple[int, int] = (400, 2500)
+    first_audio_ms: int = 600  # generator start -> first audio chunk
+    reply_ms: int = 2000  # audio the assistant speaks per reply
+    speech_prob: float = 0.9
+    silence_prob: float = 0.05
+    seed: int = 0
+    detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
+
+
+@dataclass
+class _Sim:
+    state: ControllerState
+    latencies: list[float]
+    now: float = 0.0
+    speech_end: float | None = None  # when the user last stopped talking (ground truth)
+    pending: list[tuple[float, ev.Event | ev.StartGeneration]] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)
+    discarded_s: float = 0.0  # generator time spent on speculations that were thrown away
+
+    def send(self, event: ev.Event) -> None:
+        self.state, actions = step(self.state, event, self.now)
+        for action in actions:
+            self.execute(action)
+
+    def execute(self, action: ev.Action) -> None:
+        if isinstance(action, ev.StartGeneration):
+            self.pending.append((self.now, action))  # marker: started at now
+            self.started[action.response_id] = self.now
+        elif isinstance(action, ev.DiscardSpeculation):
+            self.discarded_s += self.now - self.started[action.response_id]
+        elif isinstance(action, ev.CancelGeneration):
+            self.pending[:] = [(t, e) for t, e in self.pending if _rid(e) != action.response_id]
+        elif isinstance(action, ev.OutputAudioDelta) and self.speech_end is not None:
+            self.latencies.append(self.now - self.speech_end)
+            self.speech_end = None
+
+
+def _rid(event: ev.Event | ev.Action) -> str | None:
+    return getattr(event, "response_id", None)
+
+
+def simulate(scenario: Scenario) -> dict[str, float]:
+    """Run every conversation; return the speculation metrics and latency statistics."""
+    rng = np.random.default_rng(scenario.seed)
+    metrics = []
+    latencies: list[float] = []
+    discarded_s = 0.0
+    for _ in range(scenario.conversations):
+        sim = _Sim(ControllerState(ControllerConfig(scenario.detection)), latencies)
+        for _turn in range(scenario.turns):
+            pauses = rng.poisson(scenario.pauses_per_turn)
+            for index in range(pauses + 1):
+                _frames(sim, scenario, int(rng.integers(*scenario.segment_ms)), speech=True)
+                sim.speech_end = sim.now
+                if index < pauses:
+                    _frames(sim, scenario, int(rng.integers(*scenario.pause_ms)), speech=False)
+            while sim.state.phase is not Phase.LISTENING or sim.state.turns.in_speech:
+                _frames(sim, scenario, FRAME_MS, speech=False)
+            _frames(sim, scenario, 300, speech=False)  # the user waits a moment before the next turn
+        metrics.append(sim.state.metrics)
+        discarded_s += sim.discarded_s
+    committed = sum(m.committed for m in metrics)
+    decided = committed + sum(m.discarded for m in metrics)
+    saved = sum(m.saved_ms_total for m in metrics)
+    samples = sum(m.saved_samples for m in metrics)
+    return {
+        "turns": scenario.conversations * scenario.turns,
+        "speculative_started": sum(m.started for m in metrics),
+        "speculative_committed": committed,
+        "commit_rate": committed / decided if decided else 0.0,
+        "mean_window_ms": sum(m.window_ms_total for m in metrics) / committed if committed else 0.0,
+        "mean_saved_ms": saved / samples if samples else 0.0,
+        "latency_mean_ms": 1000 * statistics.fmean(latencies) if latencies else 0.0,
+        "latency_p90_ms": 1000 * float(np.percentile(latencies, 90)) if latencies else 0.0,
+        "responses": len(latencies),
+        "discarded_generation_s_per_turn": discarded_s / (scenario.conversations * scenario.turns),
+    }
+
+
+def _frames(sim: _Sim, scenario: Scenario, ms: int, speech: bool) -> None:
+    prob = scenario.speech_prob if speech else scenario.silence_prob
+    for _ in range(max(1, ms // FRAME_MS)):
+        sim.now += FRAME_MS / 1000
+        _deliver(sim, scenario)
+        sim.send(ev.AudioFrame(FRAME_MS, prob))
+
+
+def _deliver(sim: _Sim, scenario: Scenario) -> None:
+    """Play the generator: transcript at once, first audio after `first_audio_ms`, done after the reply."""
+    due = [(t, e) for t, e in sim.pending if t <= sim.now + 1e-9]
+    sim.pending[:] = [(t, e) for t, e in sim.pending if t > sim.now + 1e-9]
+    for started, event in due:
+        if isinstance(event, ev.StartGeneration):
+            for span in event.user_items:
+                if span.text is None:
+                    sim.send(ev.InputTranscribed(span.item_id, span.end_ms, "words"))
+            first = started + scenario.first_audio_ms / 1000
+            audio = ev.GenerationAudio(event.response_id, np.zeros(scenario.reply_ms, np.float32), 1000, "reply")
+            sim.pending.append((first, audio))
+            sim.pending.append((first, ev.GenerationDone(event.response_id)))
+        else:
+            sim.send(event)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conversations", type=int, default=20)
+    parser.add_argument("--turns", type=int, default=5, help="user turns per conversation")
+    parser.add_argument("--pauses-per-turn", type=float, default=1.5, help="mean mid-turn pauses (Poisson)")
+    parser.add_argument("--pause-ms", default="100:480", help="uniform range of mid-turn pauses, MIN:MAX")
+    parser.add_argument("--first-audio-ms", type=int, default=600, help="generator start -> first audio")
+    parser.add_argument("--silence-ms", type=int, default=500, help="silence_duration_ms (confirmed end)")
+    parser.add_argument("--speculative-ms", type=int, default=200, help="tentative end of turn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+
+
+def run(args: argparse.Namespace) -> int:
+    low, high = (int(part) for part in str(args.pause_ms).split(":"))
+    base = Scenario(conversations=args.conversations, turns=args.turns, pauses_per_turn=args.pauses_per_turn,
+                    pause_ms=(low, high), first_audio_ms=args.first_audio_ms, seed=args.seed)
+    rows = {}
+    for name, speculative in (("speculative", args.speculative_ms), ("baseline", None)):
+        detection = TurnDetectionConfig(silence_duration_ms=args.silence_ms, speculative_silence_ms=speculative)
+        rows[name] = simulate(replace(base, detection=detection))
+    columns = ["turns", "speculative_started", "speculative_committed", "commit_rate", "mean_window_ms",
+               "mean_saved_ms", "latency_mean_ms", "latency_p90_ms", "discarded_generation_s_per_turn"]
+    heads = ["turns", "spec started", "committed", "commit rate", "window ms", "saved ms", "latency ms",
+             "p90 ms", "wasted s/turn"]
+    print(f"{'mode':<12}" + "".join(f"{head:>14}" for head in heads))
+    for name, row in rows.items():
+        print(f"{name:<12}" + "".join(f"{_fmt(row[column]):>14}" for column in columns))
+    saved = rows["baseline"]["latency_mean_ms"] - rows["speculative"]["latency_mean_ms"]
+    print(f"mean end-of-speech -> first audio saved by speculation: {saved:.0f} ms")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"scenario": vars(args) | {"json": str(args.json)}, "results": rows,
+                                         "latency_saved_ms": saved}, indent=2, default=str))
+    return 0
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) and value < 10 else f"{value:.0f}"
