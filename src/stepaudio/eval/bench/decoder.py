@@ -69,15 +69,21 @@ def run_flow_bench(
     token_rate: float = 41.667,
     vocab_size: int = 5120,
     seed: int = 0,
+    config: Any = None,
 ) -> list[dict[str, Any]]:
-    """Time `generate_mel` for every (dtype, seconds, batch); one row each (see module docstring)."""
+    """Time `generate_mel` for every (dtype, seconds, batch); one row each (see module docstring).
+
+    `config` (a FlowConfig) replaces the CosyVoice-300M shape, e.g. for a quick smoke run.
+    """
     import torch
 
     from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
     from stepaudio.decoder.flow_config import cosyvoice_300m_config
     from stepaudio.decoder.flow_quant import quantize_flow_int8
 
-    config = cosyvoice_300m_config(vocab_size=vocab_size, input_frame_rate=token_rate)
+    if config is None:
+        config = cosyvoice_300m_config(vocab_size=vocab_size, input_frame_rate=token_rate)
+    vocab_size, token_rate = config.vocab_size, config.input_frame_rate
     torch.manual_seed(seed)
     base = MaskedDiffWithXvec(config).eval()
     n_params = sum(p.numel() for p in base.parameters())
