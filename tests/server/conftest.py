@@ -103,7 +103,7 @@ class EchoChat:
     def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
                 options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
         self.seen.append(list(messages))
-        last = next(m for m in reversed(messages) if m.role in ("user", "tool"))
+        last = next((m for m in reversed(messages) if m.role in ("user", "tool")), ChatMessage("user"))
         if tools and last.content.startswith("call"):
             arguments = json.dumps({"query": last.content[5:]})
             yield ChatDelta(tool_calls=(ToolCall("call_1", tools[0].name, arguments),), finish_reason="tool_calls")

@@ -34,6 +34,9 @@ def convert_request(request: ChatRequest, settings: ServerSettings) -> Converted
     if len(request.messages) > settings.max_chat_messages:
         raise ApiError(413, f"{len(request.messages)} messages; at most {settings.max_chat_messages} are allowed",
                        code="too_many_messages", param="messages")
+    if all(m.role in ("system", "developer") for m in request.messages):
+        raise ApiError(400, "messages need at least one user, assistant or tool turn after the system prompt",
+                       code="invalid_value", param="messages")
     budget = _Budget(settings)
     messages = [_message(m, i, budget) for i, m in enumerate(request.messages)]
     tools = None
