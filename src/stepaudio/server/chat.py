@@ -51,7 +51,7 @@ class _Spoken:
                                                                   "text/event-stream": {}}}})
 async def create_chat_completion(body: ChatRequest, ctx: Context) -> Response:
     chat = ctx.chat()
-    spoken = _spoken(body, ctx)
+    spoken = await _spoken(body, ctx)
     converted = await run_blocking(convert_request, body, ctx.settings)
     converted = await _transcribe_spoken_turns(converted, ctx)
     cancel = CancelToken()
@@ -88,7 +88,7 @@ class _Both(Lease):
             lease.release()
 
 
-def _spoken(body: ChatRequest, ctx: ServerContext) -> _Spoken | None:
+async def _spoken(body: ChatRequest, ctx: ServerContext) -> _Spoken | None:
     if "audio" not in (body.modalities or []):
         if body.audio is not None:
             raise ApiError(400, "'audio' is set but 'modalities' does not include 'audio'",
@@ -101,7 +101,7 @@ def _spoken(body: ChatRequest, ctx: ServerContext) -> _Spoken | None:
         raise ApiError(400, "streamed audio output needs audio.format 'pcm16'", code="unsupported_format",
                        param="audio.format")
     fmt = check_format(body.audio.format, "audio.format")
-    return _Spoken(ctx.synthesizer(), ctx.resolve_voice(body.audio.voice), fmt)
+    return _Spoken(ctx.synthesizer(), await ctx.resolve_voice(body.audio.voice), fmt)
 
 
 async def _transcribe_spoken_turns(converted: ConvertedChat, ctx: ServerContext) -> ConvertedChat:

@@ -47,15 +47,16 @@ class ServerContext:
             raise _missing(self.engine.name, "chat")
         return self.engine.chat
 
-    def resolve_voice(self, voice: str | VoiceRef | None) -> Voice | str | None:
-        """A registered voice (id or name), a built-in voice of the engine, or an OpenAI voice name."""
+    async def resolve_voice(self, voice: str | VoiceRef | None) -> Voice | str | None:
+        """A registered voice (id or name), a built-in voice of the engine, or an OpenAI voice name.
+        Lookups run in a worker thread: listing an engine's voices may load its model."""
         if voice is None:
             return self.settings.default_voice
         key = voice.id if isinstance(voice, VoiceRef) else voice
-        stored = self.store.find(key)
+        stored = await run_blocking(self.store.find, key)
         if stored is not None:
             return stored.as_voice()
-        builtins = self.synthesizer().voices()
+        builtins = await run_blocking(self.synthesizer().voices)
         if key in builtins:
             return key
         if key.lower() in OPENAI_VOICES:

@@ -44,7 +44,7 @@ async def create_speech(body: SpeechRequest, ctx: Context) -> Response:
         raise ApiError(400, "stream_format 'sse' needs response_format 'pcm' or 'wav'",
                        code="unsupported_format", param="stream_format")
     synthesizer = ctx.synthesizer()
-    voice = ctx.resolve_voice(body.voice)
+    voice = await ctx.resolve_voice(body.voice)
     instructions = speech_instructions(body)
     rate = int(synthesizer.sample_rate)
     cancel = CancelToken()

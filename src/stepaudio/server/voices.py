@@ -65,8 +65,8 @@ async def list_voices(ctx: Context) -> VoiceList:
     """Registered voices, then the engine's built-in ones (`type` 'builtin')."""
     cards = [card(v) for v in await run_blocking(ctx.store.list)]
     if ctx.engine.synthesizer is not None:
-        cards += [VoiceCard(id=name, name=name, type="builtin", created_at=0)
-                  for name in ctx.engine.synthesizer.voices()]
+        builtins = await run_blocking(ctx.engine.synthesizer.voices)
+        cards += [VoiceCard(id=name, name=name, type="builtin", created_at=0) for name in builtins]
     return VoiceList(data=cards)
 
 
