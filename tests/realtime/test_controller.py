@@ -407,3 +407,19 @@ def test_config_update_of_modalities_keeps_the_turn() -> None:
     assert d.phase is Phase.USER_SPEAKING
     with pytest.raises(TypeError):
         d.send(ev.ConfigUpdate("server_vad"))
+
+
+def test_barge_in_before_the_transcript_keeps_the_user_turn() -> None:
+    d = driver(turn_detection=NO_SPECULATION)
+    d.audio(0.9, 400)
+    d.audio(0.0, 500)  # resp_2 starts; its worker has not transcribed item_1 yet
+    actions = d.audio(0.9, 20)
+    assert kinds(actions) == ["SpeechStarted", "CancelGeneration", "ResponseDone", "TranscribeItem"]
+    assert actions[-1] == ev.TranscribeItem(ev.ItemSpan("item_1", 0, 900))
+    assert only(d.log, ev.AddUserTurn) == []
+    actions = d.send(ev.InputTranscribed("item_1", 900, "wait"))
+    assert actions == [ev.InputTranscriptionCompleted("item_1", "wait"), ev.AddUserTurn("item_1", "wait", 900.0)]
+    d.audio(0.9, 200)
+    d.audio(0.0, 500)
+    d.send(ev.InputTranscribed("item_4", 1620, "and then"))
+    assert [a.text for a in only(d.log, ev.AddUserTurn)] == ["wait", "and then"]

@@ -108,3 +108,9 @@ def check_log(log: list[ev.Action]) -> None:
             assert action.item_id in in_context
     done = [action.response_id for action in log if isinstance(action, ev.ResponseDone)]
     assert len(done) == len(set(done)), "response.done twice"
+    finished: set[str] = set()
+    for action in log:
+        if isinstance(action, ev.ResponseDone):
+            finished.add(action.response_id)
+        elif isinstance(action, ev.OutputAudioDelta | ev.OutputTextDelta | ev.OutputTranscriptDelta):
+            assert action.response_id not in finished, f"{action} after response.done"

@@ -385,8 +385,8 @@ class _Step:
 
     def on_generation(self, event: ev.GenerationText | ev.GenerationAudio | ev.GenerationDone) -> None:
         response = self.s.response
-        if response is None or response.response_id != event.response_id:
-            return  # a cancelled or discarded generation still finishing
+        if response is None or response.response_id != event.response_id or response.generation_done:
+            return  # a cancelled or discarded generation still finishing, or a duplicate after the end
         if isinstance(event, ev.GenerationAudio) and response.speculation is not None \
                 and response.speculation.first_audio_at is None:
             response = self.on_first_audio(response)
@@ -433,7 +433,7 @@ class _Step:
         self.flush_items(force=response.user_item_ids)
         if response.text:
             self.out.append(ev.AddAssistantTurn(iid, response.text, response.playback.sent_ms))
-        return replace(response, generation_done=True, in_context=True)
+        return replace(response, generation_done=True, in_context=bool(response.text))
 
     def cancel_response(self, reason: str, played_ms: float | None = None) -> None:
         """Stop the committed response and keep only what was played of it."""
@@ -443,18 +443,22 @@ class _Step:
         if not response.generation_done:
             self.out.append(ev.CancelGeneration(rid))
             self.out.append(ev.ResponseDone(rid, iid, "cancelled", reason))
-        self.truncate(response, played_ms)
-        self.s = replace(self.s, response=None, last_response=replace(response, generation_done=True,
-                                                                      in_context=True))
+        kept = self.truncate(response, played_ms, settled=False)
+        self.s = replace(self.s, response=None,
+                         last_response=replace(response, generation_done=True, in_context=kept))
 
-    def truncate(self, response: Response, played_ms: float | None) -> None:
-        playback = response.playback
+    def truncate(self, response: Response, played_ms: float | None, settled: bool) -> bool:
+        """Cut the assistant item to what was played. A response still open (`settled` False) adds its turn now
+        if it had none; a settled one only shortens the turn it has. True if a turn remains in the context."""
+        if not response.in_context and not settled:
+            self.settle_items(response)
         if not self.s.config.audio_out:
-            if not response.in_context:
-                self.flush_items(force=response.user_item_ids)
-                if response.text:
-                    self.out.append(ev.AddAssistantTurn(response.item_id, response.text))
-            return
+            if response.in_context or settled or not response.text:
+                return response.in_context
+            self.flush_items(force=response.user_item_ids)
+            self.out.append(ev.AddAssistantTurn(response.item_id, response.text))
+            return True
+        playback = response.playback
         played = playback.played_ms(self.now) if played_ms is None else min(played_ms, playback.sent_ms)
         text = playback.text_until(played)
         cut = played < playback.sent_ms - 1e-6
@@ -463,10 +467,20 @@ class _Step:
         if response.in_context:
             if cut:
                 self.out.append(ev.TruncateAssistantTurn(response.item_id, text, played))
-        else:
+            return bool(text) or not cut
+        if text and not settled:
             self.flush_items(force=response.user_item_ids)
-            if text:
-                self.out.append(ev.AddAssistantTurn(response.item_id, text, played))
+            self.out.append(ev.AddAssistantTurn(response.item_id, text, played))
+            return True
+        return False
+
+    def settle_items(self, response: Response) -> None:
+        """A cancelled generation may never transcribe its user items: ask for them on their own (the worker's
+        cache answers at once when it did), so the user's words still reach the context."""
+        for item in self.s.items:
+            if item.item_id in response.user_item_ids and item.committed and item.text is None:
+                end = item.requested_end_ms if item.requested_end_ms is not None else item.end_ms
+                self.out.append(ev.TranscribeItem(ev.ItemSpan(item.item_id, item.start_ms, end)))
 
     def on_progress(self, event: ev.PlaybackProgress) -> None:
         response = self.s.response
@@ -484,7 +498,8 @@ class _Step:
         if last is None or last.item_id != event.item_id:
             self.out.append(ev.ErrorOutput("item_truncate_invalid_item_id", f"no assistant item {event.item_id}"))
             return
-        self.truncate(last, event.audio_end_ms)
+        kept = self.truncate(last, event.audio_end_ms, settled=True)
+        self.s = replace(self.s, last_response=replace(last, in_context=kept))
 
     def new_id(self, prefix: str) -> str:
         number = self.s.next_id
