@@ -1,0 +1,88 @@
+"""End to end with real models: the lite engine (Whisper base, SmolLM2, Piper) behind a live server, driven by
+the official `openai` client. The engine is built once per session; tests skip when its packages are absent.
+Marked slow (tens of seconds on the shared 2-core machine): run with `-m slow`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stepaudio.engines.base import Engine
+from stepaudio.errors import StepAudioError
+from stepaudio.server.settings import ServerSettings
+
+openai = pytest.importorskip("openai")
+
+
+@pytest.fixture(scope="session")
+def lite_engine() -> Engine:
+    from stepaudio.engines.registry import create_engine
+
+    try:
+        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=40)
+        engine.synthesizer.voices()  # type: ignore[union-attr]  # loads Piper: fails here when absent
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite engine is not usable here: {exc}")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def lite_server(lite_engine: Engine, server_factory: Any) -> Iterator[Any]:
+    yield server_factory(ServerSettings(max_new_tokens=40), lite_engine)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+@pytest.mark.slow
+def test_speech_then_transcription_round_trip(lite_server: Any) -> None:
+    client = lite_server.client()
+    sentence = "The quick brown fox jumps over the lazy dog."
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input=sentence, response_format="wav")
+    samples, rate = sf.read(io.BytesIO(speech.content), dtype="float32")
+    assert rate == 22050 and 1.0 < len(samples) / rate < 8.0 and np.abs(samples).max() > 0.05
+    heard = client.audio.transcriptions.create(model="whisper-1", file=("s.wav", speech.content), language="en")
+    assert len(set(words(sentence)) & set(words(heard.text))) >= 6, heard.text
+    verbose = client.audio.transcriptions.create(model="whisper-1", file=("s.wav", speech.content),
+                                                 response_format="verbose_json")
+    assert verbose.language == "en" and verbose.segments and verbose.duration > 1.0
+
+
+@pytest.mark.slow
+def test_streamed_speech_matches_a_whole_file(lite_server: Any) -> None:
+    client = lite_server.client()
+    text = "Good morning. Streaming works sentence by sentence."
+    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="joe", input=text,
+                                                            response_format="pcm") as response:
+        pieces = list(response.iter_bytes())
+    streamed = np.frombuffer(b"".join(pieces), dtype="<i2")
+    whole, rate = sf.read(io.BytesIO(client.audio.speech.create(model="tts-1", voice="joe", input=text,
+                                                                 response_format="wav").content), dtype="int16")
+    assert rate == 22050 and abs(len(streamed) - len(whole)) < rate * 0.05
+
+
+@pytest.mark.slow
+def test_chat_with_spoken_question_and_spoken_answer(lite_server: Any) -> None:
+    client = lite_server.client()
+    question = client.audio.speech.create(model="tts-1", voice="alloy", input="What color is the sky?",
+                                          response_format="wav").content
+    completion = client.chat.completions.create(
+        model="lite-chat", modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}, max_tokens=30,
+        messages=[{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": base64.b64encode(question).decode(), "format": "wav"}}]}])
+    audio = completion.choices[0].message.audio
+    assert audio is not None and audio.transcript.strip()
+    samples, rate = sf.read(io.BytesIO(base64.b64decode(audio.data)))
+    assert rate == 22050 and len(samples) > rate * 0.3
+    stream = client.chat.completions.create(model="lite-chat", stream=True, max_tokens=20,
+                                            messages=[{"role": "user", "content": "Say hello."}])
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text.strip()
