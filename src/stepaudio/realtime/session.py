@@ -25,6 +25,7 @@ from stepaudio.engines.base import CancelToken, Engine, GenerationOptions, Speec
 from stepaudio.engines.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
+from stepaudio.realtime.buffer import AudioBuffer
 from stepaudio.realtime.controller import Controller, ControllerConfig, Phase
 from stepaudio.realtime.speculative import SpeculationMetrics
 from stepaudio.realtime.turns import TurnDetectionConfig
@@ -79,8 +80,7 @@ class RealtimeSession:
         self._lock = threading.RLock()
         self._frame = self.config.sample_rate * self.config.frame_ms // 1000
         self._pending = np.zeros(0, np.float32)  # samples short of a whole frame
-        self._buffer = np.zeros(0, np.float32)
-        self._buffer_origin_ms = 0  # input time of self._buffer[0]
+        self._buffer = AudioBuffer()  # sample i is input time i / sample_rate
         self._resampler: tuple[int, Any] | None = None
         self._tokens: dict[str, CancelToken] = {}
         self._cache = TranscriptCache()
@@ -139,7 +139,7 @@ class RealtimeSession:
 
     def _ingest(self, data: np.ndarray) -> None:
         """Whole frames: buffer them, run the VAD, feed the controller."""
-        self._buffer = np.concatenate([self._buffer, data])  # sliced by time, so being ahead is fine
+        self._buffer.append(data)  # sliced by time, so being ahead of the controller is fine
         for start in range(0, len(data), self._frame):
             frame = data[start : start + self._frame]
             prob = None if self.config.turn_detection is None else self._speech_prob(frame)
@@ -255,10 +255,8 @@ class RealtimeSession:
 
     def _slice(self, span: ev.ItemSpan) -> Audio | None:
         rate = self.config.sample_rate
-        start = max(0, (span.start_ms - self._buffer_origin_ms) * rate // 1000)
-        end = max(0, (span.end_ms - self._buffer_origin_ms) * rate // 1000)
-        clip = self._buffer[start:end]
-        return Audio(clip.copy(), rate) if clip.size else None
+        clip = self._buffer.slice(span.start_ms * rate // 1000, span.end_ms * rate // 1000)
+        return Audio(clip, rate) if clip.size else None
 
     def _trim_buffer(self) -> None:
         """Drop audio before the start of the uncommitted input (and beyond the size cap)."""
@@ -270,11 +268,7 @@ class RealtimeSession:
             lookback = detection.prefix_padding_ms + detection.min_speech_ms + self.config.frame_ms
             keep_from = max(keep_from, state.audio_ms - lookback)
         cap = int(self.config.max_buffer_seconds * rate)
-        drop = max((keep_from - self._buffer_origin_ms) * rate // 1000, len(self._buffer) - cap, 0)
-        drop = drop // self._frame * self._frame
-        if drop:
-            self._buffer = self._buffer[drop:]
-            self._buffer_origin_ms += drop * 1000 // rate
+        self._buffer.drop_before(max(keep_from * rate // 1000, self._buffer.end - cap))
 
     def _flush_input(self) -> None:
         """Before a manual commit: drain the resampler and pad the last partial frame, so all audio counts."""

@@ -21,7 +21,7 @@ from stepaudio.engines.base import (
     Voice,
 )
 from stepaudio.realtime import events as ev
-from stepaudio.realtime.sentences import SentenceSplitter
+from stepaudio.text.sentences import SentenceSplitter
 
 Post = Callable[[ev.Event], None]
 
@@ -32,7 +32,8 @@ class SpeechSettings:
     instructions: SpeechInstructions | None = None
     language: str | None = None
     options: GenerationOptions | None = None
-    min_sentence_chars: int = 12
+    max_sentence_chars: int = 250
+    first_sentence_chars: int = 80  # cut the first sentence sooner: the first audio comes earlier
 
 
 @dataclass
@@ -94,7 +95,7 @@ def run_generation(
             post(ev.GenerationDone(rid, "stop", f"engine {engine.name!r} has no chat model"))
             return
         speak = "audio" in command.modalities and engine.synthesizer is not None
-        splitter = SentenceSplitter(settings.min_sentence_chars)
+        splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars)
         finish = "stop"
         for delta in engine.chat.respond(messages, options=settings.options, cancel=cancel):
             if cancel.cancelled:
@@ -102,14 +103,14 @@ def run_generation(
             if delta.text:
                 post(ev.GenerationText(rid, delta.text))
                 if speak:
-                    for sentence in splitter.feed(delta.text):
+                    for sentence in splitter.push(delta.text):
                         if not _speak(engine, sentence, settings, cancel, rid, post):
                             return
             if delta.finish_reason is not None:
                 finish = delta.finish_reason
-        rest = splitter.flush()
-        if speak and rest and not _speak(engine, rest, settings, cancel, rid, post):
-            return
+        for sentence in splitter.flush() if speak else []:
+            if not _speak(engine, sentence, settings, cancel, rid, post):
+                return
         if not cancel.cancelled:
             post(ev.GenerationDone(rid, "stop" if finish == "cancelled" else finish))
     except Exception as exc:  # the worker must report, not die: the client is waiting on response.done
