@@ -34,7 +34,7 @@ from stepaudio.engines.base import (
     Transcript,
     Voice,
 )
-from stepaudio.errors import TagError
+from stepaudio.errors import StepAudioError, TagError
 from stepaudio.server.settings import ServerSettings
 from stepaudio.store.voices import VoiceStore
 from stepaudio.text.tags import parse_tags
@@ -108,6 +108,9 @@ class EchoChat:
             arguments = json.dumps({"query": last.content[5:]})
             yield ChatDelta(tool_calls=(ToolCall("call_1", tools[0].name, arguments),), finish_reason="tool_calls")
             return
+        if last.content == "fail midway":
+            yield ChatDelta(text="Well")
+            raise StepAudioError("the model fell over")
         words = f"You said: {last.content}.".split(" ")
         limit = (options or GenerationOptions()).max_new_tokens
         completed = False

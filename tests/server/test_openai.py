@@ -272,3 +272,13 @@ def test_raw_pcm_samples_match(tiny_server: Any) -> None:
                                                      response_format="pcm")
     samples = np.frombuffer(audio.content, dtype="<i2")
     assert len(samples) == expected_samples("abc") and np.abs(samples).max() > 9000
+
+
+def test_chat_stream_failure_ends_with_an_error_event(tiny_server: Any) -> None:
+    response = httpx.post(tiny_server.url + "/v1/chat/completions", json={
+        "model": "m", "stream": True, "messages": [{"role": "user", "content": "fail midway"}]})
+    events = sse_events(response.content)
+    assert events[1]["choices"][0]["delta"] == {"content": "Well"}
+    assert events[-1]["error"]["message"] == "the model fell over" and events[-1]["error"]["type"] == "server_error"
+    completion = tiny_server.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "ok"}])
+    assert completion.choices[0].message.content == "You said: ok."

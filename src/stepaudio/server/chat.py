@@ -34,6 +34,7 @@ from stepaudio.server.streaming import (
     primed,
     run_blocking,
     sse,
+    with_error_event,
 )
 
 router = APIRouter(tags=["chat"])
@@ -65,7 +66,7 @@ async def create_chat_completion(body: ChatRequest, ctx: Context) -> Response:
         meta = {"id": "chatcmpl-" + secrets.token_hex(12), "created": int(time.time()), "model": body.model}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return ClosingStreamingResponse(_stream(deltas, meta, spoken, include_usage, ctx, cancel),
+            return ClosingStreamingResponse(with_error_event(_stream(deltas, meta, spoken, include_usage, ctx, cancel)),
                                             lease=_Both(leases), media_type="text/event-stream",
                                             headers=SSE_HEADERS)
         return JSONResponse(await _whole(deltas, meta, spoken, ctx, cancel))

@@ -23,6 +23,7 @@ from stepaudio.server.streaming import (
     primed,
     run_blocking,
     sse,
+    with_error_event,
 )
 
 router = APIRouter(tags=["audio"])
@@ -63,8 +64,8 @@ async def create_speech(body: SpeechRequest, ctx: Context) -> Response:
         raise
     headers = {"X-Sample-Rate": str(rate)}
     if body.stream_format == "sse":
-        return ClosingStreamingResponse(_events(chunks, rate, fmt), lease=lease, media_type="text/event-stream",
-                                        headers=SSE_HEADERS | headers)
+        return ClosingStreamingResponse(with_error_event(_events(chunks, rate, fmt)), lease=lease,
+                                        media_type="text/event-stream", headers=SSE_HEADERS | headers)
     return ClosingStreamingResponse(_audio(chunks, rate, fmt), lease=lease, media_type=MEDIA_TYPES[fmt],
                                     headers=headers)
 

@@ -20,7 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from stepaudio.engines.base import CancelToken
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_body, to_api_error
 
 T = TypeVar("T")
 log = logging.getLogger("stepaudio.server")
@@ -164,3 +164,17 @@ def sse(data: dict[str, Any] | str) -> bytes:
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def with_error_event(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """SSE `events`, ended by an `{"error": ...}` event if generation fails after the stream has started."""
+    try:
+        async for event in events:
+            yield event
+    except Exception as exc:
+        error = to_api_error(exc)
+        log.error("a streamed generation failed: %s", exc, exc_info=error.status >= 500)
+        yield sse(error_body(error.status, error.message, error.code, error.param))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await events.aclose()  # type: ignore[attr-defined]
