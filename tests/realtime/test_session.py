@@ -32,7 +32,7 @@ from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import Phase
 from stepaudio.realtime.session import RealtimeSession, SessionConfig, asyncio_sink
-from stepaudio.realtime.turns import TurnDetectionConfig
+from stepaudio.realtime.vad_adapter import WindowedVad
 
 RATE = 16000
 
@@ -266,6 +266,25 @@ def test_update_changes_prompt_voice_and_turn_detection() -> None:
             session.update(sample_rate=8000)
 
 
+def test_clear_resets_a_stateful_vad() -> None:
+    class CountingVad:
+        resets = 0
+
+        def __call__(self, frame: np.ndarray) -> float:
+            return energy_vad(frame)
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    vad = CountingVad()
+    engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer())
+    with RealtimeSession(engine, vad, SessionConfig(tick_interval_s=None)) as session:
+        session.append_audio(tone(0.2))
+        session.send(ev.InputAudioClear())
+        assert vad.resets == 1
+        assert [o.openai_type for o in drain(session)][-1] == "input_audio_buffer.cleared"
+
+
 def test_session_errors() -> None:
     engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer())
     with pytest.raises(StepAudioError, match="VAD"):
@@ -337,10 +356,10 @@ def test_spoken_turn_with_the_lite_engine() -> None:
     assert engine.synthesizer is not None
     chunks = list(engine.synthesizer.synthesize("What is the capital of France?"))
     question = Audio(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate).resampled(RATE)
-    detection = TurnDetectionConfig(threshold=0.3)
+    vad_module = pytest.importorskip("faster_whisper.vad")
+    vad = WindowedVad(vad_module.get_vad_model())
     clock = Clock()
-    session = RealtimeSession(engine, energy_vad, SessionConfig(turn_detection=detection, tick_interval_s=None),
-                              clock=clock)
+    session = RealtimeSession(engine, vad, SessionConfig(tick_interval_s=None), clock=clock)
     with session:
         feed(session, clock, np.concatenate([silence(0.3), question.samples, silence(1.0)]), patience_s=600)
         outputs = drain(session)

@@ -223,6 +223,8 @@ class RealtimeSession:
             case ev.Output():
                 if isinstance(action, ev.ResponseDone):
                     self._tokens.pop(action.response_id, None)
+                elif isinstance(action, ev.BufferCleared) and callable(getattr(self.vad, "reset", None)):
+                    self.vad.reset()  # type: ignore[union-attr]
                 self._emit(action)
             case _:
                 pass  # CommitSpeculation / DiscardSpeculation: bookkeeping only (a cancel follows a discard)
