@@ -1,0 +1,190 @@
+"""`stepaudio bench tokenizer`: vq02 (and later vq06) tokenizer speed at the real shapes.
+
+vq02: the Paraformer-online encoder at the real shape (560 -> 512, 4 heads, 2048 units, 50 blocks,
+158M parameters) with random weights (speed does not depend on their values), fed a synthetic
+10 s utterance in 240 ms pieces as audio would arrive. Reported per weight mode: RTF of the whole
+vq02 path (frontend + encoder + k-means), the latency of each 240 ms piece from its arrival to its
+codes (p50 / p90 / max), and how far the reduced-precision modes drift from fp32 (feature error,
+share of identical codes; with random weights this only hints at the effect on real ones).
+Modes run interleaved, best of ``--repeats`` passes, so that load from other processes hits
+every mode alike; numbers on a shared machine are still noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from typing import Any
+
+STEP_SAMPLES = 3840
+SAMPLE_RATE = 16000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=10.0, help="utterance length")
+    parser.add_argument("--modes", default="fp32,bf16,int8", help="comma-separated weight modes (fp32,bf16,int8)")
+    parser.add_argument("--blocks", type=int, default=50, help="encoder blocks (real: 50)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per mode (best is reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-budget-ms", type=float, default=100.0)
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+
+
+def _synthetic_speech(seconds: float) -> Any:
+    import torch
+
+    n = int(seconds * SAMPLE_RATE)
+    t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
+    pitch = 140 + 40 * torch.sin(2 * math.pi * 0.7 * t)
+    voiced = torch.sin(2 * math.pi * torch.cumsum(pitch, 0) / SAMPLE_RATE)
+    envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 3.1 * t)
+    noise = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    wav = 0.5 * voiced * envelope + 0.03 * noise
+    return (wav / wav.abs().max() * 0.999).float()
+
+
+def _random_tokenizer(blocks: int, mode: str, state: dict[str, Any] | None) -> Any:
+    import torch
+
+    from stepaudio.tokenizer.linguistic import LinguisticTokenizer
+    from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
+    from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
+    from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
+
+    gen = torch.Generator().manual_seed(1234)
+    config = ParaformerEncoderConfig(num_blocks=blocks)
+    with torch.device("meta"):
+        encoder = ParaformerEncoder(config)
+    if state is None:
+        torch.manual_seed(1234)
+        encoder = ParaformerEncoder(config)
+    else:
+        encoder.load_state_dict(state, assign=True)
+    encoder = reduce_encoder_weights(encoder.eval(), mode)
+    cmvn = Cmvn(shift=-10.0 - 2.0 * torch.rand(560, generator=gen), scale=0.2 + 0.2 * torch.rand(560, generator=gen))
+    frontend = OnlineFrontend(FrontendConfig(dither=0.0), cmvn)
+    codebook = torch.randn(1024, 512, generator=gen)
+    return LinguisticTokenizer(frontend, encoder, codebook)
+
+
+def _timed_pass(tokenizer: Any, wav: Any) -> dict[str, Any]:
+    """Feed the utterance in 240 ms pieces; each piece's latency is arrival -> codes returned."""
+    import torch
+
+    stream = tokenizer.stream()
+    latencies = []
+    features = []
+    start = time.perf_counter()
+    for i in range(0, wav.shape[0], STEP_SAMPLES):
+        t0 = time.perf_counter()
+        feats = stream.feed_features(wav[i : i + STEP_SAMPLES])
+        tokenizer.quantize(feats)
+        latencies.append(time.perf_counter() - t0)
+        features.append(feats)
+    t0 = time.perf_counter()
+    tail = stream.finish_features()
+    tokenizer.quantize(tail)
+    latencies.append(time.perf_counter() - t0)
+    features.append(tail)
+    total = time.perf_counter() - start
+    full = [lat for lat, f in zip(latencies, features, strict=True) if f.shape[0] > 0]
+    return {"total_s": total, "latencies_s": full, "features": torch.cat(features)}
+
+
+def _frontend_seconds(tokenizer: Any, wav: Any) -> float:
+    frontend = tokenizer.frontend
+    state = frontend.new_state()
+    start = time.perf_counter()
+    pieces = list(range(0, wav.shape[0], STEP_SAMPLES))
+    for n, i in enumerate(pieces):
+        frontend(state, wav[i : i + STEP_SAMPLES], n == len(pieces) - 1)
+    return time.perf_counter() - start
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from stepaudio.tokenizer.linguistic import nearest_centroid
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    wav = _synthetic_speech(args.seconds)
+    master = _random_tokenizer(args.blocks, "fp32", None)
+    state = master.encoder.state_dict()
+    tokenizers = {m: master if m == "fp32" else _random_tokenizer(args.blocks, m, state) for m in modes}
+    params = sum(p.numel() for p in master.encoder.parameters())
+    for tok in tokenizers.values():  # warm-up: kernels, allocator, caches
+        _timed_pass(tok, wav[: 4 * STEP_SAMPLES])
+    best: dict[str, dict[str, Any]] = {}
+    with torch.inference_mode():
+        for _ in range(args.repeats):
+            for mode, tok in tokenizers.items():
+                result = _timed_pass(tok, wav)
+                if mode not in best or result["total_s"] < best[mode]["total_s"]:
+                    best[mode] = result
+    reference = best["fp32"]["features"] if "fp32" in best else None
+    ref_codes = nearest_centroid(reference, master.codebook) if reference is not None else None
+    rows = {}
+    for mode, result in best.items():
+        lat = [x * 1000 for x in result["latencies_s"]]
+        row: dict[str, Any] = {
+            "rtf": result["total_s"] / args.seconds,
+            "chunk_ms_p50": statistics.median(lat),
+            "chunk_ms_p90": _percentile(lat, 0.9),
+            "chunk_ms_max": max(lat),
+            "chunks": len(lat),
+            "within_budget": max(lat) <= args.latency_budget_ms,
+        }
+        if reference is not None and ref_codes is not None:
+            feats = result["features"]
+            row["feature_rel_err"] = float((feats - reference).norm() / reference.norm())
+            codes = nearest_centroid(feats, master.codebook)
+            row["codes_equal_fp32"] = float((codes == ref_codes).double().mean())
+        rows[mode] = row
+    frontend_s = min(_frontend_seconds(master, wav) for _ in range(3))
+    return {"params": params, "blocks": args.blocks, "frontend_rtf": frontend_s / args.seconds, "modes": rows}
+
+
+def _bench_vq06(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Placeholder for the vq06 semantic tokenizer (speech_tokenizer_v1.onnx, 30 s windows)."""
+    return None
+
+
+def _print(results: dict[str, Any]) -> None:
+    vq02 = results["vq02"]
+    print(
+        f"vq02 Paraformer encoder: {vq02['params'] / 1e6:.1f}M params, {vq02['blocks']} blocks, "
+        f"{results['seconds']:.1f} s audio in 240 ms pieces, {results['threads']} threads"
+    )
+    print(f"frontend alone (fbank + LFR + CMVN): RTF {vq02['frontend_rtf']:.4f}")
+    header = f"{'mode':6s} {'RTF':>7s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s} {'<=budget':>8s} "
+    print(header + f"{'feat rel err':>12s} {'codes = fp32':>12s}")
+    for mode, row in vq02["modes"].items():
+        err = f"{row['feature_rel_err']:.2e}" if "feature_rel_err" in row else "-"
+        same = f"{row['codes_equal_fp32'] * 100:.1f}%" if "codes_equal_fp32" in row else "-"
+        print(
+            f"{mode:6s} {row['rtf']:7.3f} {row['chunk_ms_p50']:8.1f} {row['chunk_ms_p90']:8.1f} "
+            f"{row['chunk_ms_max']:8.1f} {'yes' if row['within_budget'] else 'no':>8s} {err:>12s} {same:>12s}"
+        )
+    print("vq06 semantic tokenizer (ONNX): " + ("not benchmarked yet" if results["vq06"] is None else "see JSON"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results: dict[str, Any] = {"seconds": args.seconds, "threads": args.threads}
+    results["vq02"] = _bench_vq02(args)
+    results["vq06"] = _bench_vq06(args)
+    _print(results)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0

@@ -1,0 +1,82 @@
+"""Opt-in reduced-precision weights for the Paraformer encoder on CPU.
+
+A streaming step multiplies only 5 + 4 frames through 158M parameters, so its time is reading
+the weights (632 MB in fp32). Storing the matmul weights as bf16 halves those bytes and int8
+(per-output-channel scales) quarters them. Only the matmuls change: layer norms, softmax, the
+FSMN memory and the residual stream stay in float32, and the codes may differ from the fp32
+path where a frame is near a tie between two centroids. The plain float32 path stays the
+default; this is a wrapper applied to a loaded encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stepaudio.tokenizer.paraformer import ParaformerEncoder
+
+__all__ = ["WEIGHT_MODES", "Bf16Linear", "Int8Linear", "reduce_encoder_weights"]
+
+WEIGHT_MODES = ("fp32", "bf16", "int8")
+
+
+class Bf16Linear(nn.Module):
+    """``y = x W^T + b`` with W stored in bf16; bf16 inputs, float32 accumulation, float32 output."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = linear.bias.detach() if linear.bias is not None else torch.zeros(linear.out_features)
+        self.bias = nn.Parameter(bias.to(torch.bfloat16), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 with one scale per output channel (symmetric, round to nearest).
+
+    Uses torch's int8-weight CPU kernel with bf16 activations; that kernel needs the input width
+    to be a multiple of 16 (it crashes otherwise), so other widths multiply dequantised weights.
+    """
+
+    weight_int8: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        quant = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("weight_int8", quant)
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        bias = linear.bias.detach() if linear.bias is not None else torch.zeros(linear.out_features)
+        self.register_buffer("bias", bias.float())
+        self.use_kernel = linear.in_features % 16 == 0 and hasattr(torch, "_weight_int8pack_mm")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+        if self.use_kernel and flat.device.type == "cpu":
+            out = torch._weight_int8pack_mm(flat, self.weight_int8, self.scale)
+        else:
+            out = flat @ (self.weight_int8.to(torch.bfloat16) * self.scale[:, None]).T
+        return (out.to(x.dtype) + self.bias).reshape(*shape[:-1], -1)
+
+
+def reduce_encoder_weights(encoder: ParaformerEncoder, mode: str) -> ParaformerEncoder:
+    """Replace every matmul weight of ``encoder`` in place (``fp32`` leaves it unchanged); returns it."""
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"weight mode must be one of {WEIGHT_MODES}, got {mode!r}")
+    if mode == "fp32":
+        return encoder
+    wrapper = Bf16Linear if mode == "bf16" else Int8Linear
+    for layer in encoder.layers:
+        attn, ff = layer.self_attn, layer.feed_forward
+        attn.linear_q_k_v = wrapper(attn.linear_q_k_v)  # type: ignore[assignment]
+        attn.linear_out = wrapper(attn.linear_out)  # type: ignore[assignment]
+        ff.w_1 = wrapper(ff.w_1)  # type: ignore[assignment]
+        ff.w_2 = wrapper(ff.w_2)  # type: ignore[assignment]
+    return encoder
