@@ -186,11 +186,12 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture(scope="module")
 def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
-    """`make(settings, engine=None)`: a live server (the tiny engine by default), stopped with the module."""
+    """`make(settings, engine=None, store_dir=None)`: a live server (the tiny engine by default, a new store
+    unless one is named), stopped with the module."""
     servers: list[LiveServer] = []
 
-    def make(settings: ServerSettings, engine: Engine | None = None) -> LiveServer:
-        server = LiveServer(engine or tiny_engine(), settings, tmp_path_factory.mktemp("voices"))
+    def make(settings: ServerSettings, engine: Engine | None = None, store_dir: Path | None = None) -> LiveServer:
+        server = LiveServer(engine or tiny_engine(), settings, store_dir or tmp_path_factory.mktemp("voices"))
         servers.append(server)
         return server
 

@@ -217,3 +217,16 @@ def test_concurrent_requests_are_serialised(tiny_server: Any) -> None:
     for thread in threads:
         thread.join(30)
     assert sorted(results) == sorted(f"You said: n{i}." for i in range(4))
+
+
+def test_voices_survive_a_server_restart(server_factory: Any, tone: Any, tmp_path: Any) -> None:
+    first = server_factory(ServerSettings(), store_dir=tmp_path)
+    created = first.client().audio.voices.create(name="Keeper", audio_sample=("k.wav", tone(1.0)), consent="c",
+                                                 extra_body={"transcript": "kept words"})
+    first.stop()
+    second = server_factory(ServerSettings(), store_dir=tmp_path)
+    card = httpx.get(second.url + f"/v1/voices/{created.id}").json()
+    assert card["name"] == "Keeper" and card["transcript"] == "kept words"
+    second.client().audio.speech.create(model="tts-1", voice="Keeper", input="hi", response_format="wav")
+    _, voice, _ = second.engine.synthesizer.calls[-1]
+    assert voice.prompt_text == "kept words" and voice.prompt_audio.is_file()
