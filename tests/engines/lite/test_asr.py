@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stepaudio.audio.io import Audio, load_audio
+from stepaudio.engines.base import Engine
+from stepaudio.engines.lite.asr import normalize_language
+from stepaudio.eval.bench.lite import normalize_english, word_errors
+
+SHORT = ("sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0930")
+
+
+def test_whisper_base_transcribes_real_librivox_speech(lite_engine: Engine, librivox: dict[Path, str]) -> None:
+    assert lite_engine.transcriber is not None
+    errors = words = 0
+    for path, reference in librivox.items():
+        if path.stem not in SHORT:
+            continue
+        transcript = lite_engine.transcriber.transcribe(load_audio(path), language="en")
+        ref = normalize_english(reference)
+        errors += word_errors(ref, normalize_english(transcript.text))
+        words += len(ref)
+        assert transcript.language == "en" and transcript.segments
+        assert 0 < transcript.duration < 10
+    assert words > 10
+    assert errors / words <= 0.05, f"WER {errors}/{words}"
+
+
+def test_language_names_map_to_whisper_codes() -> None:
+    assert normalize_language("cantonese") == "zh"
+    assert normalize_language("en-US") == "en"
+    assert normalize_language("auto") is None and normalize_language(None) is None
+
+
+def test_vad_finds_speech_in_a_recording_and_none_in_noise(librivox: dict[Path, str]) -> None:
+    from stepaudio.engines.lite.vad import SileroVad
+
+    vad = SileroVad()
+    path = next(iter(librivox))
+    audio = load_audio(path)
+    padded = Audio(np.concatenate([np.zeros(16000, np.float32), audio.resampled(16000).samples,
+                                   np.zeros(16000, np.float32)]), 16000)
+    trimmed, spans = vad.trim(padded)
+    assert spans and spans[0].start >= 0.7 and spans[-1].end <= padded.duration - 0.7
+    assert abs(trimmed.duration - audio.duration) < 0.8
+    noise = Audio(np.random.default_rng(0).normal(0, 0.01, 32000).astype(np.float32), 16000)
+    assert vad.spans(noise) == []

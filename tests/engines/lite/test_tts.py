@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stepaudio.engines.base import CancelToken, Engine, SpeechInstructions, Voice
+from stepaudio.engines.lite.tts import clean_for_speech, pick_voice
+from stepaudio.errors import StepAudioError, TagError
+from stepaudio.eval.bench.lite import normalize_english, word_errors
+
+
+def _speech(chunks: list) -> np.ndarray:  # type: ignore[type-arg]
+    return np.concatenate([c.samples for c in chunks])
+
+
+def test_english_streams_one_chunk_per_sentence_and_whisper_hears_it(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None and lite_engine.transcriber is not None
+    text = "The museum opens at nine. Please turn off the lights before you leave."
+    chunks = list(lite_engine.synthesizer.synthesize(text))
+    assert [c.text for c in chunks] == ["The museum opens at nine.", "Please turn off the lights before you leave."]
+    assert [c.is_last for c in chunks] == [False, True]
+    assert all(c.sample_rate == 22050 == lite_engine.synthesizer.sample_rate for c in chunks)
+    assert all(0.5 < c.duration < 6 and np.abs(c.samples).max() > 0.1 for c in chunks)
+    from stepaudio.audio.io import Audio
+
+    heard = lite_engine.transcriber.transcribe(Audio(_speech(chunks), 22050), language="en").text
+    reference = normalize_english(text)
+    assert word_errors(reference, normalize_english(heard)) <= 1, heard
+
+
+def test_speed_changes_duration(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None
+    text = "Remember to water the plants."
+    normal = _speech(list(lite_engine.synthesizer.synthesize(text)))
+    slow = _speech(list(lite_engine.synthesizer.synthesize(text, instructions=SpeechInstructions(speed="slower"))))
+    fast_zh = _speech(list(lite_engine.synthesizer.synthesize("(快速2)我们晚上一起吃饭吧。")))
+    normal_zh = _speech(list(lite_engine.synthesizer.synthesize("我们晚上一起吃饭吧。")))
+    assert len(slow) > 1.3 * len(normal)
+    assert len(fast_zh) < 0.8 * len(normal_zh)
+
+
+def test_chinese_japanese_and_cantonese_use_espeak_voices(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None
+    voices = lite_engine.synthesizer.voices()
+    assert {"joe", "cmn", "yue", "ja", "ko"} <= set(voices)
+    for text in ("今天天气很好。", "(粤语)今日天气好好。", "これはペンです。"):
+        chunks = list(lite_engine.synthesizer.synthesize(text))
+        assert len(chunks) == 1 and chunks[0].duration > 0.5 and chunks[0].sample_rate == 22050
+    high = _speech(list(lite_engine.synthesizer.synthesize("你好", "cmn", SpeechInstructions(pitch=6))))
+    assert high.size > 0
+
+
+def test_pick_voice_by_script_and_cleanup() -> None:
+    assert [pick_voice(t) for t in ("Hello", "你好", "こんにちは", "안녕하세요")] == ["joe", "cmn", "ja", "ko"]
+    assert clean_for_speech("**Paris** is `great` 🎉!") == "Paris is great !"
+
+
+def test_unsupported_instructions_warn_or_raise(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None
+    with pytest.warns(UserWarning, match="高兴1"):
+        chunks = list(lite_engine.synthesizer.synthesize("(高兴1)Hello there."))
+    assert chunks and chunks[0].text == "Hello there."
+    with pytest.raises(TagError, match="RAP"):
+        list(lite_engine.synthesizer.synthesize("Hello.", instructions=SpeechInstructions(style="rap", strict=True)))
+    with pytest.raises(StepAudioError, match="clone"):
+        list(lite_engine.synthesizer.synthesize("Hello.", Voice("me", prompt_audio=__import__("pathlib").Path("x"))))
+
+
+def test_cancel_stops_before_the_next_sentence(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None
+    cancel = CancelToken()
+    got = []
+    for chunk in lite_engine.synthesizer.synthesize("One. Two. Three. Four.", cancel=cancel):
+        got.append(chunk)
+        cancel.cancel()
+    assert len(got) == 1

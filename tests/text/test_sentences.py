@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stepaudio.text.sentences import SentenceSplitter, has_cjk, split_sentences
+
+TEXTS = [
+    'Hello there! Mr. Smith went to Washington. He said "hi." Then he left... OK? Fine',
+    "今天天气很好。我们一起去公园散步吧！好吗？“当然。”走吧",
+    "これはペンです。あれは何ですか？ 分かりません",
+    "Dr. J. K. Rowling wrote it in 1997. The price is 3.50 dollars!\n1. First item\n2. Second item",
+    "Mixed 中文 and English. 好的。Done",
+]
+
+
+def test_english_sentences_keep_abbreviations_initials_and_decimals() -> None:
+    assert split_sentences(TEXTS[3]) == [
+        "Dr. J. K. Rowling wrote it in 1997.", "The price is 3.50 dollars!", "1. First item", "2. Second item",
+    ]
+
+
+def test_closing_quotes_stay_with_their_sentence() -> None:
+    assert split_sentences(TEXTS[0]) == [
+        "Hello there!", "Mr. Smith went to Washington.", 'He said "hi."', "Then he left...", "OK?", "Fine",
+    ]
+
+
+def test_chinese_and_japanese_full_stops_end_sentences_without_spaces() -> None:
+    assert split_sentences(TEXTS[1]) == ["今天天气很好。", "我们一起去公园散步吧！", "好吗？", "“当然。”", "走吧"]
+    assert split_sentences(TEXTS[2]) == ["これはペンです。", "あれは何ですか？", "分かりません"]
+
+
+def test_an_unfinished_sentence_waits_for_more_text() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.push("The capital is Paris.") == []  # could still be "Paris.com" or a closing quote
+    assert splitter.push(" It is") == ["The capital is Paris."]
+    assert splitter.push(" lovely") == []
+    assert splitter.flush() == ["It is lovely"]
+    assert splitter.flush() == []
+
+
+def test_long_sentences_are_cut_at_a_comma_and_the_first_one_sooner() -> None:
+    text = "Paris is the capital of France, and it is famous for the Eiffel Tower, built in 1889. It is lovely."
+    assert split_sentences(text, first_max_chars=40) == [
+        "Paris is the capital of France,", "and it is famous for the Eiffel Tower, built in 1889.", "It is lovely.",
+    ]
+    pieces = split_sentences("word " * 100, max_chars=50)
+    assert all(len(piece) <= 50 for piece in pieces)
+    assert " ".join(pieces).split() == ["word"] * 100
+
+
+def test_invalid_limits_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        SentenceSplitter(max_chars=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(TEXTS), st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=40))
+def test_streaming_in_any_pieces_gives_the_offline_sentences(text: str, sizes: list[int]) -> None:
+    splitter = SentenceSplitter(max_chars=40, first_max_chars=20)
+    out: list[str] = []
+    position, index = 0, 0
+    while position < len(text):
+        size = sizes[index % len(sizes)]
+        out += splitter.push(text[position : position + size])
+        position += size
+        index += 1
+    out += splitter.flush()
+    assert out == split_sentences(text, max_chars=40, first_max_chars=20)
+    assert "".join(out).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+def test_has_cjk() -> None:
+    assert has_cjk("hello 你好") and has_cjk("カタカナ") and not has_cjk("hello")
