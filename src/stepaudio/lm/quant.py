@@ -6,6 +6,7 @@ Two kernels, both reading one byte per weight:
   batch 1). Adds activation rounding error (per-token absmax / 127).
 * "weight-only": activations stay in floating point (`torch._weight_int8pack_mm`); more exact,
   slower on current CPUs.
+Off the CPU the weights are dequantised per call (correct, memory-saving, not faster).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        if self.mode == "weight-only":
+        if flat.device.type != "cpu":  # the int8 kernels here target CPUs; elsewhere dequantise
+            weight = self.qweight.to(flat.dtype) * self.scale.to(flat.dtype)[:, None]
+            out = flat @ weight.t()
+        elif self.mode == "weight-only":
             out = torch._weight_int8pack_mm(flat, self.qweight, self.scale.to(flat.dtype))
         else:
             x32 = flat.to(torch.float32)
