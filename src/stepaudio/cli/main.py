@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "text-tokenize": ("stepaudio.cli.text_tokenize", "encode text with the Step tokenizer"),
     "tags": ("stepaudio.cli.tags", "parse instruction tags or list the known ones"),
     "prompt": ("stepaudio.cli.prompt", "build a Step-Audio chat or TTS prompt and print its ids"),
+    "serve-lm": ("stepaudio.cli.serve_lm", "serve a Step1 model over the OpenAI completions API (no vLLM needed)"),
     "vllm-command": ("stepaudio.cli.vllm_command", "print the vLLM serve command for the Step chat / TTS models"),
     "bench": ("stepaudio.cli.bench", "run component benchmarks (lm, decoder, tokenizer, ...)"),
     "chat": ("stepaudio.cli.chat", "talk to a voice assistant: a wav question or an interactive conversation"),

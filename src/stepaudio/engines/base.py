@@ -138,6 +138,11 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def event(self) -> threading.Event:
+        """The underlying event, for loops that wait on it or check it (the LM token stream)."""
+        return self._event
+
 
 @runtime_checkable
 class Transcriber(Protocol):

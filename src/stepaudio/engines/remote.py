@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepaudio.engines.base import CancelToken
-from stepaudio.engines.lm_backend import GeneratedToken, SamplingParams
+from stepaudio.engines.lm_backend import GeneratedToken
 from stepaudio.errors import StepAudioError
+from stepaudio.lm.generate import GenerationConfig
 
 _TOKEN_ID = re.compile(r"^token_id:(\d+)$")
 
@@ -41,38 +42,40 @@ class RemoteLM:
         root = self.base_url.rstrip("/")
         return (root if root.endswith("/v1") else root + "/v1") + "/completions"
 
-    def request_body(self, prompt: Sequence[int] | str, params: SamplingParams) -> dict[str, Any]:
+    def request_body(self, prompt: Sequence[int] | str, config: GenerationConfig) -> dict[str, Any]:
+        sampling = config.sampling
         body: dict[str, Any] = {
             "model": self.model,
             "prompt": prompt if isinstance(prompt, str) else [int(i) for i in prompt],
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
+            "max_tokens": config.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
             "stream": True,
             "logprobs": 1,
             # vLLM extensions; other servers ignore unknown fields.
-            "top_k": params.top_k if params.top_k > 0 else -1,
-            "repetition_penalty": params.repetition_penalty,
-            "stop_token_ids": list(params.stop_ids),
+            "top_k": sampling.top_k if sampling.top_k > 0 else -1,
+            "repetition_penalty": sampling.repetition_penalty,
+            "stop_token_ids": list(config.stop_ids),
             "skip_special_tokens": False,
             "return_tokens_as_token_ids": True,
+            # Ours: the reference's repetition-aware TTS ban (vLLM ignores the field with a warning).
+            "repetition_aware_window": sampling.ban_window if sampling.ban_repeats else 0,
         }
-        if params.seed is not None:
-            body["seed"] = params.seed
+        if config.seed is not None:
+            body["seed"] = config.seed
         return body
 
     def stream(
         self,
         prompt: Sequence[int] | str,
-        params: SamplingParams,
+        config: GenerationConfig,
         cancel: CancelToken | None = None,
     ) -> Iterator[GeneratedToken]:
-        if params.repetition_window:
-            # The repetition-aware rule needs the logits; no completions server exposes it.
-            params = SamplingParams(**{**params.__dict__, "repetition_window": 0})
+        """Stream a completion. The repetition-aware TTS ban needs the logits, which no completions API
+        exposes; vLLM-served TTS runs without it (ours applies it, see `stepaudio serve-lm`)."""
         request = urllib.request.Request(
             self.completions_url,
-            data=json.dumps(self.request_body(prompt, params)).encode(),
+            data=json.dumps(self.request_body(prompt, config)).encode(),
             headers=self._headers(),
             method="POST",
         )
@@ -87,7 +90,7 @@ class RemoteLM:
             for event in _sse_events(response):
                 if cancel is not None and cancel.cancelled:
                     return
-                yield from _tokens_of(event, params.stop_ids)
+                yield from _tokens_of(event, config.stop_ids)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}

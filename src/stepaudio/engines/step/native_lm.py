@@ -1,0 +1,58 @@
+"""The in-process language-model backend: a Step1 checkpoint run by `stepaudio.lm`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stepaudio.engines.base import CancelToken
+from stepaudio.engines.lm_backend import GeneratedToken
+from stepaudio.lm import GenerationConfig, Step1ForCausalLM, TokenStream, load_step1, quantize_int8
+from stepaudio.text.detokenize import IncrementalDetokenizer
+from stepaudio.text.tokenizer import StepTokenizer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class NativeLM:
+    model: Step1ForCausalLM
+    tokenizer: StepTokenizer
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        quant: str | None = None,
+    ) -> NativeLM:
+        """Load a model folder (config.json, safetensors, tokenizer.model). `quant='int8'` for CPU speed."""
+        directory = Path(model_dir)
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        model = load_step1(directory, device=device, dtype=DTYPES[dtype] if dtype else None)
+        if quant == "int8":
+            quantize_int8(model)
+        elif quant is not None:
+            raise ValueError(f"unknown quantisation {quant!r}; only 'int8' is supported")
+        return cls(model=model, tokenizer=StepTokenizer(directory))
+
+    def stream(
+        self,
+        prompt: Sequence[int] | str,
+        config: GenerationConfig,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[GeneratedToken]:
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        tokens = TokenStream(self.model, [ids], config, cancel_event=cancel.event if cancel else None)
+        detokenizer = IncrementalDetokenizer(self.tokenizer)
+        for step in tokens:
+            token = step.tokens[0]
+            if token < 0 or token in config.stop_ids:
+                return
+            yield GeneratedToken(text=detokenizer.push(token), id=token)
