@@ -127,3 +127,11 @@ def test_compiled_static_decoder_matches_eager(tiny_model: Factory) -> None:
     eager = [s.tokens for s in TokenStream(model, PROMPTS[:2], config)]
     compiled = StaticDecoder.factory(model, compile_mode="default")
     assert eager == [s.tokens for s in TokenStream(model, PROMPTS[:2], config, decode_fn=compiled)]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_chunked_prefill_equals_single_pass(tiny_model: Factory, side: str) -> None:
+    model = tiny_model(seed=10)
+    whole = generate(model, PROMPTS, GenerationConfig(max_new_tokens=4, stop_ids=()), padding_side=side)
+    chunked = GenerationConfig(max_new_tokens=4, stop_ids=(), prefill_chunk=3)
+    assert generate(model, PROMPTS, chunked, padding_side=side) == whole

@@ -22,6 +22,7 @@ class GenerationConfig:
     stop_ids: tuple[int, ...] = (3,)
     sampling: SamplingConfig = field(default_factory=lambda: GREEDY)
     seed: int | None = None
+    prefill_chunk: int = 256  # prompt tokens per forward: bounds the [heads, chunk, keys] ALiBi bias
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class TokenStream:
             return
         with torch.inference_mode():
             last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
-            logits = model(ids, positions, cache, valid, logits_at=last)
+            logits = _prefill(model, ids, positions, valid, cache, last, cfg.prefill_chunk)
             for index in range(cfg.max_new_tokens):
                 tokens = choose_tokens(logits, history, cfg.sampling, generator, hist_valid)
                 tokens = torch.where(done, torch.full_like(tokens, -1), tokens)
@@ -130,6 +131,28 @@ class TokenStream:
                 hist_valid = torch.cat([hist_valid, ~done[:, None]], dim=1)
                 logits = decode(feed[:, None], lengths[:, None] + index, ~done[:, None])
         self.stop_reason = "max_new_tokens"
+
+
+def _prefill(
+    model: Step1ForCausalLM,
+    ids: torch.Tensor,
+    positions: torch.Tensor,
+    valid: torch.Tensor,
+    cache: StaticKVCache,
+    last: torch.Tensor,
+    chunk: int,
+) -> torch.Tensor:
+    """Feed the prompt in chunks; logits [B, V] at each row's index `last`."""
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    picked: torch.Tensor | None = None
+    for start in range(0, ids.shape[1], max(1, chunk)):
+        end = min(start + max(1, chunk), ids.shape[1])
+        hidden = model.hidden(ids[:, start:end], positions[:, start:end], cache, valid[:, start:end])
+        here = hidden[rows, (last - start).clamp(0, end - start - 1)]
+        inside = ((last >= start) & (last < end))[:, None]
+        picked = here if picked is None else torch.where(inside, here, picked)
+    assert picked is not None
+    return model.lm_head(picked)
 
 
 def _eager_decode(model: Step1ForCausalLM, cache: StaticKVCache) -> DecodeFn:
