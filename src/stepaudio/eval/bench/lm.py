@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bandwidth-mib", type=int, default=1024, help="size of each copy buffer")
     parser.add_argument("--cuda-graph", action="store_true", help="decode with a captured CUDA graph")
     parser.add_argument("--compile", default=None, metavar="MODE", help="torch.compile the decode step")
-    parser.add_argument("--skip-prefill", action="store_true")
+    parser.add_argument("--kernels", action="store_true", help="also time batch-1 matmul kernels (GB/s)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
 
 
@@ -71,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
         results["full_depth_decode_weight_bytes"] = full_bytes
         results["full_depth_estimated_decode_tok_s"] = results["decode_tok_s"] * weight_bytes / full_bytes
     print_table(results)
+    if args.kernels:
+        from stepaudio.eval.bench.lm_kernels import kernel_table
+
+        table = kernel_table(cfg.intermediate_size, cfg.hidden_size)
+        results["kernels_bytes_per_s"] = table
+        for name, rate in table.items():
+            print(f"kernel {name:<44} {rate / 1e9:6.1f} GB/s  ({100 * rate / bandwidth:.0f} % of copy)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
