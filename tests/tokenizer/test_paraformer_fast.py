@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_fast import Bf16Linear, Int8Linear, reduce_encoder_weights
+from stepaudio.tokenizer.paraformer_fast import Bf16Linear, Int8Linear, PackedLinear, reduce_encoder_weights
 
 
 def _encoders(mode: str, input_size: int = 48) -> tuple[ParaformerEncoder, ParaformerEncoder]:
@@ -33,7 +33,13 @@ def _run(encoder: ParaformerEncoder, feats: list[torch.Tensor]) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("mode", "wrapper", "input_size", "tol"),
-    [("bf16", Bf16Linear, 48, 0.03), ("int8", Int8Linear, 48, 0.05), ("int8", Int8Linear, 40, 0.05)],
+    [
+        ("bf16", Bf16Linear, 48, 0.03),
+        ("bf16-packed", PackedLinear, 48, 0.03),
+        ("int8", Int8Linear, 48, 0.05),
+        ("int8", Int8Linear, 40, 0.05),
+        ("fp32-packed", PackedLinear, 40, 1e-5),
+    ],
 )
 def test_reduced_weights_track_fp32(mode: str, wrapper: type, input_size: int, tol: float) -> None:
     base, reduced = _encoders(mode, input_size)
@@ -43,7 +49,9 @@ def test_reduced_weights_track_fp32(mode: str, wrapper: type, input_size: int, t
     want, got = _run(base, feats), _run(reduced, feats)
     assert got.dtype == torch.float32
     rel = float((got - want).norm() / want.norm())
-    assert 0 < rel < tol
+    assert rel < tol
+    if mode != "fp32-packed":
+        assert rel > 0  # really running in reduced precision
 
 
 def test_fp32_mode_is_identity_and_unknown_mode_fails() -> None:
