@@ -1,8 +1,8 @@
-"""The edge of every HTTP request, before any route reads a byte of its body.
+"""The edge of every HTTP request and WebSocket handshake, before any route reads a byte of its body.
 
-API-key check (when a key is configured), the body size cap per kind of route (declared length and the
-bytes actually received), the content type a route accepts (415 otherwise), and an idle timeout while
-waiting for the next piece of a body, so a slow or stalled client cannot hold a worker.
+API-key check (when a key is configured; WebSocket handshakes too), the body size cap per kind of route
+(declared length and the bytes actually received), the content type a route accepts (415 otherwise), and an
+idle timeout while waiting for the next piece of a body, so a slow or stalled client cannot hold a worker.
 """
 
 from __future__ import annotations
@@ -40,11 +40,18 @@ class EdgeGuard:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # websockets authenticate in their own handler
-            return
-        path: str = scope["path"]
+        path: str = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if scope["type"] == "websocket":
+            if self._key_ok(path, headers, websocket=True):
+                await self.app(scope, receive, send)
+            else:  # refuse the handshake: policy violation
+                await receive()
+                await send({"type": "websocket.close", "code": 1008, "reason": "missing or invalid API key"})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         try:
             if scope["method"] != "OPTIONS":
                 self._check_key(path, headers)
@@ -58,14 +65,23 @@ class EdgeGuard:
         await self.app(scope, _bounded_receive(receive, limit, self.settings.idle_timeout_s), send)
 
     def _check_key(self, path: str, headers: dict[str, str]) -> None:
-        key = self.settings.api_key
-        if not key or path in OPEN_PATHS or not path.startswith("/v1"):
-            return
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), key.encode()):
+        if not self._key_ok(path, headers):
             raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    def _key_ok(self, path: str, headers: dict[str, str], websocket: bool = False) -> bool:
+        """The key from `Authorization: Bearer`, `X-Api-Key`, or for browsers' WebSockets (which cannot set
+        headers) the subprotocol `openai-insecure-api-key.<key>`, as OpenAI's realtime API accepts it."""
+        key = self.settings.api_key
+        if not key or path in OPEN_PATHS or not path.startswith("/v1"):
+            return True
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        candidates = [token.strip() if scheme.lower() == "bearer" else "", headers.get("x-api-key", "")]
+        if websocket:
+            prefix = "openai-insecure-api-key."
+            protocols = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
+            candidates += [p[len(prefix):] for p in protocols if p.startswith(prefix)]
+        return any(hmac.compare_digest(given.encode(), key.encode()) for given in candidates if given)
 
     def _rule(self, method: str, path: str) -> BodyRule | None:
         if method not in ("POST", "PUT", "PATCH"):
