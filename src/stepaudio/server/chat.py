@@ -66,16 +66,14 @@ async def create_chat_completion(body: ChatRequest, ctx: Context) -> Response:
         meta = {"id": "chatcmpl-" + secrets.token_hex(12), "created": int(time.time()), "model": body.model}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return ClosingStreamingResponse(with_error_event(_stream(deltas, meta, spoken, include_usage, ctx, cancel)),
-                                            lease=_Both(leases), media_type="text/event-stream",
-                                            headers=SSE_HEADERS)
+            events = with_error_event(_stream(deltas, meta, spoken, include_usage, ctx, cancel))
+            response = ClosingStreamingResponse(events, lease=_Both(list(leases)), media_type="text/event-stream",
+                                                headers=SSE_HEADERS)
+            leases.clear()  # the response releases them when the stream ends
+            return response
         return JSONResponse(await _whole(deltas, meta, spoken, ctx, cancel))
-    except BaseException:
-        _Both(leases).release()
-        raise
     finally:
-        if not body.stream:
-            _Both(leases).release()
+        _Both(leases).release()
 
 
 class _Both(Lease):

@@ -56,7 +56,7 @@ async def create_speech(body: SpeechRequest, ctx: Context) -> Response:
         if body.stream_format == "audio" and fmt not in STREAMABLE:
             samples = [piece async for piece in _samples(chunks, rate)]
             lease.release()
-            audio = np.concatenate(samples) if samples else np.zeros(0, dtype=np.float32)
+            audio = np.concatenate(samples) if samples else np.zeros(rate // 100, dtype=np.float32)  # a valid file
             data = await run_blocking(encode, audio, rate, fmt)
             return Response(data, media_type=MEDIA_TYPES[fmt])
     except BaseException:
