@@ -39,7 +39,7 @@ async def create_transcription(
     ctx: Context,
     file: Annotated[UploadFile, File(description="audio: wav, flac, mp3, ogg/opus")],
     model: Annotated[str, Form(max_length=256)] = "whisper-1",
-    language: Annotated[str | None, Form(max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")] = None,
+    language: Annotated[str | None, Form(max_length=16, pattern=r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{2,8})?$")] = None,
     prompt: Annotated[str | None, Form(max_length=4096)] = None,
     response_format: Annotated[TranscriptFormat, Form()] = "json",
     temperature: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
