@@ -158,6 +158,8 @@ def test_from_pretrained_release_layout(tmp_path: Path) -> None:
     wav = _speechlike(20_000, seed=9)
     assert loaded.encode(wav) == tok.encode(wav)
     assert loaded.frontend.config.dither == 0.0
+    packed = LinguisticTokenizer.from_pretrained(tmp_path, weight_mode="fp32-packed")
+    assert packed.encode(wav) == tok.encode(wav)
     (tmp_path / "linguistic_tokenizer.npy").unlink()
     with pytest.raises(CheckpointError, match="codebook"):
         LinguisticTokenizer.from_pretrained(tmp_path)

@@ -19,6 +19,7 @@ import torch
 
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.tokenizer.paraformer import ChunkConfig, EncoderCache, ParaformerEncoder
+from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
 from stepaudio.tokenizer.paraformer_frontend import FrontendState, OnlineFrontend, load_cmvn
 from stepaudio.tokenizer.paraformer_loading import load_encoder, load_encoder_state, load_paraformer_config
 
@@ -28,11 +29,18 @@ PARAFORMER_SUBDIR = "dengcunqin/speech_paraformer-large_asr_nat-zh-cantonese-en-
 SAMPLES_PER_CHUNK_UNIT = 960  # 60 ms of 16 kHz audio per unit of chunk_size[1]
 
 
-def nearest_centroid(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the Euclidean-nearest centroid for each row of ``features`` ``[n, d]`` (float64 math)."""
-    x = features.detach().to(device=codebook.device, dtype=torch.float64)
+def nearest_centroid(
+    features: torch.Tensor, codebook: torch.Tensor, codebook_sq_norms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Index of the Euclidean-nearest centroid for each row of ``features`` ``[n, d]``.
+
+    Squared distances ``|x|^2 - 2 x.c + |c|^2`` in float64, so the expansion loses nothing that
+    a near-tie would need; ``codebook_sq_norms`` may be passed precomputed (float64).
+    """
     c = codebook.to(torch.float64)
-    dist = (x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + (c * c).sum(1)[None, :]
+    x = features.detach().to(device=c.device, dtype=torch.float64)
+    norms = (c * c).sum(1) if codebook_sq_norms is None else codebook_sq_norms
+    dist = (x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + norms[None, :]
     return dist.argmin(dim=1)
 
 
@@ -43,6 +51,8 @@ class LinguisticTokenizer:
     frontend: OnlineFrontend
     encoder: ParaformerEncoder
     codebook: torch.Tensor  # [codes, output_size]
+    _codebook64: torch.Tensor = field(init=False, repr=False, compare=False)
+    _codebook_sq_norms: torch.Tensor = field(init=False, repr=False, compare=False)
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
 
     def __post_init__(self) -> None:
@@ -51,6 +61,9 @@ class LinguisticTokenizer:
                 f"codebook shape {tuple(self.codebook.shape)} does not match encoder output "
                 f"size {self.encoder.config.output_size}"
             )
+        codebook64 = self.codebook.detach().to(torch.float64)
+        object.__setattr__(self, "_codebook64", codebook64)
+        object.__setattr__(self, "_codebook_sq_norms", (codebook64 * codebook64).sum(1))
 
     @classmethod
     def from_pretrained(
@@ -60,8 +73,14 @@ class LinguisticTokenizer:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         chunk: ChunkConfig | None = None,
+        weight_mode: str = "fp32",
     ) -> LinguisticTokenizer:
-        """Load from a ``Step-Audio-Tokenizer`` directory (or the Paraformer folder beside a codebook)."""
+        """Load from a ``Step-Audio-Tokenizer`` directory (or the Paraformer folder beside a codebook).
+
+        ``weight_mode`` other than ``fp32`` opts into the reduced-precision or pre-packed matmul
+        weights of :mod:`stepaudio.tokenizer.paraformer_fast` (faster on CPU; codes may differ
+        from fp32 at near-ties).
+        """
         root = Path(tokenizer_dir)
         model_dir = root / PARAFORMER_SUBDIR if (root / PARAFORMER_SUBDIR).is_dir() else root
         codebook_path = root / "linguistic_tokenizer.npy"
@@ -72,6 +91,7 @@ class LinguisticTokenizer:
         if not weights.is_file() and (model_dir / "model.safetensors").is_file():
             weights = model_dir / "model.safetensors"
         encoder = load_encoder(encoder_config, load_encoder_state(weights), device=device, dtype=dtype)
+        encoder = reduce_encoder_weights(encoder, weight_mode)
         frontend = OnlineFrontend(frontend_config, load_cmvn(model_dir / "am.mvn"))
         codebook = torch.from_numpy(np.load(codebook_path).astype(np.float32)).to(device)
         return cls(frontend=frontend, encoder=encoder, codebook=codebook, chunk=chunk or ChunkConfig())
@@ -97,7 +117,8 @@ class LinguisticTokenizer:
     def quantize(self, features: torch.Tensor) -> list[int]:
         if features.shape[0] == 0:
             return []
-        return [int(i) for i in nearest_centroid(features, self.codebook).tolist()]
+        indices = nearest_centroid(features, self._codebook64, self._codebook_sq_norms)
+        return [int(i) for i in indices.tolist()]
 
 
 def _as_samples(audio: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:
