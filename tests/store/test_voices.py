@@ -166,3 +166,45 @@ def test_kill_during_writes_leaves_store_consistent(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == sorted(f"{v.id}.wav" for v in voices)
     assert list((tmp_path / "tmp").iterdir()) == []
     store.add("after", tone(), "still works")
+
+
+_CRASHER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from stepaudio.audio.io import encode_audio
+    from stepaudio.store import voices
+
+    store = voices.VoiceStore(sys.argv[1])
+    data = encode_audio(np.full(16000, 0.1, dtype=np.float32), 16000, "wav")
+    store.add("survivor", data, "fine")
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    phase = sys.argv[2]
+    if phase == "before-rename":
+        voices.os.replace = die  # the wav is complete in tmp/, not yet in audio/
+        store.add("victim", data, "lost")
+    elif phase == "before-commit":
+        voices._fsync_dir = die  # the wav is in audio/, its row is not committed
+        store.add("victim", data, "lost")
+    elif phase == "mid-delete":
+        voice = store.get("survivor")
+        voices.Path.unlink = die  # the row is deleted, the file is still there
+        store.delete("survivor")
+    """
+)
+
+
+@pytest.mark.parametrize("phase", ["before-rename", "before-commit", "mid-delete"])
+def test_kill_at_each_step_of_a_write(tmp_path: Path, phase: str) -> None:
+    result = subprocess.run([sys.executable, "-c", _CRASHER, str(tmp_path), phase], capture_output=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()
+    leftovers = list((tmp_path / "tmp").iterdir()) + list((tmp_path / "audio").iterdir())
+    assert len(leftovers) == (1 if phase == "mid-delete" else 2)  # the survivor's wav and the crash's leftover
+    store = VoiceStore(tmp_path)
+    expected = [] if phase == "mid-delete" else ["survivor"]
+    assert [v.name for v in store.list()] == expected
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == sorted(f"{v.id}.wav" for v in store.list())
+    assert list((tmp_path / "tmp").iterdir()) == []
