@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    timeout_keep_alive=max(1, int(args.idle_timeout)))
+                    timeout_keep_alive=max(1, int(args.idle_timeout)), limit_concurrency=settings.max_connections)
     finally:
         store.close()
     return 0

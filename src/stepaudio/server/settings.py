@@ -30,6 +30,7 @@ class ServerSettings:
     # Connections and load
     idle_timeout_s: float = 30.0  # waiting for the next piece of a request body, and keep-alive
     max_queue: int = 16  # requests waiting for one engine capability before 503
+    max_connections: int = 128  # open connections uvicorn accepts before answering 503
     audio_expiry_s: int = 3600  # reported `expires_at` of chat audio (nothing is kept server-side)
     default_voice: str | None = None  # the engine's built-in voice used for OpenAI voice names
     transcribe_chat_audio: bool = True  # fill the text of spoken user turns with the engine's transcriber
