@@ -17,13 +17,11 @@ and executes the actions; tests drive it with a fake clock. Phases: listening, u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import Literal
+from dataclasses import replace
 
 from stepaudio.realtime import events as ev
-from stepaudio.realtime.playback import Playback
 from stepaudio.realtime.speculative import Speculation, SpeculationMetrics, saved_ms
+from stepaudio.realtime.state import ControllerConfig, ControllerState, Phase, Response, UserItem
 from stepaudio.realtime.turns import (
     SpeechResume,
     SpeechStart,
@@ -31,84 +29,11 @@ from stepaudio.realtime.turns import (
     TentativeEnd,
     TurnDetectionConfig,
     TurnEvent,
-    TurnState,
     detect,
     reset,
 )
 
-
-class Phase(str, Enum):
-    LISTENING = "listening"
-    USER_SPEAKING = "user_speaking"
-    RESPONDING = "responding"
-    SPEAKING = "speaking"
-    INTERRUPTED = "interrupted"
-
-
-@dataclass(frozen=True)
-class ControllerConfig:
-    turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
-    modalities: tuple[str, ...] = ("audio",)
-
-    @property
-    def audio_out(self) -> bool:
-        return "audio" in self.modalities
-
-
-@dataclass(frozen=True)
-class UserItem:
-    """A user item not yet in the context: committed, or the speculative item of the turn in progress."""
-
-    item_id: str
-    kind: Literal["audio", "text"]
-    start_ms: int = 0
-    end_ms: int = 0
-    committed: bool = True
-    text: str | None = None
-    requested_end_ms: int | None = None  # the span end the worker was asked to transcribe
-
-
-@dataclass(frozen=True)
-class Response:
-    response_id: str
-    item_id: str
-    user_item_ids: tuple[str, ...]
-    speculation: Speculation | None = None  # set while uncommitted, and kept for metrics
-    speculative: bool = False
-    held: tuple[ev.GenerationText | ev.GenerationAudio | ev.GenerationDone, ...] = ()
-    text: str = ""
-    playback: Playback = field(default_factory=Playback)
-    generation_done: bool = False
-    in_context: bool = False
-
-
-@dataclass(frozen=True)
-class ControllerState:
-    config: ControllerConfig = field(default_factory=ControllerConfig)
-    audio_ms: int = 0
-    buffer_start_ms: int = 0
-    turns: TurnState = field(default_factory=TurnState)
-    speech_item_id: str | None = None
-    interrupted: bool = False
-    items: tuple[UserItem, ...] = ()
-    response: Response | None = None
-    last_response: Response | None = None
-    last_item_id: str | None = None
-    next_id: int = 1
-    idle_since: float | None = None
-    interruptions: int = 0
-    metrics: SpeculationMetrics = field(default_factory=SpeculationMetrics)
-
-    @property
-    def phase(self) -> Phase:
-        response = self.response
-        if response is not None and not response.speculative:
-            return Phase.SPEAKING if response.playback.sent_ms > 0 else Phase.RESPONDING
-        if response is not None:
-            return Phase.RESPONDING
-        if self.turns.in_speech:
-            return Phase.INTERRUPTED if self.interrupted else Phase.USER_SPEAKING
-        return Phase.LISTENING
+__all__ = ["Controller", "ControllerConfig", "ControllerState", "Phase", "step"]
 
 
 def step(state: ControllerState, event: ev.Event, now: float) -> tuple[ControllerState, tuple[ev.Action, ...]]:
