@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from stepaudio.engines.base import Segment, Transcript
-from stepaudio.errors import AudioError, StepAudioError, TagError
+from stepaudio.errors import AudioError, CheckpointError, StepAudioError, TagError
 from stepaudio.server.audio_out import available_formats, check_format, pcm_bytes, streaming_wav_header
 from stepaudio.server.chat import _split_ready
 from stepaudio.server.errors import ApiError, to_api_error
@@ -74,6 +74,7 @@ def test_error_mapping() -> None:
         (AudioError("cannot decode"), 400, "invalid_audio"),
         (TagError("bad tag"), 400, "invalid_instruction"),
         (StepAudioError("engine broke"), 500, "engine_error"),
+        (CheckpointError("model.safetensors is missing"), 503, "model_unavailable"),
         (RuntimeError("secret detail"), 500, "internal_error"),
     ]
     for exc, status, code in cases:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stepaudio.errors import AudioError, MissingExtraError, StepAudioError, TagError
+from stepaudio.errors import AudioError, CheckpointError, MissingExtraError, StepAudioError, TagError
 from stepaudio.store.voices import VoiceExistsError, VoiceNotFoundError, VoiceStoreError
 
 log = logging.getLogger("stepaudio.server")
@@ -72,6 +72,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), code="invalid_instruction", param="instructions")
     if isinstance(exc, MissingExtraError):
         return ApiError(503, str(exc), code="missing_dependency")
+    if isinstance(exc, CheckpointError):
+        return ApiError(503, str(exc), code="model_unavailable")
     if isinstance(exc, StepAudioError):
         return ApiError(500, str(exc), code="engine_error")
     return ApiError(500, "internal server error", code="internal_error")
