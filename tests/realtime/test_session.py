@@ -266,6 +266,24 @@ def test_update_changes_prompt_voice_and_turn_detection() -> None:
             session.update(sample_rate=8000)
 
 
+def test_failing_transcriber_reports_the_item_and_keeps_going() -> None:
+    class Failing(ToneTranscriber):
+        def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+            raise RuntimeError("no ears")
+
+    engine = Engine("doubles", Failing(), EchoChat(), BeepSynthesizer())
+    config = SessionConfig(turn_detection=None, tick_interval_s=None, modalities=("text",))
+    with RealtimeSession(engine, None, config) as session:
+        session.append_audio(tone(0.3))
+        session.send(ev.InputAudioCommit())
+        assert session.wait_idle()
+        assert ev.InputTranscriptionFailed("item_1", "RuntimeError: no ears") in drain(session)
+        session.send(ev.TextInput("still here"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["You said still here."]
+
+
 def test_clear_resets_a_stateful_vad() -> None:
     class CountingVad:
         resets = 0

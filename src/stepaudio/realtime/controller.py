@@ -220,7 +220,7 @@ class _Step:
 
     def on_transcribed(self, event: ev.InputTranscribed) -> None:
         items = tuple(
-            replace(item, text=event.text)
+            replace(item, text=event.text, error=event.error)
             if item.item_id == event.item_id and item.requested_end_ms == event.end_ms else item
             for item in self.s.items
         )
@@ -233,7 +233,9 @@ class _Step:
         while items and items[0].committed and (items[0].text is not None or items[0].item_id in force):
             item = items.pop(0)
             text = item.text or ""
-            if item.kind == "audio":
+            if item.kind == "audio" and item.error is not None:
+                self.out.append(ev.InputTranscriptionFailed(item.item_id, item.error))
+            elif item.kind == "audio":
                 self.out.append(ev.InputTranscriptionCompleted(item.item_id, text))
             if text:
                 self.out.append(ev.AddUserTurn(item.item_id, text, float(item.end_ms - item.start_ms)))

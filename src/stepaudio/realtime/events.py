@@ -103,6 +103,7 @@ class InputTranscribed:
     item_id: str
     end_ms: int
     text: str
+    error: str | None = None  # the transcriber failed; `text` is then empty
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,13 @@ class InputTranscriptionCompleted(Output):
     openai_type: ClassVar[str] = "conversation.item.input_audio_transcription.completed"
     item_id: str
     transcript: str
+
+
+@dataclass(frozen=True)
+class InputTranscriptionFailed(Output):
+    openai_type: ClassVar[str] = "conversation.item.input_audio_transcription.failed"
+    item_id: str
+    message: str
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,10 @@ class RealtimeSession:
             job = self._jobs.get()
             if job is None:
                 return
-            job()
+            try:
+                job()
+            except Exception as exc:  # jobs report their own failures; this keeps the worker alive regardless
+                self._emit(ev.ErrorOutput("server_error", f"{type(exc).__name__}: {exc}"))
 
     def _tick_loop(self) -> None:
         interval = self.config.tick_interval_s or 0.05

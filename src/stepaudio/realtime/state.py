@@ -44,6 +44,7 @@ class UserItem:
     committed: bool = True
     text: str | None = None
     requested_end_ms: int | None = None  # the span end the worker was asked to transcribe
+    error: str | None = None  # why the transcription failed
 
 
 @dataclass(frozen=True)

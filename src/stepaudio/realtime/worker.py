@@ -49,7 +49,11 @@ class TranscriptCache:
             return span.text
         key = (span.item_id, span.end_ms)
         if key not in self.texts:
-            text = _transcribe(engine, audio, language)
+            try:
+                text = _transcribe(engine, audio, language)
+            except Exception as exc:  # reported on the item; the turn goes on without its words
+                post(ev.InputTranscribed(span.item_id, span.end_ms, "", f"{type(exc).__name__}: {exc}"))
+                return ""
             self.texts[key] = text
             while len(self.texts) > self.limit:
                 del self.texts[next(iter(self.texts))]
