@@ -208,3 +208,14 @@ def test_kill_at_each_step_of_a_write(tmp_path: Path, phase: str) -> None:
     assert [v.name for v in store.list()] == expected
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == sorted(f"{v.id}.wav" for v in store.list())
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_voice_count_is_capped(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path, max_voices=2)
+    store.add("a", tone(), "a")
+    store.add("b", tone(), "b")
+    assert store.count() == 2
+    with pytest.raises(VoiceStoreError, match="delete one"):
+        store.add("c", tone(), "c")
+    store.delete("a")
+    store.add("c", tone(), "c")

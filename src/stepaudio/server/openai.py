@@ -34,7 +34,7 @@ async def health(ctx: Context) -> Health:
     engine = ctx.engine
     capabilities = {"transcription": engine.transcriber is not None, "chat": engine.chat is not None,
                     "speech": engine.synthesizer is not None}
-    return Health(engine=engine.name, capabilities=capabilities, voices=len(ctx.store.list()))
+    return Health(engine=engine.name, capabilities=capabilities, voices=ctx.store.count())
 
 
 def rest_router() -> APIRouter:

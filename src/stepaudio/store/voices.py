@@ -107,12 +107,14 @@ class VoiceStore:
         min_seconds: float = 0.5,
         max_seconds: float = 30.0,
         max_bytes: int = 10 * 1024 * 1024,
+        max_voices: int = 1000,
     ) -> None:
         self.root = Path(root).resolve()
         self.sample_rate = sample_rate
         self.min_seconds = min_seconds
         self.max_seconds = max_seconds
         self.max_bytes = max_bytes
+        self.max_voices = max_voices
         self._audio_dir = self.root / "audio"
         self._tmp_dir = self.root / "tmp"
         for directory in (self.root, self._audio_dir, self._tmp_dir):
@@ -133,6 +135,10 @@ class VoiceStore:
                 "ORDER BY created_at, rowid"
             ).fetchall()
         return [self._record(row) for row in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM voices").fetchone()[0])
 
     def get(self, key: str) -> StoredVoice:
         """The voice whose id, or else whose name (case-insensitive), is `key`."""
@@ -169,6 +175,8 @@ class VoiceStore:
             )
         if self.find(clean_name) is not None:
             raise VoiceExistsError(f"a voice named {clean_name!r} already exists")
+        if self.count() >= self.max_voices:
+            raise VoiceStoreError(f"the store already holds {self.max_voices} voices; delete one first")
         voice_id = "voice_" + secrets.token_hex(12)
         final = self._audio_dir / f"{voice_id}.wav"
         self._write_atomic(final, decoded)
