@@ -55,11 +55,13 @@ def measure_engine(name: str, questions: int, speculative_ms: int, silence_ms: i
     for mode, speculative in (("speculative", speculative_ms), ("baseline", None)):
         detection = TurnDetectionConfig(silence_duration_ms=silence_ms, speculative_silence_ms=speculative)
         latencies: list[float] = []
+        ratios: list[float] = []
         commits = starts = 0
         for samples in speech:
-            latency, metrics = _run_turn(engine, samples, detection, options)
+            latency, metrics, ratio = _run_turn(engine, samples, detection, options)
             if latency is not None:
                 latencies.append(latency)
+            ratios.append(ratio)
             commits, starts = commits + metrics.committed, starts + metrics.started
         mean = 1000 * statistics.fmean(latencies) if latencies else float("nan")
         results[mode] = {
@@ -67,15 +69,18 @@ def measure_engine(name: str, questions: int, speculative_ms: int, silence_ms: i
             "latency_mean_ms": mean,
             "speculative_started": starts,
             "speculative_committed": commits,
+            "context_compression": statistics.fmean(ratios),
         }
         print(f"{name} {mode:<12} end of speech -> first audio: mean {mean:.0f} ms "
-              f"over {len(latencies)} questions; speculations {commits}/{starts} committed")
+              f"over {len(latencies)} questions; speculations {commits}/{starts} committed; "
+              f"context compression {statistics.fmean(ratios):.1f}:1")
     return results
 
 
 def _run_turn(engine: Engine, samples: np.ndarray, detection: TurnDetectionConfig,
-              options: GenerationOptions) -> tuple[float | None, SpeculationMetrics]:
-    """Stream silence, the question, then silence; seconds from its last speech chunk to the first audio."""
+              options: GenerationOptions) -> tuple[float | None, SpeculationMetrics, float]:
+    """Stream silence, the question, then silence; seconds from its last speech chunk to the first audio, the
+    speculation metrics, and the context's compression (Step-Audio audio tokens replaced per text token)."""
     from faster_whisper.vad import get_vad_model
 
     from stepaudio.realtime import events as ev
@@ -108,5 +113,6 @@ def _run_turn(engine: Engine, samples: np.ndarray, detection: TurnDetectionConfi
                 end_time = time.perf_counter()
         done.wait(60)
         metrics = session.metrics
+        ratio = session.context_stats().compression_ratio
     latency = first_audio[0] - end_time if first_audio and end_time else None
-    return latency, metrics
+    return latency, metrics, ratio
