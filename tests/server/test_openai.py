@@ -123,7 +123,7 @@ def test_cloned_voice_lifecycle(tiny_server: Any, tone: Any) -> None:
     card = response.json()
     assert card["object"] == "audio.voice" and card["name"] == "Grace" and card["id"].startswith("voice_")
     for voice in ({"id": card["id"]}, "Grace", "grace"):
-        client.audio.speech.create(model="tts-1", voice=voice, input="hi", response_format="wav")  # type: ignore[arg-type]
+        client.audio.speech.create(model="tts-1", voice=voice, input="hi", response_format="wav")
         _, used, _ = tiny_server.engine.synthesizer.calls[-1]
         assert isinstance(used, Voice) and used.prompt_text == "a tone"
         assert used.prompt_audio == tiny_server.store.root / "audio" / f"{card['id']}.wav"
@@ -201,11 +201,11 @@ def test_chat_tools(tiny_server: Any) -> None:
                                                 messages=[{"role": "user", "content": "call weather"}])
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
-    call = choice.message.tool_calls[0]  # type: ignore[index]
+    call = choice.message.tool_calls[0]
     assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"query": "weather"}
     follow = client.chat.completions.create(model="m", tools=tools, messages=[
         {"role": "user", "content": "call weather"},
-        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},  # type: ignore[list-item]
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
     assert follow.choices[0].message.content == "You said: sunny."
     seen = tiny_server.engine.chat.seen[-1]
