@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from stepaudio.engines.base import Voice
+from stepaudio.server.settings import ServerSettings
 
 openai = pytest.importorskip("openai")
 
@@ -282,3 +283,14 @@ def test_chat_stream_failure_ends_with_an_error_event(tiny_server: Any) -> None:
     assert events[-1]["error"]["message"] == "the model fell over" and events[-1]["error"]["type"] == "server_error"
     completion = tiny_server.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "ok"}])
     assert completion.choices[0].message.content == "You said: ok."
+
+
+def test_chat_models_that_listen_get_audio_untranscribed(server_factory: Any, make_engine: Any, tone: Any) -> None:
+    engine = make_engine()
+    engine.chat.accepts_audio = True
+    server = server_factory(ServerSettings(), engine)
+    spoken = base64.b64encode(tone(1.0)).decode()
+    server.client().chat.completions.create(model="m", messages=[{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": spoken, "format": "wav"}}]}])
+    turn = engine.chat.seen[-1][-1]
+    assert turn.content == "" and turn.audio is not None and engine.transcriber.heard == []

@@ -1,8 +1,9 @@
 """POST /v1/chat/completions: text and spoken turns in; text, tool calls and (with `modalities`) audio out.
 
-Spoken user turns without text are transcribed first (where the engine has a transcriber) and keep their
-audio for engines that listen directly. Audio output speaks the reply with the requested voice: whole and
-base64-encoded in `message.audio`, or, when streaming, sentence by sentence as `delta.audio` pcm16 chunks.
+Spoken user turns without text are transcribed first (where the engine has a transcriber and its chat model
+does not declare `accepts_audio = True`), and keep their audio for engines that listen directly. Audio output
+speaks the reply with the requested voice: whole and base64-encoded in `message.audio`, or, when streaming,
+sentence by sentence as `delta.audio` pcm16 chunks.
 Capabilities are always taken in the order transcriber, chat, synthesizer, so requests cannot deadlock.
 """
 
@@ -106,7 +107,8 @@ async def _spoken(body: ChatRequest, ctx: ServerContext) -> _Spoken | None:
 async def _transcribe_spoken_turns(converted: ConvertedChat, ctx: ServerContext) -> ConvertedChat:
     transcriber = ctx.engine.transcriber
     pending = [i for i, m in enumerate(converted.messages) if m.audio is not None and not m.content.strip()]
-    if not pending or transcriber is None or not ctx.settings.transcribe_chat_audio:
+    listens = bool(getattr(ctx.engine.chat, "accepts_audio", False))  # e.g. Step-Audio chat hears audio itself
+    if not pending or transcriber is None or listens or not ctx.settings.transcribe_chat_audio:
         return converted
     messages = list(converted.messages)
     async with ctx.gate.hold("transcriber"):
