@@ -230,3 +230,21 @@ def test_voices_survive_a_server_restart(server_factory: Any, tone: Any, tmp_pat
     second.client().audio.speech.create(model="tts-1", voice="Keeper", input="hi", response_format="wav")
     _, voice, _ = second.engine.synthesizer.calls[-1]
     assert voice.prompt_text == "kept words" and voice.prompt_audio.is_file()
+
+
+def test_malformed_multipart_never_5xx(tiny_server: Any) -> None:
+    part = b'--abc\r\nContent-Disposition: form-data; name="name"\r\n\r\n'
+    cases = [
+        ("multipart/form-data", b"garbage"),
+        ("multipart/form-data; boundary=abc", b'--abc\r\nContent-Disposition: form-data; name="file"; '
+                                              b'filename="a.wav"\r\n\r\nxx'),
+        ("multipart/form-data; boundary=abc", b"--abc--\r\n"),
+        ("multipart/form-data; boundary=", b"--\r\n"),
+        ("application/x-www-form-urlencoded", b"name=%ZZ&&&==="),
+        ("multipart/form-data; boundary=abc", part + b"x" * 1_100_000 + b"\r\n--abc--\r\n"),
+    ]
+    for path in ("/v1/audio/transcriptions", "/v1/voices"):
+        for content_type, body in cases:
+            response = httpx.post(tiny_server.url + path, content=body, headers={"Content-Type": content_type})
+            assert 400 <= response.status_code < 500, (path, content_type, response.status_code, response.text)
+            assert response.json()["error"]["message"]
