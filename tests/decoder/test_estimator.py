@@ -109,3 +109,19 @@ def test_conformance_estimator_step1(conformance_dir: Path) -> None:
     with torch.inference_mode():
         out = model.estimator(v[e + "x"], v[e + "mask"], v[e + "mu"], v[e + "t"], v[e + "spks"], v[e + "cond"])
     torch.testing.assert_close(out, v[e + "out"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_low_precision_attention_path_matches_sdpa(masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio.decoder import estimator as module
+
+    monkeypatch.setattr(module, "_SCORE_CHUNK", 2 * 11 * 11)  # force several head chunks
+    q, k, v = torch.randn(3, 2, 3, 11, 8).unbind(0)
+    key_mask = None
+    if masked:
+        key_mask = torch.ones(2, 1, 1, 11, dtype=torch.bool)
+        key_mask[1, ..., 7:] = False
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+    low = module.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), key_mask)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), ref, atol=3e-2, rtol=3e-2)
