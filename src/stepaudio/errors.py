@@ -19,6 +19,10 @@ class CheckpointError(StepAudioError):
     """A model directory or checkpoint that is missing, incomplete or does not match its config."""
 
 
+class UnsupportedError(StepAudioError):
+    """A valid request the chosen engine cannot serve (e.g. voice cloning on an engine without it)."""
+
+
 class MissingExtraError(StepAudioError, ImportError):
     """An optional dependency is absent; the message names the extra to install."""
 
