@@ -355,6 +355,43 @@ def test_callback_sink_and_ticker_thread() -> None:
         assert session.phase is Phase.LISTENING
 
 
+def test_concurrent_callers_neither_deadlock_nor_fail() -> None:
+    engine = Engine("doubles", ToneTranscriber(), EchoChat(extra=10), BeepSynthesizer())
+    errors: list[BaseException] = []
+    outputs: list[ev.Output] = []
+    session = RealtimeSession(engine, energy_vad, SessionConfig(tick_interval_s=0.005), on_output=outputs.append)
+
+    def talk(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(60):
+                choice = rng.integers(6)
+                if choice < 3:
+                    session.append_audio(tone(0.05) if rng.random() < 0.5 else silence(0.1))
+                elif choice == 3:
+                    session.send(ev.ResponseCancel())
+                elif choice == 4:
+                    session.send(ev.TextInput("hey"))
+                    session.send(ev.ResponseCreate())
+                else:
+                    session.send(ev.InputAudioClear())
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=talk, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads)
+    assert session.wait_idle(20)
+    session.close()
+    assert errors == []
+    assert not any(isinstance(o, ev.ErrorOutput) and o.code == "server_error" for o in outputs)
+    done = [o.response_id for o in outputs if isinstance(o, ev.ResponseDone)]
+    assert len(done) == len(set(done))
+
+
 def test_asyncio_sink() -> None:
     async def main() -> ev.Output:
         queue: asyncio.Queue[ev.Output] = asyncio.Queue()
