@@ -31,8 +31,18 @@ def test_messages_are_text_with_system_prompt_first() -> None:
     messages = context.messages()
     assert [(m.role, m.content) for m in messages] == [
         ("system", "be brief"), ("user", "hi"), ("assistant", "hello"), ("user", "what time is it")]
-    assert all(m.audio is None for m in messages)
     assert context.turns[-1].audio_tokens == round(STEP_AUDIO_TOKENS_PER_SECOND)
+    assert messages[-1].audio is not None  # the current turn is still heard as audio
+    context.add_assistant("noon")
+    assert all(m.audio is None for m in context.messages())  # then only its transcript stays
+
+
+def test_a_turn_with_live_audio_costs_its_audio_tokens() -> None:
+    context = ConversationContext(count_tokens=words, turn_overhead=0)
+    context.add_user_audio("two words", audio_tokens=50, audio=Audio(np.zeros(1600, np.float32), 16000))
+    assert context.token_count() == 50
+    context.add_assistant("ok")
+    assert context.token_count() == 2 + 1
 
 
 def test_audio_turns_report_compression() -> None:
@@ -43,7 +53,7 @@ def test_audio_turns_report_compression() -> None:
     stats = context.stats()
     assert stats.audio_turns == 2
     assert stats.audio_tokens_replaced == 190
-    assert stats.transcript_tokens == 6
+    assert stats.text_tokens_kept == 6
     assert stats.compression_ratio == pytest.approx(190 / 6)
     assert ConversationContext().stats().compression_ratio == 0.0
 
@@ -89,7 +99,7 @@ def test_truncate_assistant_to_what_was_played() -> None:
     assert (turn.text, turn.audio_tokens) == ("once upon a", 90)
     stats = context.stats()
     assert stats.audio_tokens_replaced == 190
-    assert stats.transcript_tokens == 4 + 3
+    assert stats.text_tokens_kept == 4 + 3
     assert not context.truncate_assistant("missing", "x")
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from stepaudio.audio.io import Audio
 from stepaudio.engines.base import ChatMessage, Role, ToolCall
 from stepaudio.errors import StepAudioError
 
@@ -35,7 +36,8 @@ def _is_wide(char: str) -> bool:
 
 @dataclass(frozen=True)
 class Turn:
-    """One kept turn. `audio_tokens` > 0 marks a turn that was speech and is now held as its transcript."""
+    """One kept turn. `audio_tokens` > 0 marks a turn that was speech and is held as its transcript; only the
+    newest user turn may still carry its `audio` (a speech model listens to the current turn)."""
 
     role: Role
     text: str
@@ -44,15 +46,17 @@ class Turn:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    audio: Audio | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> ChatMessage:
-        return ChatMessage(self.role, self.text, tool_calls=self.tool_calls,
+        return ChatMessage(self.role, self.text, audio=self.audio, tool_calls=self.tool_calls,
                            tool_call_id=self.tool_call_id, name=self.name)
 
 
 @dataclass(frozen=True)
 class ContextStats:
-    """Counts since the conversation began (`audio_*`, `transcript_tokens`) and of the current window."""
+    """The current window (`turns`, `context_tokens`) and, since the conversation began, the spoken turns:
+    their audio tokens and the text tokens of the transcripts kept in their place."""
 
     turns: int
     dropped_turns: int
@@ -60,12 +64,12 @@ class ContextStats:
     max_tokens: int
     audio_turns: int
     audio_tokens_replaced: int
-    transcript_tokens: int
+    text_tokens_kept: int
 
     @property
     def compression_ratio(self) -> float:
         """Audio tokens replaced per text token kept in their place (the paper reports ~14:1)."""
-        return self.audio_tokens_replaced / self.transcript_tokens if self.transcript_tokens else 0.0
+        return self.audio_tokens_replaced / self.text_tokens_kept if self.text_tokens_kept else 0.0
 
 
 class ConversationContext:
@@ -120,9 +124,12 @@ class ConversationContext:
         return self.add_turn(Turn("user", text, item_id=item_id))
 
     def add_user_audio(self, transcript: str, audio_tokens: int | None = None, *, duration: float = 0.0,
-                       item_id: str | None = None) -> Turn:
-        """A spoken user turn held as its transcript; `audio_tokens` defaults to the duration times the rate."""
-        return self.add_turn(Turn("user", transcript, self._audio_tokens_for(audio_tokens, duration), item_id))
+                       item_id: str | None = None, audio: Audio | None = None) -> Turn:
+        """A spoken user turn held as its transcript; `audio_tokens` defaults to the duration times the rate.
+        With `audio`, the turn keeps it until the next turn arrives (then only the transcript stays)."""
+        duration = duration or (audio.duration if audio is not None else 0.0)
+        tokens = self._audio_tokens_for(audio_tokens, duration)
+        return self.add_turn(Turn("user", transcript, tokens, item_id, audio=audio))
 
     def add_assistant(self, text: str, audio_tokens: int | None = None, *, duration: float = 0.0,
                       item_id: str | None = None, tool_calls: Sequence[ToolCall] = ()) -> Turn:
@@ -133,20 +140,23 @@ class ConversationContext:
         return self.add_turn(Turn("tool", content, tool_call_id=tool_call_id, name=name))
 
     def add_message(self, message: ChatMessage, audio_tokens: int | None = None) -> Turn:
-        """Add a `ChatMessage`; its audio, if any, is dropped and only counted (the content is the transcript)."""
+        """Add a `ChatMessage` (its content is the transcript when it was spoken). A user message keeps its
+        audio until the next turn; other roles' audio is only counted."""
         duration = message.audio.duration if message.audio is not None else 0.0
         tokens = self._audio_tokens_for(audio_tokens, duration)
         if message.role == "system":
             self.system_prompt = message.content
             return Turn("system", message.content)
+        audio = message.audio if message.role == "user" else None
         return self.add_turn(Turn(message.role, message.content, tokens, None, message.tool_calls,
-                                  message.tool_call_id, message.name))
+                                  message.tool_call_id, message.name, audio))
 
     def add_turn(self, turn: Turn) -> Turn:
         if turn.audio_tokens > 0:
             self._audio_turns += 1
             self._audio_tokens += turn.audio_tokens
             self._transcript_tokens += self.count_tokens(turn.text)
+        self._turns = [replace(old, audio=None) if old.audio is not None else old for old in self._turns]
         self._turns.append(turn)
         self._fit()
         return turn
@@ -175,8 +185,11 @@ class ConversationContext:
         return head + [turn.message() for turn in self._turns]
 
     def token_count(self) -> int:
+        """Tokens of the window: text, except a turn still carrying audio, which costs its audio tokens."""
         total = self._cost(self.system_prompt) if self.system_prompt else 0
-        return total + sum(self._cost(turn.text) for turn in self._turns)
+        for turn in self._turns:
+            total += turn.audio_tokens + self.turn_overhead if turn.audio is not None else self._cost(turn.text)
+        return total
 
     def stats(self) -> ContextStats:
         return ContextStats(len(self._turns), self._dropped, self.token_count(), self.max_tokens,
