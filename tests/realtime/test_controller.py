@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stepaudio.engines.base import ToolCall
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import Controller, ControllerConfig, ControllerState, Phase, step
 from stepaudio.realtime.turns import TurnDetectionConfig
@@ -423,3 +424,30 @@ def test_barge_in_before_the_transcript_keeps_the_user_turn() -> None:
     d.audio(0.0, 500)
     d.send(ev.InputTranscribed("item_4", 1620, "and then"))
     assert [a.text for a in only(d.log, ev.AddUserTurn)] == ["wait", "and then"]
+
+
+def test_tool_call_round_trip() -> None:
+    d = driver(turn_detection=None, modalities=("text",))
+    d.send(ev.TextInput("weather in Paris?"))
+    d.send(ev.ResponseCreate())
+    call = ToolCall("call_1", "weather", '{"city": "Paris"}')
+    actions = d.send(ev.GenerationToolCall("resp_2", call))
+    assert actions == [ev.ItemAdded("item_4", "assistant", "item_3", "function_call", "weather"),
+                       ev.FunctionCallArgumentsDone("resp_2", "item_4", "call_1", "weather", '{"city": "Paris"}')]
+    actions = d.send(ev.GenerationDone("resp_2", "tool_calls"))
+    assert only(actions, ev.ResponseDone)[0].status == "completed"
+    assert only(actions, ev.AddAssistantTurn) == [ev.AddAssistantTurn("item_3", "", 0.0, (call,))]
+    actions = d.send(ev.FunctionCallOutput("call_1", '{"sky": "clear"}'))
+    assert actions == [ev.ItemAdded("item_5", "tool", "item_4", "function_call_output", '{"sky": "clear"}'),
+                       ev.AddToolResult("item_5", "call_1", '{"sky": "clear"}')]
+    assert start_of(d.send(ev.ResponseCreate())).user_items == ()
+
+
+def test_tool_calls_of_a_speculation_are_held_until_commit() -> None:
+    d = driver()
+    d.audio(0.9, 400)
+    d.audio(0.0, 200)
+    call = ToolCall("c", "lookup", "{}")
+    assert d.send(ev.GenerationToolCall("resp_2", call)) == []
+    actions = d.audio(0.0, 300)
+    assert kinds(actions)[-2:] == ["ItemAdded", "FunctionCallArgumentsDone"]

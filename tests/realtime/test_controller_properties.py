@@ -6,15 +6,17 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stepaudio.engines.base import ToolCall
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import ControllerConfig, ControllerState, step
 from stepaudio.realtime.turns import TurnDetectionConfig
 
 OPS = st.one_of(
     st.tuples(st.just("audio"), st.sampled_from([0.0, 0.0, 0.3, 1.0]), st.integers(1, 50)),
-    st.tuples(st.just("worker"), st.sampled_from(["text", "audio", "done", "transcribed", "error"]), st.just(0)),
+    st.tuples(st.just("worker"), st.sampled_from(["text", "audio", "done", "transcribed", "error", "tool"]),
+              st.just(0)),
     st.tuples(st.just("client"), st.sampled_from(["create", "cancel", "text", "commit", "clear", "progress",
-                                                  "truncate"]), st.just(0)),
+                                                  "truncate", "tool_output"]), st.just(0)),
     st.tuples(st.just("wait"), st.floats(0, 3), st.just(0)),
 )
 
@@ -31,6 +33,8 @@ def worker_event(state: ControllerState, kind: str) -> ev.Event | None:
         return ev.GenerationText(rid, "some text. ")
     if kind == "audio":
         return ev.GenerationAudio(rid, np.zeros(240, np.float32), 1000, "some text.")
+    if kind == "tool":
+        return ev.GenerationToolCall(rid, ToolCall("call", "f", "{}"))
     return ev.GenerationDone(rid, "stop", "boom" if kind == "error" else None)
 
 
@@ -39,7 +43,7 @@ def client_event(state: ControllerState, kind: str) -> ev.Event:
     events: dict[str, ev.Event] = {
         "create": ev.ResponseCreate(), "cancel": ev.ResponseCancel(), "text": ev.TextInput("typed"),
         "commit": ev.InputAudioCommit(), "clear": ev.InputAudioClear(), "progress": ev.PlaybackProgress(100.0),
-        "truncate": ev.ItemTruncate(item, 50.0),
+        "truncate": ev.ItemTruncate(item, 50.0), "tool_output": ev.FunctionCallOutput("call", "42"),
     }
     return events[kind]
 

@@ -23,6 +23,7 @@ from stepaudio.engines.base import (
     GenerationOptions,
     SpeechInstructions,
     Synthesizer,
+    ToolCall,
     ToolSpec,
     Transcriber,
     Transcript,
@@ -282,6 +283,36 @@ def test_failing_transcriber_reports_the_item_and_keeps_going() -> None:
         session.send(ev.ResponseCreate())
         assert session.wait_idle()
         assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["You said still here."]
+
+
+def test_tool_call_through_the_session() -> None:
+    class ToolChat:
+        def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+                    options: GenerationOptions | None = None,
+                    cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
+            assert tools is not None and tools[0].name == "clock"
+            if messages[-1].role == "tool":
+                yield ChatDelta(text=f"It is {messages[-1].content}.")
+                yield ChatDelta(finish_reason="stop")
+            else:
+                yield ChatDelta(tool_calls=(ToolCall("call_9", "clock", "{}"),), finish_reason="tool_calls")
+
+    engine = Engine("doubles", ToneTranscriber(), ToolChat(), BeepSynthesizer())
+    config = SessionConfig(turn_detection=None, tick_interval_s=None, modalities=("text",),
+                           tools=(ToolSpec("clock", "the time"),))
+    with RealtimeSession(engine, None, config) as session:
+        session.send(ev.TextInput("what time is it?"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        calls = [o for o in drain(session) if isinstance(o, ev.FunctionCallArgumentsDone)]
+        assert [(c.call_id, c.name) for c in calls] == [("call_9", "clock")]
+        session.send(ev.FunctionCallOutput("call_9", "noon"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle()
+        assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["It is noon."]
+        roles = [(m.role, m.content, len(m.tool_calls)) for m in session.context.messages()]
+        assert roles == [("user", "what time is it?", 0), ("assistant", "", 1), ("tool", "noon", 0),
+                         ("assistant", "It is noon.", 0)]
 
 
 def test_clear_resets_a_stateful_vad() -> None:

@@ -94,8 +94,10 @@ class _Step:
                 self.on_truncate(event)
             case ev.InputTranscribed():
                 self.on_transcribed(event)
-            case ev.GenerationText() | ev.GenerationAudio() | ev.GenerationDone():
+            case ev.GenerationText() | ev.GenerationAudio() | ev.GenerationToolCall() | ev.GenerationDone():
                 self.on_generation(event)
+            case ev.FunctionCallOutput():
+                self.on_tool_output(event)
             case ev.ConfigUpdate():
                 self.on_config(event.config)
             case ev.Tick():
@@ -218,6 +220,12 @@ class _Step:
         self.s = replace(self.s, items=(*self.s.items, item), last_item_id=item.item_id)
         self.flush_items()
 
+    def on_tool_output(self, event: ev.FunctionCallOutput) -> None:
+        item = UserItem(self.new_id("item"), "tool", text=event.output, call_id=event.call_id)
+        self.out.append(ev.ItemAdded(item.item_id, "tool", self.s.last_item_id, "function_call_output", event.output))
+        self.s = replace(self.s, items=(*self.s.items, item), last_item_id=item.item_id)
+        self.flush_items()
+
     def on_transcribed(self, event: ev.InputTranscribed) -> None:
         items = tuple(
             replace(item, text=event.text, error=event.error)
@@ -233,6 +241,9 @@ class _Step:
         while items and items[0].committed and (items[0].text is not None or items[0].item_id in force):
             item = items.pop(0)
             text = item.text or ""
+            if item.kind == "tool":
+                self.out.append(ev.AddToolResult(item.item_id, item.call_id or "", text))
+                continue
             if item.kind == "audio" and item.error is not None:
                 self.out.append(ev.InputTranscriptionFailed(item.item_id, item.error))
             elif item.kind == "audio":
@@ -310,7 +321,9 @@ class _Step:
         items = tuple(item for item in self.s.items if item.committed)
         self.s = replace(self.s, response=None, items=items, metrics=self.s.metrics.on_discard())
 
-    def on_generation(self, event: ev.GenerationText | ev.GenerationAudio | ev.GenerationDone) -> None:
+    def on_generation(
+        self, event: ev.GenerationText | ev.GenerationAudio | ev.GenerationToolCall | ev.GenerationDone
+    ) -> None:
         response = self.s.response
         if response is None or response.response_id != event.response_id or response.generation_done:
             return  # a cancelled or discarded generation still finishing, or a duplicate after the end
@@ -330,6 +343,13 @@ class _Step:
                 self.out.append(ev.OutputTranscriptDelta(rid, iid, event.text))
             self.out.append(ev.OutputAudioDelta(rid, iid, event.samples, event.sample_rate))
             response = replace(response, playback=response.playback.sent(event.duration_ms, event.text, self.now))
+        elif isinstance(event, ev.GenerationToolCall):
+            call = event.call
+            call_item = self.new_id("item")
+            self.out.append(ev.ItemAdded(call_item, "assistant", self.s.last_item_id, "function_call", call.name))
+            self.out.append(ev.FunctionCallArgumentsDone(rid, call_item, call.id, call.name, call.arguments))
+            self.s = replace(self.s, last_item_id=call_item)
+            response = replace(response, tool_calls=(*response.tool_calls, call))
         else:
             response = self.finish_generation(response, event)
         self.s = replace(self.s, response=response)
@@ -358,9 +378,10 @@ class _Step:
             status = "incomplete" if event.finish_reason == "length" else "completed"
         self.out.append(ev.ResponseDone(rid, iid, status, event.error or event.finish_reason))
         self.flush_items(force=response.user_item_ids)
-        if response.text:
-            self.out.append(ev.AddAssistantTurn(iid, response.text, response.playback.sent_ms))
-        return replace(response, generation_done=True, in_context=bool(response.text))
+        kept = bool(response.text or response.tool_calls)
+        if kept:
+            self.out.append(ev.AddAssistantTurn(iid, response.text, response.playback.sent_ms, response.tool_calls))
+        return replace(response, generation_done=True, in_context=kept)
 
     def cancel_response(self, reason: str, played_ms: float | None = None) -> None:
         """Stop the committed response and keep only what was played of it."""
@@ -380,10 +401,10 @@ class _Step:
         if not response.in_context and not settled:
             self.settle_items(response)
         if not self.s.config.audio_out:
-            if response.in_context or settled or not response.text:
+            if response.in_context or settled or not (response.text or response.tool_calls):
                 return response.in_context
             self.flush_items(force=response.user_item_ids)
-            self.out.append(ev.AddAssistantTurn(response.item_id, response.text))
+            self.out.append(ev.AddAssistantTurn(response.item_id, response.text, 0.0, response.tool_calls))
             return True
         playback = response.playback
         played = playback.played_ms(self.now) if played_ms is None else min(played_ms, playback.sent_ms)
@@ -394,10 +415,10 @@ class _Step:
         if response.in_context:
             if cut:
                 self.out.append(ev.TruncateAssistantTurn(response.item_id, text, played))
-            return bool(text) or not cut
-        if text and not settled:
+            return bool(text or response.tool_calls) or not cut
+        if (text or response.tool_calls) and not settled:
             self.flush_items(force=response.user_item_ids)
-            self.out.append(ev.AddAssistantTurn(response.item_id, text, played))
+            self.out.append(ev.AddAssistantTurn(response.item_id, text, played, response.tool_calls))
             return True
         return False
 

@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from stepaudio.engines.base import ToolCall
+
 ResponseStatus = Literal["completed", "cancelled", "failed", "incomplete"]
 
 
@@ -52,6 +54,14 @@ class TextInput:
     """conversation.item.create with a user input_text part."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class FunctionCallOutput:
+    """conversation.item.create with a function_call_output: the result of a tool the model called."""
+
+    call_id: str
+    output: str
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,14 @@ class GenerationAudio:
 
 
 @dataclass(frozen=True)
+class GenerationToolCall:
+    """The chat model called a tool (its arguments complete)."""
+
+    response_id: str
+    call: ToolCall
+
+
+@dataclass(frozen=True)
 class GenerationDone:
     response_id: str
     finish_reason: str = "stop"
@@ -134,9 +152,9 @@ class GenerationDone:
 
 
 Event = (
-    AudioFrame | InputAudioCommit | InputAudioClear | TextInput | ResponseCreate | ResponseCancel
-    | PlaybackProgress | ItemTruncate | ConfigUpdate | Tick | InputTranscribed | GenerationText | GenerationAudio
-    | GenerationDone
+    AudioFrame | InputAudioCommit | InputAudioClear | TextInput | FunctionCallOutput | ResponseCreate
+    | ResponseCancel | PlaybackProgress | ItemTruncate | ConfigUpdate | Tick | InputTranscribed | GenerationText
+    | GenerationAudio | GenerationToolCall | GenerationDone
 )
 
 
@@ -204,6 +222,14 @@ class AddAssistantTurn:
     item_id: str
     text: str
     audio_ms: float = 0.0
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddToolResult:
+    item_id: str
+    call_id: str
+    output: str
 
 
 @dataclass(frozen=True)
@@ -262,9 +288,10 @@ class ItemAdded(Output):
 
     openai_type: ClassVar[str] = "conversation.item.added"
     item_id: str
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "tool"]
     previous_item_id: str | None
-    content_type: Literal["input_audio", "input_text", "output_audio", "output_text"]
+    content_type: Literal["input_audio", "input_text", "output_audio", "output_text", "function_call",
+                          "function_call_output"]
     text: str = ""
 
 
@@ -322,6 +349,16 @@ class OutputAudioDelta(Output):
 
 
 @dataclass(frozen=True)
+class FunctionCallArgumentsDone(Output):
+    openai_type: ClassVar[str] = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class OutputTextDone(Output):
     openai_type: ClassVar[str] = "response.output_text.done"
     response_id: str
@@ -362,6 +399,6 @@ class ErrorOutput(Output):
 
 Command = (
     StartGeneration | CancelGeneration | TranscribeItem | CommitSpeculation | DiscardSpeculation | AddUserTurn
-    | AddAssistantTurn | TruncateAssistantTurn
+    | AddAssistantTurn | AddToolResult | TruncateAssistantTurn
 )
 Action = Command | Output

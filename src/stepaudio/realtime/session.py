@@ -21,7 +21,7 @@ import numpy as np
 import soxr
 
 from stepaudio.audio.io import Audio
-from stepaudio.engines.base import CancelToken, Engine, GenerationOptions, SpeechInstructions, Voice
+from stepaudio.engines.base import CancelToken, Engine, GenerationOptions, SpeechInstructions, ToolSpec, Voice
 from stepaudio.engines.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
@@ -47,6 +47,7 @@ class SessionConfig:
     speech_instructions: SpeechInstructions | None = None
     language: str | None = None
     generation: GenerationOptions | None = None
+    tools: tuple[ToolSpec, ...] = ()
     max_buffer_seconds: float = 600.0
     tick_interval_s: float | None = 0.05  # None: the caller calls tick()
 
@@ -74,7 +75,7 @@ class RealtimeSession:
         self.context = ConversationContext(self.config.system_prompt, self.config.max_context_tokens, count_tokens)
         self._controller = Controller(ControllerConfig(self.config.turn_detection, self.config.modalities))
         self._settings = SpeechSettings(self.config.voice, self.config.speech_instructions, self.config.language,
-                                        self.config.generation)
+                                        self.config.generation, self.config.tools)
         self._sink = on_output
         self._outputs: queue.Queue[ev.Output] = queue.Queue()
         self._lock = threading.RLock()
@@ -119,7 +120,7 @@ class RealtimeSession:
             self.context.system_prompt = config.system_prompt
             self.context.max_tokens = config.max_context_tokens
             self._settings = SpeechSettings(config.voice, config.speech_instructions, config.language,
-                                            config.generation)
+                                            config.generation, config.tools)
             self._dispatch(ev.ConfigUpdate(ControllerConfig(config.turn_detection, config.modalities)))
             return config
 
@@ -216,7 +217,10 @@ class RealtimeSession:
                 else:
                     self.context.add_user(action.text, item_id=action.item_id)
             case ev.AddAssistantTurn():
-                self.context.add_assistant(action.text, duration=action.audio_ms / 1000, item_id=action.item_id)
+                self.context.add_assistant(action.text, duration=action.audio_ms / 1000, item_id=action.item_id,
+                                           tool_calls=action.tool_calls)
+            case ev.AddToolResult():
+                self.context.add_tool_result(action.call_id, action.output)
             case ev.TruncateAssistantTurn():
                 tokens = round(action.audio_ms / 1000 * self.context.audio_tokens_per_second)
                 self.context.truncate_assistant(action.item_id, action.text, tokens)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
+from stepaudio.engines.base import ToolCall
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.playback import Playback
 from stepaudio.realtime.speculative import Speculation, SpeculationMetrics
@@ -38,13 +39,14 @@ class UserItem:
     """A user item not yet in the context: committed, or the speculative item of the turn in progress."""
 
     item_id: str
-    kind: Literal["audio", "text"]
+    kind: Literal["audio", "text", "tool"]
     start_ms: int = 0
     end_ms: int = 0
     committed: bool = True
     text: str | None = None
     requested_end_ms: int | None = None  # the span end the worker was asked to transcribe
     error: str | None = None  # why the transcription failed
+    call_id: str | None = None  # a tool result answers this call
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ class Response:
     user_item_ids: tuple[str, ...]
     speculation: Speculation | None = None  # set while uncommitted, and kept for metrics
     speculative: bool = False
-    held: tuple[ev.GenerationText | ev.GenerationAudio | ev.GenerationDone, ...] = ()
+    held: tuple[ev.GenerationText | ev.GenerationAudio | ev.GenerationToolCall | ev.GenerationDone, ...] = ()
     text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
     playback: Playback = field(default_factory=Playback)
     generation_done: bool = False
     in_context: bool = False

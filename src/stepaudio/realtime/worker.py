@@ -18,6 +18,7 @@ from stepaudio.engines.base import (
     Engine,
     GenerationOptions,
     SpeechInstructions,
+    ToolSpec,
     Voice,
 )
 from stepaudio.realtime import events as ev
@@ -32,6 +33,7 @@ class SpeechSettings:
     instructions: SpeechInstructions | None = None
     language: str | None = None
     options: GenerationOptions | None = None
+    tools: tuple[ToolSpec, ...] = ()
     max_sentence_chars: int = 250
     first_sentence_chars: int = 80  # cut the first sentence sooner: the first audio comes earlier
 
@@ -101,9 +103,12 @@ def run_generation(
         speak = "audio" in command.modalities and engine.synthesizer is not None
         splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars)
         finish = "stop"
-        for delta in engine.chat.respond(messages, options=settings.options, cancel=cancel):
+        tools = list(settings.tools) or None
+        for delta in engine.chat.respond(messages, tools=tools, options=settings.options, cancel=cancel):
             if cancel.cancelled:
                 return
+            for call in delta.tool_calls:
+                post(ev.GenerationToolCall(rid, call))
             if delta.text:
                 post(ev.GenerationText(rid, delta.text))
                 if speak:
