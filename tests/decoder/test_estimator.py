@@ -115,13 +115,13 @@ def test_conformance_estimator_step1(conformance_dir: Path) -> None:
 def test_low_precision_attention_path_matches_sdpa(masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from stepaudio.decoder import estimator as module
 
-    monkeypatch.setattr(module, "_SCORE_CHUNK", 2 * 11 * 11)  # force several head chunks
-    q, k, v = torch.randn(3, 2, 3, 11, 8).unbind(0)
+    monkeypatch.setattr(module, "_SCORE_BLOCK", 11 * 11 - 1)  # force blocks of one head and 16 rows
+    q, k, v = torch.randn(3, 2, 3, 40, 8).unbind(0)
     key_mask = None
     if masked:
-        key_mask = torch.ones(2, 1, 1, 11, dtype=torch.bool)
-        key_mask[1, ..., 7:] = False
-    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        key_mask = torch.ones(2, 1, 1, 40, dtype=torch.bool)
+        key_mask[1, ..., 27:] = False
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask).transpose(1, 2)
     low = module.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), key_mask)
-    assert low.dtype == torch.bfloat16
+    assert low.dtype == torch.bfloat16 and low.shape == (2, 40, 3, 8)
     torch.testing.assert_close(low.float(), ref, atol=3e-2, rtol=3e-2)

@@ -73,33 +73,37 @@ class ResnetBlock1D(nn.Module):
         return self.block2(h, mask) + self.res_conv(_masked(x, mask))
 
 
-# score elements per chunk of the low-precision attention path (bounds its memory to ~64 MB)
-_SCORE_CHUNK = 1 << 24
+# score elements per block of the low-precision attention path: 2 MB of float32 scores stay in cache
+_SCORE_BLOCK = 1 << 19
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention over `[B, H, T, D]`.
+    """Softmax attention of `[B, H, T, D]` inputs, returned as `[B, T, H, D]`.
 
-    float32 (and any GPU) uses SDPA. bf16/fp16 on CPU use two batched matmuls with a float32 softmax,
-    in chunks of heads: on CPUs with bf16 dot products this is 1.5-2.5x faster than SDPA's kernel.
+    float32 (and any GPU) uses SDPA. bf16/fp16 on CPU use batched matmuls with a float32 softmax over
+    cache-sized blocks of heads and query rows (full rows, so the softmax is exact): on CPUs with
+    bf16 dot products this is 1.3-2x faster than SDPA's CPU kernel at float32 or bf16.
     """
     if q.device.type != "cpu" or q.dtype == torch.float32:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask).transpose(1, 2)
     b, h, t, d = q.shape
-    qf, kf, vf = (x.reshape(b * h, t, d) for x in (q, k, v))
-    out = q.new_empty(b * h, t, d)
-    step = max(1, _SCORE_CHUNK // (t * t))
-    bias = None
-    if key_mask is not None:
-        bias = torch.zeros(key_mask.shape, dtype=torch.float32, device=q.device).masked_fill(~key_mask, float("-inf"))
-        bias = bias.expand(b, h, 1, t).reshape(b * h, 1, t)
-    for start in range(0, b * h, step):
-        end = min(start + step, b * h)
-        scores = torch.bmm(qf[start:end], kf[start:end].transpose(1, 2)).float() * (d**-0.5)
-        if bias is not None:
-            scores = scores + bias[start:end]
-        torch.bmm(torch.softmax(scores, dim=-1).to(q.dtype), vf[start:end], out=out[start:end])
-    return out.view(b, h, t, d)
+    out = q.new_empty(b, t, h, d)
+    heads = max(1, min(h, _SCORE_BLOCK // (t * t)))
+    rows = t if heads > 1 or t * t <= _SCORE_BLOCK else max(16, _SCORE_BLOCK // t)
+    scale = d**-0.5
+    for i in range(b):
+        bias = None
+        if key_mask is not None:
+            bias = torch.zeros(key_mask.shape[1:], device=q.device).masked_fill(~key_mask[i], float("-inf"))
+        for h0 in range(0, h, heads):
+            keys, values = k[i, h0 : h0 + heads].transpose(1, 2), v[i, h0 : h0 + heads]
+            for r0 in range(0, t, rows):
+                scores = torch.bmm(q[i, h0 : h0 + heads, r0 : r0 + rows] * scale, keys).float()
+                if bias is not None:
+                    scores = scores + bias
+                probs = torch.softmax(scores, dim=-1).to(q.dtype)
+                out[i, r0 : r0 + rows, h0 : h0 + heads] = torch.bmm(probs, values).transpose(0, 1)
+    return out
 
 
 class Attention(nn.Module):
@@ -117,7 +121,7 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = attention(q, k, v, key_mask)
-        return self.to_out[0](out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        return self.to_out[0](out.reshape(b, t, self.heads * self.head_dim))
 
 
 class GeluProjection(nn.Module):
