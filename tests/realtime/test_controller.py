@@ -451,3 +451,13 @@ def test_tool_calls_of_a_speculation_are_held_until_commit() -> None:
     assert d.send(ev.GenerationToolCall("resp_2", call)) == []
     actions = d.audio(0.0, 300)
     assert kinds(actions)[-2:] == ["ItemAdded", "FunctionCallArgumentsDone"]
+
+
+def test_response_create_overrides_instructions_and_modalities() -> None:
+    d = driver(turn_detection=None)  # an audio session
+    actions = d.send(ev.ResponseCreate(instructions="Greet the user.", modalities=("text",)))
+    command = start_of(actions)
+    assert (command.instructions, command.modalities) == ("Greet the user.", ("text",))
+    assert actions[-1] == ev.ItemAdded("item_2", "assistant", None, "output_text")
+    assert d.send(ev.GenerationText("resp_1", "Hi!")) == [ev.OutputTextDelta("resp_1", "item_2", "Hi!")]
+    assert kinds(d.send(ev.GenerationDone("resp_1")))[0] == "OutputTextDone"

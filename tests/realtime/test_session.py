@@ -265,6 +265,11 @@ def test_update_changes_prompt_voice_and_turn_detection() -> None:
         assert chat.seen[-1][0] == ChatMessage("system", "Answer in French.")
         with pytest.raises(StepAudioError, match="sample rate"):
             session.update(sample_rate=8000)
+        session.send(ev.TextInput("hi"))
+        session.send(ev.ResponseCreate(instructions="Be terse."))
+        assert session.wait_idle()
+        assert [m.content for m in chat.seen[-1] if m.role == "system"] == ["Be terse."]
+        assert session.context.system_prompt == "Answer in French."
 
 
 def test_failing_transcriber_reports_the_item_and_keeps_going() -> None:

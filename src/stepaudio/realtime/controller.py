@@ -85,7 +85,7 @@ class _Step:
             case ev.TextInput():
                 self.on_text(event.text)
             case ev.ResponseCreate():
-                self.on_response_create()
+                self.on_response_create(event)
             case ev.ResponseCancel():
                 self.on_response_cancel()
             case ev.PlaybackProgress():
@@ -254,7 +254,7 @@ class _Step:
 
     # ------------------------------------------------------------ responses
 
-    def on_response_create(self) -> None:
+    def on_response_create(self, event: ev.ResponseCreate) -> None:
         response = self.s.response
         if response is not None and not response.speculative:
             self.out.append(ev.ErrorOutput("conversation_already_has_active_response",
@@ -262,7 +262,7 @@ class _Step:
             return
         if response is not None:
             self.discard_speculation()
-        self.start_response(speculative=False)
+        self.start_response(speculative=False, instructions=event.instructions, modalities=event.modalities)
 
     def on_response_cancel(self) -> None:
         response = self.s.response
@@ -271,7 +271,8 @@ class _Step:
             return
         self.cancel_response(reason="client_cancelled")
 
-    def start_response(self, speculative: bool) -> None:
+    def start_response(self, speculative: bool, instructions: str | None = None,
+                       modalities: tuple[str, ...] | None = None) -> None:
         response_id, item_id = self.new_id("resp"), self.new_id("item")
         spans = []
         items = []
@@ -283,10 +284,11 @@ class _Step:
                 item = replace(item, requested_end_ms=item.end_ms)
             items.append(item)
         speculation = Speculation(response_id, self.now) if speculative else None
-        response = Response(response_id, item_id, tuple(span.item_id for span in spans), speculation, speculative)
+        modalities = modalities or self.s.config.modalities
+        response = Response(response_id, item_id, tuple(span.item_id for span in spans), speculation, speculative,
+                            audio_out="audio" in modalities)
         self.s = replace(self.s, items=tuple(items), response=response, idle_since=None)
-        self.out.append(ev.StartGeneration(response_id, item_id, tuple(spans), speculative,
-                                           self.s.config.modalities))
+        self.out.append(ev.StartGeneration(response_id, item_id, tuple(spans), speculative, modalities, instructions))
         if speculative:
             self.s = replace(self.s, metrics=self.s.metrics.on_start())
         else:
@@ -295,7 +297,7 @@ class _Step:
     def announce(self, response: Response) -> None:
         self.out.append(ev.ResponseCreated(response.response_id, response.item_id))
         self.out.append(ev.ItemAdded(response.item_id, "assistant", self.s.last_item_id,
-                                     "output_audio" if self.s.config.audio_out else "output_text"))
+                                     "output_audio" if response.audio_out else "output_text"))
         self.s = replace(self.s, last_item_id=response.item_id)
 
     def commit_speculation(self, response: Response) -> None:
@@ -336,7 +338,7 @@ class _Step:
         rid, iid = response.response_id, response.item_id
         if isinstance(event, ev.GenerationText):
             response = replace(response, text=response.text + event.text)
-            if not self.s.config.audio_out:
+            if not response.audio_out:
                 self.out.append(ev.OutputTextDelta(rid, iid, event.text))
         elif isinstance(event, ev.GenerationAudio):
             if event.text:
@@ -366,7 +368,7 @@ class _Step:
 
     def finish_generation(self, response: Response, event: ev.GenerationDone) -> Response:
         rid, iid = response.response_id, response.item_id
-        if self.s.config.audio_out:
+        if response.audio_out:
             self.out.append(ev.OutputTranscriptDone(rid, iid, response.playback.transcript))
             self.out.append(ev.OutputAudioDone(rid, iid))
         else:
@@ -400,7 +402,7 @@ class _Step:
         if it had none; a settled one only shortens the turn it has. True if a turn remains in the context."""
         if not response.in_context and not settled:
             self.settle_items(response)
-        if not self.s.config.audio_out:
+        if not response.audio_out:
             if response.in_context or settled or not (response.text or response.tool_calls):
                 return response.in_context
             self.flush_items(force=response.user_item_ids)

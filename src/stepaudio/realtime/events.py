@@ -66,7 +66,10 @@ class FunctionCallOutput:
 
 @dataclass(frozen=True)
 class ResponseCreate:
-    """response.create."""
+    """response.create, optionally with this response's own instructions (system prompt) and modalities."""
+
+    instructions: str | None = None
+    modalities: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class StartGeneration:
     user_items: tuple[ItemSpan, ...]
     speculative: bool
     modalities: tuple[str, ...] = ("audio",)
+    instructions: str | None = None  # replaces the session's system prompt for this response
 
 
 @dataclass(frozen=True)

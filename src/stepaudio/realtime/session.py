@@ -21,7 +21,15 @@ import numpy as np
 import soxr
 
 from stepaudio.audio.io import Audio
-from stepaudio.engines.base import CancelToken, Engine, GenerationOptions, SpeechInstructions, ToolSpec, Voice
+from stepaudio.engines.base import (
+    CancelToken,
+    ChatMessage,
+    Engine,
+    GenerationOptions,
+    SpeechInstructions,
+    ToolSpec,
+    Voice,
+)
 from stepaudio.engines.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
@@ -237,6 +245,9 @@ class RealtimeSession:
         token = CancelToken()
         self._tokens[command.response_id] = token
         history = self.context.messages()
+        if command.instructions is not None:
+            system = [ChatMessage("system", command.instructions)] if command.instructions else []
+            history = system + [message for message in history if message.role != "system"]
         audio = {span.item_id: clip for span in command.user_items
                  if span.text is None and (clip := self._slice(span)) is not None}
         settings = self._settings

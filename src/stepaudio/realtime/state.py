@@ -59,6 +59,7 @@ class Response:
     held: tuple[ev.GenerationText | ev.GenerationAudio | ev.GenerationToolCall | ev.GenerationDone, ...] = ()
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    audio_out: bool = True
     playback: Playback = field(default_factory=Playback)
     generation_done: bool = False
     in_context: bool = False
