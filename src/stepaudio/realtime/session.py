@@ -5,6 +5,17 @@ context, a worker thread running transcription, chat and synthesis jobs (each wi
 optional ticker thread, and the output sink (a callback, or a queue read with `next_output`). Every
 decision is the controller's; events from the caller, the worker and the ticker are serialised under one
 lock so actions run in the order decided.
+
+Use (a WebSocket server maps OpenAI client events onto these calls and serialises each output by its
+`openai_type`; output audio comes at the synthesiser's rate, input at any rate):
+
+    session = RealtimeSession(engine, vad, SessionConfig(system_prompt="..."), on_output=send_to_client)
+    session.append_audio(pcm, 24000)          # input_audio_buffer.append
+    session.send(ev.ResponseCreate())         # response.create, ev.TextInput, ev.ResponseCancel, ...
+    session.update(voice="joe", tools=(...))  # session.update
+    session.close()
+
+`on_output` runs under the session lock: it must not block, nor call back into the session.
 """
 
 from __future__ import annotations
