@@ -11,11 +11,14 @@ clock in seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 
 from stepaudio.engines.base import ToolCall
+
+if TYPE_CHECKING:
+    from stepaudio.realtime.state import ControllerConfig
 
 ResponseStatus = Literal["completed", "cancelled", "failed", "incomplete"]
 
@@ -95,10 +98,10 @@ class ItemTruncate:
 
 @dataclass(frozen=True)
 class ConfigUpdate:
-    """session.update: new turn detection and modalities (a `ControllerConfig`); an open speculation is
-    dropped and speech in progress forgotten when turn detection changes."""
+    """session.update: new turn detection and modalities; an open speculation is dropped and speech in
+    progress forgotten when turn detection changes."""
 
-    config: Any
+    config: ControllerConfig
 
 
 @dataclass(frozen=True)
