@@ -14,6 +14,7 @@ from stepaudio.errors import StepAudioError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audio-info": ("stepaudio.cli.audio_info", "load an audio file and print what was decoded"),
     "text-tokenize": ("stepaudio.cli.text_tokenize", "encode text with the Step tokenizer"),
+    "tokenize": ("stepaudio.cli.tokenize", "turn a wav into Step-Audio vq02/vq06 audio tokens"),
     "tags": ("stepaudio.cli.tags", "parse instruction tags or list the known ones"),
     "prompt": ("stepaudio.cli.prompt", "build a Step-Audio chat or TTS prompt and print its ids"),
     "serve-lm": ("stepaudio.cli.serve_lm", "serve a Step1 model over the OpenAI completions API (no vLLM needed)"),
