@@ -26,6 +26,8 @@ def test_int8_flow_is_close_to_fp32_and_leaves_the_original() -> None:
     plain = [m for m in q8.estimator.modules() if type(m) is nn.Linear]
     assert not plain  # every estimator linear is quantized
     assert type(model.estimator.mid_blocks[0].blocks[0].attn1.to_qkv) is nn.Linear
+    assert q8.estimator.mid_blocks[0].blocks[0].attn1.attention_dtype == torch.bfloat16
+    assert model.estimator.mid_blocks[0].blocks[0].attn1.attention_dtype is None
     g = torch.Generator().manual_seed(1)
     req = FlowRequest(torch.randint(0, 40, (12,), generator=g), torch.randint(0, 40, (5,), generator=g),
                       torch.randn(9, 80, generator=g), torch.randn(192, generator=g))

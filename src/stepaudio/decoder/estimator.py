@@ -116,11 +116,17 @@ class Attention(nn.Module):
         inner = heads * head_dim
         self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+        # dtype of the score computation when it should differ from the activations (opt-in, e.g. bf16
+        # attention inside the int8 flow); None follows the input
+        self.attention_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, _ = x.shape
-        q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = attention(q, k, v, key_mask)
+        qkv = self.to_qkv(x)
+        if self.attention_dtype is not None:
+            qkv = qkv.to(self.attention_dtype)
+        q, k, v = qkv.view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v, key_mask).to(x.dtype)
         return self.to_out[0](out.reshape(b, t, self.heads * self.head_dim))
 
 
