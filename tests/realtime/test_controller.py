@@ -461,3 +461,29 @@ def test_response_create_overrides_instructions_and_modalities() -> None:
     assert actions[-1] == ev.ItemAdded("item_2", "assistant", None, "output_text")
     assert d.send(ev.GenerationText("resp_1", "Hi!")) == [ev.OutputTextDelta("resp_1", "item_2", "Hi!")]
     assert kinds(d.send(ev.GenerationDone("resp_1")))[0] == "OutputTextDone"
+
+
+def test_client_truncate_after_barge_in_corrects_the_estimate() -> None:
+    d = driver(turn_detection=NO_SPECULATION)
+    d.audio(0.9, 400)
+    d.audio(0.0, 500)
+    d.send(ev.InputTranscribed("item_1", 900, "hi"))
+    d.send(ev.GenerationText("resp_2", "one two three four"))
+    d.speak("resp_2", "one two three four", 2.0)
+    actions = d.audio(0.9, 20)  # barge-in 20 ms after the audio went out: nothing heard by our estimate
+    assert kinds(actions) == ["SpeechStarted", "CancelGeneration", "ResponseDone", "ItemTruncated"]
+    actions = d.send(ev.ItemTruncate("item_3", 1000))  # the client had played more (it buffered ahead)
+    assert actions == [ev.ItemTruncated("item_3", 1000), ev.AddAssistantTurn("item_3", "one two", 1000, ())]
+    actions = d.send(ev.ItemTruncate("item_3", 500))
+    assert actions == [ev.ItemTruncated("item_3", 500), ev.TruncateAssistantTurn("item_3", "one", 500)]
+
+
+def test_late_truncate_does_not_reorder_the_context() -> None:
+    d = driver(turn_detection=None)
+    d.send(ev.TextInput("hi"))
+    d.send(ev.ResponseCreate())
+    d.speak("resp_2", "one two three four", 2.0)
+    d.send(ev.ResponseCancel())  # nothing heard yet: no assistant turn
+    d.send(ev.TextInput("next"))  # the context moved on
+    actions = d.send(ev.ItemTruncate("item_3", 1000))
+    assert actions == [ev.ItemTruncated("item_3", 1000)]

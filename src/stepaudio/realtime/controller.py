@@ -242,14 +242,14 @@ class _Step:
             item = items.pop(0)
             text = item.text or ""
             if item.kind == "tool":
-                self.out.append(ev.AddToolResult(item.item_id, item.call_id or "", text))
+                self.edit(ev.AddToolResult(item.item_id, item.call_id or "", text))
                 continue
             if item.kind == "audio" and item.error is not None:
                 self.out.append(ev.InputTranscriptionFailed(item.item_id, item.error))
             elif item.kind == "audio":
                 self.out.append(ev.InputTranscriptionCompleted(item.item_id, text))
             if text:
-                self.out.append(ev.AddUserTurn(item.item_id, text, float(item.end_ms - item.start_ms)))
+                self.edit(ev.AddUserTurn(item.item_id, text, float(item.end_ms - item.start_ms)))
         self.s = replace(self.s, items=tuple(items))
 
     # ------------------------------------------------------------ responses
@@ -382,7 +382,7 @@ class _Step:
         self.flush_items(force=response.user_item_ids)
         kept = bool(response.text or response.tool_calls)
         if kept:
-            self.out.append(ev.AddAssistantTurn(iid, response.text, response.playback.sent_ms, response.tool_calls))
+            self.edit(ev.AddAssistantTurn(iid, response.text, response.playback.sent_ms, response.tool_calls))
         return replace(response, generation_done=True, in_context=kept)
 
     def cancel_response(self, reason: str, played_ms: float | None = None) -> None:
@@ -394,19 +394,19 @@ class _Step:
             self.out.append(ev.CancelGeneration(rid))
             self.out.append(ev.ResponseDone(rid, iid, "cancelled", reason))
         kept = self.truncate(response, played_ms, settled=False)
-        self.s = replace(self.s, response=None,
-                         last_response=replace(response, generation_done=True, in_context=kept))
+        last = replace(response, generation_done=True, in_context=kept, context_mark=self.s.context_edits)
+        self.s = replace(self.s, response=None, last_response=last)
 
     def truncate(self, response: Response, played_ms: float | None, settled: bool) -> bool:
         """Cut the assistant item to what was played. A response still open (`settled` False) adds its turn now
         if it had none; a settled one only shortens the turn it has. True if a turn remains in the context."""
-        if not response.in_context and not settled:
+        if not response.in_context and not settled and not response.generation_done:
             self.settle_items(response)
         if not response.audio_out:
             if response.in_context or settled or not (response.text or response.tool_calls):
                 return response.in_context
             self.flush_items(force=response.user_item_ids)
-            self.out.append(ev.AddAssistantTurn(response.item_id, response.text, 0.0, response.tool_calls))
+            self.edit(ev.AddAssistantTurn(response.item_id, response.text, 0.0, response.tool_calls))
             return True
         playback = response.playback
         played = playback.played_ms(self.now) if played_ms is None else min(played_ms, playback.sent_ms)
@@ -416,13 +416,19 @@ class _Step:
             self.out.append(ev.ItemTruncated(response.item_id, round(played)))
         if response.in_context:
             if cut:
-                self.out.append(ev.TruncateAssistantTurn(response.item_id, text, played))
+                self.edit(ev.TruncateAssistantTurn(response.item_id, text, played))
             return bool(text or response.tool_calls) or not cut
         if (text or response.tool_calls) and not settled:
             self.flush_items(force=response.user_item_ids)
-            self.out.append(ev.AddAssistantTurn(response.item_id, text, played, response.tool_calls))
+            self.edit(ev.AddAssistantTurn(response.item_id, text, played, response.tool_calls))
             return True
         return False
+
+    def edit(self, command: ev.AddUserTurn | ev.AddAssistantTurn | ev.AddToolResult | ev.TruncateAssistantTurn
+             ) -> None:
+        """A context edit: counted, so a late truncate knows whether the context moved on."""
+        self.out.append(command)
+        self.s = replace(self.s, context_edits=self.s.context_edits + 1)
 
     def settle_items(self, response: Response) -> None:
         """A cancelled generation may never transcribe its user items: ask for them on their own (the worker's
@@ -448,8 +454,12 @@ class _Step:
         if last is None or last.item_id != event.item_id:
             self.out.append(ev.ErrorOutput("item_truncate_invalid_item_id", f"no assistant item {event.item_id}"))
             return
-        kept = self.truncate(last, event.audio_end_ms, settled=True)
-        self.s = replace(self.s, last_response=replace(last, in_context=kept))
+        # the client's own truncate usually follows our barge-in estimate: if nothing entered the context
+        # since, the turn may still be added at the end
+        settled = last.context_mark != self.s.context_edits
+        kept = self.truncate(last, event.audio_end_ms, settled=settled)
+        mark = None if settled else self.s.context_edits
+        self.s = replace(self.s, last_response=replace(last, in_context=kept, context_mark=mark))
 
     def new_id(self, prefix: str) -> str:
         number = self.s.next_id

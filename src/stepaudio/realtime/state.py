@@ -63,6 +63,7 @@ class Response:
     playback: Playback = field(default_factory=Playback)
     generation_done: bool = False
     in_context: bool = False
+    context_mark: int | None = None  # context edits count when cancelled: unchanged, the turn may still go in
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class ControllerState:
     next_id: int = 1
     idle_since: float | None = None
     interruptions: int = 0
+    context_edits: int = 0
     metrics: SpeculationMetrics = field(default_factory=SpeculationMetrics)
 
     @property
