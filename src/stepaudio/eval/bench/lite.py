@@ -24,7 +24,7 @@ ENGLISH_SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
     "Please turn off the lights in the kitchen before you leave.",
     "The weather tomorrow will be sunny with a light breeze.",
-    "My favourite book is a story about a boy and his dog.",
+    "My favorite book is a story about a boy and his dog.",
     "Could you remind me to call my mother this evening?",
     "The museum opens at nine and closes at five.",
     "Fresh bread is sold at the bakery around the corner.",
@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default="asr,tts,latency", help="comma-separated parts: asr, tts, latency")
     parser.add_argument("--chat-model", default="qwen", help="chat model for latency (qwen, smollm2, a path)")
     parser.add_argument("--asr-model", default="base")
-    parser.add_argument("--zh-rates", default="100,120,140,175", help="espeak Mandarin rates (wpm) to try")
+    parser.add_argument("--zh-voices", default="cmn+m1,cmn+f3,cmn+f4", help="espeak Mandarin voices to try "
+                        "(cmn+m1 is espeak's default; plain cmn is the engine's tuned choice)")
+    parser.add_argument("--zh-rates", default="130,150,170", help="espeak Mandarin rates (wpm) to try")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="spoken questions for latency")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if "asr" in parts:
         results["asr"] = _bench_asr(engine)
     if "tts" in parts:
-        results["tts"] = _bench_tts(engine, [int(r) for r in args.zh_rates.split(",") if r])
+        results["tts"] = _bench_tts(engine, [v for v in args.zh_voices.split(",") if v],
+                                    [int(r) for r in args.zh_rates.split(",") if r])
     if "latency" in parts:
         results["latency"] = _bench_latency(engine, args.questions)
     results["load_average_end"] = os.getloadavg()
@@ -153,8 +156,9 @@ def _round_trip(engine: Any, text: str, voice: str, language: str, rate: int | N
 
     from stepaudio.audio.io import Audio
     from stepaudio.engines.base import SpeechInstructions
+    from stepaudio.engines.lite.tts import ESPEAK_RATES
 
-    speed = None if rate is None else rate / 140.0  # the Mandarin voice's rate at speed 1
+    speed = None if rate is None else rate / ESPEAK_RATES["cmn"]
     start = time.perf_counter()
     chunks = list(engine.synthesizer.synthesize(text, voice, SpeechInstructions(speed=speed)))
     seconds = time.perf_counter() - start
@@ -163,7 +167,7 @@ def _round_trip(engine: Any, text: str, voice: str, language: str, rate: int | N
     return engine.transcriber.transcribe(audio, language=language).text, seconds / max(audio.duration, 1e-9)
 
 
-def _bench_tts(engine: Any, zh_rates: list[int]) -> dict[str, Any]:
+def _bench_tts(engine: Any, zh_voices: list[str], zh_rates: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pairs, rtfs, rows = [], [], []
     for sentence in ENGLISH_SENTENCES:
@@ -172,13 +176,14 @@ def _bench_tts(engine: Any, zh_rates: list[int]) -> dict[str, Any]:
         rtfs.append(rtf)
         rows.append({"text": sentence, "heard": heard})
     out["english_piper_joe"] = {"wer": error_rate(pairs), "rtf": statistics.mean(rtfs), "rows": rows}
-    for rate in zh_rates:
-        pairs, rows = [], []
-        for sentence in MANDARIN_SENTENCES:
-            heard, _ = _round_trip(engine, sentence, "cmn", "zh", rate)
-            pairs.append((normalize_chinese(sentence), normalize_chinese(heard)))
-            rows.append({"text": sentence, "heard": heard})
-        out[f"mandarin_espeak_cmn_{rate}wpm"] = {"cer": error_rate(pairs), "rows": rows}
+    for voice in zh_voices:
+        for rate in zh_rates:
+            pairs, rows = [], []
+            for sentence in MANDARIN_SENTENCES:
+                heard, _ = _round_trip(engine, sentence, voice, "zh", rate)
+                pairs.append((normalize_chinese(sentence), normalize_chinese(heard)))
+                rows.append({"text": sentence, "heard": heard})
+            out[f"mandarin_espeak_{voice}_{rate}wpm"] = {"cer": error_rate(pairs), "rows": rows}
     return out
 
 
