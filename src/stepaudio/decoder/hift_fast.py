@@ -28,6 +28,11 @@ def _conv_params(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor]:
     return conv.weight.detach().clone(), bias.detach().clone()
 
 
+def _resblock(module: nn.Module) -> ResBlock:
+    assert isinstance(module, ResBlock)
+    return module
+
+
 def _foldable(act: Snake) -> bool:
     return bool((act.alpha.detach().abs() >= _MIN_FOLD_ALPHA).all())
 
@@ -58,7 +63,7 @@ class FusedResBlock(nn.Module):
                 w2 = w2 / a2[None, :, None]
             params += [a1[None, :, None], a2[None, :, None], w1, b1, w2, b2]
             self.dilations.append(int(conv1.dilation[0]))
-            self.paddings.append((int(conv1.padding[0]), int(conv2.padding[0])))  # type: ignore[index]
+            self.paddings.append((int(conv1.padding[0]), int(conv2.padding[0])))
             self.fold1.append(f1)
             self.fold2.append(f2)
         for i, tensor in enumerate(params):
@@ -106,20 +111,19 @@ class FastHiFT(nn.Module):
         super().__init__()
         self.generator = model.eval()
         self.config = model.config
-        self.resblocks = nn.ModuleList(FusedResBlock(b) for b in model.resblocks)  # type: ignore[arg-type]
-        self.source_resblocks = nn.ModuleList(
-            FusedResBlock(b)  # type: ignore[arg-type]
-            for b in model.source_resblocks
-        )
+        fused = [FusedResBlock(_resblock(b)) for b in model.resblocks]
+        fused_source = [FusedResBlock(_resblock(b)) for b in model.source_resblocks]
+        self.resblocks = nn.ModuleList(fused)
+        self.source_resblocks = nn.ModuleList(fused_source)
         self.tile_frames = tile_frames
         n_kernels = len(self.config.resblock_kernel_sizes)
         last = len(model.ups) - 1
-        blocks = self.resblocks[last * n_kernels : (last + 1) * n_kernels]
+        blocks = fused[last * n_kernels : (last + 1) * n_kernels]
         down = model.source_downs[last]
         assert isinstance(down, nn.Conv1d)
         self._tile_source = down.kernel_size[0] == 1 and down.stride[0] == 1
-        source_width = self.source_resblocks[last].receptive_half_width() if self._tile_source else 0
-        post = model.conv_post.padding[0]  # type: ignore[index]
+        source_width = fused_source[last].receptive_half_width() if self._tile_source else 0
+        post = model.conv_post.padding[0]
         self.halo = source_width + max(b.receptive_half_width() for b in blocks) + int(post)
 
     # The F0 / source / iSTFT parts are cheap and shared with the plain generator.
@@ -174,10 +178,8 @@ class FastHiFT(nn.Module):
         for start in range(0, frames, self.tile_frames):
             stop = min(frames, start + self.tile_frames)
             lo, hi = max(0, start - self.halo), min(frames, stop + self.halo)
-            if lo == 0:  # padded[0] = up[1], padded[t] = up[t - 1]
-                x = torch.cat([up[..., 1:2], up[..., : hi - 1]], dim=-1)
-            else:
-                x = up[..., lo - 1 : hi - 1].clone()
+            # The reflection pad: padded[0] = up[1], padded[t] = up[t - 1].
+            x = torch.cat([up[..., 1:2], up[..., : hi - 1]], dim=-1) if lo == 0 else up[..., lo - 1 : hi - 1].clone()
             if source is None:
                 x.add_(self.source_resblocks[last](g.source_downs[last](s_stft[..., lo:hi])))
             else:
