@@ -320,6 +320,15 @@ def test_tool_call_through_the_session() -> None:
                          ("assistant", "It is noon.", 0)]
 
 
+def test_engine_without_a_synthesizer_answers_in_text() -> None:
+    engine = Engine("text-only", ToneTranscriber(), EchoChat(), None)
+    with RealtimeSession(engine, None, SessionConfig(turn_detection=None, tick_interval_s=None)) as session:
+        session.send(ev.TextInput("hi"))
+        session.send(ev.ResponseCreate(modalities=("audio", "text")))
+        assert session.wait_idle()
+        assert [o.text for o in drain(session) if isinstance(o, ev.OutputTextDone)] == ["You said hi."]
+
+
 def test_clear_resets_a_stateful_vad() -> None:
     class CountingVad:
         resets = 0

@@ -92,7 +92,8 @@ class RealtimeSession:
         self.vad = vad
         self.clock = clock
         self.context = ConversationContext(self.config.system_prompt, self.config.max_context_tokens, count_tokens)
-        self._controller = Controller(ControllerConfig(self.config.turn_detection, self.config.modalities))
+        self._controller = Controller(ControllerConfig(self.config.turn_detection,
+                                                       self._modalities(self.config.modalities)))
         self._settings = SpeechSettings(self.config.voice, self.config.speech_instructions, self.config.language,
                                         self.config.generation, self.config.tools)
         self._sink = on_output
@@ -140,7 +141,8 @@ class RealtimeSession:
             self.context.max_tokens = config.max_context_tokens
             self._settings = SpeechSettings(config.voice, config.speech_instructions, config.language,
                                             config.generation, config.tools)
-            self._dispatch(ev.ConfigUpdate(ControllerConfig(config.turn_detection, config.modalities)))
+            modalities = self._modalities(config.modalities)
+            self._dispatch(ev.ConfigUpdate(ControllerConfig(config.turn_detection, modalities)))
             return config
 
     def append_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
@@ -174,6 +176,8 @@ class RealtimeSession:
         with self._lock:
             if isinstance(event, ev.InputAudioCommit):
                 self._flush_input()
+            if isinstance(event, ev.ResponseCreate) and event.modalities is not None:
+                event = replace(event, modalities=self._modalities(event.modalities))
             self._dispatch(event)
 
     def tick(self) -> None:
@@ -210,6 +214,10 @@ class RealtimeSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _modalities(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
+        """Audio out needs a synthesiser: without one, replies come as text."""
+        return wanted if self.engine.synthesizer is not None or "audio" not in wanted else ("text",)
 
     # ------------------------------------------------------------ dispatch and actions
 
