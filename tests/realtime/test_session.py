@@ -320,6 +320,16 @@ def test_tool_call_through_the_session() -> None:
                          ("assistant", "It is noon.", 0)]
 
 
+def test_engine_without_a_transcriber_reports_spoken_items() -> None:
+    engine = Engine("no-asr", None, EchoChat(), BeepSynthesizer())
+    with RealtimeSession(engine, None, SessionConfig(turn_detection=None, tick_interval_s=None)) as session:
+        session.append_audio(tone(0.3))
+        session.send(ev.InputAudioCommit())
+        assert session.wait_idle()
+        failed = [o for o in drain(session) if isinstance(o, ev.InputTranscriptionFailed)]
+        assert len(failed) == 1 and "no transcriber" in failed[0].message
+
+
 def test_engine_without_a_synthesizer_answers_in_text() -> None:
     engine = Engine("text-only", ToneTranscriber(), EchoChat(), None)
     with RealtimeSession(engine, None, SessionConfig(turn_detection=None, tick_interval_s=None)) as session:

@@ -21,6 +21,7 @@ from stepaudio.engines.base import (
     ToolSpec,
     Voice,
 )
+from stepaudio.errors import StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.text.sentences import SentenceSplitter
 
@@ -64,8 +65,10 @@ class TranscriptCache:
 
 
 def _transcribe(engine: Engine, audio: Audio | None, language: str | None) -> str:
-    if audio is None or audio.samples.size == 0 or engine.transcriber is None:
+    if audio is None or audio.samples.size == 0:
         return ""
+    if engine.transcriber is None:
+        raise StepAudioError(f"engine {engine.name!r} has no transcriber: send text, or use another engine")
     return engine.transcriber.transcribe(audio, language=language).text.strip()
 
 
