@@ -125,3 +125,18 @@ def test_low_precision_attention_path_matches_sdpa(masked: bool, monkeypatch: py
     low = module.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), key_mask)
     assert low.dtype == torch.bfloat16 and low.shape == (2, 40, 3, 8)
     torch.testing.assert_close(low.float(), ref, atol=3e-2, rtol=3e-2)
+
+
+def test_three_levels_with_unequal_channels_and_padding() -> None:
+    torch.manual_seed(1)
+    est = ConditionalDecoder(EstimatorConfig(channels=(8, 16, 24), attention_head_dim=4, n_blocks=2,
+                                             num_mid_blocks=1, num_heads=2)).eval()
+    x, mu, tt, spks, cond = _inputs(1, 13)
+    padded = [torch.cat([a, torch.zeros(1, 80, 6)], dim=-1) if a.dim() == 3 else a for a in (x, mu, tt, spks, cond)]
+    mask = torch.zeros(1, 1, 19)
+    mask[..., :13] = 1
+    with torch.inference_mode():
+        alone = est(x, None, mu, tt, spks, cond)
+        out = est(padded[0], mask, *padded[1:])
+    assert alone.shape == (1, 80, 13)
+    torch.testing.assert_close(out[..., :13], alone, atol=1e-4, rtol=1e-4)
