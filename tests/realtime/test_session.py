@@ -179,6 +179,27 @@ def test_spoken_turn_gets_a_committed_speculative_answer() -> None:
         assert stats.audio_turns == 2 and stats.compression_ratio > 1
 
 
+@pytest.mark.parametrize("chunk_s", [0.01, 0.032, 0.2337])
+def test_chunking_of_the_input_does_not_change_the_conversation(chunk_s: float) -> None:
+    """Streaming in any append size gives the same turns, transcripts and replies (at real-time pace)."""
+    audio = np.concatenate([silence(0.4), tone(0.7), silence(0.3), tone(0.4), silence(0.9), tone(0.5), silence(0.8)])
+    session, clock, _transcriber, _chat = make_session()
+    with session:
+        feed(session, clock, audio, step_s=chunk_s)
+        outputs = drain(session)
+    kept = (ev.SpeechStarted, ev.SpeechStopped, ev.InputTranscriptionCompleted, ev.OutputTranscriptDelta)
+    assert [o for o in outputs if isinstance(o, kept)] == [
+        ev.SpeechStarted("item_1", 384 - 300),  # 32 ms frames: the onset at 400 ms falls in the frame at 384
+        ev.SpeechStopped("item_1", 1824 + 512),  # last speech frame ends at 1824; 16 frames of silence
+        ev.InputTranscriptionCompleted("item_1", "tone 11"),
+        ev.OutputTranscriptDelta("resp_4", "item_5", "You said tone 11."),
+        ev.SpeechStarted("item_6", 2688 - 300),
+        ev.SpeechStopped("item_6", 3200 + 512),
+        ev.InputTranscriptionCompleted("item_6", "tone 5"),
+        ev.OutputTranscriptDelta("resp_7", "item_8", "You said tone 5."),
+    ]
+
+
 def test_pause_shorter_than_the_silence_discards_and_restarts() -> None:
     session, clock, transcriber, _chat = make_session()
     with session:
