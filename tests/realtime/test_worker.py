@@ -1,0 +1,107 @@
+"""Generation jobs: transcripts cached per span, sentence-by-sentence speech, cancellation between steps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from stepaudio.audio.io import Audio
+from stepaudio.engines.base import (
+    AudioChunk,
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    Engine,
+    GenerationOptions,
+    SpeechInstructions,
+    ToolSpec,
+    Transcript,
+    Voice,
+)
+from stepaudio.realtime import events as ev
+from stepaudio.realtime.worker import SpeechSettings, TranscriptCache, run_generation, run_transcription
+
+
+class CountingTranscriber:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        self.calls += 1
+        return Transcript(f"heard {audio.duration:.1f}")
+
+
+class ScriptChat:
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.messages: list[ChatMessage] = []
+
+    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
+        self.messages = list(messages)
+        for piece in self.pieces:
+            yield ChatDelta(text=piece)
+        yield ChatDelta(finish_reason="stop")
+
+
+class TwoChunkSynth:
+    sample_rate = 100
+
+    def __init__(self, cancel_after: int | None = None, token: CancelToken | None = None) -> None:
+        self.sentences: list[str] = []
+        self.cancel_after, self.token = cancel_after, token
+
+    def voices(self) -> list[str]:
+        return []
+
+    def synthesize(self, text: str, voice: Voice | str | None = None,
+                   instructions: SpeechInstructions | None = None,
+                   cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
+        self.sentences.append(text)
+        if self.token is not None and len(self.sentences) == self.cancel_after:
+            self.token.cancel()
+        yield AudioChunk(np.ones(10, np.float32), self.sample_rate)
+        yield AudioChunk(np.ones(10, np.float32), self.sample_rate, is_last=True)
+
+
+def command(*spans: ev.ItemSpan) -> ev.StartGeneration:
+    return ev.StartGeneration("r", "a", spans, speculative=False)
+
+
+def test_sentences_are_spoken_with_their_text_on_the_first_chunk() -> None:
+    transcriber, chat, synth = CountingTranscriber(), ScriptChat(["Hello the", "re. How are", " you?"]), TwoChunkSynth()
+    engine = Engine("t", transcriber, chat, synth)
+    posted: list[ev.Event] = []
+    audio = {"u": Audio(np.zeros(1600, np.float32), 16000)}
+    run_generation(engine, TranscriptCache(), command(ev.ItemSpan("u", 0, 100)), [ChatMessage("system", "s")],
+                   audio, SpeechSettings(), CancelToken(), posted.append)
+    assert posted[0] == ev.InputTranscribed("u", 100, "heard 0.1")
+    assert chat.messages == [ChatMessage("system", "s"), ChatMessage("user", "heard 0.1")]
+    assert synth.sentences == ["Hello there.", "How are you?"]
+    spoken = [(e.text, len(e.samples)) for e in posted if isinstance(e, ev.GenerationAudio)]
+    assert spoken == [("Hello there.", 10), ("", 10), ("How are you?", 10), ("", 10)]
+    assert posted[-1] == ev.GenerationDone("r", "stop")
+
+
+def test_transcripts_are_cached_per_span_end() -> None:
+    transcriber = CountingTranscriber()
+    engine = Engine("t", transcriber, ScriptChat([]), None)
+    cache = TranscriptCache()
+    posted: list[ev.Event] = []
+    clip = Audio(np.zeros(3200, np.float32), 16000)
+    run_transcription(engine, cache, ev.ItemSpan("u", 0, 200), clip, SpeechSettings(), posted.append)
+    run_transcription(engine, cache, ev.ItemSpan("u", 0, 200), clip, SpeechSettings(), posted.append)
+    run_transcription(engine, cache, ev.ItemSpan("u", 0, 300), clip, SpeechSettings(), posted.append)
+    assert transcriber.calls == 2 and len(posted) == 2
+
+
+def test_cancel_stops_between_sentences_and_posts_no_done() -> None:
+    token = CancelToken()
+    synth = TwoChunkSynth(cancel_after=1, token=token)
+    engine = Engine("t", CountingTranscriber(), ScriptChat(["One sentence here. ", "Two sentences here. ", "Three."]),
+                    synth)
+    posted: list[ev.Event] = []
+    run_generation(engine, TranscriptCache(), command(), [], {}, SpeechSettings(), token, posted.append)
+    assert synth.sentences == ["One sentence here."]
+    assert not any(isinstance(e, ev.GenerationDone | ev.GenerationAudio) for e in posted)
