@@ -10,11 +10,11 @@ from stepaudio.engines.step.tools import (
     CALL_END,
     CALL_START,
     ToolCallParser,
-    ToolRegistry,
     parse_call,
     render_call,
     tools_system_text,
 )
+from stepaudio.engines.tools import ToolRegistry
 
 
 def run_parser(deltas: list[str]) -> list[str | ToolCall]:

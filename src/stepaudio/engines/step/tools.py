@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,24 +119,3 @@ def _partial_suffix(text: str, marker: str) -> int:
         if marker.startswith(text[-size:]):
             return size
     return 0
-
-
-@dataclass(frozen=True)
-class ToolRegistry:
-    """Python callables the engine may run for the model; each takes keyword arguments from the call."""
-
-    functions: Mapping[str, Callable[..., Any]]
-    specs: tuple[ToolSpec, ...] = ()
-
-    def run(self, call: ToolCall) -> str:
-        function = self.functions.get(call.name)
-        if function is None:
-            return json.dumps({"error": f"unknown tool {call.name!r}"}, ensure_ascii=False)
-        try:
-            arguments = json.loads(call.arguments) if call.arguments else {}
-            if not isinstance(arguments, dict):
-                raise TypeError("arguments must be a JSON object")
-            result = function(**arguments)
-        except Exception as exc:  # a failing tool is reported to the model, never crashes the chat
-            return json.dumps({"error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False)
-        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)

@@ -1,0 +1,121 @@
+"""`create_engine(model_path=...)`: the Step-Audio engine, every model loaded on first use.
+
+The chat and TTS language models run in this process (`--device`, `--dtype`, `--quant`) or behind an
+OpenAI-compatible completions server such as vLLM (`chat_url`, `tts_url`); the audio tokenizer and the
+decoders always run here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stepaudio.decoder.token2wav import Token2Wav
+from stepaudio.engines.base import Engine
+from stepaudio.engines.lazy import Lazy
+from stepaudio.engines.lm_backend import LMBackend
+from stepaudio.engines.remote import RemoteLM
+from stepaudio.engines.step.chat import ChatSettings, StepChat, StepTranscriber
+from stepaudio.engines.step.native_lm import NativeLM
+from stepaudio.engines.step.paths import StepModelPaths
+from stepaudio.engines.step.roleplay import roleplay_prompt
+from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
+from stepaudio.engines.step.voices import VoiceBank
+from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
+
+FLOW_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    tts_path: str | None = None
+    chat_path: str | None = None
+    speakers_dir: str | None = None
+    device: str = "cpu"
+    dtype: str | None = None  # LM dtype; default the checkpoint's (bf16)
+    quant: str | None = None  # "int8" for CPU
+    flow_dtype: str = "fp32"
+    chat_url: str | None = None
+    chat_model: str = "step-audio-chat"
+    tts_url: str | None = None
+    tts_model: str = "step-audio-tts-3b"
+    api_key: str | None = None
+    voice: str = "Tingting"
+    role: str | None = None
+    streaming: bool = True
+    seed: int | None = None
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> StepOptions:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown step engine option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = {k: v for k, v in options.items() if v is not None}
+        if "streaming" in values:
+            values["streaming"] = str(values["streaming"]).lower() not in ("0", "false", "no")
+        if "seed" in values:
+            values["seed"] = int(values["seed"])
+        return cls(**values)
+
+
+def create_engine(**options: Any) -> Engine:
+    opts = StepOptions.from_options(options)
+    paths = StepModelPaths.resolve(
+        opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
+        speakers=opts.speakers_dir,
+    )
+    audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(paths.require("tokenizer"), device=opts.device))
+    decoders = {music: Lazy(_decoder_builder(paths, opts, music)) for music in (False, True)}
+
+    def decoder(music: bool) -> Token2Wav:
+        return decoders[music].get()
+
+    chat_lm = Lazy(lambda: _backend(paths, opts, chat=True))
+    tts_lm = Lazy(lambda: _backend(paths, opts, chat=False))
+    text_tokenizer = _text_tokenizer(paths)
+    system = roleplay_prompt(opts.role) if opts.role else None
+    chat = StepChat(chat_lm, audio_tokenizer, ChatSettings(default_system=system))
+    synthesizer = None
+    if text_tokenizer is not None:
+        voices = VoiceBank(audio_tokenizer, decoders[False].get, paths.speakers)
+        synthesizer = StepSynthesizer(
+            text_tokenizer, tts_lm, voices, decoder,
+            TTSSettings(default_voice=opts.voice, streaming=opts.streaming, seed=opts.seed),
+        )
+    has_chat = paths.chat is not None or opts.chat_url is not None
+    return Engine(
+        name="step",
+        transcriber=StepTranscriber(chat) if has_chat else None,
+        chat=chat if has_chat else None,
+        synthesizer=synthesizer,
+    )
+
+
+def _decoder_builder(paths: StepModelPaths, opts: StepOptions, music: bool):  # type: ignore[no-untyped-def]
+    def build() -> Token2Wav:
+        return Token2Wav.from_dir(paths.cosyvoice(music), device=opts.device, flow_dtype=FLOW_DTYPES[opts.flow_dtype])
+
+    return build
+
+
+def _backend(paths: StepModelPaths, opts: StepOptions, chat: bool) -> LMBackend:
+    url = opts.chat_url if chat else opts.tts_url
+    if url:
+        return RemoteLM(url, opts.chat_model if chat else opts.tts_model, api_key=opts.api_key)
+    folder = paths.require("chat" if chat else "tts")
+    return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant)
+
+
+def _text_tokenizer(paths: StepModelPaths) -> StepTokenizer | None:
+    """The TTS prompt is built as ids here, so TTS needs the tokenizer even with a remote LM."""
+    for folder in (paths.tts, paths.chat):
+        if folder is not None and (Path(folder) / "tokenizer.model").is_file():
+            return StepTokenizer(folder)
+    return None
