@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("stepaudio.cli.tokenize", "turn a wav into Step-Audio vq02/vq06 audio tokens"),
     "tags": ("stepaudio.cli.tags", "parse instruction tags or list the known ones"),
     "prompt": ("stepaudio.cli.prompt", "build a Step-Audio chat or TTS prompt and print its ids"),
+    "offline-inference": ("stepaudio.cli.offline_inference", "the reference's chat example: text and spoken question"),
+    "tts-inference": ("stepaudio.cli.tts_inference", "the reference's TTS example: built-in speaker or clone"),
     "serve-lm": ("stepaudio.cli.serve_lm", "serve a Step1 model over the OpenAI completions API (no vLLM needed)"),
     "vllm-command": ("stepaudio.cli.vllm_command", "print the vLLM serve command for the Step chat / TTS models"),
     "bench": ("stepaudio.cli.bench", "run component benchmarks (lm, decoder, tokenizer, ...)"),

@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         print(served.command())
         command = "chat" if model == "chat" else "tts"
         print(f"# then: stepaudio {command} --engine step --model-path {args.model_path} "
-              f"--{model}-url http://127.0.0.1:{served.port}/v1\n")
+              f"-O {model}_url=http://127.0.0.1:{served.port}/v1\n")
     return 0
