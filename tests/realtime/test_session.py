@@ -177,6 +177,9 @@ def test_spoken_turn_gets_a_committed_speculative_answer() -> None:
             ("user", "tone 10"), ("assistant", "You said tone 10.")]
         stats = session.context_stats()
         assert stats.audio_turns == 2 and stats.compression_ratio > 1
+        summary = session.stats()
+        assert summary["speculative_committed"] == 1 and summary["commit_rate"] == 1.0
+        assert summary["compression_ratio"] == stats.compression_ratio and summary["interruptions"] == 0
 
 
 @pytest.mark.parametrize("chunk_s", [0.01, 0.032, 0.2337])

@@ -128,6 +128,22 @@ class RealtimeSession:
         with self._lock:
             return self.context.stats()
 
+    def stats(self) -> dict[str, float]:
+        """Speculation, barge-in and context numbers in one flat dict (for logs and metrics endpoints)."""
+        with self._lock:
+            context = self.context.stats()
+            state = self._controller.state
+            return {
+                **state.metrics.as_dict(),
+                "interruptions": state.interruptions,
+                "context_turns": context.turns,
+                "context_tokens": context.context_tokens,
+                "context_dropped_turns": context.dropped_turns,
+                "audio_tokens_replaced": context.audio_tokens_replaced,
+                "text_tokens_kept": context.text_tokens_kept,
+                "compression_ratio": context.compression_ratio,
+            }
+
     def update(self, **changes: Any) -> SessionConfig:
         """session.update: change any `SessionConfig` field but the audio format; running jobs keep the old."""
         with self._lock:
