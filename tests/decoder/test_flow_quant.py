@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -41,3 +43,21 @@ def test_int8_flow_is_close_to_fp32_and_leaves_the_original() -> None:
 def test_int8_needs_a_float32_cpu_model() -> None:
     with pytest.raises(ValueError, match="float32"):
         quantize_flow_int8(MaskedDiffWithXvec(TINY).to(torch.bfloat16))
+
+
+@pytest.mark.conformance
+def test_conformance_int8_error_within_the_reference_bf16_band(conformance_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    from stepaudio.decoder.flow_config import flow_config_from_hparams
+    from stepaudio.decoder.flow_loading import load_flow
+
+    d = conformance_dir / "flow"
+    model = load_flow(d / "flow.safetensors", flow_config_from_hparams(d / "hparams.json"))
+    v = load_file(str(d / "vectors.safetensors"))
+    req = FlowRequest(v["inputs.token"][0], v["inputs.prompt_token"][0], v["inputs.prompt_feat"][0],
+                      v["inputs.embedding"][0])
+    mel = generate_mel(quantize_flow_int8(model), [req], noise=v["inputs.noise"])[0][None]
+    band = (v["outputs.mel_bf16_reference_path"] - v["outputs.mel"]).abs()
+    err = (mel - v["outputs.mel"]).abs()
+    assert 0 < err.mean() < band.mean() and err.max() < band.max()
