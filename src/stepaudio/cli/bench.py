@@ -7,6 +7,8 @@ import importlib
 
 # target -> (module, help). Target modules must import heavy dependencies inside run().
 TARGETS: dict[str, tuple[str, str]] = {
+    "realtime": ("stepaudio.eval.bench.realtime",
+                 "speculative responses: commit rate, latency saved (simulated, or --engine lite)"),
     "lm": ("stepaudio.eval.bench.lm", "Step1 LM prefill/decode speed and memory vs the bandwidth bound"),
     "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
