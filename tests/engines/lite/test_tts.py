@@ -46,8 +46,30 @@ def test_chinese_japanese_and_cantonese_use_espeak_voices(lite_engine: Engine) -
     for text in ("今天天气很好。", "(粤语)今日天气好好。", "これはペンです。"):
         chunks = list(lite_engine.synthesizer.synthesize(text))
         assert len(chunks) == 1 and chunks[0].duration > 0.5 and chunks[0].sample_rate == 22050
-    high = _speech(list(lite_engine.synthesizer.synthesize("你好", "cmn", SpeechInstructions(pitch=6))))
-    assert high.size > 0
+
+
+def _median_f0(samples: np.ndarray, rate: int = 22050) -> float:
+    """Median autocorrelation pitch of the loud frames, 70-400 Hz."""
+    frame, estimates = 1024, []
+    loud = 0.3 * np.abs(samples).max()
+    for start in range(0, len(samples) - frame, frame // 2):
+        piece = samples[start : start + frame]
+        if np.abs(piece).max() < loud:
+            continue
+        corr = np.correlate(piece, piece, "full")[frame - 1 :]
+        low, high = rate // 400, rate // 70
+        estimates.append(rate / (low + int(np.argmax(corr[low:high]))))
+    return float(np.median(estimates))
+
+
+def test_pitch_raises_the_espeak_voice_and_warns_for_piper(lite_engine: Engine) -> None:
+    assert lite_engine.synthesizer is not None
+    text = "我们晚上一起吃饭吧。"
+    normal = _speech(list(lite_engine.synthesizer.synthesize(text, "cmn")))
+    high = _speech(list(lite_engine.synthesizer.synthesize(text, "cmn", SpeechInstructions(pitch=8))))
+    assert _median_f0(high) > 1.2 * _median_f0(normal)
+    with pytest.warns(UserWarning, match="pitch"):
+        list(lite_engine.synthesizer.synthesize("Hello.", "joe", SpeechInstructions(pitch=3)))
 
 
 def test_pick_voice_by_script_and_cleanup() -> None:
