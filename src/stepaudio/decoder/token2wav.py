@@ -1,0 +1,128 @@
+"""Token2Wav: flow ids + a voice prompt -> 22.05 kHz speech, offline, batched or streamed.
+
+Loads a real `CosyVoice-300M-25Hz/` (or `-Music/`) folder: `cosyvoice.yaml` read as numbers (nothing
+constructed), `flow.pt`, `hift.pt` (weight norm folded) and `campplus.onnx`. Every random draw (the
+flow's initial noise per mel frame, HiFT's sine phases and per-sample noise) is a function of the seed
+and the position, so `offline(tokens, seed=s)`, item i of `offline_batch(..., seed=s)` and a stream
+with seed s all see the same noise for the same frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepaudio.audio.features import matcha_mel
+from stepaudio.audio.io import resample, to_mono
+from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
+from stepaudio.decoder.flow_config import flow_config_from_yaml
+from stepaudio.decoder.flow_loading import load_flow
+from stepaudio.decoder.hift_fast import FastHiFT
+from stepaudio.decoder.hift_loading import load_hift_from_dir
+from stepaudio.decoder.prompt_features import PromptFeatures
+from stepaudio.decoder.speaker import CAMPPLUS_SAMPLE_RATE, CampPlusEmbedder
+from stepaudio.decoder.stream_vocoder import Vocoder, vocode_offline
+from stepaudio.decoder.token2wav_stream import (
+    StreamingConfig,
+    Token2WavStream,
+    check_tokens,
+    flow_noise,
+    new_seed,
+)
+from stepaudio.errors import AudioError, CheckpointError
+
+__all__ = ["PromptFeatures", "StreamingConfig", "Token2Wav", "Token2WavStream"]
+
+MEL_SAMPLE_RATE = 22050
+
+
+class Token2Wav:
+    """Flow + HiFT (+ CAM++ for prompt features). Models are passed in; `from_dir` loads a release folder."""
+
+    def __init__(self, flow: MaskedDiffWithXvec, hift: Vocoder, speaker: CampPlusEmbedder | None = None) -> None:
+        if hift.config.sampling_rate != MEL_SAMPLE_RATE or hift.config.upsample_total != flow.config.hop_size:
+            raise CheckpointError("HiFT and flow disagree on sample rate or hop size")
+        self.flow = flow.eval()
+        self.hift = hift
+        self.speaker = speaker
+        self.sample_rate: int = hift.config.sampling_rate
+
+    @classmethod
+    def from_dir(
+        cls,
+        cosyvoice_dir: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        flow_dtype: torch.dtype = torch.float32,
+        speaker: CampPlusEmbedder | None = None,
+        fast_hift: bool = True,
+    ) -> Token2Wav:
+        """Load `cosyvoice.yaml`, `flow.pt`, `hift.pt` and (unless `speaker` is given) `campplus.onnx`."""
+        root = Path(cosyvoice_dir)
+        yaml_path = root / "cosyvoice.yaml"
+        if not yaml_path.is_file():
+            raise CheckpointError(f"not a CosyVoice folder (no cosyvoice.yaml): {root}")
+        flow = load_flow(root / "flow.pt", flow_config_from_yaml(yaml_path), device=device, dtype=flow_dtype)
+        plain = load_hift_from_dir(root, device=device)
+        hift: Vocoder = FastHiFT(plain) if fast_hift else plain
+        if speaker is None:
+            speaker = CampPlusEmbedder(root / "campplus.onnx")
+        return cls(flow, hift, speaker)
+
+    @property
+    def device(self) -> torch.device:
+        return self.flow.input_embedding.weight.device
+
+    def prompt_features(self, samples: np.ndarray, sample_rate: int, flow_tokens: Sequence[int]) -> PromptFeatures:
+        """Prompt mel (original wav at 22.05 kHz) and x-vector (original at 16 kHz), as the reference does.
+
+        Neither is normalised nor trimmed; `flow_tokens` come from the caller's tokenizer (which the
+        reference feeds trimmed, normalised 16 kHz audio).
+        """
+        if self.speaker is None:
+            raise CheckpointError("prompt features need a CAM++ speaker model (campplus.onnx)")
+        mono = to_mono(np.asarray(samples, dtype=np.float32))
+        if mono.size == 0 or not np.all(np.isfinite(mono)):
+            raise AudioError("the prompt audio is empty or not finite")
+        wav22 = torch.from_numpy(resample(mono, sample_rate, MEL_SAMPLE_RATE).copy())
+        mel = matcha_mel(wav22).transpose(0, 1).contiguous().float()
+        wav16 = torch.from_numpy(resample(mono, sample_rate, CAMPPLUS_SAMPLE_RATE).copy())
+        embedding = self.speaker.embed(wav16).float()
+        tokens = check_tokens(flow_tokens, self.flow.config.vocab_size)
+        return PromptFeatures(tokens, mel, embedding)
+
+    def offline(self, flow_tokens: Sequence[int], prompt: PromptFeatures, *, seed: int | None = None) -> np.ndarray:
+        """Whole utterance -> float32 mono waveform (mel_len(N) * 256 samples)."""
+        return self.offline_batch([(flow_tokens, prompt)], seed=seed)[0]
+
+    @torch.inference_mode()
+    def offline_batch(
+        self, items: Sequence[tuple[Sequence[int], PromptFeatures]], *, seed: int | None = None
+    ) -> list[np.ndarray]:
+        """Several utterances; the flow runs as one padded batch, HiFT per item (exact per-item lengths).
+
+        With a seed, item i equals `offline(*items[i], seed=seed)`; without one each item draws its own.
+        """
+        if not items:
+            return []
+        seeds = [new_seed() if seed is None else seed for _ in items]
+        requests = []
+        for tokens, prompt in items:
+            ids = check_tokens(tokens, self.flow.config.vocab_size)
+            if self.flow.config.mel_len(int(ids.numel())) < 1:
+                raise ValueError(f"{ids.numel()} flow tokens are too few for one mel frame")
+            requests.append(FlowRequest(ids, prompt.flow_tokens, prompt.mel, prompt.embedding))
+        mel_len = self.flow.config.mel_len
+        frames = max(r.prompt_feat.shape[0] + mel_len(int(r.tokens.numel())) for r in requests)
+        noise = torch.stack([flow_noise(s).columns(0, frames) for s in seeds])
+        mels = generate_mel(self.flow, requests, noise=noise)
+        return [vocode_offline(self.hift, mel, s) for mel, s in zip(mels, seeds, strict=True)]
+
+    def stream(
+        self, prompt: PromptFeatures, *, config: StreamingConfig | None = None, seed: int | None = None
+    ) -> Token2WavStream:
+        """A streaming state object for one utterance in this voice."""
+        return Token2WavStream(self.flow, self.hift, prompt, config, seed)
