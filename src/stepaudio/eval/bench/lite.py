@@ -15,6 +15,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -104,17 +105,24 @@ def run(args: argparse.Namespace) -> int:
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     results: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
     if "asr" in parts:
+        _progress("ASR on the pocketsphinx-testdata recordings")
         results["asr"] = _bench_asr(engine)
     if "tts" in parts:
+        _progress("TTS round trips through Whisper")
         results["tts"] = _bench_tts(engine, [v for v in args.zh_voices.split(",") if v],
                                     [int(r) for r in args.zh_rates.split(",") if r])
     if "latency" in parts:
+        _progress("end-of-speech to first-audio latency")
         results["latency"] = _bench_latency(engine, args.questions)
     results["load_average_end"] = os.getloadavg()
     _print(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0
+
+
+def _progress(message: str) -> None:
+    print(f"[bench lite] {message} ...", file=sys.stderr, flush=True)
 
 
 def _read_transcripts(folder: Path, listing: str) -> dict[Path, str]:
