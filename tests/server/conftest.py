@@ -141,13 +141,14 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn server in a thread on a free loopback port."""
 
-    def __init__(self, engine: Engine, settings: ServerSettings, store_dir: Path) -> None:
+    def __init__(self, engine: Engine, settings: ServerSettings, store_dir: Path,
+                 mount_realtime: Callable[..., None] | None = None) -> None:
         from stepaudio.server.app import create_app
 
         self.engine = engine
         self.store = VoiceStore(store_dir, max_seconds=settings.max_voice_seconds)
         self.settings = settings
-        self.app = create_app(engine, settings, self.store)
+        self.app = create_app(engine, settings, self.store, mount_realtime=mount_realtime)
         self.port = free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 timeout_keep_alive=int(max(settings.idle_timeout_s, 1)))
@@ -186,12 +187,14 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture(scope="module")
 def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
-    """`make(settings, engine=None, store_dir=None)`: a live server (the tiny engine by default, a new store
-    unless one is named), stopped with the module."""
+    """`make(settings, engine=None, store_dir=None, mount_realtime=None)`: a live server (the tiny engine by
+    default, a new store unless one is named), stopped with the module."""
     servers: list[LiveServer] = []
 
-    def make(settings: ServerSettings, engine: Engine | None = None, store_dir: Path | None = None) -> LiveServer:
-        server = LiveServer(engine or tiny_engine(), settings, store_dir or tmp_path_factory.mktemp("voices"))
+    def make(settings: ServerSettings, engine: Engine | None = None, store_dir: Path | None = None,
+             mount_realtime: Callable[..., None] | None = None) -> LiveServer:
+        server = LiveServer(engine or tiny_engine(), settings, store_dir or tmp_path_factory.mktemp("voices"),
+                            mount_realtime)
         servers.append(server)
         return server
 

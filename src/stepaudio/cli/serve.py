@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from stepaudio.server.app import create_app
+        from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
     except ImportError as exc:
         from stepaudio.errors import MissingExtraError
 
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 warmup()
     store = VoiceStore(args.store or default_store_dir(), max_seconds=settings.max_voice_seconds,
                        max_bytes=settings.max_upload_bytes)
-    app = create_app(engine, settings, store)
+    limits = RealtimeLimits(idle_timeout_s=max(args.idle_timeout, RealtimeLimits.idle_timeout_s))
+    app = create_app(engine, settings, store, mount_realtime=realtime_mount(limits))
     print(f"stepaudio serve: {engine.name} engine on http://{args.host}:{args.port} (voices in {store.root})",
           file=sys.stderr)
     try:

@@ -1,0 +1,250 @@
+"""`/v1/realtime`: the OpenAI Realtime (GA) WebSocket API over a `RealtimeSession`, one per connection.
+
+The API key is checked on the handshake by `EdgeGuard`. Each connection validates client events with pydantic,
+decodes base64 PCM16 at 24 kHz, and runs every session call in a worker thread (the VAD and the session lock
+must not stall the event loop). Outputs come back through one queue and are sent by one task, so events keep
+their order. A message over the size limit, bad JSON, an unknown event or bad audio gets an `error` event
+and the connection goes on; a connection with no traffic either way for the idle timeout is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from stepaudio.errors import StepAudioError
+from stepaudio.realtime import events as ev
+from stepaudio.realtime.session import RealtimeSession, Vad, asyncio_sink
+from stepaudio.server.app import RealtimeMount
+from stepaudio.server.context import ServerContext
+from stepaudio.server.errors import ApiError
+from stepaudio.server.realtime_config import SessionView, initial_config, session_changes
+from stepaudio.server.realtime_schemas import CLIENT_EVENTS, EVENT_TYPES
+from stepaudio.server.realtime_schemas import ItemCreate as ItemCreateIn
+from stepaudio.server.realtime_wire import WIRE_RATE, Event, Wire
+
+MIB = 1024 * 1024
+Outgoing = ev.Output | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RealtimeLimits:
+    max_message_bytes: int = 4 * MIB  # one client event (an append of ~30 s of audio)
+    idle_timeout_s: float = 120.0  # no message either way for this long closes the connection
+    max_sessions: int = 32  # open realtime connections; more are refused (close code 1013)
+    max_buffer_seconds: float = 300.0  # uncommitted input audio kept per session
+
+
+def silero_vad() -> Vad:
+    """faster-whisper's packaged Silero model (shared, thread-safe) behind a per-connection window."""
+    from faster_whisper.vad import get_vad_model
+
+    from stepaudio.realtime.vad_adapter import WindowedVad
+
+    return WindowedVad(get_vad_model())
+
+
+def realtime_mount(limits: RealtimeLimits | None = None, vad_factory: Callable[[], Vad] | None = None
+                   ) -> RealtimeMount:
+    """The `mount_realtime` hook of `create_app`: adds the `/v1/realtime` WebSocket route."""
+
+    def mount(app: FastAPI, context: ServerContext) -> None:
+        endpoint = RealtimeEndpoint(context, limits or RealtimeLimits(), vad_factory or silero_vad)
+        app.state.realtime = endpoint
+        app.add_api_websocket_route("/v1/realtime", endpoint.handle)
+
+    return mount
+
+
+class RealtimeEndpoint:
+    def __init__(self, context: ServerContext, limits: RealtimeLimits, vad_factory: Callable[[], Vad]) -> None:
+        self.context = context
+        self.limits = limits
+        self.vad_factory = vad_factory
+        self.active = 0
+
+    async def handle(self, websocket: WebSocket) -> None:
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        if self.active >= self.limits.max_sessions:
+            await websocket.send_text(json.dumps(Wire().error("too_many_sessions", "the server has "
+                                      f"{self.limits.max_sessions} realtime sessions open; try again later",
+                                      kind="server_error")))
+            await websocket.close(code=1013, reason="too many sessions")
+            return
+        self.active += 1
+        try:
+            await Connection(self, websocket).run()
+        finally:
+            self.active -= 1
+
+
+class Connection:
+    def __init__(self, endpoint: RealtimeEndpoint, websocket: WebSocket) -> None:
+        self.endpoint = endpoint
+        self.ws = websocket
+        self.limits = endpoint.limits
+        self.wire = Wire()
+        self.view = SessionView(voice="alloy", max_output_tokens="inf")
+        self.outgoing: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self.last_activity = time.monotonic()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        vad = await asyncio.to_thread(self.endpoint.vad_factory)
+        config = initial_config(self.endpoint.context, self.limits.max_buffer_seconds)
+        session = await asyncio.to_thread(RealtimeSession, self.endpoint.context.engine, vad, config,
+                                          asyncio_sink(loop, self.outgoing))  # type: ignore[arg-type]
+        self.outgoing.put_nowait(self.wire.event("session.created", session=self.view.render(session.config)))
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            await self._receive_loop(session)
+        finally:
+            sender.cancel()
+            await asyncio.to_thread(session.close)
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                item = await self.outgoing.get()
+                events = [item] if isinstance(item, dict) else self.wire.encode(item)
+                for event in events:
+                    await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+                    self.last_activity = time.monotonic()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return  # the client is gone: the receive loop sees the disconnect and ends the session
+
+    async def _receive_loop(self, session: RealtimeSession) -> None:
+        while True:
+            remaining = self.limits.idle_timeout_s - (time.monotonic() - self.last_activity)
+            if remaining <= 0:
+                await self._close(1000, "idle timeout", self.wire.error(
+                    "idle_timeout", f"no events for {self.limits.idle_timeout_s:g} s; closing"))
+                return
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=remaining)
+            except asyncio.TimeoutError:
+                continue  # the loop re-checks: server output may have kept the connection busy
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            self.last_activity = time.monotonic()
+            text, data = message.get("text"), message.get("bytes")
+            size = len(text.encode()) if text is not None else len(data or b"")
+            if size > self.limits.max_message_bytes:
+                self._error("message_too_large", f"the event is {size} bytes, more than the "
+                            f"{self.limits.max_message_bytes} allowed; send audio in smaller appends")
+            elif text is None:
+                self._error("invalid_event", "binary frames are not supported: send JSON events as text")
+            else:
+                await self._handle_text(session, text)
+
+    async def _close(self, code: int, reason: str, event: Event) -> None:
+        await self.ws.send_text(json.dumps(event))
+        await self.ws.close(code=code, reason=reason)
+
+    def _error(self, code: str, message: str, event_id: str | None = None, param: str | None = None) -> None:
+        self.outgoing.put_nowait(self.wire.error(code, message, event_id, param))
+
+    # ------------------------------------------------------------ client events
+
+    async def _handle_text(self, session: RealtimeSession, text: str) -> None:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            self._error("invalid_json", f"the event is not valid JSON: {exc}")
+            return
+        if not isinstance(raw, dict):
+            self._error("invalid_event", "an event is a JSON object with a 'type'")
+            return
+        event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+        if raw.get("type") not in EVENT_TYPES:
+            self._error("unknown_event", f"unsupported event type {raw.get('type')!r}; this server accepts "
+                        f"{', '.join(EVENT_TYPES)}", event_id, "type")
+            return
+        try:
+            event = CLIENT_EVENTS.validate_python(raw)
+            await self._dispatch(session, event)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"][1:])
+            self._error("invalid_value", f"{raw['type']}: {where}: {first['msg']}", event_id, where or None)
+        except ApiError as exc:
+            self._error(exc.code or "invalid_value", exc.message, event_id, exc.param)
+        except StepAudioError as exc:
+            self._error("invalid_value", str(exc), event_id)
+        except Exception as exc:  # never let one event end the connection
+            self.outgoing.put_nowait(self.wire.error("server_error", f"{type(exc).__name__}: {exc}", event_id,
+                                                     kind="server_error"))
+
+    async def _dispatch(self, session: RealtimeSession, event: Any) -> None:
+        kind = event.type
+        if kind == "input_audio_buffer.append":
+            samples = _decode_pcm16(event.audio)
+            if samples.size:
+                await asyncio.to_thread(session.append_audio, samples, WIRE_RATE)
+        elif kind == "session.update":
+            changes, view = await session_changes(event.session, self.view, self.endpoint.context)
+            config = await asyncio.to_thread(session.update, **changes)
+            self.view = view
+            self.wire.modalities = list(config.modalities)
+            self.wire.voice = view.voice
+            self.outgoing.put_nowait(self.wire.event("session.updated", session=view.render(config)))
+        else:
+            command = self._command(event)
+            if command is not None:
+                await asyncio.to_thread(session.send, command)
+
+    def _command(self, event: Any) -> ev.Event | None:
+        match event.type:
+            case "input_audio_buffer.commit":
+                return ev.InputAudioCommit()
+            case "input_audio_buffer.clear":
+                return ev.InputAudioClear()
+            case "conversation.item.create":
+                return self._item(event)
+            case "conversation.item.truncate":
+                return ev.ItemTruncate(event.item_id, float(event.audio_end_ms))
+            case "response.create":
+                fields = event.response
+                if fields is None:
+                    return ev.ResponseCreate()
+                modalities = tuple(fields.output_modalities) if fields.output_modalities else None
+                return ev.ResponseCreate(fields.instructions, modalities)
+            case "response.cancel":
+                return ev.ResponseCancel()
+        return None
+
+    def _item(self, event: ItemCreateIn) -> ev.Event:
+        item = event.item
+        if item.type == "function_call_output":
+            self.wire.call_ids.append(item.call_id)
+            return ev.FunctionCallOutput(item.call_id, item.output)
+        if item.role != "user":
+            raise ApiError(400, f"{item.role} message items are not supported: set the system prompt with "
+                           "session.update instructions", code="invalid_value", param="item.role")
+        return ev.TextInput("\n".join(part.text for part in item.content))
+
+
+def _decode_pcm16(audio: str) -> np.ndarray:
+    try:
+        data = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "input_audio_buffer.append: audio is not valid base64", code="invalid_audio",
+                       param="audio") from None
+    if len(data) % 2:
+        raise ApiError(400, "input_audio_buffer.append: PCM16 audio has an even number of bytes",
+                       code="invalid_audio", param="audio")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
