@@ -80,6 +80,7 @@ hift: !new:cosyvoice.hifigan.generator.HiFTGenerator
     in_channels: 80
     sampling_rate: !ref <sample_rate>
     win: !ref <hop> * 4
+    hop_copy: !copy <hop>
 feat_extractor: !name:matcha.utils.audio.mel_spectrogram
     n_fft: 1024
 """
@@ -101,7 +102,7 @@ def test_yaml_reads_numbers_without_constructing_objects() -> None:
 
 def test_yaml_ref_arithmetic_and_tags_become_plain_data() -> None:
     data = read_tagged_yaml(COSYVOICE_YAML)
-    assert data["hift"]["win"] == 1024
+    assert data["hift"]["win"] == 1024 and data["hift"]["hop_copy"] == 256
     assert data["__set_seed1"] == [1986]
     assert data["feat_extractor"] == {"n_fft": 1024}
 

@@ -216,7 +216,7 @@ def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> 
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node, deep=True)
     value = loader.construct_scalar(node)
-    return _Ref(value) if node.tag == "!ref" else value
+    return _Ref(value) if node.tag in ("!ref", "!copy") else value
 
 
 _PlainDataLoader.add_multi_constructor("!", _construct_tagged)
