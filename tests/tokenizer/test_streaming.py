@@ -172,3 +172,16 @@ def test_code_agreement_and_policy_checks() -> None:
         Vq06Policy(mode="lookahead", lookahead_s=0.01)
     with pytest.raises(ValueError, match="hop_s"):
         Vq06Policy(hop_s=0.0)
+
+
+def test_lookahead_stream_releases_groups_before_finish(tokenizer: StepAudioTokenizer) -> None:
+    wav = noisy_tone(16_000 * 3, seed=9)
+    stream = tokenizer.stream(Vq06Policy(mode="lookahead", lookahead_s=0.5, left_context_s=None, hop_s=0.24))
+    updates = [stream.push(wav[i : i + 3840]) for i in range(0, wav.shape[0], 3840)]
+    early = sum(len(u.flow_ids) for u in updates)
+    updates.append(stream.finish())
+    offline = tokenizer.encode_prepared(wav)
+    got = stream.codes()
+    assert early >= 5 * 18  # ~2.2 s of the 3 s are grouped before the end
+    assert got.vq02 == offline.vq02 and len(got.vq06) == len(offline.vq06)
+    assert [i for u in updates for i in u.flow_ids] == got.flow_ids()

@@ -21,6 +21,7 @@ from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.tokenizer.interleave import AudioCodes
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR, LinguisticTokenizer
 from stepaudio.tokenizer.semantic import SAMPLE_RATE, SemanticTokenizer
+from stepaudio.tokenizer.streaming import AudioTokenStream, Vq06Policy
 
 __all__ = ["CODEBOOK_FILE", "ONNX_FILE", "StepAudioTokenizer", "check_tokenizer_dir"]
 
@@ -98,8 +99,6 @@ class StepAudioTokenizer:
         """The ``<audio_N>`` text the chat prompt embeds for this audio."""
         return self.encode(audio, sample_rate, trim).text()
 
-    def stream(self, **policy: Any) -> Any:
-        """A streaming session (see :mod:`stepaudio.tokenizer.streaming`)."""
-        from stepaudio.tokenizer.streaming import AudioTokenStream, Vq06Policy
-
-        return AudioTokenStream(self, Vq06Policy(**policy))
+    def stream(self, policy: Vq06Policy | None = None) -> AudioTokenStream:
+        """A streaming session over prepared 16 kHz audio (see :mod:`stepaudio.tokenizer.streaming`)."""
+        return AudioTokenStream(self, policy)
