@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from stepaudio.engines.base import Segment, Transcript
 from stepaudio.errors import MissingExtraError
 
 SAMPLE_RATE = 16000
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Whisper writes Mandarin in traditional or simplified characters at random unless the context shows one.
 INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 # Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
@@ -42,11 +46,15 @@ class WhisperTranscriber:
                                    compute_type=self.options.compute_type, cpu_threads=self.options.threads)
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        """Without a language, each 30 s window's language is read from the same encoder pass that decodes it
+        (faster-whisper's up-front detection would run the encoder twice, doubling the cost of a short turn);
+        the language reported is then inferred from the script of the text."""
         samples = _as_16k(audio)
         code = normalize_language(language)
-        segments, info = self._model.transcribe(
+        segments, _ = self._model.transcribe(
             samples,
-            language=code,
+            language=code or "en",
+            multilingual=code is None,
             beam_size=self.options.beam_size,
             initial_prompt=INITIAL_PROMPTS.get(code or ""),
             condition_on_previous_text=False,
@@ -55,8 +63,9 @@ class WhisperTranscriber:
         prompt = INITIAL_PROMPTS.get(code or "")
         parts = tuple(Segment(float(s.start), float(s.end), _without_prompt(s.text.strip(), prompt))
                       for s in segments)
-        text = _join([part.text for part in parts], info.language)
-        return Transcript(text=text, language=info.language, segments=parts, duration=len(samples) / SAMPLE_RATE)
+        detected = code or _language_of(" ".join(part.text for part in parts))
+        text = _join([part.text for part in parts], detected)
+        return Transcript(text=text, language=detected, segments=parts, duration=len(samples) / SAMPLE_RATE)
 
     def warmup(self) -> None:
         """One tiny decode so the first real request does not pay CTranslate2's start-up."""
@@ -76,6 +85,17 @@ def _as_16k(audio: Audio | Any) -> np.ndarray:
     elif audio.sample_rate != SAMPLE_RATE:
         audio = audio.resampled(SAMPLE_RATE)
     return np.ascontiguousarray(audio.samples, dtype=np.float32)
+
+
+def _language_of(text: str) -> str | None:
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    if _HAN.search(text):
+        return "zh"
+    letters = [ch for ch in text if ch.isalpha()]
+    return "en" if letters and all(ch.isascii() for ch in letters) else None
 
 
 def _without_prompt(text: str, prompt: str | None) -> str:
