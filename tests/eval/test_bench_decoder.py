@@ -23,7 +23,7 @@ def test_defaults_cover_the_issue_cases() -> None:
     bench.add_arguments(parser)
     args = parser.parse_args([])
     assert args.seconds == [1.0, 5.0, 20.0] and args.prompt_seconds == 3.0
-    assert args.dtypes == ["fp32", "bf16"] and args.parts == ["flow"] and args.threads == 2
+    assert args.dtypes == ["fp32", "bf16"] and args.parts == ["flow", "hift"] and args.threads == 2
 
 
 def test_tiny_run_rows_and_table() -> None:
@@ -46,5 +46,22 @@ def test_run_writes_json(tmp_path: Path, monkeypatch) -> None:
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     out = tmp_path / "rows.json"
-    assert bench.run(parser.parse_args(["--threads", "1", "--json", str(out)])) == 0
+    assert bench.run(parser.parse_args(["--parts", "flow", "--threads", "1", "--json", str(out)])) == 0
     assert json.loads(out.read_text())[0]["threads"] == 1
+
+
+def test_hift_rows_are_renamed_to_the_table_columns(monkeypatch) -> None:
+    from stepaudio.eval.bench import decoder_hift
+
+    def fake(durations, batch, device, **kwargs):  # type: ignore[no-untyped-def]
+        return [{"component": "hift", "variant": "fast", "dtype": "fp32", "device": device, "batch": batch,
+                 "seconds": d, "mel_frames": 86, "wall_median_s": 0.2, "wall_min_s": 0.1, "cpu_median_s": 0.3,
+                 "rtf": 0.2} for d in durations]
+
+    monkeypatch.setattr(decoder_hift, "run_hift_bench", fake)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    rows = bench.PARTS["hift"](parser.parse_args(["--seconds", "1", "--batch-sizes", "1", "2"]))
+    assert [(r["dtype"], r["batch"], r["frames"], r["cpu_s"]) for r in rows] == [("fp32/fast", 1, 86, 0.3),
+                                                                              ("fp32/fast", 2, 86, 0.3)]
+    assert "fp32/fast" in bench.format_table(rows)

@@ -4,8 +4,8 @@ The flow runs at the CosyVoice-300M shape (105M parameters) with random weights 
 depend on the values): a prompt of `--prompt-seconds` plus 1 / 5 / 20 s of generated tokens at
 Step-Audio's 41.667 ids per second, 10 Euler steps with guidance. RTF = wall time / seconds of
 audio produced (summed over the batch); `cpu_s` is process CPU time, a steadier measure than wall
-time on a shared machine (with one thread they agree on an idle one). Other parts (the vocoder)
-plug in through `PARTS`: each takes the parsed arguments and returns rows of the same shape.
+time on a shared machine (with one thread they agree on an idle one). Parts plug in through
+`PARTS` (each takes the parsed arguments and returns rows); HiFT comes from `decoder_hift`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ HOP = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--parts", nargs="+", default=["flow"], choices=sorted(PARTS), help="decoder parts to time")
+    parser.add_argument("--parts", nargs="+", default=["flow", "hift"], choices=sorted(PARTS),
+                        help="decoder parts to time (HiFT runs in fp32 only)")
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 5.0, 20.0],
                         help="seconds of generated audio per utterance")
     parser.add_argument("--prompt-seconds", type=float, default=3.0, help="prompt audio length")
@@ -144,8 +145,22 @@ def _flow_part(args: argparse.Namespace) -> list[dict[str, Any]]:
                           args.repeats, args.warmup, args.token_rate, args.vocab_size, args.seed)
 
 
-# part name -> function(args) -> rows; the vocoder adds itself here.
-PARTS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"flow": _flow_part}
+def _hift_part(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HiFT rows from `decoder_hift.run_hift_bench`, renamed to this table's columns."""
+    from stepaudio.eval.bench.decoder_hift import run_hift_bench
+
+    rows = []
+    for batch in args.batch_sizes:
+        for row in run_hift_bench(args.seconds, batch, args.device, repeats=args.repeats, warmup=args.warmup,
+                                  seed=args.seed):
+            rows.append({**row, "dtype": f"{row['dtype']}/{row['variant']}", "audio_s": row["seconds"],
+                         "frames": row["mel_frames"], "median_s": row["wall_median_s"],
+                         "min_s": row["wall_min_s"], "cpu_s": row["cpu_median_s"]})
+    return rows
+
+
+# part name -> function(args) -> rows
+PARTS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"flow": _flow_part, "hift": _hift_part}
 
 _COLUMNS = (("component", "{}"), ("dtype", "{}"), ("device", "{}"), ("batch", "{}"), ("audio_s", "{:g}"),
             ("frames", "{}"), ("median_s", "{:.3f}"), ("min_s", "{:.3f}"), ("rtf", "{:.3f}"),
