@@ -82,6 +82,11 @@ def test_unsupported_instructions_warn_or_raise(lite_engine: Engine) -> None:
     with pytest.warns(UserWarning, match="高兴1"):
         chunks = list(lite_engine.synthesizer.synthesize("(高兴1)Hello there."))
     assert chunks and chunks[0].text == "Hello there."
+    with pytest.warns(UserWarning, match="read as text"):
+        chunks = list(lite_engine.synthesizer.synthesize("(Note: it rains) Take a coat."))
+    assert chunks[0].text == "(Note: it rains) Take a coat."
+    with pytest.raises(TagError, match="开心"):
+        list(lite_engine.synthesizer.synthesize("(开心)你好", instructions=SpeechInstructions(strict=True)))
     with pytest.raises(TagError, match="RAP"):
         list(lite_engine.synthesizer.synthesize("Hello.", instructions=SpeechInstructions(style="rap", strict=True)))
     with pytest.raises(StepAudioError, match="clone"):

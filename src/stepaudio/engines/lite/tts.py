@@ -69,10 +69,15 @@ class LiteSynthesizer:
         instructions: SpeechInstructions | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[AudioChunk]:
-        tagged = parse_tags(text, on_unknown="raise" if instructions and instructions.strict else "warn")
-        plan = plan_speech(instructions, tagged.tags)
+        tagged = parse_tags(text, on_unknown="raise" if instructions and instructions.strict else "ignore")
+        tags, body = tagged.tags, tagged.body
+        if tagged.unknown:  # "(Note: ...)" from a chat model is words to say, not an instruction
+            warnings.warn(f"unknown instruction tag(s) {', '.join(tagged.unknown)}: read as text", UserWarning,
+                          stacklevel=2)
+            tags, body = (), text
+        plan = plan_speech(instructions, tags)
         chosen = _voice_name(voice) or plan.voice
-        sentences = [s for s in (clean_for_speech(x) for x in split_sentences(tagged.body)) if s]
+        sentences = [s for s in (clean_for_speech(x) for x in split_sentences(body)) if s]
         for index, sentence in enumerate(sentences):
             if cancel and cancel.cancelled:
                 return

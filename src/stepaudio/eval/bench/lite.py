@@ -60,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default="asr,tts,latency", help="comma-separated parts: asr, tts, latency")
     parser.add_argument("--chat-model", default="qwen", help="chat model for latency (qwen, smollm2, a path)")
     parser.add_argument("--asr-model", default="base")
-    parser.add_argument("--zh-voices", default="cmn+m1,cmn+f3,cmn+f4", help="espeak Mandarin voices to try "
+    parser.add_argument("--zh-voices", default="cmn+m1,cmn+f3", help="espeak Mandarin voices to try "
                         "(cmn+m1 is espeak's default; plain cmn is the engine's tuned choice)")
-    parser.add_argument("--zh-rates", default="130,150,170", help="espeak Mandarin rates (wpm) to try")
+    parser.add_argument("--zh-rates", default="130,150", help="espeak Mandarin rates (wpm) to try")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="spoken questions for latency")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
