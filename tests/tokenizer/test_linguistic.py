@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR, LinguisticTokenizer, nearest_centroid
-from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
 from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend, load_cmvn
 from stepaudio.tokenizer.paraformer_loading import (
     encoder_key_map,
@@ -43,7 +43,11 @@ def test_tokenizer_features_match_reference_enc_out(conformance_dir: Path) -> No
     )
     encoder = load_encoder(encoder_config, load_encoder_state(d / "encoder.safetensors"))
     codebook = torch.randn(64, encoder_config.output_size, generator=torch.Generator().manual_seed(0))
-    tok = LinguisticTokenizer(OnlineFrontend(frontend_config, load_cmvn(d / "am.mvn")), encoder, codebook)
+    kwargs = meta["infer_kwargs"]
+    chunk = ChunkConfig(tuple(kwargs["chunk_size"]), kwargs["encoder_chunk_look_back"])
+    frontend = OnlineFrontend(frontend_config, load_cmvn(d / meta["cmvn_file"]))
+    tok = LinguisticTokenizer(frontend, encoder, codebook, chunk=chunk)
+    assert tok.samples_per_step == meta["chunk_stride_samples"]
     wav = vectors["inputs.wav_16000"]
     features = tok.encode_features(wav)
     want = vectors["outputs.enc_out"][0]

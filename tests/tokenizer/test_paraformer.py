@@ -52,18 +52,20 @@ def para(conformance_dir: Path) -> dict:
         "encoder_config": encoder_config,
         "frontend": OnlineFrontend(frontend_config, load_cmvn(d / meta["cmvn_file"])),
         "chunk": ChunkConfig(tuple(kwargs["chunk_size"]), kwargs["encoder_chunk_look_back"]),
+        "step": meta["chunk_stride_samples"],
     }
 
 
-def _run_frontend(frontend: OnlineFrontend, wav: torch.Tensor) -> list[torch.Tensor]:
+def _run_frontend(frontend: OnlineFrontend, wav: torch.Tensor, step: int = STEP) -> list[torch.Tensor]:
     state = frontend.new_state()
-    return [frontend(state, piece, final) for piece, final in _reference_pieces(wav)]
+    return [frontend(state, piece, final) for piece, final in _reference_pieces(wav, step)]
 
 
 @pytest.mark.conformance
 def test_frontend_matches_reference(para: dict) -> None:
     wav = para["vectors"]["inputs.wav_16000"][0]
-    feats = _run_frontend(para["frontend"], wav)
+    assert para["step"] == para["chunk"].chunk_size[1] * 960
+    feats = _run_frontend(para["frontend"], wav, para["step"])
     assert [f.shape[0] for f in feats] == para["meta"]["frontend_frames_per_chunk"]
     torch.testing.assert_close(torch.cat(feats), para["vectors"]["outputs.frontend_feats"], atol=1e-3, rtol=0)
 
@@ -75,7 +77,7 @@ def test_encoder_chunks_match_reference(para: dict) -> None:
     cache = encoder.new_cache(chunk)
     outs = []
     with torch.inference_mode():
-        for i, feats in enumerate(_run_frontend(para["frontend"], v["inputs.wav_16000"][0])):
+        for i, feats in enumerate(_run_frontend(para["frontend"], v["inputs.wav_16000"][0], para["step"])):
             raw, cache = encoder.forward_chunk(feats[None], cache, chunk)
             want = v[f"outputs.encoder_chunk{i}_raw_out"]
             assert raw.shape == want.shape
