@@ -16,7 +16,8 @@ export class Conversation {
     this.dropped = new Set(); // item ids whose remaining audio is not played (barge-in)
     this.pushed = 0;
     this.played = 0;
-    this.stats = { audioSamples: 0, userTranscripts: [], assistantTranscripts: [], errors: [], events: 0, played: 0 };
+    this.stats = { audioSamples: 0, userTranscripts: [], assistantTranscripts: [], errors: [], events: 0, played: 0,
+      truncates: [] };
   }
 
   async start(settings) {
@@ -160,6 +161,8 @@ export class Conversation {
     const audioEndMs = Math.max(0, Math.round((Math.min(heard, segment.end) - segment.start) * 1000 / RATE));
     this.send({ type: "conversation.item.truncate", item_id: segment.item, content_index: 0,
       audio_end_ms: audioEndMs });
+    const sentMs = Math.round((segment.end - segment.start) * 1000 / RATE);
+    this.stats.truncates.push({ item: segment.item, audioEndMs, sentMs });
   }
 
   bubble(itemId, role, text) {

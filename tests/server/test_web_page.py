@@ -1,0 +1,164 @@
+"""The web page end to end in headless Chromium (Debian's chromium driven by Playwright), its microphone fed from
+a wav file: speak, see both transcripts, hear the reply; talk over a long reply (barge-in); the TTS playground
+and voice cloning. Marked `browser`; skips when chromium or playwright is missing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from stepaudio.audio.io import Audio
+from stepaudio.engines.base import Segment, Transcript
+from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
+from stepaudio.server.settings import ServerSettings
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip("websockets", reason="uvicorn needs the websockets package for WebSockets")
+
+QUESTION = Path(__file__).resolve().parents[2] / "examples" / "question_capital.wav"
+FAKE_RATE = 48000  # what Chromium's fake capture device runs at
+
+
+def fake_mic(path: Path, parts: list[tuple[str, float]]) -> Path:
+    """A 48 kHz PCM16 wav of ('silence', seconds) and ('question', repeats) parts, for the fake microphone."""
+    speech, rate = sf.read(QUESTION, dtype="float32")
+    speech = soxr.resample(speech, rate, FAKE_RATE)
+    pieces = [np.zeros(int(value * FAKE_RATE), np.float32) if kind == "silence" else speech for kind, value in parts]
+    sf.write(path, np.concatenate(pieces), FAKE_RATE, subtype="PCM_16")
+    return path
+
+
+def silero_or_energy() -> Any:
+    try:
+        from stepaudio.server.realtime_ws import silero_vad
+
+        return silero_vad()
+    except ImportError:
+        return lambda frame: float(np.sqrt(np.mean(np.square(frame))) > 0.02)
+
+
+class StoryTranscriber:
+    """Hears a long request, so that the echoed reply lasts long enough to be talked over."""
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        text = " ".join(f"This is sentence number {n} of a long story." for n in range(1, 13))
+        return Transcript(text=text, language="en", duration=audio.duration,
+                          segments=(Segment(0.0, audio.duration, text),))
+
+
+@pytest.fixture(scope="module")
+def page_server(server_factory: Any, make_engine: Any) -> Any:
+    return server_factory(ServerSettings(max_voice_seconds=5.0),
+                          mount_realtime=realtime_mount(RealtimeLimits(), silero_or_energy))
+
+
+def launch(playwright: Any, wav: Path) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required",
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-dev-shm-usage"])
+
+
+@pytest.fixture
+def open_page(tmp_path: Path) -> Iterator[Any]:
+    """`open_page(url, mic_parts)`: a page in a fresh headless Chromium whose microphone plays `mic_parts`."""
+    with sync_api.sync_playwright() as playwright:
+        browsers: list[Any] = []
+
+        def make(url: str, parts: list[tuple[str, float]]) -> Any:
+            browser = launch(playwright, fake_mic(tmp_path / f"mic{len(browsers)}.wav", parts))
+            browsers.append(browser)
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.errors = errors
+            page.goto(url)
+            page.wait_for_function("document.querySelector('#health').classList.contains('ok')", timeout=15000)
+            return page
+
+        yield make
+        for browser in browsers:
+            browser.close()
+
+
+def talk_stats(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => window.stepaudioTalk.stats")  # type: ignore[no-any-return]
+
+
+def test_speak_and_hear_the_reply(page_server: Any, open_page: Any) -> None:
+    page = open_page(page_server.url + "/", [("silence", 1.0), ("question", 1), ("silence", 4.0)])
+    page.click("#talk-button")
+    page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.assistantTranscripts.length"
+                           " && window.stepaudioTalk.stats.played > 0", timeout=30000)
+    stats = talk_stats(page)
+    assert stats["errors"] == [] and page.errors == []
+    seconds = float(stats["userTranscripts"][0].split()[1])  # the tiny transcriber reports what it heard
+    assert 1.5 <= seconds <= 3.5  # the 1.8 s question with VAD padding
+    assert stats["assistantTranscripts"][0] == f"You said: {stats['userTranscripts'][0]}."
+    assert stats["audioSamples"] > 0.2 * 24000  # the reply tone, at 24 kHz
+    assert page.inner_text("#transcript .msg.user .text") == stats["userTranscripts"][0]
+    assert page.inner_text("#transcript .msg.assistant .text") == stats["assistantTranscripts"][0]
+    page.screenshot(path=str(Path("/tmp") / "page.png"), full_page=True)
+    page.click("#talk-button")  # stop: the connection closes and the server session ends
+    endpoint = page_server.app.state.realtime
+    page.wait_for_function("() => document.querySelector('#talk-button').textContent === 'Start talking'")
+    for _ in range(100):
+        if endpoint.active == 0:
+            break
+        page.wait_for_timeout(50)
+    assert endpoint.active == 0
+
+
+def test_barge_in_stops_playback_and_reports_truncation(server_factory: Any, make_engine: Any,
+                                                        open_page: Any) -> None:
+    engine = replace(make_engine(synth_delay=0.1), transcriber=StoryTranscriber())
+    server = server_factory(ServerSettings(), engine, mount_realtime=realtime_mount(vad_factory=silero_or_energy))
+    # ask, wait while the ~6 s reply starts playing, then talk over it
+    page = open_page(server.url + "/", [("silence", 1.0), ("question", 1), ("silence", 3.0), ("question", 1),
+                                        ("silence", 3.0)])
+    page.click("#talk-button")
+    page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.truncates.length > 0",
+                           timeout=40000)
+    page.wait_for_selector("#transcript .msg.assistant.truncated", timeout=10000)
+    truncate = talk_stats(page)["truncates"][0]
+    assert 0 < truncate["audioEndMs"] <= truncate["sentMs"]
+    assert truncate["audioEndMs"] < 6000  # cut well before the end of the story
+    assert page.errors == []
+
+
+def test_tts_playground_and_voice_cloning(page_server: Any, open_page: Any, tone: Any, tmp_path: Path) -> None:
+    page = open_page(page_server.url + "/", [("silence", 1.0)])
+    page.fill("#tts-text", "Hello there. How are you")
+    page.select_option("#tts-voice", "low")
+    page.fill("#tts-tags", "高兴1")
+    page.click("#tts-form button[type=submit]")
+    page.wait_for_selector("#tts-status.ok", timeout=15000)
+    duration = page.evaluate("""() => new Promise((resolve) => {
+        const audio = document.querySelector('#tts-audio');
+        if (audio.readyState >= 1) resolve(audio.duration); else audio.onloadedmetadata = () => resolve(audio.duration);
+    })""")
+    assert duration == pytest.approx((len("Hello there") + len(" How are you")) * 0.01, abs=0.02)
+    prompt = tmp_path / "prompt.wav"
+    prompt.write_bytes(tone(1.0))
+    page.fill("#clone-form input[name=name]", "Tony")
+    page.set_input_files("#clone-form input[name=file]", str(prompt))
+    page.fill("#clone-form input[name=transcript]", "a tone")
+    page.check("#clone-form input[name=consent]")
+    page.click("#clone-form button[type=submit]")
+    page.wait_for_selector("#clone-status.ok", timeout=15000)
+    page.wait_for_function("() => document.querySelector('#voice-list').textContent.includes('Tony')")
+    assert "Tony (clone)" in page.inner_text("#tts-voice")
+    assert page.errors == []
