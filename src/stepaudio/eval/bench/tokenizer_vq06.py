@@ -81,34 +81,51 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def _latency_row(name: str, seconds: float, total_s: float, pushes: list[float], finish_s: float) -> dict[str, Any]:
-    ms = [x * 1000 for x in pushes]
+def _latency_row(name: str, seconds: float, timed: dict[str, Any]) -> dict[str, Any]:
+    ms = [x * 1000 for x in timed["pushes"]]
+    cpu_ms = [x * 1000 for x in timed["push_cpu"]]
     return {
         "name": name,
-        "rtf": total_s / seconds,
+        "rtf": timed["total"] / seconds,
+        "cpu_s_per_audio_s": timed["cpu"] / seconds,
         "push_ms_p50": statistics.median(ms),
         "push_ms_p90": _percentile(ms, 0.9),
         "push_ms_max": max(ms),
-        "finish_ms": finish_s * 1000,
+        "push_cpu_ms_max": max(cpu_ms),
+        "finish_ms": timed["finish"] * 1000,
     }
 
 
-def _stream_pass(make_stream: Any, wav: Any, codes_of: Any) -> tuple[float, list[float], float, Any]:
+def _stream_pass(make_stream: Any, wav: Any) -> dict[str, Any]:
+    """Push 240 ms pieces; wall and CPU time per push (CPU time is the steadier number on a busy machine)."""
     stream = make_stream()
-    pushes = []
-    start = time.perf_counter()
+    pushes, push_cpu = [], []
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(0, wav.shape[0], PIECE):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         stream.push(wav[i : i + PIECE])
         pushes.append(time.perf_counter() - t0)
+        push_cpu.append(time.process_time() - c0)
     t0 = time.perf_counter()
     stream.finish()
     finish = time.perf_counter() - t0
-    return time.perf_counter() - start, pushes, finish, codes_of(stream)
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"total": total, "cpu": cpu, "pushes": pushes, "push_cpu": push_cpu, "finish": finish, "stream": stream}
 
 
-def _best(passes: list[tuple[float, list[float], float, Any]]) -> tuple[float, list[float], float, Any]:
-    return min(passes, key=lambda p: p[0])
+def _timed(fn: Any, repeats: int) -> tuple[float, float, Any]:
+    """Best wall time and best CPU time of ``repeats`` calls, and the last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus), result
+
+
+def _best(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(passes, key=lambda p: p["total"])
 
 
 def run_vq06_bench(
@@ -129,39 +146,27 @@ def run_vq06_bench(
     wav = speech_like(seconds)
     semantic.encode(wav[: 2 * RATE])  # warm-up: session allocations
     rows: list[dict[str, Any]] = []
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        offline = semantic.encode(wav)
-        times.append(time.perf_counter() - t0)
-    rows.append({"name": "vq06 offline", "rtf": min(times) / seconds, "codes": len(offline)})
+    wall, cpu, offline = _timed(lambda: semantic.encode(wav), repeats)
+    rows.append({"name": "vq06 offline", "rtf": wall / seconds, "cpu_s_per_audio_s": cpu / seconds})
     for name in policies or list(POLICIES):
         policy = Vq06Policy(**POLICIES[name])
-        best = _best([
-            _stream_pass(lambda p=policy: SemanticStream(semantic, p), wav, lambda s: None) for _ in range(repeats)
-        ])
+        best = _best([_stream_pass(lambda p=policy: SemanticStream(semantic, p), wav) for _ in range(repeats)])
         stream = SemanticStream(semantic, policy)
         streamed = [c for i in range(0, wav.shape[0], PIECE) for c in stream.push(wav[i : i + PIECE])]
         streamed += stream.finish()
-        row = _latency_row(f"vq06 stream {name}", seconds, best[0], best[1], best[2])
+        row = _latency_row(f"vq06 stream {name}", seconds, best)
         row["codes_equal_offline"] = code_agreement(streamed, offline)
         rows.append(row)
     if linguistic is None:
         return rows
     tokenizer = StepAudioTokenizer(linguistic=linguistic, semantic=semantic)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        whole = tokenizer.encode_prepared(wav)
-        times.append(time.perf_counter() - t0)
-    rows.append({"name": "tokenizer offline", "rtf": min(times) / seconds, "groups": whole.n_groups})
+    wall, cpu, whole = _timed(lambda: tokenizer.encode_prepared(wav), repeats)
+    rows.append({"name": "tokenizer offline", "rtf": wall / seconds, "cpu_s_per_audio_s": cpu / seconds})
     for name in policies or list(POLICIES):
         policy = Vq06Policy(**POLICIES[name])
-        total, pushes, finish, codes = _best([
-            _stream_pass(lambda p=policy: AudioTokenStream(tokenizer, p), wav, lambda s: s.codes())
-            for _ in range(repeats)
-        ])
-        row = _latency_row(f"tokenizer stream {name}", seconds, total, pushes, finish)
+        best = _best([_stream_pass(lambda p=policy: AudioTokenStream(tokenizer, p), wav) for _ in range(repeats)])
+        codes = best["stream"].codes()
+        row = _latency_row(f"tokenizer stream {name}", seconds, best)
         row["vq02_equal_offline"] = codes.vq02 == whole.vq02
         row["vq06_codes_equal_offline"] = code_agreement(codes.vq06, whole.vq06)
         rows.append(row)
@@ -191,16 +196,17 @@ def add_vq06_results(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def print_rows(rows: list[dict[str, Any]], budget_ms: float = 100.0) -> None:
-    print(f"{'row':40s} {'RTF':>7s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s} {'finish':>8s} {'<=budget':>8s} "
-          f"{'vq06 = offline':>14s}")
+    print(f"{'row':40s} {'RTF':>6s} {'CPU s/s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'max ms':>7s} "
+          f"{'max CPU':>7s} {'finish':>7s} {'<=budget':>8s} {'vq06=offline':>12s}")
     for row in rows:
         lat = "push_ms_p50" in row
-        cells = [f"{row[k]:8.1f}" if lat else f"{'-':>8s}" for k in ("push_ms_p50", "push_ms_p90", "push_ms_max")]
-        finish = f"{row['finish_ms']:8.1f}" if lat else f"{'-':>8s}"
+        keys = ("push_ms_p50", "push_ms_p90", "push_ms_max", "push_cpu_ms_max", "finish_ms")
+        cells = [f"{row[k]:7.1f}" if lat else f"{'-':>7s}" for k in keys]
         ok = ("yes" if row["push_ms_max"] <= budget_ms else "no") if lat else "-"
         agree = row.get("codes_equal_offline", row.get("vq06_codes_equal_offline"))
         same = f"{agree * 100:.1f}%" if agree is not None else "-"
-        print(f"{row['name']:40s} {row['rtf']:7.3f} {' '.join(cells)} {finish} {ok:>8s} {same:>14s}")
+        print(f"{row['name']:40s} {row['rtf']:6.3f} {row['cpu_s_per_audio_s']:7.3f} {' '.join(cells)} "
+              f"{ok:>8s} {same:>12s}")
 
 
 def run(args: argparse.Namespace) -> int:
