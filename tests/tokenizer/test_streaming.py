@@ -185,3 +185,17 @@ def test_lookahead_stream_releases_groups_before_finish(tokenizer: StepAudioToke
     assert early >= 5 * 18  # ~2.2 s of the 3 s are grouped before the end
     assert got.vq02 == offline.vq02 and len(got.vq06) == len(offline.vq06)
     assert [i for u in updates for i in u.flow_ids] == got.flow_ids()
+
+
+def test_a_reused_input_buffer_does_not_change_the_codes(tokenizer: StepAudioTokenizer) -> None:
+    wav = noisy_tone(16_000 * 2, seed=12)
+    stream = tokenizer.stream()
+    buffer = np.empty(1600, np.float32)
+    for i in range(0, wav.shape[0], 1600):
+        buffer[:] = wav[i : i + 1600]
+        stream.push(buffer)
+    buffer[:] = 0.0
+    stream.finish()
+    assert stream.codes() == tokenizer.encode_prepared(wav)
+    with pytest.raises(AudioError, match="NaN"):
+        tokenizer.stream().push(np.full(100, np.inf, np.float32))

@@ -124,13 +124,15 @@ class SemanticStream:
         self._pieces, self._buffered, self._emitted, self._last_run = [], 0, 0, 0
         return out
 
-    def push(self, samples: np.ndarray) -> list[int]:
+    def push(self, audio: Any) -> list[int]:
+        """Codes made final by this piece (copied, so the caller may reuse its buffer)."""
         if self._finished:
             raise AudioError("this stream is finished; start a new one")
+        samples = as_mono_samples(audio)
         out: list[int] = []
         while samples.shape[0]:
             take = min(samples.shape[0], WINDOW_SAMPLES - self._buffered)
-            self._pieces.append(samples[:take])
+            self._pieces.append(samples[:take].copy())
             self._buffered += take
             samples = samples[take:]
             if self._buffered == WINDOW_SAMPLES:
