@@ -286,3 +286,38 @@ def test_page_and_assets_are_served(rt: Any) -> None:
         response = httpx.get(f"{rt.url}/static/{asset}")
         assert response.status_code == 200 and len(response.text) > 200, asset
     assert "javascript" in httpx.get(rt.url + "/static/app.js").headers["content-type"]
+
+
+def test_a_batch_of_malformed_events_never_ends_the_session(rt: Any) -> None:
+    rng = np.random.default_rng(0)
+    junk_audio = [base64.b64encode(rng.bytes(int(n))).decode() for n in rng.integers(0, 5000, 20) * 2]
+    messages: list[Any] = [
+        *({"type": "input_audio_buffer.append", "audio": audio} for audio in junk_audio),  # noise at full scale
+        {"type": "input_audio_buffer.append", "audio": 42},
+        {"type": "session.update", "session": None},
+        {"type": "session.update", "session": {"instructions": ["x"]}},
+        {"type": "session.update", "session": {"max_output_tokens": -1}},
+        {"type": "session.update", "session": {"tools": [{"type": "function"}]}},
+        {"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"threshold": 7}}}}},
+        {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": []}},
+        {"type": "conversation.item.create", "item": {"type": "function_call"}},
+        {"type": "conversation.item.create"},
+        {"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": -5},
+        {"type": "response.create", "response": {"output_modalities": ["video"]}},
+        {"type": None}, {"type": 7}, {}, [], "text", 1e308, None,
+    ]
+    with connect(ws_url(rt)) as ws:
+        recv_until(ws, "session.created")
+        for message in messages:
+            ws.send(json.dumps(message))
+        ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        ws.send(json.dumps({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}}))
+        events = recv_until(ws, "session.updated", timeout=30)
+        ws.send(json.dumps({"type": "response.cancel"}))  # a reply to the noise may be running
+        say(ws, "done")
+        while events[-1]["type"] != "response.done" or events[-1]["response"]["status"] != "completed":
+            events += recv_until(ws, "response.done", timeout=30)
+    codes = [e["error"]["code"] for e in events if e["type"] == "error"]
+    assert "server_error" not in codes
+    rejected = [c for c in codes if c.startswith("invalid_") or c == "unknown_event"]
+    assert len(rejected) == len(messages) - len(junk_audio)  # one error for each malformed event

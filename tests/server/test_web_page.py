@@ -95,7 +95,7 @@ def open_page(tmp_path: Path) -> Iterator[Any]:
 
 
 def talk_stats(page: Any) -> dict[str, Any]:
-    return page.evaluate("() => window.stepaudioTalk.stats")  # type: ignore[no-any-return]
+    return page.evaluate("() => window.stepaudioTalk.stats")
 
 
 def test_speak_and_hear_the_reply(page_server: Any, open_page: Any) -> None:
