@@ -7,8 +7,10 @@ moment the user's speech is complete (the end of the recording), which is what a
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -16,6 +18,7 @@ from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
     AudioChunk,
     CancelToken,
+    ChatDelta,
     ChatMessage,
     Engine,
     GenerationOptions,
@@ -109,25 +112,27 @@ class Conversation:
         return transcript.text, replace(timings, asr=time.perf_counter() - start)
 
     def _answer(self, start: float, cancel: CancelToken | None) -> Iterator[TurnEvent]:
-        assert self.engine.chat is not None
-        synthesizer = self.engine.synthesizer
         splitter = SentenceSplitter(first_max_chars=self.first_sentence_chars)
-        first_token = first_audio = None
-        for delta in self.engine.chat.respond(self.history, options=self.options, cancel=cancel):
-            if delta.text:
-                first_token = first_token or time.perf_counter() - start
-                yield TurnEvent("text", text=delta.text)
-            sentences = splitter.push(delta.text) if delta.text else []
-            for sentence in sentences:
+        first_token = first_audio = llm_total = None
+        assert self.engine.chat is not None
+        token = cancel or CancelToken()  # ours is cancelled when the caller stops listening
+        deltas = self.engine.chat.respond(self.history, options=self.options, cancel=token)
+        for delta, produced in _generate_aside(deltas, token.cancel if cancel is None else None):
+            if delta is None:
+                llm_total = produced - start
+                break
+            if not delta.text:
+                continue
+            first_token = first_token or produced - start
+            yield TurnEvent("text", text=delta.text)
+            for sentence in splitter.push(delta.text):
                 for chunk in self._speak(sentence, cancel):
                     first_audio = first_audio or time.perf_counter() - start
                     yield TurnEvent("audio", text=sentence, chunk=chunk)
-        llm_total = time.perf_counter() - start
-        if synthesizer is not None:
-            for sentence in splitter.flush():
-                for chunk in self._speak(sentence, cancel):
-                    first_audio = first_audio or time.perf_counter() - start
-                    yield TurnEvent("audio", text=sentence, chunk=chunk)
+        for sentence in splitter.flush():
+            for chunk in self._speak(sentence, cancel):
+                first_audio = first_audio or time.perf_counter() - start
+                yield TurnEvent("audio", text=sentence, chunk=chunk)
         yield TurnEvent("done", timings=TurnTimings(llm_first_token=first_token, llm_total=llm_total,
                                                      tts_first_audio=first_audio,
                                                      total=time.perf_counter() - start))
@@ -136,3 +141,39 @@ class Conversation:
         if self.engine.synthesizer is None or (cancel and cancel.cancelled):
             return
         yield from self.engine.synthesizer.synthesize(sentence, self.voice, self.instructions, cancel)
+
+
+def _generate_aside(
+    deltas: Iterator[ChatDelta], on_close: Callable[[], None] | None
+) -> Iterator[tuple[ChatDelta | None, float]]:
+    """Run the chat generator in a thread, so it keeps writing while sentences are synthesized; yields
+    (delta, time it was produced) and finally (None, time the reply was complete)."""
+    pieces: queue.Queue[tuple[ChatDelta | BaseException | None, float]] = queue.Queue()
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            for delta in deltas:
+                pieces.put((delta, time.perf_counter()))
+                if done.is_set():
+                    break
+        except BaseException as exc:  # handed to the reader
+            pieces.put((exc, time.perf_counter()))
+        finally:
+            pieces.put((None, time.perf_counter()))
+
+    thread = threading.Thread(target=work, name="turn-chat", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, produced = pieces.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item, produced
+            if item is None:
+                return
+    finally:
+        done.set()
+        if on_close is not None:
+            on_close()
+        thread.join()
