@@ -321,3 +321,22 @@ def test_a_batch_of_malformed_events_never_ends_the_session(rt: Any) -> None:
     assert "server_error" not in codes
     rejected = [c for c in codes if c.startswith("invalid_") or c == "unknown_event"]
     assert len(rejected) == len(messages) - len(junk_audio)  # one error for each malformed event
+
+
+def test_without_a_vad_turns_are_manual(server_factory: Any) -> None:
+    def missing() -> Any:
+        raise ImportError("no faster_whisper here")
+
+    server = server_factory(ServerSettings(), mount_realtime=realtime_mount(vad_factory=missing))
+    with connect(ws_url(server)) as ws:
+        session = recv_until(ws, "session.created")[-1]["session"]
+        assert session["audio"]["input"]["turn_detection"] is None
+        append(ws, pcm(0.7))
+        ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        ws.send(json.dumps({"type": "response.create"}))
+        events = recv_until(ws, "response.done")
+        heard = next(e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed")
+        assert heard["transcript"] == "heard 0.7 seconds"
+        ws.send(json.dumps({"type": "session.update", "session": {"audio": {"input": {
+            "turn_detection": {"type": "server_vad"}}}}}))
+        assert "VAD" in recv_until(ws, "error")[-1]["error"]["message"]

@@ -13,10 +13,12 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, WebSocket
@@ -36,6 +38,8 @@ from stepaudio.server.realtime_wire import WIRE_RATE, Event, Wire
 
 MIB = 1024 * 1024
 Outgoing = ev.Output | dict[str, Any]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,12 @@ class RealtimeEndpoint:
         self.limits = limits
         self.vad_factory = vad_factory
         self.active = 0
+        # session calls (VAD, locks, a close that joins the worker) run here, never on the event loop, and never
+        # wait behind the default executor's other work: one call in flight per connection at most
+        self.executor = ThreadPoolExecutor(max_workers=limits.max_sessions + 2, thread_name_prefix="realtime-io")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def handle(self, websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or []
@@ -102,17 +112,21 @@ class Connection:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        vad = await asyncio.to_thread(self.endpoint.vad_factory)
         config = initial_config(self.endpoint.context, self.limits.max_buffer_seconds)
-        session = await asyncio.to_thread(RealtimeSession, self.endpoint.context.engine, vad, config,
-                                          asyncio_sink(loop, self.outgoing))  # type: ignore[arg-type]
+        try:
+            vad: Vad | None = await self.endpoint.call(self.endpoint.vad_factory)
+        except (ImportError, StepAudioError, OSError) as exc:  # no VAD: manual turns (commit + response.create)
+            log.warning("realtime: no VAD (%s); sessions start without turn detection", exc)
+            vad, config = None, replace(config, turn_detection=None)
+        session = await self.endpoint.call(RealtimeSession, self.endpoint.context.engine, vad, config,
+                                           asyncio_sink(loop, self.outgoing))  # type: ignore[arg-type]
         self.outgoing.put_nowait(self.wire.event("session.created", session=self.view.render(session.config)))
         sender = asyncio.create_task(self._send_loop())
         try:
             await self._receive_loop(session)
         finally:
             sender.cancel()
-            await asyncio.to_thread(session.close)
+            await self.endpoint.call(session.close)
 
     async def _send_loop(self) -> None:
         try:
@@ -194,10 +208,10 @@ class Connection:
         if kind == "input_audio_buffer.append":
             samples = _decode_pcm16(event.audio)
             if samples.size:
-                await asyncio.to_thread(session.append_audio, samples, WIRE_RATE)
+                await self.endpoint.call(session.append_audio, samples, WIRE_RATE)
         elif kind == "session.update":
             changes, view = await session_changes(event.session, self.view, self.endpoint.context)
-            config = await asyncio.to_thread(session.update, **changes)
+            config = await self.endpoint.call(lambda: session.update(**changes))
             self.view = view
             self.wire.modalities = list(config.modalities)
             self.wire.voice = view.voice
@@ -205,7 +219,7 @@ class Connection:
         else:
             command = self._command(event)
             if command is not None:
-                await asyncio.to_thread(session.send, command)
+                await self.endpoint.call(session.send, command)
 
     def _command(self, event: Any) -> ev.Event | None:
         match event.type:
