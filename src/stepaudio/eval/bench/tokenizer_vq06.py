@@ -192,6 +192,8 @@ def add_vq06_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     add_arguments(defaults)
     merged = vars(defaults.parse_args([]))
     merged.update({k: v for k, v in vars(args).items() if k in merged and v is not None})
+    if getattr(args, "blocks", None) is not None and getattr(args, "vq02_blocks", None) is None:
+        merged["vq02_blocks"] = args.blocks  # the vq02 bench's --blocks
     results["vq06"] = _rows_with_model(argparse.Namespace(**merged))
 
 
