@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import signal
 import socket
 import subprocess
@@ -47,6 +49,13 @@ def test_serve_starts_authenticates_and_stops(tmp_path: Path) -> None:
         models = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y"}).json()
         assert [m["id"] for m in models["data"]] == ["lite-chat", "lite-tts", "lite-asr"]
         assert (tmp_path / "store" / "voices.sqlite3").is_file()
+        assert httpx.get(url + "/").status_code == 200  # the web page, and its realtime WebSocket
+        if importlib.util.find_spec("websockets") is not None:
+            from websockets.sync.client import connect
+
+            auth = {"Authorization": "Bearer k3y"}
+            with connect(f"ws://127.0.0.1:{port}/v1/realtime", additional_headers=auth) as ws:
+                assert json.loads(ws.recv(timeout=60))["type"] == "session.created"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
