@@ -1,0 +1,162 @@
+"""Streaming token2wav speed at the real CosyVoice-300M shapes (random weights: speed ignores values).
+
+A 3 s voice prompt (125 flow ids, 258 mel frames) and 1 / 5 / 20 s of generated ids at 41.667 ids/s
+are decoded twice: offline (one flow run + one HiFT run) and streamed. Streaming receives the ids
+one at a time as fast as it can take them (the LM is assumed ahead), so:
+* `first_chunk_s`: wall time from opening the stream to the first audio chunk, i.e. the decoder's
+  share of time-to-first-audio (first_hop + lookahead ids must have arrived);
+* `stall_s`: if playback starts with the first chunk, the total time the listener would wait for
+  later chunks (0 = the stream keeps ahead of playback);
+* `rtf`: total streaming wall time / audio seconds; `offline_rtf` the same for the offline path.
+The flow re-encodes the prompt for every chunk (it is non-causal and keeps no cache), so the cost
+of one chunk is close to an offline run of prompt + window; the hop trades latency for throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+PROMPT_SECONDS = 3.0
+TOKEN_RATE = 41.667
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 5.0, 20.0], help="generated audio")
+    parser.add_argument("--dtypes", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--first-hop", type=int, default=12, help="ids in the first chunk")
+    parser.add_argument("--hop", type=int, default=50, help="ids per later chunk")
+    parser.add_argument("--lookahead", type=int, default=8, help="ids of right context")
+    parser.add_argument("--left-context", type=int, default=25, help="ids of left context")
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline comparison")
+    parser.add_argument("--plain-hift", action="store_true", help="use HiFTGenerator instead of FastHiFT")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+
+
+def run_stream_bench(
+    durations: Sequence[float] = (1.0, 5.0, 20.0),
+    device: str = "cpu",
+    dtype: str = "fp32",
+    *,
+    config: Any = None,
+    offline: bool = True,
+    fast_hift: bool = True,
+    seed: int = 0,
+    flow_config: Any = None,
+    hift_config: Any = None,
+) -> list[dict[str, Any]]:
+    """One row per duration (see module docstring). `config` is a StreamingConfig; `flow_config` /
+    `hift_config` replace the real shapes (e.g. for a quick smoke run)."""
+    import torch
+
+    from stepaudio.decoder.flow import MaskedDiffWithXvec
+    from stepaudio.decoder.flow_config import cosyvoice_300m_config
+    from stepaudio.decoder.flow_quant import quantize_flow_int8
+    from stepaudio.decoder.hift_config import HiFTConfig
+    from stepaudio.decoder.hift_fast import FastHiFT
+    from stepaudio.decoder.prompt_features import PromptFeatures
+    from stepaudio.decoder.token2wav import StreamingConfig, Token2Wav
+    from stepaudio.decoder.vocoder import HiFTGenerator
+
+    config = config or StreamingConfig()
+    torch.manual_seed(seed)
+    flow_config = flow_config or cosyvoice_300m_config(vocab_size=5120, input_frame_rate=TOKEN_RATE)
+    flow = MaskedDiffWithXvec(flow_config).eval()
+    if dtype == "int8":
+        flow = quantize_flow_int8(flow)
+    else:
+        flow = flow.to(device=device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    plain = HiFTGenerator(hift_config or HiFTConfig()).to(device).eval()
+    t2w = Token2Wav(flow, FastHiFT(plain) if fast_hift else plain)
+    rate = flow_config.input_frame_rate
+    gen = torch.Generator().manual_seed(seed + 1)
+    n_prompt = round(PROMPT_SECONDS * rate)
+    prompt = PromptFeatures(
+        torch.randint(0, flow_config.vocab_size, (n_prompt,), generator=gen),
+        torch.randn(int(PROMPT_SECONDS * 22050 / 256), 80, generator=gen) - 5,
+        torch.randn(192, generator=gen),
+    )
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    t2w.offline(torch.randint(0, 100, (20,)).tolist(), prompt, seed=seed)  # warm-up
+    rows = []
+    for secs in durations:
+        tokens = torch.randint(0, flow_config.vocab_size, (round(secs * rate),), generator=gen).tolist()
+        row: dict[str, Any] = {"component": "token2wav-stream", "dtype": dtype, "device": device,
+                               "audio_s": secs, "tokens": len(tokens), "first_hop": config.first_hop_tokens,
+                               "hop": config.hop_tokens, "lookahead": config.lookahead_tokens}
+        row.update(_time_stream(t2w, prompt, tokens, config, seed, sync))
+        if offline:
+            sync()
+            start = time.perf_counter()
+            wav = t2w.offline(tokens, prompt, seed=seed)
+            sync()
+            row["offline_s"] = time.perf_counter() - start
+            row["offline_rtf"] = row["offline_s"] / (len(wav) / t2w.sample_rate)
+        rows.append(row)
+    return rows
+
+
+def _time_stream(t2w: Any, prompt: Any, tokens: list[int], config: Any, seed: int, sync: Any) -> dict[str, Any]:
+    """Push ids one by one; record when each chunk is ready and how long it plays."""
+    sr = t2w.sample_rate
+    ready: list[tuple[float, float]] = []  # (time ready, seconds of audio)
+    sync()
+    start = time.perf_counter()
+    stream = t2w.stream(prompt, config=config, seed=seed)
+    for token in tokens:
+        for chunk in stream.push([token]):
+            sync()
+            ready.append((time.perf_counter() - start, len(chunk) / sr))
+    for chunk in stream.finish():
+        sync()
+        ready.append((time.perf_counter() - start, len(chunk) / sr))
+    total = time.perf_counter() - start
+    audio = sum(d for _, d in ready)
+    stall, clock = 0.0, ready[0][0]
+    for at, duration in ready:
+        if at > clock:
+            stall += at - clock
+            clock = at
+        clock += duration
+    return {"first_chunk_s": ready[0][0], "first_chunk_audio_s": ready[0][1], "chunks": len(ready),
+            "stream_s": total, "rtf": total / audio, "stall_s": stall}
+
+
+_COLUMNS = (("dtype", "{}"), ("device", "{}"), ("audio_s", "{:g}"), ("tokens", "{}"), ("chunks", "{}"),
+            ("first_chunk_s", "{:.3f}"), ("first_chunk_audio_s", "{:.3f}"), ("stall_s", "{:.2f}"),
+            ("stream_s", "{:.2f}"), ("rtf", "{:.3f}"), ("offline_s", "{:.2f}"), ("offline_rtf", "{:.3f}"))
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    cells = [[name for name, _ in _COLUMNS]]
+    for row in rows:
+        cells.append([fmt.format(row[name]) if name in row else "" for name, fmt in _COLUMNS])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from stepaudio.decoder.token2wav import StreamingConfig
+
+    torch.set_num_threads(args.threads)
+    config = StreamingConfig(first_hop_tokens=args.first_hop, hop_tokens=args.hop,
+                             lookahead_tokens=args.lookahead, left_context_tokens=args.left_context)
+    rows: list[dict[str, Any]] = []
+    for dtype in args.dtypes:
+        rows += run_stream_bench(args.seconds, args.device, dtype, config=config, offline=not args.no_offline,
+                                 fast_hift=not args.plain_hift, seed=args.seed)
+    for row in rows:
+        row["threads"] = args.threads
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+    return 0
