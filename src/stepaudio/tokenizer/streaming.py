@@ -22,6 +22,10 @@ Two policies (:class:`Vq06Policy`):
   prefix mode on a model whose receptive field is local; bounded mode on a local model without
   positions.
 
+Cost: ``window`` adds nothing to the offline cost (vq06 runs once per window, at its close);
+``lookahead`` re-encodes about ``(left_context_s + hop_s + lookahead_s) / hop_s`` times the audio
+(prefix mode: the whole window so far at every hop), so pick ``hop_s`` of 0.5-1 s on CPU.
+
 Input is prepared audio (mono, 16 kHz, float32). The reference peak-normalises the whole utterance,
 which a live stream cannot know in advance; offline equality is with
 :meth:`~stepaudio.tokenizer.audio_tokenizer.StepAudioTokenizer.encode_prepared` of the same samples.
