@@ -18,6 +18,7 @@ from stepaudio.audio.features import matcha_mel
 from stepaudio.decoder.prompt_features import PromptFeatures
 from stepaudio.decoder.stream_vocoder import StreamingVocoder, vocode_offline
 from stepaudio.decoder.token2wav import StreamingConfig, Token2Wav
+from stepaudio.decoder.token2wav_stream import trim_prompt
 from stepaudio.testing.tiny_decoder import write_tiny_cosyvoice_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -151,3 +152,15 @@ def test_unseeded_streams_differ(t2w: Token2Wav, prompt: PromptFeatures) -> None
     wav_b = np.concatenate(b.push(tokens) + b.finish())
     assert wav_a.shape == wav_b.shape and np.abs(wav_a - wav_b).max() > 1e-5
 
+
+
+def test_prompt_trimming_keeps_the_last_ids_and_their_frames(t2w: Token2Wav, prompt: PromptFeatures) -> None:
+    trimmed = trim_prompt(prompt, 5)
+    assert torch.equal(trimmed.flow_tokens, prompt.flow_tokens[-5:])
+    assert torch.equal(trimmed.mel, prompt.mel[-round(5 * 25 / 12) :])
+    assert trim_prompt(prompt, 12) is prompt and trim_prompt(prompt, None) is prompt
+    tokens = _tokens(30, seed=8)
+    config = StreamingConfig(first_hop_tokens=8, hop_tokens=20, lookahead_tokens=8, max_prompt_tokens=5)
+    whole = np.concatenate(_stream(t2w, prompt, tokens, 30, CHUNKY))
+    short = np.concatenate(_stream(t2w, prompt, tokens, 30, config))
+    assert short.shape == whole.shape and np.abs(short - whole).max() > 1e-4

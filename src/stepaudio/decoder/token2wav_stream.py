@@ -44,6 +44,10 @@ class StreamingConfig:
     left_context_tokens: int = 25
     vocoder_context_frames: int = 12
     crossfade_samples: int = 512
+    # Opt-in latency knob: keep only the last ids of the voice prompt (and their share of its mel
+    # frames). The prompt is re-encoded for every chunk and dominates a chunk's cost; trimming it
+    # trades some voice similarity (and equality with offline) for speed. None keeps it whole.
+    max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 1 or self.hop_tokens < 1:
@@ -52,6 +56,17 @@ class StreamingConfig:
             raise ValueError("context sizes must be non-negative")
         if self.crossfade_samples < 0:
             raise ValueError("crossfade_samples must be non-negative")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError("max_prompt_tokens must be positive (or None)")
+
+
+def trim_prompt(prompt: PromptFeatures, max_tokens: int | None) -> PromptFeatures:
+    """The last `max_tokens` prompt ids and the mel frames the regulator maps them to (linear map)."""
+    n1 = int(prompt.flow_tokens.numel())
+    if max_tokens is None or n1 <= max_tokens:
+        return prompt
+    frames = max(1, round(max_tokens * prompt.frames / n1))
+    return PromptFeatures(prompt.flow_tokens[-max_tokens:], prompt.mel[-frames:], prompt.embedding)
 
 
 def new_seed() -> int:
@@ -106,14 +121,14 @@ class Token2WavStream:
         seed: int | None = None,
     ) -> None:
         self.flow = flow
-        self.prompt = prompt
         self.config = config or StreamingConfig()
+        self.prompt = trim_prompt(prompt, self.config.max_prompt_tokens)
         self.seed = new_seed() if seed is None else seed
         self.vocoder = StreamingVocoder(
             hift, self.seed, self.config.vocoder_context_frames, self.config.crossfade_samples
         )
         self._noise = flow_noise(self.seed)
-        self._prompt_noise = self._noise.columns(0, prompt.frames).clone()
+        self._prompt_noise = self._noise.columns(0, self.prompt.frames).clone()
         self.tokens: list[int] = []
         self.committed = 0
         self.chunks = 0

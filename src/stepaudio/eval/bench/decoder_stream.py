@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=int, default=50, help="ids per later chunk")
     parser.add_argument("--lookahead", type=int, default=8, help="ids of right context")
     parser.add_argument("--left-context", type=int, default=25, help="ids of left context")
+    parser.add_argument("--max-prompt-tokens", type=int, default=None,
+                        help="stream with only the last N prompt ids (latency knob; default: whole prompt)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline comparison")
     parser.add_argument("--plain-hift", action="store_true", help="use HiFTGenerator instead of FastHiFT")
     parser.add_argument("--seed", type=int, default=0)
@@ -89,7 +91,8 @@ def run_stream_bench(
         tokens = torch.randint(0, flow_config.vocab_size, (round(secs * rate),), generator=gen).tolist()
         row: dict[str, Any] = {"component": "token2wav-stream", "dtype": dtype, "device": device,
                                "audio_s": secs, "tokens": len(tokens), "first_hop": config.first_hop_tokens,
-                               "hop": config.hop_tokens, "lookahead": config.lookahead_tokens}
+                               "hop": config.hop_tokens, "lookahead": config.lookahead_tokens,
+                               "prompt_tokens": min(n_prompt, config.max_prompt_tokens or n_prompt)}
         row.update(_time_stream(t2w, prompt, tokens, config, seed, sync))
         if offline:
             sync()
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     config = StreamingConfig(first_hop_tokens=args.first_hop, hop_tokens=args.hop,
-                             lookahead_tokens=args.lookahead, left_context_tokens=args.left_context)
+                             lookahead_tokens=args.lookahead, left_context_tokens=args.left_context,
+                             max_prompt_tokens=args.max_prompt_tokens)
     rows: list[dict[str, Any]] = []
     for dtype in args.dtypes:
         rows += run_stream_bench(args.seconds, args.device, dtype, config=config, offline=not args.no_offline,
