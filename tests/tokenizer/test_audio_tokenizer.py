@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET, deinterleave, lm_to_flow, parse_audio_tokens
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR
+from stepaudio.tokenizer.streaming import Vq06Policy, code_agreement
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +137,25 @@ def test_bad_audio_is_an_audio_error(tokenizer: StepAudioTokenizer, tmp_path: Pa
         tokenizer.encode(broken)
     with pytest.raises(AudioError, match="prepared"):
         tokenizer.encode_prepared(np.zeros(1000, np.float64))
+
+
+@pytest.mark.realmodel
+def test_real_release_folder(tiny_dir: Path) -> None:
+    """The real folder loads; its graph has our export's signature; 25 Hz and ~16.7 Hz codes; streaming agrees."""
+    root = os.environ.get("STEPAUDIO_MODEL_DIR")
+    if not root or not (Path(root) / "Step-Audio-Tokenizer" / "speech_tokenizer_v1.onnx").is_file():
+        pytest.skip("set STEPAUDIO_MODEL_DIR to a folder holding Step-Audio-Tokenizer/")
+    real = StepAudioTokenizer.from_pretrained(root)
+    tiny = StepAudioTokenizer.from_pretrained(tiny_dir)
+    for ours, theirs in zip(tiny.semantic.session.get_inputs(), real.semantic.session.get_inputs(), strict=True):
+        assert (ours.type, len(ours.shape)) == (theirs.type, len(theirs.shape))
+    wav = speech_like(4.0, seed=1)
+    codes = real.encode(wav, 16_000)
+    assert len(codes.vq06) == 100 and abs(len(codes.vq02) - 4.0 * 50 / 3) <= 2
+    stream = real.stream(Vq06Policy(mode="lookahead", lookahead_s=1.0, left_context_s=2.0, hop_s=0.48))
+    prepared = real.prepare(wav, 16_000)
+    for i in range(0, prepared.shape[0], 3840):
+        stream.push(prepared[i : i + 3840])
+    stream.finish()
+    assert stream.codes().vq02 == codes.vq02
+    print(f"real vq06 lookahead agreement: {code_agreement(stream.codes().vq06, codes.vq06):.3f}")
