@@ -162,3 +162,26 @@ def test_tts_playground_and_voice_cloning(page_server: Any, open_page: Any, tone
     page.wait_for_function("() => document.querySelector('#voice-list').textContent.includes('Tony')")
     assert "Tony (clone)" in page.inner_text("#tts-voice")
     assert page.errors == []
+
+
+@pytest.mark.slow
+def test_talk_to_the_lite_engine(server_factory: Any, open_page: Any) -> None:
+    """Real models: the spoken question is transcribed, answered and spoken back in the page."""
+    from stepaudio.engines.registry import create_engine
+    from stepaudio.errors import StepAudioError
+
+    try:
+        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=40)
+        engine.synthesizer.voices()  # type: ignore[union-attr]  # loads Piper: fails here when absent
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite engine is not usable here: {exc}")
+    server = server_factory(ServerSettings(max_new_tokens=40), engine, mount_realtime=realtime_mount())
+    page = open_page(server.url + "/", [("silence", 1.0), ("question", 1), ("silence", 30.0)])
+    page.fill("#talk-instructions", "Answer in one short sentence.")
+    page.click("#talk-button")
+    page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.assistantTranscripts.length"
+                           " && window.stepaudioTalk.stats.played > 0", timeout=90000)
+    stats = talk_stats(page)
+    assert "capital of france" in stats["userTranscripts"][0].lower()
+    assert "paris" in stats["assistantTranscripts"][0].lower()
+    assert stats["audioSamples"] > 24000 // 2 and stats["errors"] == [] and page.errors == []

@@ -24,6 +24,7 @@ _FORMAT = {"type": "audio/pcm", "rate": WIRE_RATE}
 class SessionView:
     """The client's own words for settings whose resolved value differs (echoed in session objects)."""
 
+    session_id: str
     voice: str
     max_output_tokens: int | Literal["inf"]
     speed: float = 1.0
@@ -38,7 +39,7 @@ class SessionView:
         tools = [{"type": "function", "name": t.name, "description": t.description, "parameters": dict(t.parameters)}
                  for t in config.tools]
         return {
-            "type": "realtime", "object": "realtime.session", "id": "sess_stepaudio", "model": "stepaudio-realtime",
+            "type": "realtime", "object": "realtime.session", "id": self.session_id, "model": "stepaudio-realtime",
             "output_modalities": list(config.modalities), "instructions": config.system_prompt,
             "audio": {
                 "input": {"format": _FORMAT, "transcription": self.transcription, "noise_reduction": None,

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -106,9 +108,10 @@ class Connection:
         self.ws = websocket
         self.limits = endpoint.limits
         self.wire = Wire()
-        self.view = SessionView(voice="alloy", max_output_tokens="inf")
+        self.view = SessionView(f"sess_{uuid.uuid4().hex[:20]}", voice="alloy", max_output_tokens="inf")
         self.outgoing: asyncio.Queue[Outgoing] = asyncio.Queue()
         self.last_activity = time.monotonic()
+        self.sender: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -121,11 +124,11 @@ class Connection:
         session = await self.endpoint.call(RealtimeSession, self.endpoint.context.engine, vad, config,
                                            asyncio_sink(loop, self.outgoing))  # type: ignore[arg-type]
         self.outgoing.put_nowait(self.wire.event("session.created", session=self.view.render(session.config)))
-        sender = asyncio.create_task(self._send_loop())
+        self.sender = asyncio.create_task(self._send_loop())
         try:
             await self._receive_loop(session)
         finally:
-            sender.cancel()
+            self.sender.cancel()
             await self.endpoint.call(session.close)
 
     async def _send_loop(self) -> None:
@@ -166,6 +169,10 @@ class Connection:
                 await self._handle_text(session, text)
 
     async def _close(self, code: int, reason: str, event: Event) -> None:
+        if self.sender is not None:  # stop the sender first: one task sends at a time
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
         await self.ws.send_text(json.dumps(event))
         await self.ws.close(code=code, reason=reason)
 
