@@ -3,22 +3,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import Engine
 from stepaudio.engines.lite.asr import normalize_language
 from stepaudio.eval.bench.lite import normalize_english, word_errors
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SHORT = ("sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0930")
 
 
-def test_whisper_base_transcribes_real_librivox_speech(lite_engine: Engine, librivox: dict[Path, str]) -> None:
-    assert lite_engine.transcriber is not None
+def _librivox_wer(engine: Engine, librivox: dict[Path, str], stems: tuple[str, ...] | None) -> None:
+    assert engine.transcriber is not None
     errors = words = 0
     for path, reference in librivox.items():
-        if path.stem not in SHORT:
+        if stems is not None and path.stem not in stems:
             continue
-        transcript = lite_engine.transcriber.transcribe(load_audio(path), language="en")
+        transcript = engine.transcriber.transcribe(load_audio(path), language="en")
         ref = normalize_english(reference)
         errors += word_errors(ref, normalize_english(transcript.text))
         words += len(ref)
@@ -26,6 +28,21 @@ def test_whisper_base_transcribes_real_librivox_speech(lite_engine: Engine, libr
         assert 0 < transcript.duration < 10
     assert words > 10
     assert errors / words <= 0.05, f"WER {errors}/{words}"
+
+
+def test_whisper_base_transcribes_real_librivox_speech(lite_engine: Engine, librivox: dict[Path, str]) -> None:
+    _librivox_wer(lite_engine, librivox, SHORT)
+
+
+@pytest.mark.slow
+def test_whisper_base_wer_on_all_librivox_recordings(lite_engine: Engine, librivox: dict[Path, str]) -> None:
+    _librivox_wer(lite_engine, librivox, None)
+
+
+def test_spoken_language_is_detected_in_one_pass(lite_engine: Engine) -> None:
+    assert lite_engine.transcriber is not None
+    transcript = lite_engine.transcriber.transcribe(load_audio(EXAMPLES / "question_capital.wav"))
+    assert transcript.language == "en" and transcript.text == "What is the capital of France?"
 
 
 def test_language_names_map_to_whisper_codes() -> None:
