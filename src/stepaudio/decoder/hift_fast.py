@@ -28,6 +28,13 @@ def _conv_params(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor]:
     return conv.weight.detach().clone(), bias.detach().clone()
 
 
+def _layout(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Channels-last 1-D work runs as 2-D with height 1: [..., C, T] -> [..., C, 1, T] stored as NHWC."""
+    if not channels_last or tensor.dim() == 1:
+        return tensor.contiguous()
+    return tensor.unsqueeze(-2).contiguous(memory_format=torch.channels_last)
+
+
 def _resblock(module: nn.Module) -> ResBlock:
     assert isinstance(module, ResBlock)
     return module
@@ -40,8 +47,9 @@ def _foldable(act: Snake) -> bool:
 class FusedResBlock(nn.Module):
     """`ResBlock` with Snake scales folded into the convs (see module docstring)."""
 
-    def __init__(self, block: ResBlock) -> None:
+    def __init__(self, block: ResBlock, channels_last: bool = False) -> None:
         super().__init__()
+        self.channels_last = channels_last
         self.dilations: list[int] = []
         self.paddings: list[tuple[int, int]] = []
         self.fold1: list[bool] = []
@@ -67,12 +75,17 @@ class FusedResBlock(nn.Module):
             self.fold1.append(f1)
             self.fold2.append(f2)
         for i, tensor in enumerate(params):
-            self.register_buffer(f"p{i}", tensor.contiguous())
+            self.register_buffer(f"p{i}", _layout(tensor, channels_last))
         self.kernel_size = int(block.convs1[0].kernel_size[0])  # type: ignore[index]
 
     def receptive_half_width(self) -> int:
         """Samples of context needed on each side of an output sample."""
         return sum(p1 + p2 for p1, p2 in self.paddings)
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: int, dilation: int) -> torch.Tensor:
+        if self.channels_last:
+            return F.conv2d(x, w, b, padding=(0, pad), dilation=(1, dilation))
+        return F.conv1d(x, w, b, padding=pad, dilation=dilation)
 
     def _p(self, i: int) -> torch.Tensor:
         tensor: torch.Tensor = getattr(self, f"p{i}")
@@ -92,14 +105,14 @@ class FusedResBlock(nn.Module):
                 u.addcmul_(s, s)
             else:
                 torch.addcmul(residual, s.mul_(s), 1.0 / (a1 + 1e-9), out=u)
-            y = F.conv1d(u, w1, b1, padding=pad1, dilation=dilation)
+            y = self._conv(u, w1, b1, pad1, dilation)
             if self.fold2[j]:
                 s2 = torch.sin(y)
                 y.addcmul_(s2, s2)
             else:
                 s2 = torch.sin(y * a2)
                 y.addcmul_(s2.mul_(s2), 1.0 / (a2 + 1e-9))
-            r = F.conv1d(y, w2, b2, padding=pad2)
+            r = self._conv(y, w2, b2, pad2, 1)
             residual = residual + r if j == 0 else residual.add_(r)
         return residual
 
@@ -107,12 +120,16 @@ class FusedResBlock(nn.Module):
 class FastHiFT(nn.Module):
     """A `HiFTGenerator` for inference: same methods and results, fused ResBlocks, tiled last stage."""
 
-    def __init__(self, model: HiFTGenerator, tile_frames: int = 8192) -> None:
+    post_w: torch.Tensor
+    post_b: torch.Tensor
+
+    def __init__(self, model: HiFTGenerator, tile_frames: int = 4096, channels_last: bool = True) -> None:
         super().__init__()
         self.generator = model.eval()
         self.config = model.config
-        fused = [FusedResBlock(_resblock(b)) for b in model.resblocks]
-        fused_source = [FusedResBlock(_resblock(b)) for b in model.source_resblocks]
+        self.channels_last = channels_last
+        fused = [FusedResBlock(_resblock(b), channels_last) for b in model.resblocks]
+        fused_source = [FusedResBlock(_resblock(b), channels_last) for b in model.source_resblocks]
         self.resblocks = nn.ModuleList(fused)
         self.source_resblocks = nn.ModuleList(fused_source)
         self.tile_frames = tile_frames
@@ -123,8 +140,20 @@ class FastHiFT(nn.Module):
         assert isinstance(down, nn.Conv1d)
         self._tile_source = down.kernel_size[0] == 1 and down.stride[0] == 1
         source_width = fused_source[last].receptive_half_width() if self._tile_source else 0
-        post = model.conv_post.padding[0]
-        self.halo = source_width + max(b.receptive_half_width() for b in blocks) + int(post)
+        post_w, post_b = _conv_params(model.conv_post)
+        self.register_buffer("post_w", _layout(post_w, channels_last))
+        self.register_buffer("post_b", post_b)
+        self.post_pad = int(model.conv_post.padding[0])
+        self.halo = source_width + max(b.receptive_half_width() for b in blocks) + self.post_pad
+
+    def _to_layout(self, x: torch.Tensor) -> torch.Tensor:
+        return _layout(x, self.channels_last)
+
+    def _conv_post(self, x: torch.Tensor) -> torch.Tensor:
+        """conv_post in the working layout, returned as [B, C, T]."""
+        if self.channels_last:
+            return F.conv2d(x, self.post_w, self.post_b, padding=(0, self.post_pad)).squeeze(-2)
+        return F.conv1d(x, self.post_w, self.post_b, padding=self.post_pad)
 
     # The F0 / source / iSTFT parts are cheap and shared with the plain generator.
     def predict_f0(self, mel: torch.Tensor) -> torch.Tensor:
@@ -162,8 +191,10 @@ class FastHiFT(nn.Module):
             x = up(F.leaky_relu(x, slope))
             if i == last:
                 return self._last_stage(x, s_stft)
-            x.add_(self.source_resblocks[i](g.source_downs[i](s_stft)))
+            x = self._to_layout(x)
+            x.add_(self.source_resblocks[i](self._to_layout(g.source_downs[i](s_stft))))
             x = self._mean_of_blocks(i, x)
+            x = x.squeeze(-2) if self.channels_last else x
         raise AssertionError("unreachable: HiFT has at least one upsampling stage")
 
     def _last_stage(self, up: torch.Tensor, s_stft: torch.Tensor) -> torch.Tensor:
@@ -173,18 +204,21 @@ class FastHiFT(nn.Module):
         frames = up.shape[-1] + 1  # after the reflection pad of one sample
         source = None
         if not self._tile_source:
-            source = self.source_resblocks[last](g.source_downs[last](s_stft))
+            source = self.source_resblocks[last](self._to_layout(g.source_downs[last](s_stft)))
         out = up.new_empty(up.shape[0], g.conv_post.out_channels, frames)
         for start in range(0, frames, self.tile_frames):
             stop = min(frames, start + self.tile_frames)
             lo, hi = max(0, start - self.halo), min(frames, stop + self.halo)
             # The reflection pad: padded[0] = up[1], padded[t] = up[t - 1].
-            x = torch.cat([up[..., 1:2], up[..., : hi - 1]], dim=-1) if lo == 0 else up[..., lo - 1 : hi - 1].clone()
+            x = torch.cat([up[..., 1:2], up[..., : hi - 1]], dim=-1) if lo == 0 else up[..., lo - 1 : hi - 1]
+            x = self._to_layout(x)
+            if x.untyped_storage().data_ptr() == up.untyped_storage().data_ptr():
+                x = x.clone()  # a view of `up`; the in-place work below must not touch it
             if source is None:
-                x.add_(self.source_resblocks[last](g.source_downs[last](s_stft[..., lo:hi])))
+                x.add_(self.source_resblocks[last](self._to_layout(g.source_downs[last](s_stft[..., lo:hi]))))
             else:
                 x.add_(source[..., lo:hi])
-            y = g.conv_post(F.leaky_relu_(self._mean_of_blocks(last, x)))
+            y = self._conv_post(F.leaky_relu_(self._mean_of_blocks(last, x)))
             out[..., start:stop] = y[..., start - lo : stop - lo]
         return out
 
