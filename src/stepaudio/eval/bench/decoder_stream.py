@@ -52,9 +52,11 @@ def run_stream_bench(
     seed: int = 0,
     flow_config: Any = None,
     hift_config: Any = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per duration (see module docstring). `config` is a StreamingConfig; `flow_config` /
-    `hift_config` replace the real shapes (e.g. for a quick smoke run)."""
+    `hift_config` replace the real shapes (e.g. for a quick smoke run); `progress` prints each row.
+    `*_cpu_s` are process CPU times (steadier than wall time on a shared machine)."""
     import torch
 
     from stepaudio.decoder.flow import MaskedDiffWithXvec
@@ -96,12 +98,15 @@ def run_stream_bench(
         row.update(_time_stream(t2w, prompt, tokens, config, seed, sync))
         if offline:
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             wav = t2w.offline(tokens, prompt, seed=seed)
             sync()
             row["offline_s"] = time.perf_counter() - start
+            row["offline_cpu_s"] = time.process_time() - start_cpu
             row["offline_rtf"] = row["offline_s"] / (len(wav) / t2w.sample_rate)
         rows.append(row)
+        if progress:
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -109,17 +114,20 @@ def _time_stream(t2w: Any, prompt: Any, tokens: list[int], config: Any, seed: in
     """Push ids one by one; record when each chunk is ready and how long it plays."""
     sr = t2w.sample_rate
     ready: list[tuple[float, float]] = []  # (time ready, seconds of audio)
+    first_cpu = 0.0
     sync()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     stream = t2w.stream(prompt, config=config, seed=seed)
     for token in tokens:
         for chunk in stream.push([token]):
             sync()
             ready.append((time.perf_counter() - start, len(chunk) / sr))
+            first_cpu = first_cpu or time.process_time() - start_cpu
     for chunk in stream.finish():
         sync()
         ready.append((time.perf_counter() - start, len(chunk) / sr))
-    total = time.perf_counter() - start
+        first_cpu = first_cpu or time.process_time() - start_cpu
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     audio = sum(d for _, d in ready)
     stall, clock = 0.0, ready[0][0]
     for at, duration in ready:
@@ -127,13 +135,16 @@ def _time_stream(t2w: Any, prompt: Any, tokens: list[int], config: Any, seed: in
             stall += at - clock
             clock = at
         clock += duration
-    return {"first_chunk_s": ready[0][0], "first_chunk_audio_s": ready[0][1], "chunks": len(ready),
-            "stream_s": total, "rtf": total / audio, "stall_s": stall}
+    return {"first_chunk_s": ready[0][0], "first_chunk_cpu_s": first_cpu, "first_chunk_audio_s": ready[0][1],
+            "chunks": len(ready), "stream_s": total, "stream_cpu_s": total_cpu, "rtf": total / audio,
+            "stall_s": stall}
 
 
 _COLUMNS = (("dtype", "{}"), ("device", "{}"), ("audio_s", "{:g}"), ("tokens", "{}"), ("chunks", "{}"),
-            ("first_chunk_s", "{:.3f}"), ("first_chunk_audio_s", "{:.3f}"), ("stall_s", "{:.2f}"),
-            ("stream_s", "{:.2f}"), ("rtf", "{:.3f}"), ("offline_s", "{:.2f}"), ("offline_rtf", "{:.3f}"))
+            ("first_chunk_s", "{:.3f}"), ("first_chunk_cpu_s", "{:.3f}"), ("first_chunk_audio_s", "{:.3f}"),
+            ("stall_s", "{:.2f}"),
+            ("stream_s", "{:.2f}"), ("stream_cpu_s", "{:.2f}"), ("rtf", "{:.3f}"), ("offline_s", "{:.2f}"),
+            ("offline_cpu_s", "{:.2f}"), ("offline_rtf", "{:.3f}"))
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -156,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for dtype in args.dtypes:
         rows += run_stream_bench(args.seconds, args.device, dtype, config=config, offline=not args.no_offline,
-                                 fast_hift=not args.plain_hift, seed=args.seed)
+                                 fast_hift=not args.plain_hift, seed=args.seed, progress=True)
     for row in rows:
         row["threads"] = args.threads
     print(format_table(rows))
