@@ -76,6 +76,7 @@ def ws_url(server: Any) -> str:
     return f"ws://127.0.0.1:{server.port}/v1/realtime"
 
 
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 def test_official_openai_client_text_and_audio_reply(rt: Any) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=rt.url + "/v1", api_key="unused", max_retries=0)

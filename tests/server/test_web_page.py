@@ -164,6 +164,23 @@ def test_tts_playground_and_voice_cloning(page_server: Any, open_page: Any, tone
     assert page.errors == []
 
 
+def test_api_key_field(server_factory: Any, open_page: Any) -> None:
+    server = server_factory(ServerSettings(api_key="s3cret"),
+                            mount_realtime=realtime_mount(vad_factory=silero_or_energy))
+    page = open_page(server.url + "/", [("silence", 3.0)])
+    page.click("#tts-form button[type=submit]")
+    page.wait_for_selector("#tts-status.bad")
+    assert "API key" in page.inner_text("#tts-status")
+    page.fill("#api-key", "s3cret")
+    page.dispatch_event("#api-key", "change")
+    page.click("#tts-form button[type=submit]")
+    page.wait_for_selector("#tts-status.ok", timeout=15000)
+    page.click("#talk-button")  # the WebSocket carries the key as a subprotocol
+    page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.events >= 2", timeout=15000)
+    assert talk_stats(page)["errors"] == [] and page.errors == []
+    assert page.evaluate("() => localStorage.getItem('stepaudio-api-key')") == "s3cret"
+
+
 @pytest.mark.slow
 def test_talk_to_the_lite_engine(server_factory: Any, open_page: Any) -> None:
     """Real models: the spoken question is transcribed, answered and spoken back in the page."""
