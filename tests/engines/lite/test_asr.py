@@ -45,6 +45,18 @@ def test_spoken_language_is_detected_in_one_pass(lite_engine: Engine) -> None:
     assert transcript.language == "en" and transcript.text == "What is the capital of France?"
 
 
+def test_mandarin_comes_out_in_simplified_characters(lite_engine: Engine) -> None:
+    pytest.importorskip("zhconv", reason="zhconv converts Whisper's traditional characters")
+    assert lite_engine.transcriber is not None and lite_engine.synthesizer is not None
+    from stepaudio.eval.bench.lite import normalize_chinese, word_errors
+
+    text = "今天天气很好，我们一起去公园散步吧。"
+    chunks = list(lite_engine.synthesizer.synthesize(text, "cmn"))
+    heard = lite_engine.transcriber.transcribe(Audio(chunks[0].samples, chunks[0].sample_rate), language="zh")
+    assert heard.language == "zh"
+    assert word_errors(normalize_chinese(text), normalize_chinese(heard.text)) <= 3, heard.text
+
+
 def test_language_names_map_to_whisper_codes() -> None:
     assert normalize_language("cantonese") == "zh"
     assert normalize_language("en-US") == "en"
