@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 
 from stepaudio.engines.lite.models import ALIASES, MODELS, FileSpec, ModelSpec
@@ -172,7 +171,3 @@ def _is_valid(path: Path, file: FileSpec) -> bool:
     _write_stamp(path, file)
     return True
 
-
-def remove(spec: ModelSpec, cache_dir: Path) -> None:
-    """Delete a model's cache directory (tests, `--rebuild`)."""
-    shutil.rmtree(cache_dir / spec.name, ignore_errors=True)

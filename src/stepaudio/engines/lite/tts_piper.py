@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,6 @@ class PiperSpeaker:
             from piper.config import PiperConfig
         except ImportError as exc:
             raise MissingExtraError("lite", "piper") from exc
-        import json
-
         self.model_path = Path(model_path)
         config = json.loads(Path(f"{model_path}.json").read_text(encoding="utf-8"))
         options = onnxruntime.SessionOptions()
