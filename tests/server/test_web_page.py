@@ -4,6 +4,7 @@ and voice cloning. Marked `browser`; skips when chromium or playwright is missin
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -98,20 +99,23 @@ def talk_stats(page: Any) -> dict[str, Any]:
     return page.evaluate("() => window.stepaudioTalk.stats")
 
 
-def test_speak_and_hear_the_reply(page_server: Any, open_page: Any) -> None:
-    page = open_page(page_server.url + "/", [("silence", 1.0), ("question", 1), ("silence", 4.0)])
+@pytest.mark.parametrize("query", ["", "?native"])  # a 24 kHz audio context, or the device's rate + resampling
+def test_speak_and_hear_the_reply(page_server: Any, open_page: Any, query: str) -> None:
+    page = open_page(page_server.url + "/" + query, [("silence", 1.0), ("question", 1), ("silence", 4.0)])
     page.click("#talk-button")
     page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.assistantTranscripts.length"
                            " && window.stepaudioTalk.stats.played > 0", timeout=30000)
     stats = talk_stats(page)
     assert stats["errors"] == [] and page.errors == []
+    assert (stats["contextRate"] == 24000) == (query == "")
     seconds = float(stats["userTranscripts"][0].split()[1])  # the tiny transcriber reports what it heard
     assert 1.5 <= seconds <= 3.5  # the 1.8 s question with VAD padding
     assert stats["assistantTranscripts"][0] == f"You said: {stats['userTranscripts'][0]}."
     assert stats["audioSamples"] > 0.2 * 24000  # the reply tone, at 24 kHz
     assert page.inner_text("#transcript .msg.user .text") == stats["userTranscripts"][0]
     assert page.inner_text("#transcript .msg.assistant .text") == stats["assistantTranscripts"][0]
-    page.screenshot(path=str(Path("/tmp") / "page.png"), full_page=True)
+    if not query and os.environ.get("STEPAUDIO_SCREENSHOT"):  # e.g. /tmp/page.png, to look at the page
+        page.screenshot(path=os.environ["STEPAUDIO_SCREENSHOT"], full_page=True)
     page.click("#talk-button")  # stop: the connection closes and the server session ends
     endpoint = page_server.app.state.realtime
     page.wait_for_function("() => document.querySelector('#talk-button').textContent === 'Start talking'")

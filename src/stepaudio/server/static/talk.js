@@ -4,7 +4,49 @@
 
 import { apiKey, base64ToFloat32, int16ToBase64, setStatus } from "./common.js";
 
-const RATE = 24000;
+const RATE = 24000; // the Realtime API's PCM16 rate, both ways
+
+// A 24 kHz context lets the browser resample the microphone and the speakers. Browsers that cannot connect a
+// microphone to a context at another rate (Firefox) get the device's rate, and the worklets resample (as does
+// `?native` in the page address, to test that path).
+async function openAudio(forceNative) {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+  });
+  if (!forceNative) {
+    const context = new AudioContext({ sampleRate: RATE });
+    try {
+      return { stream, context, source: context.createMediaStreamSource(stream) };
+    } catch (_) {
+      context.close();
+    }
+  }
+  const context = new AudioContext();
+  return { stream, context, source: context.createMediaStreamSource(stream) };
+}
+
+// Linear interpolation from 24 kHz to the output rate, carried across chunks.
+class Upsampler {
+  constructor(outRate) {
+    this.step = RATE / outRate;
+    this.pos = 0;
+    this.last = 0;
+  }
+
+  process(input) {
+    if (this.step === 1) return input;
+    const out = [];
+    while (this.pos < input.length - 1) {
+      const i = Math.floor(this.pos);
+      const a = i < 0 ? this.last : input[i];
+      out.push(a + (input[i + 1] - a) * (this.pos - i));
+      this.pos += this.step;
+    }
+    this.pos -= input.length;
+    this.last = input[input.length - 1];
+    return Float32Array.from(out);
+  }
+}
 
 export class Conversation {
   constructor({ log, status, onStop }) {
@@ -21,13 +63,14 @@ export class Conversation {
   }
 
   async start(settings) {
-    this.context = new AudioContext({ sampleRate: RATE });
-    await this.context.audioWorklet.addModule("/static/worklets.js");
-    this.stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    });
-    const source = this.context.createMediaStreamSource(this.stream);
-    this.capture = new AudioWorkletNode(this.context, "pcm-capture", { processorOptions: { chunk: RATE / 10 } });
+    const { stream, context, source } = await openAudio(new URLSearchParams(location.search).has("native"));
+    this.stream = stream;
+    this.context = context;
+    this.outRate = context.sampleRate; // the player's samples (pushed, played, segments) count at this rate
+    this.upsampler = new Upsampler(this.outRate);
+    this.stats.contextRate = this.outRate;
+    await context.audioWorklet.addModule("/static/worklets.js");
+    this.capture = new AudioWorkletNode(context, "pcm-capture", { processorOptions: { chunk: RATE / 10, rate: RATE } });
     const mute = this.context.createGain();
     mute.gain.value = 0;
     source.connect(this.capture).connect(mute).connect(this.context.destination);
@@ -139,12 +182,13 @@ export class Conversation {
     }
   }
 
-  play(itemId, samples) {
+  play(itemId, received) {
     if (this.dropped.has(itemId)) return;
+    this.stats.audioSamples += received.length;
+    const samples = this.upsampler.process(received);
     const count = samples.length; // read before the transfer empties the array
     this.player.port.postMessage(samples, [samples.buffer]);
     this.pushed += count;
-    this.stats.audioSamples += count;
     const segment = this.segments.find((entry) => entry.item === itemId);
     if (segment) segment.end = this.pushed;
   }
@@ -158,10 +202,10 @@ export class Conversation {
     this.pushed = heard;
     if (!segment) return;
     this.dropped.add(segment.item);
-    const audioEndMs = Math.max(0, Math.round((Math.min(heard, segment.end) - segment.start) * 1000 / RATE));
+    const audioEndMs = Math.max(0, Math.round((Math.min(heard, segment.end) - segment.start) * 1000 / this.outRate));
     this.send({ type: "conversation.item.truncate", item_id: segment.item, content_index: 0,
       audio_end_ms: audioEndMs });
-    const sentMs = Math.round((segment.end - segment.start) * 1000 / RATE);
+    const sentMs = Math.round((segment.end - segment.start) * 1000 / this.outRate);
     this.stats.truncates.push({ item: segment.item, audioEndMs, sentMs });
   }
 

@@ -1,11 +1,16 @@
 // AudioWorklet processors, run on the audio thread of a 24 kHz AudioContext.
-// pcm-capture: microphone -> 100 ms chunks of PCM16 posted to the page.
+// pcm-capture: microphone -> 100 ms chunks of PCM16 at `rate` posted to the page (linear resampling when the
+//              context runs at another rate).
 // pcm-player:  queued Float32 chunks -> speakers; reports how many samples have played, drops its queue on 'clear'.
 
 class PcmCapture extends AudioWorkletProcessor {
   constructor(options) {
     super();
-    this.chunk = (options.processorOptions && options.processorOptions.chunk) || 2400;
+    const settings = options.processorOptions || {};
+    this.chunk = settings.chunk || 2400;
+    this.step = sampleRate / (settings.rate || sampleRate); // input samples per output sample
+    this.pos = 0; // where the next output sample falls, in this block's input samples (from -1)
+    this.last = 0; // the previous block's last sample
     this.buffer = new Int16Array(this.chunk);
     this.filled = 0;
   }
@@ -13,16 +18,29 @@ class PcmCapture extends AudioWorkletProcessor {
   process(inputs) {
     const channel = inputs[0] && inputs[0][0];
     if (!channel) return true;
-    for (let i = 0; i < channel.length; i++) {
-      const s = Math.max(-1, Math.min(1, channel[i]));
-      this.buffer[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-      if (this.filled === this.chunk) {
-        this.port.postMessage(this.buffer.buffer, [this.buffer.buffer]);
-        this.buffer = new Int16Array(this.chunk);
-        this.filled = 0;
-      }
+    if (this.step === 1) {
+      for (let i = 0; i < channel.length; i++) this.push(channel[i]);
+      return true;
     }
+    while (this.pos < channel.length - 1) {
+      const i = Math.floor(this.pos);
+      const a = i < 0 ? this.last : channel[i];
+      this.push(a + (channel[i + 1] - a) * (this.pos - i));
+      this.pos += this.step;
+    }
+    this.pos -= channel.length;
+    this.last = channel[channel.length - 1];
     return true;
+  }
+
+  push(sample) {
+    const s = Math.max(-1, Math.min(1, sample));
+    this.buffer[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
+    if (this.filled === this.chunk) {
+      this.port.postMessage(this.buffer.buffer, [this.buffer.buffer]);
+      this.buffer = new Int16Array(this.chunk);
+      this.filled = 0;
+    }
   }
 }
 
@@ -61,7 +79,7 @@ class PcmPlayer extends AudioWorkletProcessor {
     }
     out.fill(0, i);
     this.sinceReport += out.length;
-    if (this.sinceReport >= 1200) { // every 50 ms
+    if (this.sinceReport >= sampleRate / 20) { // every 50 ms
       this.sinceReport = 0;
       const queued = this.queue.reduce((sum, chunk) => sum + chunk.length, 0) - this.offset;
       this.port.postMessage({ played: this.played, queued });
