@@ -1,13 +1,14 @@
 """Inference form of the HiFT conv stack: same function as `HiFTGenerator.backbone`, fewer memory passes.
 
-Why it is faster on CPU (the conv stack is ~97% of HiFT time, a third of it elementwise Snake work and
-page faults from allocating 50+ MB activations):
+Why it is faster on CPU (the conv stack is ~97% of HiFT time, about a third of it elementwise Snake work):
 * Snake `x + sin²(a·x)/a` is rewritten as `(u + sin²(u)) / a` with `u = a·x`; the `1/a` goes into the
   next conv's input columns and, for the second Snake of each pair, the `a` into the previous conv's
   output rows. What is left is one multiply, one sin and one fused `addcmul`, done in place.
-* The last stage (3 ResBlocks + source ResBlock + conv_post at the full frame rate) runs in time tiles
-  with a halo as wide as its receptive field, so activations stay small (cache and allocator friendly)
-  and the result is the same as one pass.
+* The ResBlock convs run channels-last (NWC, as 2-D convs of height 1), which oneDNN runs faster here
+  than NCW for these dilated kernels.
+* Optionally (`tile_frames`) the last stage (ResBlocks + source ResBlock + conv_post at the full frame
+  rate) runs in time tiles with a halo as wide as its receptive field; the result equals one pass.
+  Measured slower on the 2-core dev machine, so it is off by default; it bounds memory for long inputs.
 Inference only: the fused modules mutate their own temporaries in place and have no gradients.
 """
 
@@ -123,7 +124,7 @@ class FastHiFT(nn.Module):
     post_w: torch.Tensor
     post_b: torch.Tensor
 
-    def __init__(self, model: HiFTGenerator, tile_frames: int = 4096, channels_last: bool = True) -> None:
+    def __init__(self, model: HiFTGenerator, tile_frames: int | None = None, channels_last: bool = True) -> None:
         super().__init__()
         self.generator = model.eval()
         self.config = model.config
@@ -206,8 +207,9 @@ class FastHiFT(nn.Module):
         if not self._tile_source:
             source = self.source_resblocks[last](self._to_layout(g.source_downs[last](s_stft)))
         out = up.new_empty(up.shape[0], g.conv_post.out_channels, frames)
-        for start in range(0, frames, self.tile_frames):
-            stop = min(frames, start + self.tile_frames)
+        tile = self.tile_frames or frames
+        for start in range(0, frames, tile):
+            stop = min(frames, start + tile)
             lo, hi = max(0, start - self.halo), min(frames, stop + self.halo)
             # The reflection pad: padded[0] = up[1], padded[t] = up[t - 1].
             x = torch.cat([up[..., 1:2], up[..., : hi - 1]], dim=-1) if lo == 0 else up[..., lo - 1 : hi - 1]

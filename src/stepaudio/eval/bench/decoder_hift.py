@@ -2,7 +2,7 @@
 
 Random weights (speed does not depend on the values); fp32 only, as the reference runs HiFT.
 `plain` is `HiFTGenerator` (the reference computation with weight norm folded once), `fast` is
-`FastHiFT` (Snake folded into the convs, in-place elementwise work, tiled last stage).
+`FastHiFT` (Snake folded into the convs, in-place elementwise work, channels-last convs).
 RTF = wall time / seconds of audio produced (all batch items). The merged `stepaudio bench decoder`
 target calls `run_hift_bench`; this module also runs alone through add_arguments/run.
 """
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (median and min reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--tile-frames", type=int, default=8192, help="FastHiFT last-stage tile length")
+    parser.add_argument("--tile-frames", type=int, default=None, help="FastHiFT last-stage tile length (off)")
     parser.add_argument("--json", type=Path, default=None, help="write the result rows to this file")
 
 
@@ -59,7 +59,7 @@ def run_hift_bench(
     variants: Sequence[str] = VARIANTS,
     repeats: int = 3,
     warmup: int = 1,
-    tile_frames: int = 8192,
+    tile_frames: int | None = None,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per (variant, duration): wall median/min, process CPU time, RTF, with the case described."""
