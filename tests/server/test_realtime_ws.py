@@ -341,3 +341,13 @@ def test_without_a_vad_turns_are_manual(server_factory: Any) -> None:
         ws.send(json.dumps({"type": "session.update", "session": {"audio": {"input": {
             "turn_detection": {"type": "server_vad"}}}}}))
         assert "VAD" in recv_until(ws, "error")[-1]["error"]["message"]
+
+
+def test_transcript_deltas_add_up_to_the_done_transcript(rt: Any) -> None:
+    with connect(ws_url(rt)) as ws:
+        recv_until(ws, "session.created")
+        say(ws, "one. two. three")  # spoken sentence by sentence
+        events = recv_until(ws, "response.done")
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"]
+    done = next(e for e in events if e["type"] == "response.output_audio_transcript.done")["transcript"]
+    assert len(deltas) >= 3 and "".join(deltas) == done == "You said: one. two. three."

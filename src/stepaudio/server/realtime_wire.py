@@ -106,8 +106,9 @@ class Wire:
         at = {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
         match output:
             case ev.OutputTranscriptDelta():
-                r.transcript += output.delta
-                return [self.event(output.openai_type, **at, delta=output.delta)]
+                delta = _spaced(r.transcript, output.delta)
+                r.transcript += delta
+                return [self.event(output.openai_type, **at, delta=delta)] if delta else []
             case ev.OutputTextDelta():
                 r.transcript += output.delta
                 return [self.event(output.openai_type, **at, delta=output.delta)]
@@ -220,6 +221,19 @@ class Wire:
         tail = np.asarray(r.resampler.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
         r.resampler = None
         return tail
+
+
+def _spaced(text: str, sentence: str) -> str:
+    """A sentence's transcript delta, so that deltas add up to the done transcript (sentences joined by a space,
+    none between CJK characters)."""
+    piece = sentence.strip()
+    if piece and text and not (_wide(text[-1]) or _wide(piece[0])):
+        return " " + piece
+    return piece
+
+
+def _wide(char: str) -> bool:
+    return 0x2E80 <= ord(char) <= 0x9FFF or 0xFF00 <= ord(char) <= 0xFFEF
 
 
 def _message(item_id: str, role: str, status: str, content: list[Event]) -> Event:
