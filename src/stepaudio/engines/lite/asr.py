@@ -18,9 +18,9 @@ SAMPLE_RATE = 16000
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-# Whisper writes Mandarin in traditional or simplified characters at random. With `zhconv` installed the
-# text is converted to simplified; without it, a simplified prompt steers the decoder instead, which costs
-# accuracy (Mandarin round-trip CER 23% converted vs 32% prompted, `stepaudio bench lite`).
+# Whisper writes Mandarin in traditional or simplified characters at random. With `opencc` installed (as
+# stepaudio.eval.metrics uses it) the text is converted to simplified; without it, a simplified prompt
+# steers the decoder instead, which costs accuracy (Mandarin round-trip CER 23% converted vs 32% prompted).
 INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 # Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
 LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh", "yue": "zh", "cantonese": "zh",
@@ -47,6 +47,7 @@ class WhisperTranscriber:
         self.model_dir = Path(model_dir)
         self._model = WhisperModel(str(model_dir), device=self.options.device,
                                    compute_type=self.options.compute_type, cpu_threads=self.options.threads)
+        self._simplify = _simplifier()
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """Without a language, each 30 s window's language is read from the same encoder pass that decodes it
@@ -54,7 +55,7 @@ class WhisperTranscriber:
         the language reported is then inferred from the script of the text."""
         samples = _as_16k(audio)
         code = normalize_language(language)
-        simplify = _simplifier()
+        simplify = self._simplify
         prompt = None if simplify else INITIAL_PROMPTS.get(code or "")
         segments, _ = self._model.transcribe(
             samples,
@@ -95,10 +96,11 @@ def _as_16k(audio: Audio | Any) -> np.ndarray:
 
 def _simplifier() -> Callable[[str], str] | None:
     try:
-        import zhconv
+        import opencc
     except ImportError:
         return None
-    return lambda text: str(zhconv.convert(text, "zh-cn"))
+    converter = opencc.OpenCC("t2s")
+    return lambda text: str(converter.convert(text))
 
 
 def _language_of(text: str) -> str | None:
