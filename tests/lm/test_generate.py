@@ -135,3 +135,20 @@ def test_chunked_prefill_equals_single_pass(tiny_model: Factory, side: str) -> N
     whole = generate(model, PROMPTS, GenerationConfig(max_new_tokens=4, stop_ids=()), padding_side=side)
     chunked = GenerationConfig(max_new_tokens=4, stop_ids=(), prefill_chunk=3)
     assert generate(model, PROMPTS, chunked, padding_side=side) == whole
+
+
+def test_cancel_between_prefill_chunks(tiny_model: Factory) -> None:
+    model = tiny_model()
+    event = threading.Event()
+    calls = []
+    original = model.hidden
+
+    def hidden_then_cancel(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        event.set()
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    model.hidden = hidden_then_cancel  # type: ignore[method-assign]
+    config = GenerationConfig(max_new_tokens=5, stop_ids=(), prefill_chunk=2)
+    stream = TokenStream(model, [[1, 2, 3, 4, 5, 6]], config, cancel_event=event)
+    assert list(stream) == [] and stream.stop_reason == "cancelled" and len(calls) == 1

@@ -107,7 +107,11 @@ class TokenStream:
             return
         with torch.inference_mode():
             last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
-            logits = _prefill(model, ids, positions, valid, cache, last, cfg.prefill_chunk)
+            prefilled = _prefill(model, ids, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event)
+            if prefilled is None:
+                self.stop_reason = "cancelled"
+                return
+            logits = prefilled
             for index in range(cfg.max_new_tokens):
                 tokens = choose_tokens(logits, history, cfg.sampling, generator, hist_valid)
                 tokens = torch.where(done, torch.full_like(tokens, -1), tokens)
@@ -141,11 +145,14 @@ def _prefill(
     cache: StaticKVCache,
     last: torch.Tensor,
     chunk: int,
-) -> torch.Tensor:
-    """Feed the prompt in chunks; logits [B, V] at each row's index `last`."""
+    cancel: threading.Event,
+) -> torch.Tensor | None:
+    """Feed the prompt in chunks; logits [B, V] at each row's index `last` (None if cancelled)."""
     rows = torch.arange(ids.shape[0], device=ids.device)
     picked: torch.Tensor | None = None
     for start in range(0, ids.shape[1], max(1, chunk)):
+        if cancel.is_set():
+            return None
         end = min(start + max(1, chunk), ids.shape[1])
         hidden = model.hidden(ids[:, start:end], positions[:, start:end], cache, valid[:, start:end])
         here = hidden[rows, (last - start).clamp(0, end - start - 1)]
