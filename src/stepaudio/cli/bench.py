@@ -12,6 +12,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "lm": ("stepaudio.eval.bench.lm", "Step1 LM prefill/decode speed and memory vs the bandwidth bound"),
     "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
+    "server-load": ("stepaudio.eval.bench.server_load",
+                    "N concurrent realtime sessions: errors, first-audio latency, RSS"),
     "lite": ("stepaudio.eval.bench.lite", "lite engine: ASR WER, TTS round-trip WER/CER, speech-to-reply latency"),
 }
 
