@@ -52,7 +52,7 @@ def _speaking_step1(seed: int, audio_weight: float) -> Step1ForCausalLM:
         eot = head[3].clone()
         head.zero_()
         head[audio] = keep * audio_weight
-        head[3] = eot
+        head[3] = eot * audio_weight * 2.0  # so that it also stops now and then
     return model
 
 

@@ -50,6 +50,8 @@ class StepOptions:
     role: str | None = None
     streaming: bool = True
     seed: int | None = None
+    max_segment_tokens: int | None = None
+    chat_max_tokens: int = 2048
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> StepOptions:
@@ -60,8 +62,9 @@ class StepOptions:
         values = {k: v for k, v in options.items() if v is not None}
         if "streaming" in values:
             values["streaming"] = str(values["streaming"]).lower() not in ("0", "false", "no")
-        if "seed" in values:
-            values["seed"] = int(values["seed"])
+        for key in ("seed", "max_segment_tokens", "chat_max_tokens"):
+            if key in values:
+                values[key] = int(values[key])
         return cls(**values)
 
 
@@ -81,18 +84,20 @@ def create_engine(**options: Any) -> Engine:
     tts_lm = Lazy(lambda: _backend(paths, opts, chat=False))
     text_tokenizer = _text_tokenizer(paths)
     system = roleplay_prompt(opts.role) if opts.role else None
-    chat = StepChat(chat_lm, audio_tokenizer, ChatSettings(default_system=system))
+    chat = StepChat(chat_lm, audio_tokenizer,
+                    ChatSettings(default_system=system, max_new_tokens=opts.chat_max_tokens))
     synthesizer = None
     if text_tokenizer is not None:
         voices = VoiceBank(audio_tokenizer, decoders[False].get, paths.speakers)
         synthesizer = StepSynthesizer(
             text_tokenizer, tts_lm, voices, decoder,
-            TTSSettings(default_voice=opts.voice, streaming=opts.streaming, seed=opts.seed),
+            TTSSettings(default_voice=opts.voice, streaming=opts.streaming, seed=opts.seed,
+                        max_segment_tokens=opts.max_segment_tokens),
         )
     has_chat = paths.chat is not None or opts.chat_url is not None
     return Engine(
         name="step",
-        transcriber=StepTranscriber(chat) if has_chat else None,
+        transcriber=StepTranscriber(chat, max_new_tokens=min(512, opts.chat_max_tokens)) if has_chat else None,
         chat=chat if has_chat else None,
         synthesizer=synthesizer,
     )

@@ -44,6 +44,7 @@ class TTSSettings:
     segment_chars: int = 80
     streaming: bool = True
     seed: int | None = None
+    max_segment_tokens: int | None = None  # a hard cap on top of the text-proportional budget
 
 
 class StepSynthesizer:
@@ -113,6 +114,8 @@ class StepSynthesizer:
             self.tokenizer, text=text, prompt_text=voice.prompt_text, prompt_audio_ids=voice.lm_ids, speaker=speaker
         )
         budget = token_budget(text, slow)
+        if self.settings.max_segment_tokens:
+            budget = min(budget, self.settings.max_segment_tokens)
         config = GenerationConfig(max_new_tokens=budget, sampling=TTS_SAMPLING, stop_ids=(3,), seed=self.settings.seed)
         stream = decoder.stream(voice.features, seed=self.settings.seed) if self.settings.streaming else None
         collected: list[int] = []

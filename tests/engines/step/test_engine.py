@@ -1,0 +1,130 @@
+"""The Step engine end to end on a tiny random model folder in the release layout."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stepaudio.audio.io import load_audio
+from stepaudio.engines.base import ChatMessage, SpeechInstructions, ToolCall, ToolSpec, Voice
+from stepaudio.engines.registry import create_engine
+from stepaudio.engines.step.chat import StepChat
+from stepaudio.engines.tools import ToolRegistry, respond_with_tools
+from stepaudio.errors import CheckpointError, StepAudioError, TagError
+from stepaudio.testing.tiny_stack import write_tiny_step_stack
+
+CAP = 40  # audio tokens per segment: about one second of speech
+
+
+@pytest.fixture(scope="module")
+def stack(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_step_stack(tmp_path_factory.mktemp("step"), conformance_dir / "text" / "tokenizer.model")
+
+
+@pytest.fixture(scope="module")
+def engine(stack: Path):  # type: ignore[no-untyped-def]
+    return create_engine("step", model_path=str(stack), seed=0, max_segment_tokens=CAP, chat_max_tokens=12)
+
+
+def _speak(engine, text: str, voice=None, instructions=None):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return list(engine.synthesizer.synthesize(text, voice, instructions))
+
+
+def test_tts_streams_audio_and_marks_the_end(engine) -> None:  # type: ignore[no-untyped-def]
+    chunks = _speak(engine, "(高兴1)(四川话)今天天气真好。")
+    assert chunks[-1].is_last and not any(c.is_last for c in chunks[:-1])
+    audio = np.concatenate([c.samples for c in chunks])
+    assert audio.size > 0.2 * 22050 and np.all(np.isfinite(audio))
+    assert {c.sample_rate for c in chunks} == {22050}
+
+
+def test_long_text_is_spoken_segment_by_segment(engine) -> None:  # type: ignore[no-untyped-def]
+    text = "第一句话在这里。" * 12 + "最后一句。"
+    chunks = _speak(engine, text)
+    spoken = [c.text for c in chunks if c.samples.size]
+    assert len(set(spoken)) >= 2  # more than one segment
+    assert all(len(t) <= 80 for t in spoken)
+
+
+def test_music_styles_use_the_music_vocoder(engine, stack: Path) -> None:  # type: ignore[no-untyped-def]
+    assert sum(c.samples.size for c in _speak(engine, "(RAP)节奏起来")) > 0
+    assert sum(c.samples.size for c in _speak(engine, "今天", instructions=SpeechInstructions(style="humming"))) > 0
+
+
+def test_clone_voice_and_its_errors(engine, stack: Path) -> None:  # type: ignore[no-untyped-def]
+    prompt = stack / "speakers" / "Tingting_prompt.wav"
+    audio = _speak(engine, "你好", Voice("mine", prompt_audio=prompt, prompt_text="这是一段克隆用的参考音频。"))
+    assert sum(c.samples.size for c in audio) > 0
+    with pytest.raises(StepAudioError, match="transcript"):
+        _speak(engine, "你好", Voice("mine", prompt_audio=prompt, prompt_text=None))
+    with pytest.raises(StepAudioError, match="not found"):
+        _speak(engine, "你好", Voice("x", prompt_audio=stack / "missing.wav", prompt_text="t"))
+
+
+def test_unknown_voice_and_invalid_tags(engine) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StepAudioError, match="unknown voice 'Nobody'.*Tingting"):
+        _speak(engine, "你好", "Nobody")
+    with pytest.raises(TagError):
+        _speak(engine, "(开心)你好", instructions=SpeechInstructions(strict=True))
+    with pytest.raises(TagError):
+        _speak(engine, "你好", instructions=SpeechInstructions(emotion="bored"))
+    with pytest.raises(TagError, match="no text"):
+        _speak(engine, "(高兴1)")
+
+
+def test_post_hoc_speed_and_volume(engine) -> None:  # type: ignore[no-untyped-def]
+    base = np.concatenate([c.samples for c in _speak(engine, "你好")])
+    faster = np.concatenate([c.samples for c in _speak(engine, "你好", instructions=SpeechInstructions(speed=1.5))])
+    quiet = np.concatenate([c.samples for c in _speak(engine, "你好", instructions=SpeechInstructions(volume=0.5))])
+    assert abs(faster.size - base.size / 1.5) < 0.1 * base.size
+    assert np.max(np.abs(quiet)) == pytest.approx(0.5 * np.max(np.abs(base)), rel=1e-4)
+
+
+def test_chat_hears_audio_and_keeps_past_turns_as_text(engine, stack: Path) -> None:  # type: ignore[no-untyped-def]
+    audio = load_audio(stack / "speakers" / "Tingting_prompt.wav")
+    chat: StepChat = engine.chat
+    history = [
+        ChatMessage("user", "上一句的转写", audio=audio),
+        ChatMessage("assistant", "好的"),
+        ChatMessage("user", "", audio=audio),
+    ]
+    prompt = chat.prompt(history)
+    assert "上一句的转写" in prompt  # an old spoken turn travels as its transcript
+    assert prompt.count("<audio_") > 40  # the newest one as audio tokens
+    deltas = list(chat.respond(history, options=None))
+    assert deltas[-1].finish_reason in ("stop", "length")
+    assert chat.accepts_audio
+
+
+def test_tools_in_the_prompt_and_the_tool_loop(engine) -> None:  # type: ignore[no-untyped-def]
+    spec = ToolSpec("add", "add two numbers", {"type": "object", "properties": {"a": {}, "b": {}}})
+    prompt = engine.chat.prompt([ChatMessage("user", "1+2?")], tools=[spec])
+    assert '"name": "add"' in prompt and "<|CALL_START|>" in prompt
+    history = [ChatMessage("user", "1+2?"),
+               ChatMessage("assistant", "", tool_calls=(ToolCall("c1", "add", json.dumps({"a": 1, "b": 2})),)),
+               ChatMessage("tool", "3", tool_call_id="c1")]
+    rendered = engine.chat.prompt(history)
+    assert "<|CALL_START|>" in rendered and "<|BOT|>tool\n3<|EOT|>" in rendered
+    registry = ToolRegistry({"add": lambda a, b: a + b}, (spec,))
+    out = list(respond_with_tools(engine.chat, [ChatMessage("user", "hi")], registry, max_rounds=2))
+    assert out[-1].finish_reason is not None  # type: ignore[union-attr]
+
+
+def test_asr_through_the_chat_model(engine, stack: Path) -> None:  # type: ignore[no-untyped-def]
+    transcript = engine.transcriber.transcribe(load_audio(stack / "speakers" / "Tingting_prompt.wav"))
+    assert isinstance(transcript.text, str) and transcript.duration == pytest.approx(2.0)
+
+
+def test_missing_folders_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not a directory"):
+        create_engine("step", model_path=str(tmp_path / "nope"))
+    empty = create_engine("step", model_path=str(tmp_path))
+    assert empty.synthesizer is None and empty.chat is None
+    with pytest.raises(TypeError, match="unknown step engine option"):
+        create_engine("step", model_path=str(tmp_path), colour="blue")
