@@ -41,3 +41,15 @@ def test_int8_model_stays_close_to_fp32(tiny_model: Factory, mode: str) -> None:
     assert (out - ref).abs().max().item() < 0.1 * ref.abs().max().item()  # observed 3-4.5%
     agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
     assert agree > 0.9
+
+
+def test_half_linears_stay_close_and_keep_the_model_dtype(tiny_model: Factory) -> None:
+    from stepaudio.lm.quant import HalfLinear, half_linears
+
+    ids = torch.randint(0, 64, (2, 10))
+    ref = tiny_model(seed=11)(ids)
+    model = half_linears(tiny_model(seed=11))
+    assert isinstance(model.lm_head, HalfLinear) and model.lm_head.weight.dtype == torch.float16
+    out = model(ids)
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max().item() < 0.01 * ref.abs().max().item()

@@ -7,6 +7,11 @@ Two kernels, both reading one byte per weight:
 * "weight-only": activations stay in floating point (`torch._weight_int8pack_mm`); more exact,
   slower on current CPUs.
 Off the CPU the weights are dequantised per call (correct, memory-saving, not faster).
+
+`half_linears` is the 16-bit alternative: fp16 weights (exact for bf16 values in fp16's normal
+range) behind a cast of the activations, because the fp16 matrix-vector kernel streams memory far
+faster than the bf16 one on CPUs without AMX. Only the products are fp16; norms and residuals
+keep the model dtype.
 """
 
 from __future__ import annotations
@@ -73,4 +78,29 @@ def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, Int8Linear.from_linear(linear, mode))
+    return model
+
+
+class HalfLinear(nn.Module):
+    """Bias-free linear layer with fp16 weights; inputs are cast to fp16 and results back."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight: torch.Tensor
+        self.register_buffer("weight", weight.to(torch.float16).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.numel() // x.shape[-1] > 8:
+            # Many rows (prefill): the CPU fp16 matrix-matrix kernel is very slow; use fp32.
+            return torch.nn.functional.linear(x.to(torch.float32), self.weight.to(torch.float32)).to(x.dtype)
+        return torch.nn.functional.linear(x.to(torch.float16), self.weight).to(x.dtype)
+
+
+def half_linears(model: nn.Module) -> nn.Module:
+    """Replace every nn.Linear of `model` by a HalfLinear, in place."""
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, HalfLinear(linear.weight.detach()))
     return model

@@ -17,7 +17,7 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="tts-3b", help="named shape (tts-3b, chat-130b) or a config.json path")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--quant", default="none", choices=["none", "int8", "int8-weight-only"])
+    parser.add_argument("--quant", default="none", choices=["none", "int8", "int8-weight-only", "fp16-weights"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
     parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
@@ -101,7 +101,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
     from stepaudio.lm.fuse import fuse_projections
     from stepaudio.lm.model import Step1ForCausalLM
-    from stepaudio.lm.quant import Int8Linear
+    from stepaudio.lm.quant import HalfLinear, Int8Linear
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
     if fuse:
@@ -115,6 +115,9 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         if quant == "none":
             weight = torch.empty(n_out, n_in, dtype=dtype, device=device).uniform_(-bound, bound)
             linear.weight = nn.Parameter(weight, requires_grad=False)
+        elif quant == "fp16-weights":
+            weight = torch.empty(n_out, n_in, dtype=torch.float16, device=device).uniform_(-bound, bound)
+            setattr(parent, child, HalfLinear(weight))
         else:
             q = torch.empty(n_out, n_in, dtype=torch.int8, device=device).random_(-127, 128)
             scale = torch.full((n_out,), bound / 127.0, device=device)
