@@ -74,7 +74,8 @@ def create_engine(**options: Any) -> Engine:
         opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
         speakers=opts.speakers_dir,
     )
-    audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(paths.require("tokenizer"), device=opts.device))
+    audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(
+        paths.require("tokenizer"), device=opts.device, weight_mode="fp32-packed" if opts.device == "cpu" else "fp32"))
     decoders = {music: Lazy(_decoder_builder(paths, opts, music)) for music in (False, True)}
 
     def decoder(music: bool) -> Token2Wav:

@@ -19,8 +19,12 @@ import statistics
 import time
 from typing import Any
 
+from stepaudio.eval.bench.tokenizer_vq06 import add_vq06_results, print_rows
+
 STEP_SAMPLES = 3840
 SAMPLE_RATE = 16000
+
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,11 +161,6 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
     return {"params": params, "blocks": args.blocks, "frontend_rtf": frontend_s / args.seconds, "modes": rows}
 
 
-def _bench_vq06(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Placeholder for the vq06 semantic tokenizer (speech_tokenizer_v1.onnx, 30 s windows)."""
-    return None
-
-
 def _print(results: dict[str, Any]) -> None:
     vq02 = results["vq02"]
     print(
@@ -179,7 +178,8 @@ def _print(results: dict[str, Any]) -> None:
             f"{row['chunk_ms_p50']:8.1f} {row['chunk_ms_p90']:8.1f} "
             f"{row['chunk_ms_max']:8.1f} {'yes' if row['within_budget'] else 'no':>8s} {err:>12s} {same:>12s}"
         )
-    print("vq06 semantic tokenizer (ONNX): " + ("not benchmarked yet" if results["vq06"] is None else "see JSON"))
+    print("vq06 semantic tokenizer (S3 v1 shape ONNX) and the whole tokenizer:")
+    print_rows(results["vq06"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     results: dict[str, Any] = {"seconds": args.seconds, "threads": args.threads}
     results["vq02"] = _bench_vq02(args)
-    results["vq06"] = _bench_vq06(args)
+    add_vq06_results(results, args)
     _print(results)
     if args.json:
         with open(args.json, "w") as handle:
