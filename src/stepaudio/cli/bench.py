@@ -11,6 +11,8 @@ TARGETS: dict[str, tuple[str, str]] = {
                  "speculative responses: commit rate, latency saved (simulated, or --engine lite)"),
     "lm": ("stepaudio.eval.bench.lm", "Step1 LM prefill/decode speed and memory vs the bandwidth bound"),
     "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
+    "decoder-stream": ("stepaudio.eval.bench.decoder_stream",
+                       "streaming token2wav: first-chunk latency and RTF vs offline"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),
