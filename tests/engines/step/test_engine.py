@@ -68,7 +68,7 @@ def test_clone_voice_and_its_errors(engine, stack: Path) -> None:  # type: ignor
 
 
 def test_unknown_voice_and_invalid_tags(engine) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(StepAudioError, match="unknown voice 'Nobody'.*Tingting"):
+    with pytest.raises(StepAudioError, match=r"unknown voice 'Nobody'.*Tingting"):
         _speak(engine, "你好", "Nobody")
     with pytest.raises(TagError):
         _speak(engine, "(开心)你好", instructions=SpeechInstructions(strict=True))
