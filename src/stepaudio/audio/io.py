@@ -96,6 +96,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         return array.astype(np.float32, copy=False)
     if array.ndim != 2:
         raise AudioError(f"audio arrays must be 1-D or 2-D, got shape {array.shape}")
+    if array.size == 0:
+        return np.zeros(0, dtype=np.float32)
     channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
     return array.mean(axis=channel_axis, dtype=np.float64).astype(np.float32)
 
