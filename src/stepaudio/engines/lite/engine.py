@@ -17,11 +17,10 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
@@ -36,10 +35,10 @@ from stepaudio.engines.base import (
     Transcript,
     Voice,
 )
+from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lite import models, resolver
 from stepaudio.errors import StepAudioError
 
-T = TypeVar("T")
 OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir", "threads", "chat_threads",
                 "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
 
@@ -80,26 +79,6 @@ class LiteConfig:
         return cls(**values)
 
 
-class _Lazy(Generic[T]):
-    """Builds a model on first use, once, even when two threads ask at the same time."""
-
-    def __init__(self, build: Callable[[], T]) -> None:
-        self._build = build
-        self._value: T | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> T:
-        if self._value is None:
-            with self._lock:
-                if self._value is None:
-                    self._value = self._build()
-        return self._value
-
-    @property
-    def loaded(self) -> bool:
-        return self._value is not None
-
-
 def _resolve(name_or_path: str, cache_dir: Path | None) -> Path:
     """A known short name ('base', 'qwen') -> packaged model; anything else is a path or hub id."""
     key = models.ALIASES.get(name_or_path.lower(), name_or_path.lower())
@@ -115,7 +94,7 @@ class LazyTranscriber:
     def __init__(self, config: LiteConfig) -> None:
         from stepaudio.engines.lite.asr import WhisperOptions, WhisperTranscriber
 
-        self._model = _Lazy(lambda: WhisperTranscriber(
+        self._model = Lazy(lambda: WhisperTranscriber(
             _resolve(config.asr_model, config.cache_dir),
             WhisperOptions(beam_size=config.beam_size, threads=config.threads)))
 
@@ -132,7 +111,7 @@ class LazyChat:
 
         options = LlamaOptions(threads=config.chat_threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
                                max_new_tokens=config.max_new_tokens)
-        self._model = _Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
+        self._model = Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
 
     def respond(
         self,
@@ -151,7 +130,7 @@ class LazySynthesizer:
     sample_rate = 22050
 
     def __init__(self, config: LiteConfig) -> None:
-        self._model = _Lazy(lambda: _build_synthesizer(config))
+        self._model = Lazy(lambda: _build_synthesizer(config))
 
     def voices(self) -> list[str]:
         return self._model.get().voices()
