@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stepaudio.eval.bench.table import format_rows
+
 DTYPES = ("fp32", "bf16", "int8")
 SAMPLE_RATE = 22050
 HOP = 256
@@ -169,11 +171,7 @@ _COLUMNS = (("component", "{}"), ("dtype", "{}"), ("device", "{}"), ("batch", "{
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Fixed-width table of bench rows (missing cells left blank)."""
-    cells = [[name for name, _ in _COLUMNS]]
-    for row in rows:
-        cells.append([fmt.format(row[name]) if name in row else "" for name, fmt in _COLUMNS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells)
+    return format_rows(rows, _COLUMNS)
 
 
 def run(args: argparse.Namespace) -> int:

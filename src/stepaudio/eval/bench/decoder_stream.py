@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from stepaudio.eval.bench.table import format_rows
+
 PROMPT_SECONDS = 3.0
 TOKEN_RATE = 41.667
 
@@ -148,11 +150,7 @@ _COLUMNS = (("dtype", "{}"), ("device", "{}"), ("audio_s", "{:g}"), ("tokens", "
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    cells = [[name for name, _ in _COLUMNS]]
-    for row in rows:
-        cells.append([fmt.format(row[name]) if name in row else "" for name, fmt in _COLUMNS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells)
+    return format_rows(rows, _COLUMNS)
 
 
 def run(args: argparse.Namespace) -> int:

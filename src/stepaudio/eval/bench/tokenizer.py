@@ -19,6 +19,7 @@ import statistics
 import time
 from typing import Any
 
+from stepaudio.eval.bench.table import percentile
 from stepaudio.eval.bench.tokenizer_vq06 import add_vq06_results, print_rows
 
 STEP_SAMPLES = 3840
@@ -112,11 +113,6 @@ def _frontend_seconds(tokenizer: Any, wav: Any) -> float:
     return time.perf_counter() - start
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -146,7 +142,7 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
             "rtf": result["total_s"] / args.seconds,
             "cpu_s_per_audio_s": result["cpu_s"] / args.seconds,
             "chunk_ms_p50": statistics.median(lat),
-            "chunk_ms_p90": _percentile(lat, 0.9),
+            "chunk_ms_p90": percentile(lat, 0.9),
             "chunk_ms_max": max(lat),
             "chunks": len(lat),
             "within_budget": max(lat) <= args.latency_budget_ms,

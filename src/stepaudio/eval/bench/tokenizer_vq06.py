@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from stepaudio.eval.bench.table import percentile
 
 PIECE = 3840  # 240 ms
 RATE = 16000
@@ -78,11 +79,6 @@ def random_linguistic(blocks: int, mode: str) -> Any:
     return LinguisticTokenizer(frontend, reduce_encoder_weights(encoder, mode), torch.randn(1024, 512, generator=gen))
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def _latency_row(name: str, seconds: float, timed: dict[str, Any]) -> dict[str, Any]:
     ms = [x * 1000 for x in timed["pushes"]]
     cpu_ms = [x * 1000 for x in timed["push_cpu"]]
@@ -91,7 +87,7 @@ def _latency_row(name: str, seconds: float, timed: dict[str, Any]) -> dict[str, 
         "rtf": timed["total"] / seconds,
         "cpu_s_per_audio_s": timed["cpu"] / seconds,
         "push_ms_p50": statistics.median(ms),
-        "push_ms_p90": _percentile(ms, 0.9),
+        "push_ms_p90": percentile(ms, 0.9),
         "push_ms_max": max(ms),
         "push_cpu_ms_max": max(cpu_ms),
         "finish_ms": timed["finish"] * 1000,
