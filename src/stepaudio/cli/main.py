@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve-lm": ("stepaudio.cli.serve_lm", "serve a Step1 model over the OpenAI completions API (no vLLM needed)"),
     "vllm-command": ("stepaudio.cli.vllm_command", "print the vLLM serve command for the Step chat / TTS models"),
     "bench": ("stepaudio.cli.bench", "run component benchmarks (lm, decoder, tokenizer, ...)"),
+    "eval": ("stepaudio.cli.eval", "evaluate engines on local data: asr, tts, chat, latency"),
     "chat": ("stepaudio.cli.chat", "talk to a voice assistant: a wav question or an interactive conversation"),
     "tts": ("stepaudio.cli.tts", "speak text with an engine's voices (speed, pitch, dialect)"),
     "asr": ("stepaudio.cli.asr", "transcribe audio files with an engine's speech recognizer"),
