@@ -1,0 +1,1 @@
+"""The generative data engine: synthesise labelled speech with any engine into a resumable TTS dataset."""
