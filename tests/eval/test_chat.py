@@ -1,0 +1,147 @@
+"""Chat evaluation end to end with real parts: the lite engine (Whisper base, SmolLM2) answers a spoken and a
+text turn, and the project's own server with SmolLM2 judges over HTTP on loopback; plus the summary maths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stepaudio.engines.base import Engine
+from stepaudio.errors import StepAudioError
+from stepaudio.eval.chat import ChatEvalConfig, TurnResult, engine_models, run_chat_eval, summarize
+from stepaudio.eval.judge import Judge, JudgeConfig, JudgeError, Verdict
+from stepaudio.eval.stepeval import load_conversations
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION_WAV = REPO / "examples" / "question_capital.wav"  # "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def lite() -> Engine:
+    from stepaudio.engines.registry import create_engine
+
+    try:
+        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=32)
+        engine.chat.warmup()  # type: ignore[union-attr]
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite engine is not usable here: {exc}")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def judge_url(lite: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("uvicorn")
+    from stepaudio.eval.bench.server_load import InProcessServer
+
+    with InProcessServer(lite, Path(tmp_path_factory.mktemp("store")), 2) as ws_url:
+        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
+
+
+@pytest.fixture()
+def conversations_file(tmp_path: Path) -> Path:
+    shutil.copy(QUESTION_WAV, tmp_path / "q.wav")
+    lines = [
+        {"id": "geo", "category": "knowledge", "turns": [
+            {"role": "user", "audio": "q.wav"},
+            {"role": "assistant", "text": "Paris."},
+            {"role": "user", "text": "And what is the capital of Italy?"}]},
+        {"id": "math", "category": "reasoning", "turns": [{"role": "user", "text": "What is two plus two?"}]},
+    ]
+    file = tmp_path / "convs.jsonl"
+    file.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    return file
+
+
+def test_spoken_and_text_turns_answered_and_judged(lite: Engine, judge_url: str, conversations_file: Path) -> None:
+    conversations = load_conversations(conversations_file)
+    judge = Judge(JudgeConfig(judge_url, model="lite-chat", max_tokens=40, retries=0))
+    seen: list[TurnResult] = []
+    results = run_chat_eval(conversations, lite, judge, ChatEvalConfig(max_new_tokens=24, language="en"),
+                            on_turn=seen.append)
+    assert seen == results and [(r.conversation_id, r.turn) for r in results] == [("geo", 1), ("geo", 2),
+                                                                                    ("math", 1)]
+    spoken = results[0]
+    assert spoken.spoken and "capital" in spoken.question.lower() and "france" in spoken.question.lower()
+    assert spoken.reference == "Paris." and results[1].reference is None
+    assert all(r.reply and r.error is None and r.verdict is not None and r.verdict.raw for r in results)
+    summary = summarize(results)
+    assert summary.conversations == 2 and summary.replies == 3 and summary.failed == 0
+    assert summary.judged + summary.incomplete == 3
+    assert set(summary.categories) == {"knowledge", "reasoning"}
+
+
+def test_engine_error_stops_only_that_conversation(lite: Engine, conversations_file: Path) -> None:
+    results = run_chat_eval(load_conversations(conversations_file), lite, None, ChatEvalConfig(input_mode="audio",
+                                                                                            max_new_tokens=8))
+    by_id = {(r.conversation_id, r.turn): r for r in results}
+    assert by_id[("geo", 1)].error is None and by_id[("geo", 1)].verdict is None  # no judge: replies only
+    assert "no audio" in (by_id[("geo", 2)].error or "") and "no audio" in (by_id[("math", 1)].error or "")
+    assert summarize(results).failed == 2
+
+
+def test_unreachable_judge_stops_the_run(lite: Engine, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    file = tmp_path / "c.jsonl"
+    file.write_text("\n".join(json.dumps({"id": str(i), "turns": [{"role": "user", "text": "Hi"}]}) for i in range(4)))
+    judge = Judge(JudgeConfig(f"http://127.0.0.1:{port}", retries=0, timeout_s=5))
+    with pytest.raises(JudgeError, match="3 times in a row"):
+        run_chat_eval(load_conversations(file), lite, judge, ChatEvalConfig(max_new_tokens=4))
+
+
+def test_cli_writes_json_and_markdown_with_provenance(judge_url: str, conversations_file: Path,
+                                                      tmp_path: Path) -> None:
+    from stepaudio.cli.main import main
+
+    out = tmp_path / "out"
+    code = main(["eval", "chat", "--conversations", str(conversations_file), "--input", "text", "--engine", "lite",
+                 "-O", "chat_model=smollm2", "--judge-url", judge_url, "--judge-model", "lite-chat",
+                 "--judge-max-tokens", "32", "--max-new-tokens", "16", "--category", "reasoning", "--out", str(out)])
+    assert code == 0
+    payload = json.loads((out / "chat.json").read_text())
+    assert [r["metric"] for r in payload["headline"]] == ["factuality", "relevance", "chat score"]
+    assert all(r["paper"] is None for r in payload["headline"])  # local data: no published number applies
+    assert len(payload["rows"]) == 1 and payload["rows"][0]["conversation_id"] == "math"
+    chat_model = next(m for m in payload["provenance"]["models"] if m["role"] == "chat")
+    assert chat_model["files"][0]["sha256"].startswith("b179c952")  # SmolLM2's verified GGUF
+    assert len(payload["provenance"]["judge_prompt_sha256"]) == 64 and "api_key" not in json.dumps(payload)
+    md = (out / "chat.md").read_text()
+    assert "| factuality |" in md and "## By category" in md and "### Provenance" in md
+
+
+def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stepaudio.cli.main import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{nope")
+    assert main(["eval", "chat", "--conversations", str(bad), "--no-judge"]) == 2
+    assert "line 1: not valid JSON" in capsys.readouterr().err
+    assert main(["eval", "chat", "--conversations", str(bad)]) == 2
+    assert "--judge-url is required" in capsys.readouterr().err
+
+
+def test_summary_counts_and_means() -> None:
+    def row(cid: str, category: str, verdict: Verdict | None, error: str | None = None) -> TurnResult:
+        return TurnResult(cid, category, 1, "q", False, "r", None, 0.1, verdict, error)
+
+    results = [row("a", "x", Verdict(1, 1, 5.0)), row("b", "x", Verdict(0, 1, 3.0)),
+               row("c", "y", Verdict(1, None, None, problems=("relevance missing", "score missing"))),
+               row("d", "y", None, "judge: HTTP 500"), row("e", "y", None, "engine: boom")]
+    s = summarize(results)
+    assert (s.replies, s.judged, s.incomplete, s.failed) == (4, 2, 1, 2)
+    assert s.factuality == pytest.approx(2 / 3) and s.relevance == 1.0 and s.chat_score == 4.0
+    assert s.categories["x"].chat_score == 4.0 and s.categories["y"].factuality == 1.0
+    assert len(s.problems) == 3 and any("relevance missing" in p for p in s.problems)
+
+
+def test_engine_models_for_reports() -> None:
+    records = engine_models("lite", {"chat_model": "qwen"})
+    assert [r.role for r in records] == ["asr", "chat", "tts"]
+    assert records[1].files[0].sha256.startswith("1d961463") and records[1].files[0].bytes == 491_400_064
+    assert engine_models("step", {"model_path": "/m"})[0].note == "options {'model_path': '/m'}"
