@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tts": ("stepaudio.cli.tts", "speak text with an engine's voices (speed, pitch, dialect)"),
     "asr": ("stepaudio.cli.asr", "transcribe audio files with an engine's speech recognizer"),
     "serve": ("stepaudio.cli.serve", "run the OpenAI-compatible HTTP server (speech, transcription, chat, voices)"),
+    "data": ("stepaudio.cli.data", "generate a labelled TTS dataset with any engine, or summarise one"),
 }
 
 
