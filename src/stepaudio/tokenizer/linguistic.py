@@ -19,6 +19,7 @@ import torch
 
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.tokenizer.paraformer import ChunkConfig, EncoderCache, ParaformerEncoder
+from stepaudio.tokenizer.paraformer_batch import encode_steps
 from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
 from stepaudio.tokenizer.paraformer_frontend import FrontendState, OnlineFrontend, load_cmvn
 from stepaudio.tokenizer.paraformer_loading import load_encoder, load_encoder_state, load_paraformer_config
@@ -103,16 +104,36 @@ class LinguisticTokenizer:
     def stream(self, generator: torch.Generator | None = None) -> LinguisticStream:
         return LinguisticStream(self, generator)
 
+    def frontend_steps(
+        self, wav: torch.Tensor | np.ndarray, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """LFR features of each encoder step of a whole utterance, grouped as a stream would run them."""
+        samples = _as_samples(wav)
+        state = self.frontend.new_state()
+        step = self.samples_per_step
+        full = (samples.shape[0] // step) * step
+        pieces = [(samples[i : i + step], False) for i in range(0, full, step)]
+        if samples.shape[0] > full:
+            pieces.append((samples[full:], True))
+        feats = [self.frontend(state, piece, is_final, generator) for piece, is_final in pieces]
+        return [f for f in feats if f.shape[0] > 0]
+
     def encode_features(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Final encoder features ``[F, output_size]`` of a whole utterance (what gets quantised)."""
-        stream = self.stream()
-        parts = [stream.feed_features(wav), stream.finish_features()]
-        return torch.cat(parts)
+        """Final encoder features ``[F, output_size]`` of a whole utterance (what gets quantised).
+
+        Equal to streaming the utterance step by step, but all steps run as one batch per layer
+        (:mod:`stepaudio.tokenizer.paraformer_batch`), which reads the weights once instead of once a step.
+        """
+        steps = self.frontend_steps(wav)
+        if not steps:
+            return torch.zeros(0, self.encoder.config.output_size)
+        with torch.inference_mode():
+            outs = encode_steps(self.encoder, steps, self.chunk)
+        return torch.cat(outs).float()
 
     def encode(self, wav: torch.Tensor | np.ndarray) -> list[int]:
         """vq02 codes of a whole 16 kHz utterance, as the reference ``get_vq02_code`` returns them."""
-        stream = self.stream()
-        return stream.feed(wav) + stream.finish()
+        return self.quantize(self.encode_features(wav))
 
     def quantize(self, features: torch.Tensor) -> list[int]:
         if features.shape[0] == 0:
