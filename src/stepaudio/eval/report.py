@@ -201,6 +201,24 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_everything(seed: int) -> dict[str, int]:
+    """Seed Python, numpy and (when installed) torch; returns what was seeded, for `provenance(seeds=...)`."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    seeds = {"python": seed, "numpy": seed}
+    try:
+        import torch
+    except ImportError:
+        return seeds
+    torch.manual_seed(seed)
+    seeds["torch"] = seed
+    return seeds
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """A tqdm bar on stderr (falls back to plain iteration without tqdm)."""
     try:

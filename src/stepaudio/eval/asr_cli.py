@@ -1,0 +1,71 @@
+"""`stepaudio eval asr`: WER/CER of an engine's recognizer on a local dataset, with a JSON and Markdown report.
+
+    stepaudio eval asr --engine lite --dataset /usr/share/pocketsphinx/test/data/librivox --output-dir docs/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from stepaudio.cli.engine_args import add_engine_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from stepaudio.eval.asr import NORMALIZERS
+    from stepaudio.eval.datasets import ASR_FORMATS
+
+    add_engine_arguments(parser)
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder (or a .jsonl manifest)")
+    parser.add_argument("--format", default="auto", choices=ASR_FORMATS, help="dataset layout (default: detect)")
+    parser.add_argument("--name", help="name of the set in reports (default: the folder name)")
+    parser.add_argument("--language", help="decode and score as this language (default: the dataset's)")
+    parser.add_argument("--normalizer", default="auto", choices=NORMALIZERS,
+                        help="text normaliser before scoring (auto: chinese for CER, english+titles for WER)")
+    parser.add_argument("--limit", type=int, help="only the first N utterances")
+    parser.add_argument("--seed", type=int, default=0, help="numpy/torch seed (recorded in the report)")
+    parser.add_argument("--output-dir", metavar="DIR", help="write asr-NAME.json and asr-NAME.md here")
+    parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    parser.add_argument("--markdown", metavar="PATH", help="write the Markdown report here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stepaudio.cli.engine_args import create_engine_from_args, engine_options
+    from stepaudio.errors import UnsupportedError
+    from stepaudio.eval.asr import asr_markdown, asr_report, evaluate_asr
+    from stepaudio.eval.datasets import load_asr_dataset
+    from stepaudio.eval.engine_models import engine_model_records
+    from stepaudio.eval.report import provenance, seed_everything, to_jsonable, write_json, write_text
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dataset = load_asr_dataset(args.dataset, args.format, name=args.name, limit=args.limit)
+    seeds = seed_everything(args.seed)
+    engine = create_engine_from_args(args)
+    if engine.transcriber is None:
+        raise UnsupportedError(f"engine {args.engine!r} has no speech recognizer")
+    result = evaluate_asr(engine.transcriber, dataset, normalizer=args.normalizer, language=args.language,
+                          show_progress=not args.quiet)
+    options = engine_options(args)
+    prov = provenance(engine_model_records(args.engine, options, ["asr"]), seeds=seeds,
+                      engine={"name": args.engine, "options": options})
+    payload = to_jsonable(asr_report(result, prov, description=dataset.description))
+    markdown = asr_markdown(payload, args.engine)
+    stem = f"asr-{dataset.name}"
+    json_path = args.json or (Path(args.output_dir) / f"{stem}.json" if args.output_dir else None)
+    md_path = args.markdown or (Path(args.output_dir) / f"{stem}.md" if args.output_dir else None)
+    if json_path:
+        write_json(json_path, payload)
+    if md_path:
+        write_text(md_path, markdown)
+    for summary in result.summaries:
+        print(f"{dataset.name}: {summary.metric} {100 * summary.rate:.2f}% "
+              f"({summary.substitutions + summary.deletions + summary.insertions}/{summary.reference_length} "
+              f"{summary.unit}s, {summary.utterances} utterances, normaliser {summary.normalizer}), "
+              f"RTF {result.rtf:.3f}{' [synthetic speech]' if dataset.synthetic else ''}")
+    if json_path or md_path:
+        print("report: " + ", ".join(str(p) for p in (json_path, md_path) if p), file=sys.stderr)
+    return 0
