@@ -119,15 +119,14 @@ def _conversation(conv: Conversation, engine: Engine, judge: Judge | None, confi
         number += 1
         following = turns[index + 1] if index + 1 < len(turns) else None
         reference = following.text if following is not None and following.role == "assistant" else None
-        base = {"conversation_id": conv.id, "category": conv.category, "turn": number, "reference": reference}
         try:
             message, spoken = _user_message(turn, engine, config)
             start = time.perf_counter()
             reply = "".join(d.text for d in engine.chat.respond([*messages, message], options=options)).strip()  # type: ignore[union-attr]
             elapsed = time.perf_counter() - start
         except StepAudioError as exc:  # the rest of the conversation depends on this turn: stop it here
-            yield TurnResult(question=turn.text, spoken=turn.audio is not None, reply="", reply_s=0.0,
-                             error=f"engine: {exc}", **base)
+            yield TurnResult(conv.id, conv.category, number, turn.text, turn.audio is not None, "", reference, 0.0,
+                             error=f"engine: {exc}")
             return
         question = message.content or turn.text
         verdict, error = None, None
@@ -136,8 +135,7 @@ def _conversation(conv: Conversation, engine: Engine, judge: Judge | None, confi
                 verdict = judge.judge(seen, question, reply, reference)
             except JudgeError as exc:
                 error = f"judge: {exc}"
-        yield TurnResult(question=question, spoken=spoken, reply=reply, reply_s=elapsed, verdict=verdict,
-                         error=error, **base)
+        yield TurnResult(conv.id, conv.category, number, question, spoken, reply, reference, elapsed, verdict, error)
         messages.append(ChatMessage("user", question))  # later turns carry the text, not the audio again
         seen.append(("user", question))
         if config.history == "own" or reference is None:
@@ -154,7 +152,8 @@ def _user_message(turn: Turn, engine: Engine, config: ChatEvalConfig) -> tuple[C
         return ChatMessage("user", turn.text), False
     from stepaudio.audio.io import load_audio
 
-    audio = load_audio(turn.audio)  # type: ignore[arg-type]
+    assert turn.audio is not None  # use_audio implies it
+    audio = load_audio(turn.audio)
     if getattr(engine.chat, "accepts_audio", False):
         return ChatMessage("user", "", audio=audio), True
     if engine.transcriber is None:
