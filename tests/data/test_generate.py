@@ -93,7 +93,7 @@ def test_step_engine_on_the_tiny_stack_honours_every_tag(
 
     stack = write_tiny_step_stack(tmp_path_factory.mktemp("step"), conformance_dir / "text" / "tokenizer.model")
     spec = ProducerSpec("step", stack, engine_options={"model_path": str(stack), "seed": 0,
-                                                       "max_segment_tokens": 30},
+                                                       "max_segment_tokens": 20},
                         quality=QualityConfig(min_s_per_char=None, max_s_per_char=None))
     cells = expand_grid(GridSpec(voices=("Tingting",), emotions=("happy",), dialects=("sichuanese",),
                                  styles=("none", "rap")))

@@ -38,7 +38,7 @@ class GenerateConfig:
     shard_size: int = 1000
     resume: bool = False
     workers: int = 1
-    limit: int | None = None  # at most this many new rows this run
+    limit: int | None = None  # stop after writing this many new rows (skipped cells do not count)
     progress: bool = True
     extra_config: Mapping[str, Any] = field(default_factory=dict)  # recorded in dataset.json
 
@@ -113,8 +113,8 @@ def generate_dataset(
     writer = DatasetWriter(config.out, shard_size)
     jobs = plan_jobs(spec.engine, texts, cells)
     todo = [job for job in jobs if job.id not in writer]
-    if config.limit is not None:
-        todo = todo[: max(config.limit, 0)]
+    if config.limit is not None and config.limit <= 0:
+        todo = []
     unsupported: dict[str, str] = {}
     if config.workers == 1 or len(todo) <= 1:
         local = producer or spec.build()
@@ -128,6 +128,8 @@ def generate_dataset(
             tally.record(writer, outcome, spec.engine)
             bar.update(1)
             bar.set_postfix(ok=tally.accepted, rejected=tally.rejected, skipped=tally.skipped, refresh=False)
+            if config.limit is not None and tally.accepted + tally.rejected >= config.limit:
+                break
     return GenerateSummary(
         planned=len(jobs), already_done=sum(1 for job in jobs if job.id in writer.state.ids),
         accepted=tally.accepted, rejected=tally.rejected, skipped=tally.skipped, failed=tally.failed,
