@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("stepaudio.cli.chat", "talk to a voice assistant: a wav question or an interactive conversation"),
     "tts": ("stepaudio.cli.tts", "speak text with an engine's voices (speed, pitch, dialect)"),
     "asr": ("stepaudio.cli.asr", "transcribe audio files with an engine's speech recognizer"),
+    "train": ("stepaudio.cli.train", "train or fine-tune the Step1 TTS model on a generated dataset (full or LoRA)"),
     "serve": ("stepaudio.cli.serve", "run the OpenAI-compatible HTTP server (speech, transcription, chat, voices)"),
     "data": ("stepaudio.cli.data", "generate a labelled TTS dataset with any engine, or summarise one"),
 }

@@ -1,0 +1,82 @@
+"""`stepaudio train tts --dataset DIR --out DIR (--init MODEL_DIR | --config CONFIG)`: train the Step1 TTS LM.
+
+Thin: flags -> `TTSTrainingJob` -> `stepaudio.train.run.train_tts`. Multi-GPU: run the same command under
+`torchrun --nproc-per-node N` (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stepaudio.errors import StepAudioError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="train_target", metavar="TARGET")
+    tts = sub.add_parser("tts", help="train or fine-tune the Step1 TTS language model (full or LoRA)",
+                         description="Train the Step1 TTS LM on a `stepaudio data generate` dataset.")
+    tts.add_argument("--dataset", required=True, type=Path, help="dataset folder (dataset.json + manifest shards)")
+    tts.add_argument("--out", required=True, type=Path, help="output folder: checkpoints/, loss.csv/png, model/")
+    start = tts.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", type=Path, help="Step1 model folder to fine-tune (e.g. MODELS/Step-Audio-TTS-3B)")
+    start.add_argument("--config", help="config.json or a named shape (tts-3b) to train from scratch")
+    tts.add_argument("--tokenizer", type=Path, help="the Step tokenizer.model (default: the one in --init)")
+    tts.add_argument("--model-path", type=Path,
+                     help="MODELS folder: prompt with its speakers/ (tokenised by its Step-Audio-Tokenizer) "
+                          "exactly as inference does; default: each voice's first dataset row")
+    tts.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
+    tts.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
+    tts.add_argument("--lora-dropout", type=float, default=0.0)
+    tts.add_argument("--lora-targets", default=None,
+                     help="comma-separated linears (default q,k,v,o,gate,up,down _proj; lm_head allowed)")
+    tts.add_argument("--merge", action="store_true", help="also write the merged standard checkpoint to OUT/model")
+    tts.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
+    tts.add_argument("--batch-size", type=int, default=4, help="examples per micro-batch per process")
+    tts.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
+    tts.add_argument("--lr", type=float, default=1e-4)
+    tts.add_argument("--weight-decay", type=float, default=0.0)
+    tts.add_argument("--warmup-steps", type=int, default=50)
+    tts.add_argument("--max-grad-norm", type=float, default=1.0)
+    tts.add_argument("--dtype", choices=("bf16", "fp32"), default="fp32",
+                     help="bf16: autocast with fp32 master weights (LoRA: bf16 frozen base); saved in this dtype")
+    tts.add_argument("--activation-checkpointing", action="store_true", help="recompute layer activations")
+    tts.add_argument("--eval-every", type=int, default=100)
+    tts.add_argument("--save-every", type=int, default=100)
+    tts.add_argument("--keep-checkpoints", type=int, default=2)
+    tts.add_argument("--eval-fraction", type=float, default=0.05, help="share of rows held out (by id hash)")
+    tts.add_argument("--max-length", type=int, help="skip examples longer than this many tokens")
+    tts.add_argument("--seed", type=int, default=0)
+    tts.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    tts.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="multi-GPU strategy")
+    tts.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    tts.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.train_target != "tts":
+        raise StepAudioError("say what to train: stepaudio train tts --dataset DIR --out DIR ...")
+    from stepaudio.train.loop import TrainConfig
+    from stepaudio.train.lora import STEP1_LINEARS, LoRAConfig
+    from stepaudio.train.run import TTSTrainingJob, train_tts
+
+    lora = None
+    if args.lora_rank is not None:
+        targets = tuple(t.strip() for t in args.lora_targets.split(",")) if args.lora_targets else STEP1_LINEARS
+        lora = LoRAConfig(rank=args.lora_rank, alpha=args.lora_alpha or 2.0 * args.lora_rank,
+                          dropout=args.lora_dropout, targets=targets)
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, max_grad_norm=args.max_grad_norm,
+        dtype=args.dtype, activation_checkpointing=args.activation_checkpointing, seed=args.seed,
+        eval_every=args.eval_every, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
+        device=args.device, strategy=args.strategy, lora=lora, progress=not args.no_progress,
+    )
+    job = TTSTrainingJob(dataset=args.dataset, out=args.out, train=config, init=args.init, config=args.config,
+                         tokenizer=args.tokenizer, model_path=args.model_path, merge=args.merge, resume=args.resume,
+                         max_length=args.max_length, eval_fraction=args.eval_fraction)
+    summary = train_tts(job)
+    if summary:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
