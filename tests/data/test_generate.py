@@ -8,6 +8,7 @@ import pytest
 
 from stepaudio.data.generate import GenerateConfig, generate_dataset, plan_jobs, reason_kind
 from stepaudio.data.grid import GridSpec, expand_grid
+from stepaudio.data.info import dataset_stats
 from stepaudio.data.manifest import DatasetError, iter_rejects, iter_rows, read_info, shard_paths
 from stepaudio.data.producer import Producer, ProducerSpec, load_tokenizer
 from stepaudio.data.quality import QualityConfig, QualityFilter
@@ -53,6 +54,10 @@ def test_lite_dataset_skips_emotions_filters_and_resumes(
         # about 41.7 ids a second of audio
         assert abs(len(row.audio_tokens) / 41.67 - row.duration_s) < 0.3
         assert row.audio == f"audio/{row.id[:2]}/{row.id}.wav" and (out / row.audio).is_file()
+    stats = dataset_stats(out)
+    assert (stats.rows, stats.rejects, stats.voices.get("joe", 0) + stats.voices.get("cmn", 0)) == (
+        len(rows), len(rejects), len(rows))
+    assert sum(stats.reject_reasons.values()) == len(rejects) and stats.seconds > 0
     info = read_info(out)
     assert info.engine == "lite" and info.tokenizer.name == "Step-Audio-Tokenizer"
     assert info.config["shard_size"] == 1 and len(info.tokenizer.sha256) >= 3

@@ -123,3 +123,13 @@ def test_not_a_dataset(tmp_path: Path) -> None:
         list(iter_rows(tmp_path))
     with pytest.raises(DatasetError, match="not found"):
         read_info(tmp_path)
+
+
+def test_an_empty_synthesis_can_be_rejected_and_read_back(tmp_path: Path) -> None:
+    writer = DatasetWriter(tmp_path)
+    rid = row_id("lite", "amy", (), "silence")
+    audio = writer.write_audio(rid, np.zeros(0, dtype=np.float32), 22050)
+    row = DatasetRow(id=rid, text="silence", tags=(), voice="amy", audio=audio, sample_rate=22050,
+                     duration_s=0.0, audio_tokens=(), engine="lite")
+    writer.reject(row, "silent audio")
+    assert [(r.row, r.reason) for r in iter_rejects(tmp_path)] == [(row, "silent audio")]

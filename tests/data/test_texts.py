@@ -40,11 +40,13 @@ def test_bad_lists_name_file_and_line(tmp_path: Path, name: str, content: str, m
 
 def test_llm_replies_become_clean_sentences() -> None:
     reply = ('Here are 3 sentences about the sea:\n1. The sea is calm today.\n- "Waves crash on the rocks."\n'
-             "2) The sea is calm today.\n(Note: these are short.)\n\n3、海风很凉快。\n***\n")
-    assert parse_sentences(reply) == ["The sea is calm today.", "Waves crash on the rocks.", "海风很凉快。"]
+             "2) The sea is calm today.\n(Note: these are short.)\n\n3、海风很凉快。\n***\nTides: The tide comes in.\n")
+    assert parse_sentences(reply) == ["The sea is calm today.", "Waves crash on the rocks.", "海风很凉快。",
+                                     "The tide comes in."]
     assert parse_sentences("x" * 300, max_chars=200) == []
 
 
+@pytest.mark.slow
 def test_topics_expand_through_a_real_chat_model(lite_chat: ChatModel) -> None:
     texts = expand_topics(lite_chat, ["the weather", "the weather"], ExpandOptions(per_topic=3, seed=0))
     assert 1 <= len(texts) <= 3

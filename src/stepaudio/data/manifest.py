@@ -114,8 +114,8 @@ class DatasetRow:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         duration = float(_typed(data, "duration_s", (int, float)))
-        if not np.isfinite(duration) or duration <= 0:
-            raise ValueError(f"duration_s must be a positive number, got {duration}")
+        if not np.isfinite(duration) or duration < 0:
+            raise ValueError(f"duration_s must be a non-negative number, got {duration}")
         tokens = data["audio_tokens"]
         if not isinstance(tokens, list):
             raise ValueError("audio_tokens must be a list of integers")
@@ -162,7 +162,9 @@ def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Reject:
-    """A row the quality filter refused and why; stored as the row's fields plus "reason"."""
+    """A row the quality filter refused and why; stored as the row's fields plus "reason".
+
+    Rejected audio is not tokenised, so a reject's `audio_tokens` may be empty (and its audio silent)."""
 
     row: DatasetRow
     reason: str

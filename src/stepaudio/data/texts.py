@@ -19,6 +19,7 @@ from stepaudio.text.tags import KNOWN_TAGS, parse_tags
 
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)、:]|[-*•·]|\(\d+\))\s*")
 _QUOTES = "\"'“”‘’「」『』"
+_LABEL = re.compile(r"^[A-Za-z][\w -]{0,20}:\s+(?=\S)")  # "Starchy: I cooked ..." -> "I cooked ..."
 _PREAMBLE = re.compile(r"^(?:here (?:are|is)|sure|certainly|of course|好的|以下是)\b", re.IGNORECASE)
 
 EXPAND_SYSTEM = (
@@ -98,7 +99,10 @@ def parse_sentences(reply: str, max_chars: int = 200) -> list[str]:
     out = []
     for raw in reply.splitlines():
         line = _NUMBERING.sub("", raw).strip().strip(_QUOTES).strip()
-        if not line or len(line) > max_chars or line.endswith(":") or _PREAMBLE.match(line):
+        if _PREAMBLE.match(line):
+            continue
+        line = _LABEL.sub("", line).strip(_QUOTES).strip()
+        if not line or len(line) > max_chars or line.endswith(":"):
             continue
         if parse_tags(line, on_unknown="ignore").tags:  # "(Note: ...)" and the like are not corpus text
             continue
