@@ -65,7 +65,7 @@ class CurveLog:
 
 
 def _cells(row: CurveRow) -> list[str]:
-    return ["" if isinstance(v, float) and math.isnan(v) else f"{v:.6g}" if isinstance(v, float) else str(v)
+    return ["" if isinstance(v, float) and math.isnan(v) else repr(v) if isinstance(v, float) else str(v)
             for v in asdict(row).values()]
 
 
