@@ -1,0 +1,97 @@
+"""`stepaudio train tts` end to end through the command line: LoRA with --merge, resume, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stepaudio.cli.main import main
+from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
+from stepaudio.engines.step.paths import TTS_DIR
+from stepaudio.lm.loading import load_step1
+from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
+from stepaudio.train.lora import ADAPTER_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def stack(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_step_stack(tmp_path_factory.mktemp("stack"), conformance_dir / "text" / "tokenizer.model")
+
+
+def _dataset(root: Path, n: int = 10) -> Path:
+    rng = np.random.default_rng(0)
+    write_info(root, DatasetInfo(engine="lite", tokenizer=TokenizerInfo("tiny")))
+    writer = DatasetWriter(root)
+    for i in range(n):
+        text = f"第{i}句话，今天天气很好。"
+        rid = row_id("lite", "Tingting", [], text)
+        audio = writer.write_audio(rid, speech_like(0.6, 16000, i), 16000)
+        tokens = [int(t) for t in rng.choice([1, 2, 1030, 1031, 1032], size=20)]
+        writer.append(DatasetRow(rid, text, (), "Tingting", audio, 16000, 0.6, tuple(tokens), "lite"))
+    return root
+
+
+def _train(*extra: str) -> int:
+    return main(["train", "tts", "--no-progress", "--steps", "3", "--batch-size", "2", "--lr", "1e-2",
+                 "--warmup-steps", "1", "--save-every", "2", "--eval-every", "3", *extra])
+
+
+def test_lora_merge_writes_adapters_and_a_loadable_standard_checkpoint(
+        stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    code = _train("--dataset", str(data), "--out", str(out), "--init", str(stack / TTS_DIR),
+                  "--lora-rank", "4", "--merge", "--eval-fraction", "0.2")
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and summary["final_loss"] < summary["first_loss"]
+    assert summary["trainable_params"] < 0.2 * summary["total_params"]
+    assert (out / "adapter" / ADAPTER_WEIGHTS).is_file() and (out / "loss.csv").is_file()
+    assert (out / "loss.png").is_file() and (out / "speakers" / "speakers_info.json").is_file()
+    merged = load_step1(out / "model")
+    base = load_step1(stack / TTS_DIR)
+    assert (out / "model" / "tokenizer.model").is_file()
+    assert merged.config == base.config
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed and all("_proj" in k for k in changed)  # LoRA touched only the targeted linears
+
+
+def test_resume_continues_and_a_second_run_without_resume_is_refused(
+        stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "data")
+    args = ("--dataset", str(data), "--out", str(tmp_path / "out"), "--init", str(stack / TTS_DIR))
+    assert _train(*args) == 0
+    capsys.readouterr()
+    assert _train(*args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "tts", "--no-progress", "--steps", "5", "--batch-size", "2", "--save-every", "2",
+                 *args, "--resume"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed_from"] == 3 and summary["steps"] == 5
+
+
+def test_bad_input_is_a_clear_error(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "data", n=3)
+    init = ("--init", str(stack / TTS_DIR))
+    assert _train("--dataset", str(tmp_path / "nothing"), "--out", str(tmp_path / "o1"), *init) == 2
+    assert "not a stepaudio dataset" in capsys.readouterr().err
+    assert _train("--dataset", str(data), "--out", str(tmp_path / "o2"), *init, "--merge") == 2
+    assert "--merge needs --lora-rank" in capsys.readouterr().err
+    assert _train("--dataset", str(data), "--out", str(tmp_path / "o3"), "--config", "tts-3b") == 2
+    assert "--tokenizer" in capsys.readouterr().err
+    shard = data / "manifest-00000.jsonl"
+    lines = shard.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[1])
+    row["audio_tokens"] = [7, 9999]
+    lines[1] = json.dumps(row, ensure_ascii=False)
+    shard.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert _train("--dataset", str(data), "--out", str(tmp_path / "o4"), *init) == 2
+    err = capsys.readouterr().err
+    assert "manifest-00000.jsonl:2" in err and "9999" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        _train("--dataset", str(data), "--out", str(tmp_path / "o5"), *init, "--config", "tts-3b")
+    assert not (tmp_path / "o4" / "checkpoints").exists()
