@@ -25,13 +25,19 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                        help="engine option, repeatable (lite: asr_model, chat_model, threads, cache_dir, ...)")
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings as engine keyword options; values are JSON where they parse as JSON."""
     options: dict[str, Any] = {}
-    for item in args.option:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise StepAudioError(f"--option takes KEY=VALUE, not {item!r}")
         options[key.strip().replace("-", "_")] = _value(value.strip())
+    return options
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = parse_options(args.option)
     if args.model_path:
         options["model_path"] = args.model_path
     if args.device:

@@ -15,12 +15,18 @@ DEFAULT_TTS_TEXT = "（四川话）你好，欢迎使用阶跃星辰的语音合
 
 
 def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from stepaudio.cli.engine_args import parse_options
     from stepaudio.engines.registry import create_engine
 
-    options = {"model_path": args.model_path, "device": args.device}
+    options = {**parse_options(args.option), "model_path": args.model_path, "device": args.device}
     if getattr(args, "load_in_8bit", False):
         options["quant"] = "int8"
     return create_engine("step", **options)
+
+
+def _add_option_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                        help="Step engine option, repeatable (e.g. seed=0, chat_max_tokens=256, flow_dtype=bf16)")
 
 
 def _speak(engine, text: str, voice, path: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -39,6 +45,7 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="output", help="where the two reply wavs go")
     parser.add_argument("--question", default=DEFAULT_QUESTION)
     parser.add_argument("--speaker", default="Tingting")
+    _add_option_argument(parser)
 
 
 def run_offline(args: argparse.Namespace) -> int:
@@ -67,6 +74,7 @@ def add_tts_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-wav", help="voice prompt for --synthesis-type clone")
     parser.add_argument("--prompt-text", help="exact transcript of --prompt-wav")
     parser.add_argument("--device", default="cpu")
+    _add_option_argument(parser)
 
 
 def run_tts(args: argparse.Namespace) -> int:

@@ -7,7 +7,9 @@ vq02 path (frontend + encoder + k-means), the latency of each 240 ms piece from 
 codes (p50 / p90 / max), and how far the reduced-precision modes drift from fp32 (feature error,
 share of identical codes; with random weights this only hints at the effect on real ones).
 Modes run interleaved, best of ``--repeats`` passes, so that load from other processes hits
-every mode alike; numbers on a shared machine are still noisy.
+every mode alike; numbers on a shared machine are still noisy. ``offline RTF`` is the whole
+utterance at once with every step batched per layer (what chat turns and datasets use), and
+``off-stream`` its largest feature difference from the streamed pass.
 """
 
 from __future__ import annotations
@@ -133,6 +135,16 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
                 result = _timed_pass(tok, wav)
                 if mode not in best or result["total_s"] < best[mode]["total_s"]:
                     best[mode] = result
+    offline: dict[str, tuple[float, Any]] = {}
+    with torch.inference_mode():
+        for mode, tok in tokenizers.items():  # offline: every step batched per layer (paraformer_batch)
+            tok.encode_features(wav[: 8 * STEP_SAMPLES])
+            runs = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                feats = tok.encode_features(wav)
+                runs.append((time.perf_counter() - t0, feats))
+            offline[mode] = min(runs, key=lambda r: r[0])
     reference = best["fp32"]["features"] if "fp32" in best else None
     ref_codes = nearest_centroid(reference, master.codebook) if reference is not None else None
     rows = {}
@@ -146,6 +158,8 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
             "chunk_ms_max": max(lat),
             "chunks": len(lat),
             "within_budget": max(lat) <= args.latency_budget_ms,
+            "offline_rtf": offline[mode][0] / args.seconds,
+            "offline_max_abs_vs_stream": float((offline[mode][1] - result["features"]).abs().max()),
         }
         if reference is not None and ref_codes is not None:
             feats = result["features"]
@@ -165,14 +179,15 @@ def _print(results: dict[str, Any]) -> None:
     )
     print(f"frontend alone (fbank + LFR + CMVN): RTF {vq02['frontend_rtf']:.4f}")
     header = f"{'mode':12s} {'RTF':>7s} {'CPU s/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s} {'<=budget':>8s} "
-    print(header + f"{'feat rel err':>12s} {'codes = fp32':>12s}")
+    print(header + f"{'feat rel err':>12s} {'codes = fp32':>12s} {'offline RTF':>11s} {'off-stream':>10s}")
     for mode, row in vq02["modes"].items():
         err = f"{row['feature_rel_err']:.2e}" if "feature_rel_err" in row else "-"
         same = f"{row['codes_equal_fp32'] * 100:.1f}%" if "codes_equal_fp32" in row else "-"
         print(
             f"{mode:12s} {row['rtf']:7.3f} {row['cpu_s_per_audio_s']:8.3f} "
             f"{row['chunk_ms_p50']:8.1f} {row['chunk_ms_p90']:8.1f} "
-            f"{row['chunk_ms_max']:8.1f} {'yes' if row['within_budget'] else 'no':>8s} {err:>12s} {same:>12s}"
+            f"{row['chunk_ms_max']:8.1f} {'yes' if row['within_budget'] else 'no':>8s} {err:>12s} {same:>12s} "
+            f"{row['offline_rtf']:11.3f} {row['offline_max_abs_vs_stream']:10.1e}"
         )
     print("vq06 semantic tokenizer (S3 v1 shape ONNX) and the whole tokenizer:")
     print_rows(results["vq06"])
