@@ -3,14 +3,29 @@ audio tokens follow a known, strongly skewed distribution, and the tiny release-
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
+from stepaudio.decoder.token2wav import Token2Wav
+from stepaudio.engines.base import CancelToken
+from stepaudio.engines.lazy import Lazy
+from stepaudio.engines.lm_backend import GeneratedToken
+from stepaudio.engines.step.native_lm import NativeLM
+from stepaudio.engines.step.paths import COSYVOICE_DIR, TOKENIZER_DIR, TTS_DIR
+from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
+from stepaudio.engines.step.voices import VoiceBank
+from stepaudio.lm.generate import GenerationConfig
 from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
 from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
+from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET
 
 # The "data distribution": few vq02 and vq06 codes with Zipf-like weights, in the 2:3 interleave.
 VQ02_CODES = (3, 17, 42, 100)
@@ -72,3 +87,49 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stack(tokenizer_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_step_stack(tmp_path_factory.mktemp("stack"), tokenizer_model)
+
+
+class RecordingLM:
+    """The real in-process LM backend, keeping the audio ids it streams (the TTS path decodes them to audio)."""
+
+    def __init__(self, inner: NativeLM) -> None:
+        self.inner = inner
+        self.audio_ids: list[int] = []
+
+    def stream(self, prompt: Sequence[int] | str, config: GenerationConfig,
+               cancel: CancelToken | None = None) -> Iterator[GeneratedToken]:
+        for token in self.inner.stream(prompt, config, cancel):
+            if token.id is not None and token.id >= LM_AUDIO_OFFSET:
+                self.audio_ids.append(token.id - LM_AUDIO_OFFSET)
+            yield token
+
+
+def generated_histogram(stack: Path, model_dir: Path, texts: Sequence[str], voice: str = "Tingting",
+                        speakers: Path | None = None, cap: int = 30) -> Counter[int]:
+    """Flow ids the Step TTS path generates for `texts` with the LM in `model_dir`, the stack's tokenizer and
+    decoder, and the voices of `speakers` (default the stack's)."""
+    audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(stack / TOKENIZER_DIR))
+    decoder = Lazy(lambda: Token2Wav.from_dir(stack / TTS_DIR / COSYVOICE_DIR))
+    recorder = RecordingLM(NativeLM.load(model_dir))
+    voices = VoiceBank(audio_tokenizer, decoder, speakers or stack / "speakers")
+    synth = StepSynthesizer(StepTokenizer(model_dir), lambda: recorder, voices, lambda music: decoder.get(),
+                            TTSSettings(seed=0, max_segment_tokens=cap, streaming=False))
+    samples = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for text in texts:
+            samples += sum(chunk.samples.size for chunk in synth.synthesize(text, voice))
+    assert samples > 0  # the tokens were spoken by the decoder, not only counted
+    return Counter(recorder.audio_ids)
+
+
+def total_variation(a: Counter[int], b: Counter[int]) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    assert na and nb
+    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
+
+
+@pytest.fixture(scope="session")
+def tts() -> SimpleNamespace:
+    """`tts.histogram(stack, model_dir, texts, voice=..., speakers=...)` and `tts.total_variation(a, b)`."""
+    return SimpleNamespace(histogram=generated_histogram, total_variation=total_variation)

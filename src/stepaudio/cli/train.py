@@ -52,9 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tts.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="multi-GPU strategy")
     tts.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
     tts.add_argument("--no-progress", action="store_true", help="no progress bar")
+    memory = sub.add_parser("memory", help="print the computed GPU memory of full vs LoRA fine-tuning",
+                            description="Training memory per GPU, computed from a config (not measured).")
+    memory.add_argument("--config", default="tts-3b", help="config.json or a named shape (default tts-3b)")
+    memory.add_argument("--batch-size", type=int, default=4, help="examples per micro-batch")
+    memory.add_argument("--seq-len", type=int, default=1024, help="tokens per example (prompt + answer)")
+    memory.add_argument("--target-tokens", type=int, default=400, help="answer tokens per example")
+    memory.add_argument("--lora-rank", type=int, default=16)
+    memory.add_argument("--fsdp", type=int, default=8, help="GPUs to shard full fine-tuning over (FSDP row)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.train_target == "memory":
+        return _memory(args)
     if args.train_target != "tts":
         raise StepAudioError("say what to train: stepaudio train tts --dataset DIR --out DIR ...")
     from stepaudio.train.loop import TrainConfig
@@ -79,4 +89,23 @@ def run(args: argparse.Namespace) -> int:
     summary = train_tts(job)
     if summary:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from stepaudio.eval.bench.table import format_rows
+    from stepaudio.lm.config import Step1Config
+    from stepaudio.train.memory import COLUMNS, estimate
+
+    config = Step1Config.resolve(args.config)
+    shape = {"micro_batch": args.batch_size, "seq_len": args.seq_len,
+             "target_tokens": args.batch_size * args.target_tokens}
+    rows = [estimate(config, **shape, **variant).row() for variant in (
+        {}, {"activation_checkpointing": True},
+        {"activation_checkpointing": True, "shards": args.fsdp},
+        {"lora_rank": args.lora_rank}, {"lora_rank": args.lora_rank, "activation_checkpointing": True},
+    )]
+    print(f"GiB per GPU, computed from {args.config}; micro-batch {args.batch_size} x {args.seq_len} tokens "
+          f"({args.target_tokens} answer tokens each); not measured")
+    print(format_rows(rows, COLUMNS))
     return 0

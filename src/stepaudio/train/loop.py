@@ -69,6 +69,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every"):
             if getattr(self, name) < 1:
                 raise StepAudioError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lora is not None and self.strategy == "fsdp":
+            raise StepAudioError("LoRA trains few parameters: use --strategy ddp (FSDP is for full fine-tuning)")
         if not self.lr > 0:
             raise StepAudioError(f"learning rate must be positive, got {self.lr}")
 
