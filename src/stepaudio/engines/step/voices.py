@@ -77,7 +77,17 @@ class VoiceBank:
         """Speaker names users pick (music variants such as `TingtingRAP` are chosen by the tag)."""
         return [n for n in self._texts if not (n.endswith("RAP") or n.endswith("哼唱")) or n in ("RAP", "哼唱")]
 
+    def add(self, entry: str, voice: PromptVoice) -> None:
+        """Register a built-in voice prepared elsewhere (tokens, mel and x-vector already computed)."""
+        with self._lock:
+            self._texts[entry] = voice.prompt_text
+            self._cache[("builtin", entry)] = voice
+
     def builtin(self, entry: str) -> PromptVoice:
+        with self._lock:
+            ready = self._cache.get(("builtin", entry))
+        if ready is not None:
+            return ready
         if entry not in self._texts or self._dir is None:
             known = ", ".join(self.names()) or "none (no speakers folder)"
             raise UnknownVoiceError(f"unknown voice {entry!r}; built-in voices: {known}")

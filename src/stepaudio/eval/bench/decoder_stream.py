@@ -61,38 +61,19 @@ def run_stream_bench(
     `*_cpu_s` are process CPU times (steadier than wall time on a shared machine)."""
     import torch
 
-    from stepaudio.decoder.flow import MaskedDiffWithXvec
-    from stepaudio.decoder.flow_config import cosyvoice_300m_config
-    from stepaudio.decoder.flow_quant import quantize_flow_int8
-    from stepaudio.decoder.hift_config import HiFTConfig
-    from stepaudio.decoder.hift_fast import FastHiFT
-    from stepaudio.decoder.prompt_features import PromptFeatures
-    from stepaudio.decoder.token2wav import StreamingConfig, Token2Wav
-    from stepaudio.decoder.vocoder import HiFTGenerator
+    from stepaudio.decoder.token2wav import StreamingConfig
 
     config = config or StreamingConfig()
-    torch.manual_seed(seed)
-    flow_config = flow_config or cosyvoice_300m_config(vocab_size=5120, input_frame_rate=TOKEN_RATE)
-    flow = MaskedDiffWithXvec(flow_config).eval()
-    if dtype == "int8":
-        flow = quantize_flow_int8(flow)
-    else:
-        flow = flow.to(device=device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
-    plain = HiFTGenerator(hift_config or HiFTConfig()).to(device).eval()
-    t2w = Token2Wav(flow, FastHiFT(plain) if fast_hift else plain)
-    rate = flow_config.input_frame_rate
-    gen = torch.Generator().manual_seed(seed + 1)
-    n_prompt = round(PROMPT_SECONDS * rate)
-    prompt = PromptFeatures(
-        torch.randint(0, flow_config.vocab_size, (n_prompt,), generator=gen),
-        torch.randn(int(PROMPT_SECONDS * 22050 / 256), 80, generator=gen) - 5,
-        torch.randn(192, generator=gen),
-    )
+    t2w, prompt = random_token2wav(device, dtype, fast_hift=fast_hift, seed=seed, flow_config=flow_config,
+                                   hift_config=hift_config)
+    rate = t2w.flow.config.input_frame_rate
+    gen = torch.Generator().manual_seed(seed + 2)
+    n_prompt = len(prompt.flow_tokens)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     t2w.offline(torch.randint(0, 100, (20,)).tolist(), prompt, seed=seed)  # warm-up
     rows = []
     for secs in durations:
-        tokens = torch.randint(0, flow_config.vocab_size, (round(secs * rate),), generator=gen).tolist()
+        tokens = torch.randint(0, t2w.flow.config.vocab_size, (round(secs * rate),), generator=gen).tolist()
         row: dict[str, Any] = {"component": "token2wav-stream", "dtype": dtype, "device": device,
                                "audio_s": secs, "tokens": len(tokens), "first_hop": config.first_hop_tokens,
                                "hop": config.hop_tokens, "lookahead": config.lookahead_tokens,
@@ -110,6 +91,48 @@ def run_stream_bench(
         if progress:
             print(json.dumps(row), flush=True)
     return rows
+
+
+def random_token2wav(
+    device: str = "cpu",
+    dtype: str = "fp32",
+    *,
+    fast_hift: bool = True,
+    seed: int = 0,
+    flow_config: Any = None,
+    hift_config: Any = None,
+) -> tuple[Any, Any]:
+    """A Token2Wav at the CosyVoice-300M-25Hz shapes with random weights, and a random 3 s voice prompt.
+
+    `dtype` is the flow's: fp32, bf16 or int8 (weight-only); HiFT runs in fp32 as in the reference."""
+    import torch
+
+    from stepaudio.decoder.flow import MaskedDiffWithXvec
+    from stepaudio.decoder.flow_config import cosyvoice_300m_config
+    from stepaudio.decoder.flow_quant import quantize_flow_int8
+    from stepaudio.decoder.hift_config import HiFTConfig
+    from stepaudio.decoder.hift_fast import FastHiFT
+    from stepaudio.decoder.prompt_features import PromptFeatures
+    from stepaudio.decoder.token2wav import Token2Wav
+    from stepaudio.decoder.vocoder import HiFTGenerator
+
+    torch.manual_seed(seed)
+    flow_config = flow_config or cosyvoice_300m_config(vocab_size=5120, input_frame_rate=TOKEN_RATE)
+    flow = MaskedDiffWithXvec(flow_config).eval()
+    if dtype == "int8":
+        flow = quantize_flow_int8(flow)
+    else:
+        flow = flow.to(device=device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    plain = HiFTGenerator(hift_config or HiFTConfig()).to(device).eval()
+    t2w = Token2Wav(flow, FastHiFT(plain) if fast_hift else plain)
+    gen = torch.Generator().manual_seed(seed + 1)
+    n_prompt = round(PROMPT_SECONDS * flow_config.input_frame_rate)
+    prompt = PromptFeatures(
+        torch.randint(0, flow_config.vocab_size, (n_prompt,), generator=gen),
+        torch.randn(int(PROMPT_SECONDS * 22050 / 256), 80, generator=gen) - 5,
+        torch.randn(192, generator=gen),
+    )
+    return t2w, prompt
 
 
 def _time_stream(t2w: Any, prompt: Any, tokens: list[int], config: Any, seed: int, sync: Any) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""`stepaudio bench tts`: time to first audio of the Step TTS path at the real shapes (random weights).
+
+The whole synthesizer runs as users run it (StepSynthesizer: tags, TTS-3B prompt, streamed tokens, the
+streaming flow + HiFT decoder), with a TTS-3B-shape Step1 model and CosyVoice-300M-shape decoder whose
+weights are random (speed does not depend on their values). The LM head is restricted to the audio ids
+so that the random model speaks, as the real one does. A built-in voice with a 3 s prompt (125 audio
+tokens) is prepared once, as the engine caches it. Per sentence it reports the time to the first audio
+chunk and its parts: prompt prefill (time to the first generated token), decoding up to the decoder's
+first chunk (first hop + look-ahead tokens), and the decoder's first chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from stepaudio.eval.bench.table import format_rows
+
+DEFAULT_SENTENCES = ("今天天气真好，我们一起去公园散步吧。", "(高兴1)明天就要放假了，大家都很开心！")
+PROMPT_TEXT = "那等我们到海洋馆之后，给妈妈买个礼物，好不好呀？"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text", action="append", help="sentence to speak (repeatable; default: two ~20-char ones)")
+    parser.add_argument("--tokenizer", help="Step tokenizer.model (default: a model folder's or the conformance one)")
+    parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="LM weights")
+    parser.add_argument("--quant", choices=("none", "int8", "int8-weight-only", "fp16-weights"),
+                        default="fp16-weights", help="LM weight kernels (CPU default: bf16-exact fp16 weights)")
+    parser.add_argument("--flow-dtype", choices=("fp32", "bf16", "int8"), default="fp32")
+    parser.add_argument("--layers", type=int, help="override the LM layer count (to fit memory)")
+    parser.add_argument("--shape", default="tts-3b", help="LM shape: tts-3b or a config.json path")
+    parser.add_argument("--decoder-yaml", help="take the flow / HiFT shapes from this cosyvoice.yaml "
+                        "(default: the CosyVoice-300M-25Hz shapes)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per sentence (best and median reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+
+
+def find_tokenizer(explicit: str | None) -> Path:
+    """The text tokenizer: given, else a Step model folder's, else the conformance copy beside the checkout."""
+    from stepaudio.errors import CheckpointError
+
+    if explicit:
+        if not Path(explicit).is_file():
+            raise CheckpointError(f"--tokenizer {explicit}: no such file")
+        return Path(explicit)
+    candidates = []
+    for variable, relative in (("STEPAUDIO_MODEL_DIR", "Step-Audio-TTS-3B/tokenizer.model"),
+                               ("STEPAUDIO_CONFORMANCE_DIR", "text/tokenizer.model")):
+        if os.environ.get(variable):
+            candidates.append(Path(os.environ[variable]) / relative)
+    checkout = Path(__file__).resolve().parents[4]
+    candidates.append(checkout.parent / "shared" / "conformance" / "text" / "tokenizer.model")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise CheckpointError("no Step tokenizer.model found: pass --tokenizer PATH (any Step-Audio model folder has one)")
+
+
+class TimedLM:
+    """An LM backend that records when each generated token left the model (for the latency breakdown)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.times: list[float] = []
+
+    def stream(self, prompt: Any, config: Any, cancel: Any = None) -> Iterator[Any]:
+        self.prompt_tokens = len(prompt)
+        for token in self.inner.stream(prompt, config, cancel):
+            self.times.append(time.perf_counter())
+            yield token
+
+
+def speaking_head(model: Any) -> None:
+    """Zero the head outside the audio ids: a random model then samples audio tokens as the real one does."""
+    import torch
+
+    from stepaudio.tokenizer.interleave import FLOW_VOCAB, LM_AUDIO_OFFSET
+
+    head = model.lm_head
+    weight = next(t for name, t in [*head.named_parameters(), *head.named_buffers()]
+                  if name in ("weight", "qweight"))
+    with torch.no_grad():
+        weight[:LM_AUDIO_OFFSET] = 0
+        weight[LM_AUDIO_OFFSET + FLOW_VOCAB :] = 0
+
+
+def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
+    import dataclasses
+
+    import torch
+
+    from stepaudio.engines.step.native_lm import NativeLM
+    from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
+    from stepaudio.engines.step.voices import PromptVoice, VoiceBank
+    from stepaudio.eval.bench.decoder_stream import random_token2wav
+    from stepaudio.eval.bench.lm import random_model
+    from stepaudio.lm.config import Step1Config
+    from stepaudio.text.tokenizer import StepTokenizer
+    from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET
+
+    tokenizer = StepTokenizer(find_tokenizer(args.tokenizer))
+    cfg = Step1Config.resolve(args.shape)
+    if args.layers:
+        cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    model = random_model(cfg, dtype, args.quant, torch.device(args.device))
+    speaking_head(model)
+    lm = TimedLM(NativeLM(model=model, tokenizer=tokenizer))
+    shapes: dict[str, Any] = {}
+    if args.decoder_yaml:
+        from stepaudio.decoder.flow_config import flow_config_from_yaml
+        from stepaudio.decoder.hift_config import HiFTConfig
+
+        shapes = {"flow_config": flow_config_from_yaml(args.decoder_yaml),
+                  "hift_config": HiFTConfig.from_cosyvoice_yaml(args.decoder_yaml)}
+    t2w, prompt = random_token2wav(args.device, args.flow_dtype, seed=args.seed, **shapes)
+    voices = VoiceBank(audio_tokenizer=_no_tokenizer, decoder=lambda: t2w, speakers_dir=None)
+    lm_ids = tuple(int(i) + LM_AUDIO_OFFSET for i in prompt.flow_tokens.tolist())
+    voices.add("Tingting", PromptVoice(name="Tingting", prompt_text=PROMPT_TEXT, lm_ids=lm_ids, features=prompt))
+    synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w, TTSSettings(seed=args.seed))
+    return synthesizer, lm
+
+
+def _no_tokenizer() -> Any:
+    raise RuntimeError("the benchmark voice is prepared up front")
+
+
+def time_first_audio(synthesizer: Any, lm: TimedLM, text: str) -> dict[str, Any]:
+    """One synthesis up to its first audio chunk; the rest of the segment is cancelled."""
+    from stepaudio.engines.base import CancelToken
+
+    cancel = CancelToken()
+    lm.times = []
+    start = time.perf_counter()
+    chunks = synthesizer.synthesize(text, "Tingting", cancel=cancel)
+    first = next(c for c in chunks if c.samples.size)
+    at = time.perf_counter()
+    cancel.cancel()
+    for _ in chunks:
+        pass
+    first_token = lm.times[0] - start
+    hop_tokens = len([t for t in lm.times if t <= at])
+    last_needed = lm.times[min(hop_tokens, len(lm.times)) - 1]
+    return {"first_audio_s": at - start, "prefill_s": first_token, "prompt_tokens": lm.prompt_tokens,
+            "decode_s": last_needed - lm.times[0], "decoded_tokens": hop_tokens,
+            "decoder_first_chunk_s": at - last_needed, "first_chunk_audio_s": first.samples.size / first.sample_rate}
+
+
+_COLUMNS = (("text", "{}"), ("chars", "{}"), ("prompt_tokens", "{}"), ("first_audio_s", "{:.2f}"),
+            ("first_audio_median_s", "{:.2f}"), ("prefill_s", "{:.2f}"), ("decode_s", "{:.2f}"),
+            ("decoded_tokens", "{}"), ("decoder_first_chunk_s", "{:.2f}"))
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    return format_rows(rows, _COLUMNS)
+
+
+def run(args: argparse.Namespace) -> int:
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    texts = args.text or list(DEFAULT_SENTENCES)
+    print(f"building TTS-3B-shape LM ({args.dtype}, {args.quant}) and CosyVoice-300M-shape decoder "
+          f"({args.flow_dtype}) with random weights on {args.device} ...", flush=True)
+    synthesizer, lm = build_synthesizer(args)
+    with torch.inference_mode():
+        time_first_audio(synthesizer, lm, "你好。")  # warm-up: kernels, allocator, voice
+        rows = []
+        for text in texts:
+            runs = [time_first_audio(synthesizer, lm, text) for _ in range(max(1, args.repeats))]
+            best = min(runs, key=lambda r: r["first_audio_s"])
+            row = {"text": text, "chars": len(text), **best,
+                   "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs),
+                   "device": args.device, "dtype": args.dtype, "quant": args.quant, "flow_dtype": args.flow_dtype,
+                   "threads": args.threads, "layers": len(synthesizer._lm().inner.model.model.layers)}
+            rows.append(row)
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2, ensure_ascii=False)
+    return 0

@@ -1,0 +1,43 @@
+"""`stepaudio bench tts` on tiny shapes: the whole Step TTS path runs and the latency parts add up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from stepaudio.eval.bench import tts
+from stepaudio.lm.config import Step1Config
+from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
+
+
+def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = Step1Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_attention_groups=2,
+                      num_hidden_layers=2, vocab_size=74752)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
+    (tmp_path / "cosyvoice.yaml").write_text(TINY_COSYVOICE_YAML)
+    parser = argparse.ArgumentParser()
+    tts.add_arguments(parser)
+    out = tmp_path / "tts.json"
+    args = parser.parse_args([
+        "--shape", str(tmp_path / "config.json"), "--decoder-yaml", str(tmp_path / "cosyvoice.yaml"),
+        "--tokenizer", str(conformance_dir / "text" / "tokenizer.model"), "--dtype", "fp32", "--quant", "none",
+        "--repeats", "1", "--text", "(高兴1)今天天气真好。", "--json", str(out)])
+    assert tts.run(args) == 0
+    (row,) = json.loads(out.read_text(encoding="utf-8"))
+    assert row["layers"] == 2 and row["chars"] == len("(高兴1)今天天气真好。")
+    assert row["decoded_tokens"] == 20  # first hop (12) + look-ahead (8): the decoder's first chunk
+    assert row["prompt_tokens"] > 125  # the voice's 3 s of audio tokens and the texts
+    parts = row["prefill_s"] + row["decode_s"] + row["decoder_first_chunk_s"]
+    assert parts == pytest.approx(row["first_audio_s"], abs=0.05)
+    assert row["first_chunk_audio_s"] > 0
+    assert "first_audio_s" in capsys.readouterr().out
+
+
+def test_missing_tokenizer_is_a_clear_error(tmp_path: Path) -> None:
+    from stepaudio.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="--tokenizer"):
+        tts.find_tokenizer(str(tmp_path / "none.model"))
