@@ -16,7 +16,9 @@ TARGETS: dict[str, tuple[str, str]] = {
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),
+    "tts": ("stepaudio.eval.bench.tts", "Step TTS time to first audio at the TTS-3B / CosyVoice shapes"),
     "lite": ("stepaudio.eval.bench.lite", "lite engine: ASR WER, TTS round-trip WER/CER, speech-to-reply latency"),
+    "all": ("stepaudio.eval.bench.all", "every component benchmark (small sizes by default) into one JSON + Markdown"),
 }
 
 
