@@ -46,6 +46,7 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
     PaperResult("chat", "StepEval-Audio-360", "factuality", 66.4, "%", "Step-Audio-Chat", "LLM judge"),
     PaperResult("chat", "StepEval-Audio-360", "relevance", 75.2, "%", "Step-Audio-Chat", "LLM judge"),
     PaperResult("chat", "StepEval-Audio-360", "chat score", 4.11, "", "Step-Audio-Chat", "LLM judge, 1-5"),
+    PaperResult("realtime", "speculative generation", "commit rate", 40.0, "%", "Step-Audio realtime"),
 )
 
 # Substrings of a local dataset's name or format -> the published benchmark it most resembles.
