@@ -9,7 +9,7 @@ APT_PACKAGES ?= pocketsphinx-testdata chromium
 PYTEST_ARGS ?=
 QUESTION ?= examples/question_capital.wav
 
-.PHONY: setup setup-dev apt demo test lint typecheck unit clean
+.PHONY: setup setup-dev apt demo test lint typecheck unit clean eval-report
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,22 @@ unit: setup-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# Reproduces docs/eval: lite-engine ASR on the pocketsphinx-testdata recordings and a synthetic Mandarin set,
+# SEED-TTS-eval style TTS on sets built from them (build/eval-data), and the index page docs/eval/README.md.
+EVAL_DATA ?= build/eval-data
+EVAL_OUT ?= docs/eval
+SPHINX_DATA ?= /usr/share/pocketsphinx/test/data
+eval-report: setup-dev
+	rm -rf $(EVAL_DATA)
+	$(PY) -m stepaudio.eval.local_sets $(EVAL_DATA)
+	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(SPHINX_DATA)/librivox --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(SPHINX_DATA)/cards --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(EVAL_DATA)/zh-synthetic --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-en --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-zh-synthetic --repeats 3 --output-dir $(EVAL_OUT)
+	$(PY) -m stepaudio.eval.report summarize $(EVAL_OUT) --title "stepaudio evaluation (lite engine, CPU)" \
+		--preamble $(EVAL_OUT)/notes.md --png error-rates.png
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -102,3 +102,18 @@ def test_cli_writes_reports_with_model_hashes(lite: Engine, tmp_path: Path, caps
 def test_cli_bad_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "asr", "--dataset", str(tmp_path / "missing")]) == 2
     assert "stepaudio eval: error: dataset not found" in capsys.readouterr().err
+
+
+def test_repeated_runs_give_the_mean_and_spread_in_the_headline() -> None:
+    from stepaudio.eval.asr import AsrResult
+
+    def run(errors: int) -> AsrResult:
+        rows = [_row("word", errors, 10)]
+        return AsrResult("librivox", "sphinx", False, tuple(rows), summarize_rows(rows), 1.0, 0.1)
+
+    payload = to_jsonable(asr_report(run(1), provenance(command=["t"]), repeats=[run(3), run(2)]))
+    (head,) = payload["headline"]
+    assert head["value"] == "20.00%" and head["raw_value"] == pytest.approx(0.2)
+    assert "mean of 3 runs (min 10.00%, max 30.00%)" in head["note"]
+    assert payload["repeats"]["WER"]["values"] == pytest.approx([0.1, 0.3, 0.2])
+    assert "WER over repeated runs" in asr_markdown(payload, "lite")

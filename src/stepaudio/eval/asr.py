@@ -19,7 +19,15 @@ from stepaudio.engines.base import Transcriber
 from stepaudio.eval import paper
 from stepaudio.eval.datasets import AsrDataset, DatasetError
 from stepaudio.eval.metrics import ErrorCounts, language_unit, score
-from stepaudio.eval.report import Column, headline_row, markdown_table, progress, provenance_markdown
+from stepaudio.eval.report import (
+    Column,
+    headline_row,
+    markdown_table,
+    progress,
+    provenance_markdown,
+    spread,
+    spread_note,
+)
 
 NORMALIZERS = ("auto", "english", "english+titles", "chinese", "none")
 METRIC = {"word": "WER", "char": "CER"}
@@ -127,21 +135,31 @@ def summarize_rows(rows: Sequence[AsrRow]) -> tuple[RateSummary, ...]:
     return tuple(out)
 
 
-def asr_report(result: AsrResult, prov: Mapping[str, Any], *, description: str = "") -> dict[str, Any]:
-    """The JSON payload: headline rows with the nearest published benchmark, totals, rows, provenance."""
-    headline = []
+def asr_report(result: AsrResult, prov: Mapping[str, Any], *, description: str = "",
+               repeats: Sequence[AsrResult] = ()) -> dict[str, Any]:
+    """The JSON payload: headline rows with the nearest published benchmark, totals, rows, provenance.
+
+    `repeats` are further runs of the same evaluation: the headline then gives the mean and the spread
+    (the lite Whisper's temperature fallback samples from a generator that cannot be seeded)."""
+    headline, spreads = [], {}
     for summary in result.summaries:
         ref = paper.nearest_asr_benchmark(result.dataset, summary.metric)
-        note = "synthetic speech" if result.synthetic else ""
+        notes = ["synthetic speech"] if result.synthetic else []
+        value = summary.rate
+        if repeats:
+            rates = [summary.rate] + [s.rate for r in repeats for s in r.summaries if s.metric == summary.metric]
+            spreads[summary.metric] = spread(rates)
+            value = spreads[summary.metric]["mean"]
+            notes.append(spread_note(spreads[summary.metric]))
         if ref is not None:
-            note = (note + "; " if note else "") + f"paper row is {ref.model} on {ref.benchmark}, not this set"
-        headline.append(headline_row("asr", result.dataset, summary.metric, summary.rate, "%", ref, note))
+            notes.append(f"paper row is {ref.model} on {ref.benchmark}, not this set")
+        headline.append(headline_row("asr", result.dataset, summary.metric, value, "%", ref, "; ".join(notes)))
     return {"schema": 1, "task": "asr", "dataset": {"name": result.dataset, "format": result.format,
                                                       "synthetic": result.synthetic, "description": description,
                                                       "utterances": len(result.rows)},
-            "headline": headline, "summaries": result.summaries, "audio_seconds": round(result.audio_seconds, 3),
-            "seconds": round(result.seconds, 3), "rtf": round(result.rtf, 4), "rows": result.rows,
-            "provenance": prov}
+            "headline": headline, "summaries": result.summaries, "repeats": spreads,
+            "audio_seconds": round(result.audio_seconds, 3), "seconds": round(result.seconds, 3),
+            "rtf": round(result.rtf, 4), "rows": result.rows, "provenance": prov}
 
 
 ROW_COLUMNS = (Column("id", "utterance"), Column("error_rate", "rate", "{:.1%}"), Column("reference", "reference"),
@@ -166,7 +184,12 @@ def asr_markdown(payload: Mapping[str, Any], engine: str) -> str:
         item = summary if isinstance(summary, Mapping) else vars(summary)
         ref = paper.nearest_asr_benchmark(data["name"], item["metric"])
         summaries.append({**item, "paper": ref.label if ref else None})
-    lines += [markdown_table(summaries, SUMMARY_COLUMNS), "",
+    repeats = payload.get("repeats") or {}
+    lines += [markdown_table(summaries, SUMMARY_COLUMNS), ""]
+    for metric, stats in repeats.items():
+        lines += [f"{metric} over repeated runs: {spread_note(stats)}; the table and the rows below are the first "
+                  "run (Whisper's temperature fallback samples, and its generator cannot be seeded).", ""]
+    lines += [
               f"{data['utterances']} utterances, {payload['audio_seconds']:.1f} s of audio, real-time factor "
               f"{payload['rtf']:.3f}. Format `{data['format']}`. The paper column is the published Step-Audio-Chat "
               f"number on the named benchmark (a reference, not the same test set).", "",

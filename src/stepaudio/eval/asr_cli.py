@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalizer", default="auto", choices=NORMALIZERS,
                         help="text normaliser before scoring (auto: chinese for CER, english+titles for WER)")
     parser.add_argument("--limit", type=int, help="only the first N utterances")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run N times and report the mean and spread (Whisper's fallback sampling varies)")
     parser.add_argument("--seed", type=int, default=0, help="numpy/torch seed (recorded in the report)")
     parser.add_argument("--output-dir", metavar="DIR", help="write asr-NAME.json and asr-NAME.md here")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
@@ -35,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stepaudio.cli.engine_args import create_engine_from_args, engine_options
-    from stepaudio.errors import UnsupportedError
+    from stepaudio.errors import StepAudioError, UnsupportedError
     from stepaudio.eval.asr import asr_markdown, asr_report, evaluate_asr
     from stepaudio.eval.datasets import load_asr_dataset
     from stepaudio.eval.engine_models import engine_model_records
-    from stepaudio.eval.report import provenance, seed_everything, to_jsonable, write_json, write_text
+    from stepaudio.eval.report import provenance, seed_everything, spread_note, to_jsonable, write_json, write_text
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dataset = load_asr_dataset(args.dataset, args.format, name=args.name, limit=args.limit)
@@ -47,12 +49,15 @@ def run(args: argparse.Namespace) -> int:
     engine = create_engine_from_args(args)
     if engine.transcriber is None:
         raise UnsupportedError(f"engine {args.engine!r} has no speech recognizer")
-    result = evaluate_asr(engine.transcriber, dataset, normalizer=args.normalizer, language=args.language,
-                          show_progress=not args.quiet)
+    if args.repeats < 1:
+        raise StepAudioError("--repeats must be at least 1")
+    runs = [evaluate_asr(engine.transcriber, dataset, normalizer=args.normalizer, language=args.language,
+                         show_progress=not args.quiet) for _ in range(args.repeats)]
+    result = runs[0]
     options = engine_options(args)
     prov = provenance(engine_model_records(args.engine, options, ["asr"]), seeds=seeds,
                       engine={"name": args.engine, "options": options})
-    payload = to_jsonable(asr_report(result, prov, description=dataset.description))
+    payload = to_jsonable(asr_report(result, prov, description=dataset.description, repeats=runs[1:]))
     markdown = asr_markdown(payload, args.engine)
     stem = f"asr-{dataset.name}"
     json_path = args.json or (Path(args.output_dir) / f"{stem}.json" if args.output_dir else None)
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
               f"({summary.substitutions + summary.deletions + summary.insertions}/{summary.reference_length} "
               f"{summary.unit}s, {summary.utterances} utterances, normaliser {summary.normalizer}), "
               f"RTF {result.rtf:.3f}{' [synthetic speech]' if dataset.synthetic else ''}")
+    for metric, stats in payload["repeats"].items():
+        print(f"{dataset.name}: {metric} {spread_note(stats)}")
     if json_path or md_path:
         print("report: " + ", ".join(str(p) for p in (json_path, md_path) if p), file=sys.stderr)
     return 0

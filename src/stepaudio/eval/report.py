@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import MissingExtraError, StepAudioError
 
 T = TypeVar("T")
 
@@ -216,6 +216,8 @@ def seed_everything(seed: int) -> dict[str, int]:
         return seeds
     torch.manual_seed(seed)
     seeds["torch"] = seed
+    # Not seedable from here: CTranslate2 samples (Whisper's temperature fallback) with per-worker-thread
+    # generators that `ctranslate2.set_random_seed` does not reach, and Piper draws its noise inside ONNX.
     return seeds
 
 
@@ -243,6 +245,17 @@ def headline_row(task: str, set_name: str, metric: str, value: float | None, uni
             "paper": label, "note": note}
 
 
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, min and max of repeated runs of one measurement (for numbers that vary between runs)."""
+    return {"runs": len(values), "mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            "values": list(values)}
+
+
+def spread_note(stats: Mapping[str, Any], unit: str = "%") -> str:
+    shown = (lambda v: f"{100 * v:.2f}%") if unit == "%" else (lambda v: f"{v:.3f}")
+    return f"mean of {stats['runs']} runs (min {shown(stats['min'])}, max {shown(stats['max'])})"
+
+
 def summarize(directory: str | os.PathLike[str], title: str = "Evaluation results") -> str:
     """Collect the `headline` rows of every JSON report in `directory` into one Markdown page."""
     folder = Path(directory)
@@ -263,6 +276,41 @@ def summarize(directory: str | os.PathLike[str], title: str = "Evaluation result
                       "benchmark; it is a reference, comparable only where the set and scoring match.", ""])
 
 
+def plot_error_rates(directory: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """PNG of per-utterance error rates (dots) and the corpus rate (bar) of every report with `rows`."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingExtraError("eval", "matplotlib") from exc
+    sets = []
+    for report_path in sorted(Path(directory).glob("*.json")):
+        payload = json.loads(report_path.read_text(encoding="utf-8"))
+        rates = [r["error_rate"] for r in payload.get("rows", []) if isinstance(r, dict) and "error_rate" in r]
+        heads = [h for h in payload.get("headline", []) if h.get("unit") == "%" and h.get("raw_value") is not None]
+        if rates and heads:
+            sets.append((f"{payload.get('task')}: {heads[0]['set']}\n{heads[0]['metric'].split()[0]}",
+                         heads[0]["raw_value"], rates))
+    if not sets:
+        raise StepAudioError(f"no reports with per-utterance error rates in {directory}")
+    figure = Figure(figsize=(max(6.0, 1.6 * len(sets) + 1), 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    for index, (_, total, rates) in enumerate(sets):
+        ax.bar(index, 100 * total, width=0.6, color="tab:blue", alpha=0.35)
+        spread = [index + 0.25 * ((i % 7) - 3) / 3 for i in range(len(rates))]
+        ax.plot(spread, [100 * min(r, 1.5) for r in rates], "o", markersize=3, color="tab:blue")
+    ax.set_xticks(range(len(sets)), [name for name, _, _ in sets], fontsize=8)
+    ax.set_ylabel("error rate (%)")
+    ax.set_title("corpus rate (bar) and per-utterance rates (dots, capped at 150%)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(target, format="png")
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stepaudio.eval.report",
                                      description="write DIR/README.md from the JSON reports in DIR")
@@ -271,12 +319,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary.add_argument("directory")
     summary.add_argument("--title", default="Evaluation results")
     summary.add_argument("--preamble", default=None, metavar="FILE", help="Markdown placed under the title")
+    summary.add_argument("--png", default=None, metavar="NAME", help="also plot per-utterance error rates to DIR/NAME")
     args = parser.parse_args(argv)
     try:
         page = summarize(args.directory, args.title)
         if args.preamble:
             head, _, rest = page.partition("\n\n")
             page = head + "\n\n" + Path(args.preamble).read_text(encoding="utf-8").strip() + "\n\n" + rest
+        if args.png:
+            plot_error_rates(args.directory, Path(args.directory) / args.png)
+            page += f"\n![per-utterance error rates]({args.png})\n"
     except (StepAudioError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ With `clone="strict"` the refusal is an `UnsupportedError`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,15 @@ from stepaudio.eval import paper
 from stepaudio.eval.asr import METRIC, score_pair
 from stepaudio.eval.datasets import TtsCase, TtsTestset
 from stepaudio.eval.metrics import ErrorCounts
-from stepaudio.eval.report import Column, headline_row, markdown_table, progress, provenance_markdown
+from stepaudio.eval.report import (
+    Column,
+    headline_row,
+    markdown_table,
+    progress,
+    provenance_markdown,
+    spread,
+    spread_note,
+)
 from stepaudio.eval.speaker import SpeakerEncoder
 
 CLONE_POLICIES = ("fallback", "strict")
@@ -161,27 +169,39 @@ def _similarity(speaker: SpeakerEncoder | None, case: TtsCase, audio: Audio) -> 
 
 
 def tts_report(result: TtsResult, prov: Mapping[str, Any], *, asr_model: str, speaker_model: str | None,
-               description: str = "") -> dict[str, Any]:
-    """The JSON payload: headline (CER/WER and SS with the SEED test references), rows, provenance."""
+               description: str = "", repeats: Sequence[TtsResult] = ()) -> dict[str, Any]:
+    """The JSON payload: headline (CER/WER and SS with the SEED test references), rows, provenance.
+
+    `repeats` are further runs: the headline then gives means and spreads (Piper's noise and Whisper's
+    fallback sampling cannot be seeded)."""
     cloned = result.voice_mode == CLONE
     notes = [] if cloned else ["not a clone: the engine's default voice spoke every case"]
     if result.synthetic:
-        notes.append("synthetic prompts")
-    base_note = "; ".join(notes)
+        notes.append("synthetic prompts: SS between synthetic voices says little about real speakers")
     rate_ref = paper.seed_tts_reference(result.language, result.metric)
     ss_ref = paper.seed_tts_reference(result.language, "SS")
-    ss_note = "; ".join(([base_note] if base_note else []) +
-                        [f"speaker model {speaker_model}; the paper's SS used WavLM-large SV: not comparable"])
-    headline = [headline_row("tts", result.testset, f"{result.metric} ({asr_model})", result.rate, "%", rate_ref,
-                             base_note)]
-    if result.similarity is not None:
-        headline.append(headline_row("tts", result.testset, "SS", result.similarity, "", ss_ref, ss_note))
+    rate, similarity, spreads = result.rate, result.similarity, {}
+    rate_notes, ss_notes = list(notes), list(notes)
+    if repeats:
+        spreads[result.metric] = spread([result.rate] + [r.rate for r in repeats])
+        rate = spreads[result.metric]["mean"]
+        rate_notes.append(spread_note(spreads[result.metric]))
+        sims = [r.similarity for r in (result, *repeats) if r.similarity is not None]
+        if similarity is not None and sims:
+            spreads["SS"] = spread(sims)
+            similarity = spreads["SS"]["mean"]
+            ss_notes.append(spread_note(spreads["SS"], ""))
+    ss_notes.append(f"speaker model {speaker_model}; the paper's SS used WavLM-large SV: not comparable")
+    headline = [headline_row("tts", result.testset, f"{result.metric} ({asr_model})", rate, "%", rate_ref,
+                             "; ".join(rate_notes))]
+    if similarity is not None:
+        headline.append(headline_row("tts", result.testset, "SS", similarity, "", ss_ref, "; ".join(ss_notes)))
     return {"schema": 1, "task": "tts",
             "testset": {"name": result.testset, "language": result.language, "synthetic": result.synthetic,
                         "description": description, "cases": len(result.rows)},
             "voice_mode": result.voice_mode, "clone_error": result.clone_error, "asr_model": asr_model,
             "speaker_model": speaker_model, "headline": headline, "metric": result.metric, "rate": result.rate,
-            "similarity": result.similarity, "audio_seconds": round(result.audio_seconds, 3),
+            "similarity": result.similarity, "repeats": spreads, "audio_seconds": round(result.audio_seconds, 3),
             "synth_seconds": round(result.synth_seconds, 3), "rtf": round(result.rtf, 4), "rows": result.rows,
             "provenance": prov}
 
@@ -209,6 +229,8 @@ def tts_markdown(payload: Mapping[str, Any], engine: str) -> str:
               f"synthesis real-time factor {payload['rtf']:.3f}. Intelligibility by `{payload['asr_model']}`; "
               f"speaker similarity by `{payload['speaker_model']}`. The paper column is Step-Audio-TTS-3B on the "
               "SEED test set (a reference: other sentences, other ASR and speaker models).", "",
+              *(f"{metric} over repeated runs: {spread_note(stats, '%' if metric != 'SS' else '')}; the rows below "
+                "are the first run." for metric, stats in (payload.get("repeats") or {}).items()), "",
               "## Per case", "", markdown_table(payload["rows"], ROW_COLUMNS), "",
               provenance_markdown(payload["provenance"]), ""]
     return "\n".join(lines)

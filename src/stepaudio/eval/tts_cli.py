@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-speaker", action="store_true", help="skip speaker similarity")
     parser.add_argument("--normalizer", default="auto", choices=NORMALIZERS)
     parser.add_argument("--wav-dir", metavar="DIR", help="keep the synthesised wavs here")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run N times and report means and spreads (Piper noise, Whisper fallback sampling)")
     parser.add_argument("--seed", type=int, default=0, help="numpy/torch seed (recorded in the report)")
     parser.add_argument("--output-dir", metavar="DIR", help="write tts-NAME.json and tts-NAME.md here")
     parser.add_argument("--json", metavar="PATH")
@@ -45,10 +47,18 @@ def run(args: argparse.Namespace) -> int:
 
     from stepaudio.cli.engine_args import create_engine_from_args, engine_options
     from stepaudio.engines.registry import create_engine
-    from stepaudio.errors import UnsupportedError
+    from stepaudio.errors import StepAudioError, UnsupportedError
     from stepaudio.eval.datasets import load_seed_tts
     from stepaudio.eval.engine_models import engine_model_records
-    from stepaudio.eval.report import model_record, provenance, seed_everything, to_jsonable, write_json, write_text
+    from stepaudio.eval.report import (
+        model_record,
+        provenance,
+        seed_everything,
+        spread_note,
+        to_jsonable,
+        write_json,
+        write_text,
+    )
     from stepaudio.eval.speaker import SpeakerEncoder
     from stepaudio.eval.tts import TtsEvalConfig, evaluate_tts, tts_markdown, tts_report
 
@@ -68,19 +78,23 @@ def run(args: argparse.Namespace) -> int:
     speaker = None if args.no_speaker else SpeakerEncoder()
     config = TtsEvalConfig(clone=args.clone, fallback_voice=args.voice, normalizer=args.normalizer,
                            wav_dir=Path(args.wav_dir) if args.wav_dir else None)
-    result = evaluate_tts(engine.synthesizer, transcriber, testset, speaker, config, show_progress=not args.quiet)
+    if args.repeats < 1:
+        raise StepAudioError("--repeats must be at least 1")
+    runs = [evaluate_tts(engine.synthesizer, transcriber, testset, speaker, config, show_progress=not args.quiet)
+            for _ in range(args.repeats)]
+    result = runs[0]
 
     asr_records = engine_model_records("lite", {"asr_model": args.asr_model}, ["asr"])
     records = engine_model_records(args.engine, options, ["tts"]) + asr_records
     speaker_name = None
     if speaker is not None:
         info = speaker.info
-        speaker_name = f"{info.name} {info.package}=={info.version}"
+        speaker_name = f"{info.package}=={info.version} (GE2E)"
         records.append(model_record("speaker", info.name, info.weights, version=f"{info.package} {info.version}"))
     asr_name = f"whisper-{args.asr_model}" if "/" not in args.asr_model else args.asr_model
     prov = provenance(records, seeds=seeds, engine={"name": args.engine, "options": options})
     payload = to_jsonable(tts_report(result, prov, asr_model=asr_name, speaker_model=speaker_name,
-                                     description=testset.description))
+                                     description=testset.description, repeats=runs[1:]))
     stem = f"tts-{testset.name}"
     json_path = args.json or (Path(args.output_dir) / f"{stem}.json" if args.output_dir else None)
     md_path = args.markdown or (Path(args.output_dir) / f"{stem}.md" if args.output_dir else None)
@@ -92,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{testset.name}: {result.metric} {100 * result.rate:.2f}%{similarity} over {len(result.rows)} cases "
           f"[{result.voice_mode}{'; synthetic prompts' if testset.synthetic else ''}], "
           f"synthesis RTF {result.rtf:.3f}")
+    for metric, stats in payload["repeats"].items():
+        print(f"{testset.name}: {metric} {spread_note(stats, '%' if metric != 'SS' else '')}")
     if json_path or md_path:
         print("report: " + ", ".join(str(p) for p in (json_path, md_path) if p), file=sys.stderr)
     return 0
