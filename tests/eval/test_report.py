@@ -87,3 +87,18 @@ def test_paper_numbers_and_nearest_benchmarks() -> None:
     assert paper.nearest_asr_benchmark("cards", "WER") is None
     assert paper.nearest_asr_benchmark("aishell", "WER") is None  # Aishell is scored by CER
     assert {r.metric for r in paper.results_for("chat")} == {"factuality", "relevance", "chat score"}
+
+
+def test_error_rate_plot_and_spread(tmp_path: Path) -> None:
+    with pytest.raises(StepAudioError, match="no reports with per-utterance"):
+        report.plot_error_rates(tmp_path, tmp_path / "x.png")
+    head = report.headline_row("asr", "s", "WER", 0.25, "%")
+    report.write_json(tmp_path / "asr-s.json", {"task": "asr", "headline": [head],
+                                                "rows": [{"error_rate": 0.0}, {"error_rate": 0.5}]})
+    assert report.main(["summarize", str(tmp_path), "--png", "rates.png"]) == 0
+    assert (tmp_path / "rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![per-utterance error rates](rates.png)" in (tmp_path / "README.md").read_text()
+    stats = report.spread([0.1, 0.3])
+    assert stats["mean"] == pytest.approx(0.2)
+    assert report.spread_note(stats) == "mean of 2 runs (min 10.00%, max 30.00%)"
+    assert report.spread_note(report.spread([0.5, 0.7]), "") == "mean of 2 runs (min 0.500, max 0.700)"
