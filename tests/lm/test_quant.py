@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from torch import nn
 
 from stepaudio.lm.model import Step1ForCausalLM
 from stepaudio.lm.quant import Int8Linear, quantize_int8, quantize_weight
@@ -53,3 +54,36 @@ def test_half_linears_stay_close_and_keep_the_model_dtype(tiny_model: Factory) -
     out = model(ids)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max().item() < 0.01 * ref.abs().max().item()
+
+
+def test_weight_formats_resolve_and_apply() -> None:
+    from stepaudio.lm.quant import HalfLinear, Int8Linear, apply_weight_format, resolve_weight_format
+
+    assert resolve_weight_format("auto", "cpu", torch.bfloat16) == "fp16-weights"
+    assert resolve_weight_format("auto", "cpu", torch.float32) == "none"
+    assert resolve_weight_format(None, "cpu", torch.bfloat16) == "none"
+    with pytest.raises(ValueError, match="unknown weight format"):
+        resolve_weight_format("int4", "cpu", torch.float32)
+    for name, kind in (("int8", Int8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear)):
+        model = apply_weight_format(nn.Sequential(nn.Linear(32, 16, bias=False)), name)
+        assert isinstance(model[0], kind)
+
+
+def test_half_linear_prefill_and_decode_agree() -> None:
+    from stepaudio.lm.quant import HalfLinear
+
+    weight = torch.randn(64, 32).to(torch.bfloat16)
+    layer = HalfLinear(weight)
+    x = torch.randn(1, 12, 32).to(torch.bfloat16)
+    want = torch.nn.functional.linear(x.float(), weight.float())
+    many = layer(x)  # prefill path (more than 8 rows)
+    one = torch.cat([layer(x[:, i : i + 1]) for i in range(12)], dim=1)  # decode path
+    torch.testing.assert_close(many.float(), want, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(one.float(), want, atol=0.05, rtol=0.02)
+
+
+def test_serve_lm_offers_every_weight_format() -> None:
+    from stepaudio.cli.serve_lm import WEIGHT_FORMATS as CLI_FORMATS
+    from stepaudio.lm.quant import WEIGHT_FORMATS
+
+    assert CLI_FORMATS == WEIGHT_FORMATS

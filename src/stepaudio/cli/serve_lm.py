@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# stepaudio.lm.quant.WEIGHT_FORMATS, spelled out so that building the parser does not import torch
+WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "auto")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-path", required=True, type=Path, help="a Step1 model folder (config.json, weights)")
@@ -13,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: the checkpoint's")
-    parser.add_argument("--quant", choices=["int8"], default=None, help="int8 weight-only (CPU)")
+    parser.add_argument("--quant", choices=WEIGHT_FORMATS, default="auto",
+                        help="weight format: int8 (fastest on CPU), int8-weight-only, fp16-weights, none, "
+                             "auto (fp16 weights for bf16 on CPU)")
 
 
 def run(args: argparse.Namespace) -> int:

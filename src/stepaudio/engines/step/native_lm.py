@@ -10,7 +10,8 @@ import torch
 
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
-from stepaudio.lm import GenerationConfig, Step1ForCausalLM, TokenStream, load_step1, quantize_int8
+from stepaudio.lm import GenerationConfig, Step1ForCausalLM, TokenStream, load_step1
+from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.text.detokenize import IncrementalDetokenizer
 from stepaudio.text.tokenizer import StepTokenizer
 
@@ -31,15 +32,18 @@ class NativeLM:
         dtype: str | None = None,
         quant: str | None = None,
     ) -> NativeLM:
-        """Load a model folder (config.json, safetensors, tokenizer.model). `quant='int8'` for CPU speed."""
+        """Load a model folder (config.json, safetensors, tokenizer.model).
+
+        `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (dynamic, fastest on CPU),
+        `int8-weight-only`, `fp16-weights` (bf16-exact, fast CPU decode), `none`, or `auto` (the default:
+        fp16 weights for a bf16 model on CPU).
+        """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         model = load_step1(directory, device=device, dtype=DTYPES[dtype] if dtype else None)
-        if quant == "int8":
-            quantize_int8(model)
-        elif quant is not None:
-            raise ValueError(f"unknown quantisation {quant!r}; only 'int8' is supported")
+        weight_dtype = next(model.parameters()).dtype
+        apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
         return cls(model=model, tokenizer=StepTokenizer(directory))
 
     def stream(
