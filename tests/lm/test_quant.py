@@ -31,7 +31,7 @@ def test_int8_linear_matches_dequantised_weights(mode: str) -> None:
     assert (out - ref).abs().max().item() < tol
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "weight-only"])
+@pytest.mark.parametrize("mode", ["dynamic", "weight-only", "packed"])
 def test_int8_model_stays_close_to_fp32(tiny_model: Factory, mode: str) -> None:
     model = tiny_model(seed=6)
     ids = torch.randint(0, 64, (2, 20))
@@ -64,7 +64,9 @@ def test_weight_formats_resolve_and_apply() -> None:
     assert resolve_weight_format(None, "cpu", torch.bfloat16) == "none"
     with pytest.raises(ValueError, match="unknown weight format"):
         resolve_weight_format("int4", "cpu", torch.float32)
-    for name, kind in (("int8", Int8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear)):
+    from stepaudio.lm.quant_packed import PackedInt8Linear
+
+    for name, kind in (("int8", PackedInt8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear)):
         model = apply_weight_format(nn.Sequential(nn.Linear(32, 16, bias=False)), name)
         assert isinstance(model[0], kind)
 
@@ -87,3 +89,22 @@ def test_serve_lm_offers_every_weight_format() -> None:
     from stepaudio.lm.quant import WEIGHT_FORMATS
 
     assert CLI_FORMATS == WEIGHT_FORMATS
+
+
+def test_packed_int8_matches_dequantised_weights_and_unpacks() -> None:
+    from stepaudio.lm.quant_packed import PackedInt8Linear
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randint(-127, 128, (24, 64), dtype=torch.int8, generator=gen)
+    scale = torch.rand(24, generator=gen) * 0.01 + 1e-3
+    layer = PackedInt8Linear(q, scale)
+    ref_weight = q.float() * scale[:, None]
+    for rows in (1, 7, 40):  # decode and prefill shapes
+        x = torch.randn(rows, 64, generator=gen).to(torch.bfloat16)
+        out = layer(x)
+        ref = x.float() @ ref_weight.t()
+        assert out.dtype == torch.bfloat16 and out.shape == (rows, 24)
+        assert ((out.float() - ref).norm() / ref.norm()).item() < 0.03
+    unpacked_q, unpacked_scale = layer.unpacked()
+    assert torch.equal(unpacked_q, q)
+    torch.testing.assert_close(unpacked_scale, scale)

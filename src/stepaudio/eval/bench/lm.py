@@ -17,7 +17,9 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="tts-3b", help="named shape (tts-3b, chat-130b) or a config.json path")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--quant", default="none", choices=["none", "int8", "int8-weight-only", "fp16-weights"])
+    parser.add_argument("--quant", default="none",
+                        choices=["none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights"],
+                        help="int8: what the engine uses (FBGEMM-packed on x86 CPUs); int8-intmm: torch._int_mm")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
     parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
@@ -102,6 +104,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
     from stepaudio.lm.fuse import fuse_projections
     from stepaudio.lm.model import Step1ForCausalLM
     from stepaudio.lm.quant import HalfLinear, Int8Linear
+    from stepaudio.lm.quant_packed import PackedInt8Linear, fbgemm_available
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
     if fuse:
@@ -121,7 +124,10 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         else:
             q = torch.empty(n_out, n_in, dtype=torch.int8, device=device).random_(-127, 128)
             scale = torch.full((n_out,), bound / 127.0, device=device)
-            mode = "dynamic" if quant == "int8" else "weight-only"
+            if quant == "int8" and torch.device(device).type == "cpu" and fbgemm_available():
+                setattr(parent, child, PackedInt8Linear(q, scale))
+                continue
+            mode = "weight-only" if quant == "int8-weight-only" else "dynamic"
             setattr(parent, child, Int8Linear(q, scale, mode))
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":
@@ -136,7 +142,9 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
 def decode_weight_bytes(model: Any) -> int:
     """Bytes one decode step must read: every weight (and int8 scale) except the embedding table."""
-    total = 0
+    from stepaudio.lm.quant_packed import PackedInt8Linear
+
+    total = sum(m.weight_bytes for m in model.modules() if isinstance(m, PackedInt8Linear))
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if "embed_tokens" not in name and name != "alibi_slopes":
             total += tensor.numel() * tensor.element_size()

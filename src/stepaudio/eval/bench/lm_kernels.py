@@ -31,6 +31,14 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         make = lambda: torch.empty(n_out, n_in, dtype=torch.int8).random_()  # noqa: E731
         return (lambda w: torch._weight_int8pack_mm(x, w, scale)), make
 
+    def int8_fbgemm() -> tuple[Callable[[Any], Any], Callable[[], Any]]:
+        from stepaudio.lm.quant_packed import PackedInt8Linear
+
+        x = torch.randn(1, n_in)
+        scale = torch.rand(n_out) * 0.01 + 1e-3
+        return (lambda layer: layer(x)), (lambda: PackedInt8Linear(torch.empty(n_out, n_in, dtype=torch.int8)
+                                                                 .random_(-127, 128), scale))
+
     kernels = {
         "linear fp32": fp(torch.float32),
         "linear bf16": fp(torch.bfloat16),
@@ -38,11 +46,13 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         "int8 x int8 (_int_mm)": int8_dynamic(),
         "int8 weight, bf16 act (_weight_int8pack_mm)": int8_weight_only(torch.bfloat16),
         "int8 weight, fp32 act (_weight_int8pack_mm)": int8_weight_only(torch.float32),
+        "int8 FBGEMM packed, dynamic act (PackedInt8Linear)": int8_fbgemm(),
     }
     results = {}
     for name, (fn, make) in kernels.items():
         first = make()
-        count = max(2, total_bytes // (first.numel() * first.element_size()))
+        size = first.weight_bytes if hasattr(first, "weight_bytes") else first.numel() * first.element_size()
+        count = max(2, total_bytes // size)
         weights = [first] + [make() for _ in range(count - 1)]
         for w in weights:
             fn(w)
@@ -52,6 +62,6 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
             for w in weights:
                 fn(w)
             times.append(time.perf_counter() - start)
-        results[name] = count * first.numel() * first.element_size() / statistics.median(times)
+        results[name] = count * size / statistics.median(times)
         del weights, first
     return results

