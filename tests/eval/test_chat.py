@@ -57,6 +57,7 @@ def conversations_file(tmp_path: Path) -> Path:
     return file
 
 
+@pytest.mark.slow
 def test_spoken_and_text_turns_answered_and_judged(lite: Engine, judge_url: str, conversations_file: Path) -> None:
     conversations = load_conversations(conversations_file)
     judge = Judge(JudgeConfig(judge_url, model="lite-chat", max_tokens=40, retries=0))
@@ -80,6 +81,7 @@ def test_engine_error_stops_only_that_conversation(lite: Engine, conversations_f
                                                                                             max_new_tokens=8))
     by_id = {(r.conversation_id, r.turn): r for r in results}
     assert by_id[("geo", 1)].error is None and by_id[("geo", 1)].verdict is None  # no judge: replies only
+    assert by_id[("geo", 1)].spoken and "france" in by_id[("geo", 1)].question.lower()  # heard by Whisper
     assert "no audio" in (by_id[("geo", 2)].error or "") and "no audio" in (by_id[("math", 1)].error or "")
     assert summarize(results).failed == 2
 
