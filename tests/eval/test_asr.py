@@ -117,3 +117,13 @@ def test_repeated_runs_give_the_mean_and_spread_in_the_headline() -> None:
     assert "mean of 3 runs (min 10.00%, max 30.00%)" in head["note"]
     assert payload["repeats"]["WER"]["values"] == pytest.approx([0.1, 0.3, 0.2])
     assert "WER over repeated runs" in asr_markdown(payload, "lite")
+
+
+def test_a_corrupt_audio_file_names_the_utterance(lite: Engine, tmp_path: Path) -> None:
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "x.wav").write_bytes(b"RIFF\x00\x00not really a wav")
+    (root / "manifest.jsonl").write_text('{"audio": "x.wav", "text": "hello", "language": "en"}\n')
+    assert lite.transcriber is not None
+    with pytest.raises(DatasetError, match=r"utterance 'x' \(.*x.wav\)"):
+        evaluate_asr(lite.transcriber, load_asr_dataset(root), show_progress=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from stepaudio.audio.io import load_audio
 from stepaudio.engines.base import Transcriber
+from stepaudio.errors import AudioError
 from stepaudio.eval import paper
 from stepaudio.eval.datasets import AsrDataset, DatasetError
 from stepaudio.eval.metrics import ErrorCounts, language_unit, score
@@ -104,7 +105,10 @@ def evaluate_asr(transcriber: Transcriber, dataset: AsrDataset, *, normalizer: s
     items = progress(dataset.utterances, f"asr {dataset.name}", len(dataset.utterances)) if show_progress \
         else iter(dataset.utterances)
     for utt in items:
-        audio = load_audio(utt.audio)
+        try:
+            audio = load_audio(utt.audio)
+        except AudioError as exc:
+            raise DatasetError(f"utterance {utt.id!r} ({utt.audio}): {exc}") from exc
         lang = language or utt.language
         start = time.perf_counter()
         hypothesis = transcriber.transcribe(audio, language=lang).text

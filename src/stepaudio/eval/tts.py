@@ -23,7 +23,7 @@ from stepaudio.engines.base import Synthesizer, Transcriber, Voice
 from stepaudio.errors import AudioError, StepAudioError, UnsupportedError
 from stepaudio.eval import paper
 from stepaudio.eval.asr import METRIC, score_pair
-from stepaudio.eval.datasets import TtsCase, TtsTestset
+from stepaudio.eval.datasets import DatasetError, TtsCase, TtsTestset
 from stepaudio.eval.metrics import ErrorCounts
 from stepaudio.eval.report import (
     Column,
@@ -133,6 +133,10 @@ def evaluate_tts(synthesizer: Synthesizer, transcriber: Transcriber, testset: Tt
     cases = progress(testset.cases, f"tts {testset.name}", len(testset.cases)) if show_progress \
         else iter(testset.cases)
     for index, case in enumerate(cases):
+        try:
+            load_audio(case.prompt_audio)
+        except AudioError as exc:
+            raise DatasetError(f"case {case.id!r}: prompt {case.prompt_audio}: {exc}") from exc
         start = time.perf_counter()
         if index == 0:
             audio, mode, refusal = _first_audio(synthesizer, case, cfg)
