@@ -95,3 +95,9 @@ def test_bad_input_is_a_clear_error(stack: Path, tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit):
         _train("--dataset", str(data), "--out", str(tmp_path / "o5"), *init, "--config", "tts-3b")
     assert not (tmp_path / "o4" / "checkpoints").exists()
+
+
+def test_memory_table_for_tts_3b(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "memory", "--lora-rank", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "not measured" in out and "LoRA r=8" in out and "full +ckpt FSDP/8" in out and "3.530B" in out

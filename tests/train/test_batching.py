@@ -10,7 +10,7 @@ from stepaudio.train.examples import IGNORE_INDEX, TrainExample
 
 def _example(n_prompt: int, n_answer: int, start: int = 10) -> TrainExample:
     ids = tuple(range(start, start + n_prompt + n_answer))
-    return TrainExample(f"{start:016x}", ids, (False,) * n_prompt + (True,) * n_answer)
+    return TrainExample.of(f"{start:016x}", ids, n_prompt)
 
 
 def test_collate_pads_right_and_labels_only_the_answer() -> None:

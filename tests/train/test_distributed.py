@@ -29,7 +29,7 @@ def _examples(n: int) -> tuple[TrainExample, ...]:
     for i in range(n):
         prompt = torch.randint(0, VOCAB, (8 + i % 5,), generator=g).tolist()
         answer = torch.tensor([200, 201, 202])[torch.randint(0, 3, (5,), generator=g)].tolist() + [3]
-        out.append(TrainExample(f"{i:016x}", tuple(prompt + answer), (False,) * len(prompt) + (True,) * len(answer)))
+        out.append(TrainExample.of(f"{i:016x}", prompt + answer, len(prompt)))
     return tuple(out)
 
 

@@ -34,19 +34,20 @@ def test_example_is_the_tts_prompt_then_the_answer_with_a_mask_on_the_answer_onl
     expected_prompt = build_tts_prompt(step_tokenizer, text="(高兴1)" + row.text, prompt_text="参考文本。",
                                        prompt_audio_ids=[65536 + 7, 65536 + 1100], speaker="Tingting")
     answer = [65536 + t for t in row.audio_tokens] + [3]
-    assert list(example.input_ids) == expected_prompt + answer
+    assert example.input_ids.tolist() == expected_prompt + answer
     assert example.answer_start == len(expected_prompt)
-    assert sum(example.loss_mask) == len(answer) and all(example.loss_mask[len(expected_prompt):])
+    assert int(example.loss_mask.sum()) == example.target_tokens == len(answer)
+    assert example.loss_mask[len(expected_prompt):].all()
     # The named-speaker system prompt, chosen as the inference path chooses it.
     system = step_tokenizer.encode("system\n" + system_prompts.TTS_NAMED_SPEAKER.format("Tingting"))
-    assert list(example.input_ids[2 : 2 + len(system)]) == system
+    assert example.input_ids[2 : 2 + len(system)].tolist() == system
 
 
 def test_music_rows_get_the_music_system_prompt(dataset: Path, step_tokenizer: StepTokenizer) -> None:
     row = replace(next(iter(iter_rows(dataset))), tags=("RAP",))
     example = build_example(step_tokenizer, row, SpeakerPrompt("x", (65536,)), "Tingting")
     rap = step_tokenizer.encode("system\n" + system_prompts.TTS_RAP)
-    assert list(example.input_ids[2 : 2 + len(rap)]) == rap
+    assert example.input_ids[2 : 2 + len(rap)].tolist() == rap
 
 
 def test_dataset_speakers_never_show_a_row_its_own_answer(dataset: Path) -> None:
@@ -132,7 +133,7 @@ def test_clone_rows_use_the_clone_prompt_and_their_prompt_rows_tokens(
     examples = load_examples(root, step_tokenizer, vocab_size=VOCAB, max_length=4096, eval_fraction=0.0)
     clone = next(e for e in examples.train if e.row_id == rows[0].id)
     system = step_tokenizer.encode("system\n" + system_prompts.TTS_CLONE)
-    assert list(clone.input_ids[2 : 2 + len(system)]) == system
-    ids = list(clone.input_ids)
+    assert clone.input_ids[2 : 2 + len(system)].tolist() == system
+    ids = clone.input_ids.tolist()
     prompt_audio = [65536 + t for t in rows[3].audio_tokens]
     assert any(ids[i : i + len(prompt_audio)] == prompt_audio for i in range(clone.answer_start))

@@ -16,14 +16,14 @@ def _examples(vocab: int) -> list[TrainExample]:
     out = []
     for n_prompt, n_answer in ((9, 6), (5, 3), (12, 7)):
         ids = torch.randint(0, vocab, (n_prompt + n_answer,), generator=g).tolist()
-        out.append(TrainExample(f"{n_prompt:016x}", tuple(ids), (False,) * n_prompt + (True,) * n_answer))
+        out.append(TrainExample.of(f"{n_prompt:016x}", ids, n_prompt))
     return out
 
 
 def _reference_loss(model, example: TrainExample) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    ids = torch.tensor([example.input_ids])
+    ids = torch.tensor([example.input_ids.tolist()])
     logits = model(ids)[0]
-    targets = [(t, example.input_ids[t]) for t in range(1, len(example)) if example.loss_mask[t]]
+    targets = [(t, int(example.input_ids[t])) for t in range(1, len(example)) if example.loss_mask[t]]
     loss = sum(F.cross_entropy(logits[t - 1 : t], torch.tensor([y]), reduction="sum") for t, y in targets)
     return float(loss), len(targets)
 
@@ -35,7 +35,7 @@ def test_padded_batch_loss_is_the_sum_of_single_row_losses_of_the_real_model() -
     batch = collate(examples)
     loss, count = module(batch.input_ids, batch.valid, batch.labels)
     expected = [_reference_loss(model, e) for e in examples]
-    assert int(count) == sum(n for _, n in expected) == sum(sum(e.loss_mask) for e in examples)
+    assert int(count) == sum(n for _, n in expected) == sum(e.target_tokens for e in examples)
     torch.testing.assert_close(float(loss), sum(v for v, _ in expected), rtol=1e-5, atol=1e-4)
 
 

@@ -25,7 +25,7 @@ def _examples(n: int, seed: int = 0) -> tuple[TrainExample, ...]:
     for i in range(n):
         prompt = torch.randint(0, VOCAB, (int(torch.randint(6, 14, (1,), generator=g)),), generator=g).tolist()
         answer = torch.tensor([200, 201, 202, 203])[torch.randint(0, 4, (6,), generator=g)].tolist() + [3]
-        out.append(TrainExample(f"{i:016x}", tuple(prompt + answer), (False,) * len(prompt) + (True,) * len(answer)))
+        out.append(TrainExample.of(f"{i:016x}", prompt + answer, len(prompt)))
     return tuple(out)
 
 
@@ -86,7 +86,7 @@ def test_an_accumulated_step_reports_the_token_mean_over_all_its_micro_batches(t
     micro = [ex for _ in range(3) for ex in peek.next()]
     expected = evaluate(trainer.wrapped, micro, trainer.config)
     loss, _, tokens = trainer.train_step()
-    assert tokens == sum(sum(e.loss_mask) for e in micro)
+    assert tokens == sum(e.target_tokens for e in micro)
     assert loss == pytest.approx(expected, rel=1e-5)
     assert trainer.stream.index == 3
 

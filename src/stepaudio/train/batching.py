@@ -10,6 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from stepaudio.train.examples import IGNORE_INDEX, TrainExample
@@ -40,11 +41,10 @@ def collate(examples: Sequence[TrainExample]) -> Batch:
     valid = torch.zeros((len(examples), width), dtype=torch.bool)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     for b, example in enumerate(examples):
-        row = torch.tensor(example.input_ids, dtype=torch.long)
-        mask = torch.tensor(example.loss_mask, dtype=torch.bool)
+        row = torch.from_numpy(example.input_ids.astype(np.int64))
         ids[b, : len(row)] = row
         valid[b, : len(row)] = True
-        labels[b, : len(row)] = torch.where(mask, row, torch.full_like(row, IGNORE_INDEX))
+        labels[b, example.answer_start : len(row)] = row[example.answer_start :]
     return Batch(ids, valid, labels)
 
 
