@@ -100,3 +100,17 @@ def test_cancel_stops_before_the_next_sentence(lite_engine: Engine) -> None:
         got.append(chunk)
         cancel.cancel()
     assert len(got) == 1
+
+
+def test_voice_listing_and_synthesis_from_many_threads_at_once() -> None:
+    """libespeak-ng aborts the process when two threads list voices at once; every call must serialise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stepaudio.engines.lite.espeak_lib import open_espeak
+
+    espeak = open_espeak()
+    with ThreadPoolExecutor(8) as pool:
+        listings = list(pool.map(lambda _: espeak.voices(), range(32)))
+        spoken = list(pool.map(lambda i: espeak.synthesize(f"测试{i}", "cmn"), range(4)))
+    assert all(listing == listings[0] for listing in listings) and len(listings[0]) > 10
+    assert all(samples.size > 0 for samples in spoken)

@@ -61,12 +61,20 @@ class EspeakLibrary:
             raise StepAudioError(f"espeak-ng failed to initialise with data at {data_path}")
         self.sample_rate = int(rate)
         self.lock = threading.Lock()
+        self._voices: tuple[EspeakVoiceInfo, ...] | None = None
         self._pieces: list[np.ndarray] = []
         self._abort: Callable[[], bool] = lambda: False
         self._callback = _CALLBACK(self._on_audio)  # keep a reference: C holds the pointer
         self._lib.espeak_SetSynthCallback(self._callback)
 
     def voices(self) -> list[EspeakVoiceInfo]:
+        """The installed voices, listed once: the C listing is not thread-safe (concurrent calls abort)."""
+        with self.lock:
+            if self._voices is None:
+                self._voices = self._list_voices()
+            return list(self._voices)
+
+    def _list_voices(self) -> tuple[EspeakVoiceInfo, ...]:
         listing = self._lib.espeak_ListVoices(None)
         found = []
         index = 0
@@ -77,7 +85,7 @@ class EspeakLibrary:
             found.append(EspeakVoiceInfo(voice.name.decode(errors="replace"), code,
                                          (voice.identifier or b"").decode(errors="replace")))
             index += 1
-        return found
+        return tuple(found)
 
     def synthesize(
         self, text: str, voice: str, rate: int = DEFAULT_RATE, pitch: int = 50, abort: Callable[[], bool] | None = None
