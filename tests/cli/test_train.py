@@ -11,7 +11,7 @@ import torch
 
 from stepaudio.cli.main import main
 from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
-from stepaudio.engines.step.paths import TTS_DIR
+from stepaudio.engines.step.paths import COSYVOICE_DIR, TTS_DIR
 from stepaudio.lm.loading import load_step1
 from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
 from stepaudio.train.lora import ADAPTER_WEIGHTS
@@ -55,6 +55,7 @@ def test_lora_merge_writes_adapters_and_a_loadable_standard_checkpoint(
     merged = load_step1(out / "model")
     base = load_step1(stack / TTS_DIR)
     assert (out / "model" / "tokenizer.model").is_file()
+    assert (out / "model" / COSYVOICE_DIR / "flow.pt").is_file()  # a complete drop-in Step-Audio-TTS-3B
     assert merged.config == base.config
     changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert changed and all("_proj" in k for k in changed)  # LoRA touched only the targeted linears

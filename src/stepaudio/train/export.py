@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from stepaudio.engines.step.paths import COSYVOICE_DIR, COSYVOICE_MUSIC_DIR
 from stepaudio.lm.loading import save_step1
 from stepaudio.lm.model import Step1ForCausalLM
 from stepaudio.train.checkpoint import publish_dir
@@ -40,8 +42,14 @@ def export_final(
     tokenizer_model: Path | None,
     base_model: str = "",
     speakers: SpeakerTable | None = None,
+    init_dir: Path | None = None,
 ) -> Exported:
-    """Write the final folders; changes `model` in place (merged, cast to `dtype`): call it last."""
+    """Write the final folders; changes `model` in place (merged, cast to `dtype`): call it last.
+
+    From `init_dir` (the release folder fine-tuned), the remote-code and tokenizer config files are copied
+    (vLLM loads `model_type: step1` with them) and the CosyVoice decoder folders are linked, so that
+    `OUT/model` is a complete drop-in `Step-Audio-TTS-3B/`.
+    """
     out = Path(out_dir)
     model = model.eval()
     adapter = None
@@ -57,9 +65,23 @@ def export_final(
             save_step1(model, directory)
             if tokenizer_model is not None and tokenizer_model.is_file():
                 shutil.copyfile(tokenizer_model, directory / "tokenizer.model")
+            if init_dir is not None:
+                _carry_release_files(init_dir, directory)
 
         folder = publish_dir(out / "model", write)
     exported_speakers = None
     if speakers is not None and speakers.prompts and all(p.audio is not None for p in speakers.prompts.values()):
         exported_speakers = publish_dir(out / "speakers", lambda d: write_speakers(speakers, d))
     return Exported(folder, adapter, exported_speakers)
+
+
+SIDE_FILES = ("configuration_step1.py", "modeling_step1.py", "tokenizer_config.json", "generation_config.json")
+
+
+def _carry_release_files(init_dir: Path, directory: Path) -> None:
+    for name in SIDE_FILES:
+        if (init_dir / name).is_file():
+            shutil.copyfile(init_dir / name, directory / name)
+    for name in (COSYVOICE_DIR, COSYVOICE_MUSIC_DIR):
+        if (init_dir / name).is_dir():
+            os.symlink((init_dir / name).resolve(), directory / name, target_is_directory=True)

@@ -115,7 +115,8 @@ def train_tts(job: TTSTrainingJob) -> dict[str, Any]:
         if ctx.is_main:
             exported = export_final(trainer.model, job.out, lora=train_config.lora, merge=job.merge,
                                     dtype=DTYPES[train_config.dtype], tokenizer_model=tokenizer_file,
-                                    base_model=str(job.init or job.config), speakers=examples.speakers)
+                                    base_model=str(job.init or job.config), speakers=examples.speakers,
+                                    init_dir=job.init)
             summary = _summary(result, examples.skipped, len(examples.train), len(examples.eval), exported)
             (job.out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         return summary
