@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from stepaudio.testing.tiny_lm import random_step1, tiny_step1_config
 from stepaudio.train.distributed import DistContext, init_distributed, shard, shutdown
 from stepaudio.train.examples import ExampleSet, SpeakerTable, TrainExample
-from stepaudio.train.loop import TrainConfig, Trainer
+from stepaudio.train.loop import TrainConfig, Trainer, TrainResult
 
 VOCAB = 300
 
@@ -33,13 +33,12 @@ def _examples(n: int) -> tuple[TrainExample, ...]:
     return tuple(out)
 
 
-def _run(out: Path, ctx: DistContext | None, steps: int = 4) -> Trainer:
+def _run(out: Path, ctx: DistContext | None, steps: int = 4, n_eval: int = 4) -> tuple[Trainer, TrainResult]:
     config = TrainConfig(steps=steps, batch_size=2, lr=1e-2, warmup_steps=1, eval_every=steps, save_every=2,
                          progress=False)
-    data = ExampleSet(_examples(16), _examples(4), SpeakerTable({}), {})
+    data = ExampleSet(_examples(16), _examples(n_eval), SpeakerTable({}), {})
     trainer = Trainer(random_step1(tiny_step1_config(vocab_size=VOCAB), seed=3), data, config, out, ctx)
-    trainer.run()
-    return trainer
+    return trainer, trainer.run()
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, rank: int, world: int, port: int) -> None:
@@ -62,12 +61,12 @@ def test_shard_gives_each_rank_an_equal_disjoint_share() -> None:
 
 
 def test_single_process_gloo_ddp_matches_plain_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = _run(tmp_path / "plain", None)
+    plain, _ = _run(tmp_path / "plain", None)
     _env(monkeypatch, 0, 1, _free_port())
     ctx = init_distributed("cpu")
     try:
         assert ctx.initialised and torch.distributed.get_backend() == "gloo"
-        ddp = _run(tmp_path / "ddp", ctx)
+        ddp, _ = _run(tmp_path / "ddp", ctx)
         assert type(ddp.wrapped).__name__ == "DistributedDataParallel"
     finally:
         shutdown(ctx)
@@ -84,8 +83,9 @@ def _worker(rank: int, world: int, port: int, out: str, results: dict) -> None: 
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     try:
-        trainer = _run(Path(out), ctx)
+        trainer, result = _run(Path(out), ctx, n_eval=5)  # 3 + 2 held-out rows: unequal shares must not hang
         results[rank] = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+        results[f"eval{rank}"] = result.final_eval_loss
     finally:
         shutdown(ctx)
 
@@ -96,5 +96,6 @@ def test_two_gloo_processes_keep_identical_weights_and_only_rank_0_writes(tmp_pa
     results = manager.dict()
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), results), nprocs=2, join=True)
     torch.testing.assert_close(results[0], results[1])
+    assert results["eval0"] == results["eval1"] and results["eval0"] > 0
     assert (tmp_path / "checkpoints" / "step-00000004" / "COMPLETE").is_file()
     assert len(list((tmp_path / "checkpoints").iterdir())) == 2  # step 2 and 4, no partial leftovers

@@ -68,7 +68,8 @@ def wrap(module: nn.Module, ctx: DistContext, strategy: str = "ddp") -> nn.Modul
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids)
+        # The only buffers are the constant ALiBi slopes: no need to broadcast them on every forward.
+        return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
     if strategy == "fsdp":
         if ctx.device.type != "cuda":
             raise StepAudioError("FSDP here shards over GPUs; use --strategy ddp on CPU")

@@ -24,6 +24,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 
@@ -156,19 +157,28 @@ def _autocast(config: TrainConfig) -> contextlib.AbstractContextManager[Any]:
 
 def evaluate(module: nn.Module, examples: Sequence[TrainExample], config: TrainConfig,
              ctx: DistContext | None = None) -> float:
-    """Token-mean loss over `examples` (nan when there are none); in eval mode, no gradients."""
+    """Token-mean loss over `examples` (nan when there are none); in eval mode, no gradients.
+
+    Every rank runs the same number of forward calls (FSDP gathers weights in each one): a rank whose
+    share is shorter repeats its first batch and discards the result.
+    """
     ctx = ctx or DistContext()
     if not examples:
         return math.nan
     was_training = module.training
     module.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=config.device)
-    mine = list(examples[ctx.rank :: ctx.world_size])
+    real = list(examples[ctx.rank :: ctx.world_size])
+    mine = real or [examples[0]]
+    per_rank = math.ceil(len(examples) / ctx.world_size)
+    calls = math.ceil(per_rank / config.batch_size)
     with torch.no_grad(), _autocast(config):
-        for start in range(0, len(mine), config.batch_size):
-            batch = collate(mine[start : start + config.batch_size]).to(config.device)
+        for call in range(calls):
+            chunk = real[call * config.batch_size : (call + 1) * config.batch_size]
+            batch = collate(chunk or mine[: config.batch_size]).to(config.device)
             loss, count = module(batch.input_ids, batch.valid, batch.labels)
-            totals += torch.stack([loss.double(), count.double()])
+            if chunk:
+                totals += torch.stack([loss.double(), count.double()])
     all_reduce_sum(totals, ctx)
     module.train(was_training)
     return float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
@@ -237,13 +247,12 @@ class Trainer:
             if saved.get(key) != mine.get(key):
                 raise CheckpointError(f"{latest}: cannot resume with a different {key} "
                                       f"(checkpoint {saved.get(key)!r}, now {mine.get(key)!r})")
-        with torch.no_grad():
-            if self.config.lora is not None:
-                load_adapters(self.model, latest / "adapter")
-            else:
-                saved_model = load_step1(latest / "model", dtype=torch.float32)
-                for param, value in zip(self.model.parameters(), saved_model.parameters(), strict=True):
-                    param.copy_(value.to(param.device))
+        if self.config.lora is not None:
+            load_adapters(self.model, latest / "adapter")
+        else:  # through the wrapper, so that FSDP shards it; plain modules and DDP take it as is
+            saved = load_step1(latest / "model", dtype=torch.float32).state_dict()
+            set_model_state_dict(self.wrapped, {f"lm.{k}": v for k, v in saved.items()},
+                                 options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(self.wrapped, self.optimizer, dict(state.optimizer),
                                  options=StateDictOptions(full_state_dict=True))
         self.scheduler.load_state_dict(dict(state.scheduler))
