@@ -102,3 +102,24 @@ def test_memory_table_for_tts_3b(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "memory", "--lora-rank", "8"]) == 0
     out = capsys.readouterr().out
     assert "not measured" in out and "LoRA r=8" in out and "full +ckpt FSDP/8" in out and "3.530B" in out
+
+
+def test_from_scratch_with_a_config_and_bf16_lora_on_a_bf16_base(
+        stack: Path, tmp_path: Path, conformance_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stepaudio.testing.tiny_lm import tiny_step1_config
+
+    data = _dataset(tmp_path / "data", n=6)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tiny_step1_config(layers=1).to_hf_dict()))
+    tokenizer = conformance_dir / "text" / "tokenizer.model"
+    assert _train("--dataset", str(data), "--out", str(tmp_path / "scratch"), "--config", str(config),
+                  "--tokenizer", str(tokenizer)) == 0
+    scratch = json.loads(capsys.readouterr().out)
+    assert scratch["final_loss"] < scratch["first_loss"]
+    assert load_step1(tmp_path / "scratch" / "model").config.num_hidden_layers == 1
+    assert _train("--dataset", str(data), "--out", str(tmp_path / "bf16"), "--init", str(stack / TTS_DIR),
+                  "--lora-rank", "2", "--merge", "--dtype", "bf16") == 0
+    capsys.readouterr()
+    merged = load_step1(tmp_path / "bf16" / "model")
+    assert merged.lm_head.weight.dtype == torch.bfloat16
+    assert json.loads((tmp_path / "bf16" / "model" / "config.json").read_text())["torch_dtype"] == "bfloat16"
