@@ -123,3 +123,39 @@ def test_from_scratch_with_a_config_and_bf16_lora_on_a_bf16_base(
     merged = load_step1(tmp_path / "bf16" / "model")
     assert merged.lm_head.weight.dtype == torch.bfloat16
     assert json.loads((tmp_path / "bf16" / "model" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_finishes_from_a_complete_checkpoint(stack: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _dataset(tmp_path / "data", n=12)
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "stepaudio.cli.main", "train", "tts", "--dataset", str(data), "--out", str(out),
+            "--init", str(stack / TTS_DIR), "--batch-size", "2", "--save-every", "3", "--keep-checkpoints", "3",
+            "--no-progress"]
+    proc = subprocess.Popen([*base, "--steps", "400"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = out / "checkpoints"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(checkpoints.glob("step-*"))) < 2:
+        time.sleep(0.05)
+    time.sleep(0.3)  # most likely in the middle of the next step or checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    from stepaudio.train.checkpoint import complete_checkpoints, load_trainer_state
+
+    done = complete_checkpoints(out)
+    assert done and all((p / "model" / "model.safetensors").is_file() for p in done)
+    killed_at = load_trainer_state(done[-1]).step
+    resumed = subprocess.run([*base, "--steps", str(killed_at + 3), "--resume"], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_from"] == killed_at and summary["steps"] == killed_at + 3
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".partial-")]
+    steps = [int(line.split(",")[0]) for line in (out / "loss.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(killed_at + 4))  # one trajectory: rows after the checkpoint were dropped
