@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", action="append", help="sentence to speak (repeatable; default: two ~20-char ones)")
     parser.add_argument("--tokenizer", help="Step tokenizer.model (default: a model folder's or the conformance one)")
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="LM weights")
-    parser.add_argument("--quant", choices=("none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights"),
-                        default="fp16-weights", help="LM weight kernels (CPU default: bf16-exact fp16 weights)")
+    parser.add_argument("--quant", choices=("auto", "none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights"),
+                        default="auto", help="LM weight format (auto: as the Step engine picks for this CPU)")
     parser.add_argument("--flow-dtype", choices=("fp32", "bf16", "int8"), default="fp32")
     parser.add_argument("--layers", type=int, help="override the LM layer count (to fit memory)")
     parser.add_argument("--shape", default="tts-3b", help="LM shape: tts-3b or a config.json path")
@@ -120,7 +120,12 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
     if args.layers:
         cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    model = random_model(cfg, dtype, args.quant, torch.device(args.device))
+    quant = args.quant
+    if quant == "auto":
+        from stepaudio.lm.quant import resolve_weight_format
+
+        quant = resolve_weight_format("auto", args.device, dtype)
+    model = random_model(cfg, dtype, quant, torch.device(args.device))
     speaking_head(model)
     lm = TimedLM(NativeLM(model=model, tokenizer=tokenizer))
     shapes: dict[str, Any] = {}
