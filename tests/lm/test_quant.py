@@ -61,19 +61,21 @@ def test_weight_formats_resolve_and_apply() -> None:
         HalfLinear,
         Int8Linear,
         apply_weight_format,
+        cpu_has_amx,
         fp16_matvec_is_faster,
         resolve_weight_format,
     )
 
-    want = "fp16-weights" if fp16_matvec_is_faster() else "none"
+    want = "bf16-packed" if cpu_has_amx() else "fp16-weights" if fp16_matvec_is_faster() else "none"
     assert resolve_weight_format("auto", "cpu", torch.bfloat16) == want
     assert resolve_weight_format("auto", "cpu", torch.float32) == "none"
     assert resolve_weight_format(None, "cpu", torch.bfloat16) == "none"
     with pytest.raises(ValueError, match="unknown weight format"):
         resolve_weight_format("int4", "cpu", torch.float32)
-    from stepaudio.lm.quant_packed import PackedInt8Linear
+    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
 
-    for name, kind in (("int8", PackedInt8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear)):
+    for name, kind in (("int8", PackedInt8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear),
+                       ("bf16-packed", PackedBf16Linear)):
         model = apply_weight_format(nn.Sequential(nn.Linear(32, 16, bias=False)), name)
         assert isinstance(model[0], kind)
 
@@ -115,3 +117,27 @@ def test_packed_int8_matches_dequantised_weights_and_unpacks() -> None:
     unpacked_q, unpacked_scale = layer.unpacked()
     assert torch.equal(unpacked_q, q)
     torch.testing.assert_close(unpacked_scale, scale)
+
+
+def test_packed_bf16_equals_plain_bf16_linear() -> None:
+    from stepaudio.lm.quant_packed import PackedBf16Linear
+
+    weight = torch.randn(48, 64).to(torch.bfloat16)
+    layer = PackedBf16Linear(weight)
+    for shape in ((1, 1, 64), (2, 3, 64), (40, 64)):
+        x = torch.randn(*shape).to(torch.bfloat16)
+        out = layer(x)
+        assert out.shape == (*shape[:-1], 48) and out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), torch.nn.functional.linear(x, weight).float(), atol=0.02, rtol=0.01)
+    assert layer.weight_bytes == 2 * 48 * 64
+
+
+def test_packed_bf16_model_matches_the_plain_model(tiny_model: Factory) -> None:
+    from stepaudio.lm.quant import apply_weight_format
+
+    ids = torch.randint(0, 64, (2, 12))
+    plain = tiny_model(seed=3).to(torch.bfloat16)
+    ref = plain(ids).float()
+    packed = apply_weight_format(tiny_model(seed=3).to(torch.bfloat16), "bf16-packed")
+    out = packed(ids).float()
+    assert (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()

@@ -16,16 +16,17 @@ keep the model dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
 from torch import nn
 
-from stepaudio.lm.quant_packed import PackedInt8Linear, fbgemm_available
+from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available, onednn_packing_available
 
 QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.lm.quant_packed), CPU
 # What users pick (engine `quant=`, `serve-lm --quant`): the weight format of every linear layer.
-WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "auto")
+WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-packed", "auto")
 
 
 @lru_cache(maxsize=1)
@@ -39,16 +40,19 @@ def cpu_has_amx() -> bool:
 
 
 def resolve_weight_format(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
-    """`auto`: a bf16 checkpoint on CPU gets fp16 weights (bf16-exact) where this CPU's fp16 matrix-vector
-    kernel beats its bf16 one (measured once: it depends on the CPU), everything else stays as loaded."""
+    """`auto`: a bf16 checkpoint on CPU gets oneDNN-packed bf16 weights where AMX makes bf16 fast, else fp16
+    weights (bf16-exact) where this CPU's fp16 matrix-vector kernel beats its bf16 one (measured once: it
+    depends on the CPU); everything else stays as loaded."""
     name = name or "none"
     if name not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {name!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
     if name != "auto":
         return name
-    if torch.device(device).type == "cpu" and dtype == torch.bfloat16 and fp16_matvec_is_faster():
-        return "fp16-weights"
-    return "none"
+    if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
+        return "none"
+    if cpu_has_amx() and onednn_packing_available():
+        return "bf16-packed"
+    return "fp16-weights" if fp16_matvec_is_faster() else "none"
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +83,8 @@ def apply_weight_format(model: nn.Module, name: str) -> nn.Module:
         return quantize_int8(model, "weight-only")
     if name == "fp16-weights":
         return half_linears(model)
+    if name == "bf16-packed":
+        return _replace_linears(model, lambda linear: PackedBf16Linear(linear.weight))
     if name != "none":
         raise ValueError(f"unknown weight format {name!r}; resolve 'auto' first")
     return model
@@ -172,9 +178,16 @@ class HalfLinear(nn.Module):
 
 def half_linears(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear of `model` by a HalfLinear, in place."""
+    return _replace_linears(model, lambda linear: HalfLinear(linear.weight.detach()))
+
+
+def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """Swap every bias-free nn.Linear for `make(linear)`, one at a time (peak memory: one extra layer)."""
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in targets:
+        if linear.bias is not None:
+            raise ValueError(f"{name}: only bias-free linears can change weight format")
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, HalfLinear(linear.weight.detach()))
+        setattr(parent, child, make(linear))
     return model

@@ -1,4 +1,10 @@
-"""int8 linears on FBGEMM's pre-packed weights: the fastest dynamic-int8 path on x86 CPUs.
+"""Linears on weights packed once for the CPU kernels: int8 for FBGEMM, bf16 for oneDNN.
+
+Plain `F.linear` hands oneDNN a row-major weight that it re-blocks inside every call; at batch 1 that
+costs a second pass over memory. Packing once removes it (measured on a 2-core AMX Xeon: bf16 matrix x
+vector 16-17 -> 22 GB/s, with bit-identical results at decode shapes).
+
+int8 on FBGEMM, the fastest dynamic-int8 path on x86 CPUs:
 
 `torch._int_mm` and `torch._weight_int8pack_mm` read the row-major int8 weight as it is and reach about
 half of memory bandwidth at batch 1 on a 2-core Xeon; FBGEMM's dynamic linear reads a weight packed once
@@ -14,6 +20,33 @@ import warnings
 
 import torch
 from torch import nn
+
+
+def onednn_packing_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+class PackedBf16Linear(nn.Module):
+    """Bias-free bf16 linear with its weight pre-blocked for oneDNN (CPU only); output dtype follows the input."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        if weight.device.type != "cpu":
+            raise ValueError("PackedBf16Linear runs on CPU only")
+        self.out_features, self.in_features = weight.shape
+        # an opaque oneDNN tensor, kept outside the state dict; batch-1 layout hint (decode)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(torch.bfloat16).contiguous(), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, None, "none", [], "")
+        return out.to(x.dtype)
+
+    @property
+    def weight_bytes(self) -> int:
+        return 2 * self.out_features * self.in_features
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed=onednn-bf16"
 
 
 def fbgemm_available() -> bool:

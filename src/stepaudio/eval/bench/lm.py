@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="tts-3b", help="named shape (tts-3b, chat-130b) or a config.json path")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--quant", default="none",
-                        choices=["none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights"],
+                        choices=["none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights", "bf16-packed"],
                         help="int8: what the engine uses (FBGEMM-packed on x86 CPUs); int8-intmm: torch._int_mm")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
@@ -104,7 +104,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
     from stepaudio.lm.fuse import fuse_projections
     from stepaudio.lm.model import Step1ForCausalLM
     from stepaudio.lm.quant import HalfLinear, Int8Linear
-    from stepaudio.lm.quant_packed import PackedInt8Linear, fbgemm_available
+    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
     if fuse:
@@ -121,6 +121,9 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         elif quant == "fp16-weights":
             weight = torch.empty(n_out, n_in, dtype=torch.float16, device=device).uniform_(-bound, bound)
             setattr(parent, child, HalfLinear(weight))
+        elif quant == "bf16-packed":
+            weight = torch.empty(n_out, n_in, dtype=torch.bfloat16, device=device).uniform_(-bound, bound)
+            setattr(parent, child, PackedBf16Linear(weight))
         else:
             q = torch.empty(n_out, n_in, dtype=torch.int8, device=device).random_(-127, 128)
             scale = torch.full((n_out,), bound / 127.0, device=device)
@@ -142,9 +145,9 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
 def decode_weight_bytes(model: Any) -> int:
     """Bytes one decode step must read: every weight (and int8 scale) except the embedding table."""
-    from stepaudio.lm.quant_packed import PackedInt8Linear
+    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
 
-    total = sum(m.weight_bytes for m in model.modules() if isinstance(m, PackedInt8Linear))
+    total = sum(m.weight_bytes for m in model.modules() if isinstance(m, PackedInt8Linear | PackedBf16Linear))
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if "embed_tokens" not in name and name != "alibi_slopes":
             total += tensor.numel() * tensor.element_size()

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", action="append", help="sentence to speak (repeatable; default: two ~20-char ones)")
     parser.add_argument("--tokenizer", help="Step tokenizer.model (default: a model folder's or the conformance one)")
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="LM weights")
-    parser.add_argument("--quant", choices=("auto", "none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights"),
+    parser.add_argument("--quant", choices=("auto", "none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights",
+                                        "bf16-packed"),
                         default="auto", help="LM weight format (auto: as the Step engine picks for this CPU)")
     parser.add_argument("--flow-dtype", choices=("fp32", "bf16", "int8"), default="fp32")
     parser.add_argument("--layers", type=int, help="override the LM layer count (to fit memory)")
@@ -84,10 +85,17 @@ def speaking_head(model: Any) -> None:
     """Zero the head outside the audio ids: a random model then samples audio tokens as the real one does."""
     import torch
 
-    from stepaudio.lm.quant_packed import PackedInt8Linear
+    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
     from stepaudio.tokenizer.interleave import FLOW_VOCAB, LM_AUDIO_OFFSET
 
     head = model.lm_head
+    if isinstance(head, PackedBf16Linear):  # opaque: build the head again from a restricted random weight
+        bound = (3.0 / head.in_features) ** 0.5
+        weight = torch.empty(head.out_features, head.in_features, dtype=torch.bfloat16).uniform_(-bound, bound)
+        weight[:LM_AUDIO_OFFSET] = 0
+        weight[LM_AUDIO_OFFSET + FLOW_VOCAB :] = 0
+        model.lm_head = PackedBf16Linear(weight)
+        return
     if isinstance(head, PackedInt8Linear):
         qweight, scale = head.unpacked()
         qweight[:LM_AUDIO_OFFSET] = 0
