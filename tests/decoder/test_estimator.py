@@ -111,10 +111,12 @@ def test_conformance_estimator_step1(conformance_dir: Path) -> None:
     torch.testing.assert_close(out, v[e + "out"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("amx", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_low_precision_attention_path_matches_sdpa(masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_low_precision_attention_path_matches_sdpa(masked: bool, amx: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from stepaudio.decoder import estimator as module
 
+    monkeypatch.setattr(module, "cpu_has_amx", lambda: amx)  # both CPU paths, whatever this machine has
     monkeypatch.setattr(module, "_SCORE_BLOCK", 11 * 11 - 1)  # force blocks of one head and 16 rows
     q, k, v = torch.randn(3, 2, 3, 40, 8).unbind(0)
     key_mask = None

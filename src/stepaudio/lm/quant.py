@@ -22,21 +22,12 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from stepaudio.hardware import cpu_has_amx
 from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available, onednn_packing_available
 
 QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.lm.quant_packed), CPU
 # What users pick (engine `quant=`, `serve-lm --quant`): the weight format of every linear layer.
 WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-packed", "auto")
-
-
-@lru_cache(maxsize=1)
-def cpu_has_amx() -> bool:
-    """True when this CPU's AMX tiles are usable, so bf16 matrix-matrix products run several times faster
-    than fp32 ones (oneDNN picks AMX by itself; this only tells which path to prefer)."""
-    try:
-        return bool(torch._C._cpu._init_amx())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_weight_format(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
