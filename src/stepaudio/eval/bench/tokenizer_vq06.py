@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (best is reported)")
     parser.add_argument("--vq06-onnx", default=None, help="use this ONNX file instead of a random real-shape one")
     parser.add_argument("--vq02-blocks", type=int, default=50, help="Paraformer blocks (real: 50; 0 skips vq02)")
-    parser.add_argument("--vq02-mode", default="fp32", help="Paraformer weight mode for the whole-tokenizer rows")
+    parser.add_argument("--vq02-mode", default="fp32-packed",
+                        help="Paraformer weight mode for the whole-tokenizer rows (default: the Step engine's on CPU)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="vq06 streaming policies to run")
     parser.add_argument("--latency-budget-ms", type=float, default=100.0)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
