@@ -58,3 +58,15 @@ def test_text_and_prompt_commands(conformance_dir: Path, capsys: pytest.CaptureF
     assert main(["prompt", "tts", "--tokenizer", tokenizer, "hi", "--prompt-text", "p", "--prompt-ids", "65536"]) == 0
     assert "65536" in capsys.readouterr().out.split()
     assert main(["text-tokenize", "x", "--tokenizer", str(conformance_dir / "missing")]) == 2
+
+
+def test_a_target_whose_module_is_missing_answers_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from stepaudio.cli.targets import add_targets, run_target
+
+    parser = argparse.ArgumentParser()
+    add_targets(parser, "target", "TARGET", {"ghost": ("stepaudio.eval.bench.no_such_module", "not built")})
+    args = parser.parse_args(["ghost"])
+    assert run_target(args, "benchmark", args.target) == 2
+    assert "no_such_module" in capsys.readouterr().out

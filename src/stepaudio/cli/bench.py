@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from stepaudio.cli.targets import add_targets, run_target
 
 # target -> (module, help). Target modules must import heavy dependencies inside run().
 TARGETS: dict[str, tuple[str, str]] = {
@@ -23,21 +24,8 @@ TARGETS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for name, (module_name, help_text) in TARGETS.items():
-        target_parser = sub.add_parser(name, help=help_text, description=help_text)
-        target_parser.set_defaults(_bench_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            target_parser.set_defaults(_bench_missing=True)
-            continue
-        module.add_arguments(target_parser)
+    add_targets(parser, "target", "TARGET", TARGETS)
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "_bench_missing", False):
-        print(f"benchmark {args.target!r} is not available in this build")
-        return 2
-    module = importlib.import_module(args._bench_module)
-    return int(module.run(args) or 0)
+    return run_target(args, "benchmark", args.target)

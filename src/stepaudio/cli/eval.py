@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from stepaudio.cli.targets import add_targets, run_target
 
 # task -> (module, help). Task modules import heavy dependencies inside run().
 TASKS: dict[str, tuple[str, str]] = {
@@ -15,23 +16,8 @@ TASKS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
-    for name, (module_name, help_text) in TASKS.items():
-        task_parser = sub.add_parser(name, help=help_text, description=help_text)
-        task_parser.set_defaults(_eval_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            task_parser.set_defaults(_eval_missing=True)
-            continue
-        module.add_arguments(task_parser)
+    add_targets(parser, "task", "TASK", TASKS)
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "_eval_missing", False):
-        print(f"evaluation {args.task!r} is not available in this build")
-        return 2
-    module = importlib.import_module(args._eval_module)
-    return int(module.run(args) or 0)
+    return run_target(args, "evaluation", args.task)
