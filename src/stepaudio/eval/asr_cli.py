@@ -34,14 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from stepaudio.cli.engine_args import create_engine_from_args, engine_options
     from stepaudio.errors import StepAudioError, UnsupportedError
     from stepaudio.eval.asr import asr_markdown, asr_report, evaluate_asr
     from stepaudio.eval.datasets import load_asr_dataset
     from stepaudio.eval.engine_models import engine_model_records
-    from stepaudio.eval.report import provenance, seed_everything, spread_note, to_jsonable, write_json, write_text
+    from stepaudio.eval.report import provenance, seed_everything, spread_note, to_jsonable, write_reports
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dataset = load_asr_dataset(args.dataset, args.format, name=args.name, limit=args.limit)
@@ -59,13 +58,8 @@ def run(args: argparse.Namespace) -> int:
                       engine={"name": args.engine, "options": options})
     payload = to_jsonable(asr_report(result, prov, description=dataset.description, repeats=runs[1:]))
     markdown = asr_markdown(payload, args.engine)
-    stem = f"asr-{dataset.name}"
-    json_path = args.json or (Path(args.output_dir) / f"{stem}.json" if args.output_dir else None)
-    md_path = args.markdown or (Path(args.output_dir) / f"{stem}.md" if args.output_dir else None)
-    if json_path:
-        write_json(json_path, payload)
-    if md_path:
-        write_text(md_path, markdown)
+    written = write_reports(f"asr-{dataset.name}", payload, markdown, output_dir=args.output_dir,
+                            json_path=args.json, md_path=args.markdown)
     for summary in result.summaries:
         print(f"{dataset.name}: {summary.metric} {100 * summary.rate:.2f}% "
               f"({summary.substitutions + summary.deletions + summary.insertions}/{summary.reference_length} "
@@ -73,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
               f"RTF {result.rtf:.3f}{' [synthetic speech]' if dataset.synthetic else ''}")
     for metric, stats in payload["repeats"].items():
         print(f"{dataset.name}: {metric} {spread_note(stats)}")
-    if json_path or md_path:
-        print("report: " + ", ".join(str(p) for p in (json_path, md_path) if p), file=sys.stderr)
+    if written:
+        print("report: " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0

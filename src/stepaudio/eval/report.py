@@ -164,6 +164,21 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
+def write_reports(stem: str, payload: Any, markdown: str, *, output_dir: str | os.PathLike[str] | None,
+                  json_path: str | os.PathLike[str] | None = None,
+                  md_path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The JSON and Markdown of one evaluation: explicit paths win, else `output_dir/stem.{json,md}`."""
+    directory = Path(output_dir) if output_dir else None
+    json_target = json_path or (directory / f"{stem}.json" if directory else None)
+    md_target = md_path or (directory / f"{stem}.md" if directory else None)
+    written = []
+    if json_target:
+        written.append(write_json(json_target, payload))
+    if md_target:
+        written.append(write_text(md_target, markdown))
+    return written
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column | tuple[str, ...]]) -> str:
     """A GitHub Markdown table; columns are `Column`s or (key, header[, fmt]); a missing or None cell is '-'."""
     cols = [c if isinstance(c, Column) else Column(*c) for c in columns]

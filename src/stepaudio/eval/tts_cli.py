@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         seed_everything,
         spread_note,
         to_jsonable,
-        write_json,
-        write_text,
+        write_reports,
     )
     from stepaudio.eval.speaker import SpeakerEncoder
     from stepaudio.eval.tts import TtsEvalConfig, evaluate_tts, tts_markdown, tts_report
@@ -95,19 +94,14 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(records, seeds=seeds, engine={"name": args.engine, "options": options})
     payload = to_jsonable(tts_report(result, prov, asr_model=asr_name, speaker_model=speaker_name,
                                      description=testset.description, repeats=runs[1:]))
-    stem = f"tts-{testset.name}"
-    json_path = args.json or (Path(args.output_dir) / f"{stem}.json" if args.output_dir else None)
-    md_path = args.markdown or (Path(args.output_dir) / f"{stem}.md" if args.output_dir else None)
-    if json_path:
-        write_json(json_path, payload)
-    if md_path:
-        write_text(md_path, tts_markdown(payload, args.engine))
+    written = write_reports(f"tts-{testset.name}", payload, tts_markdown(payload, args.engine),
+                            output_dir=args.output_dir, json_path=args.json, md_path=args.markdown)
     similarity = f", SS {result.similarity:.3f}" if result.similarity is not None else ""
     print(f"{testset.name}: {result.metric} {100 * result.rate:.2f}%{similarity} over {len(result.rows)} cases "
           f"[{result.voice_mode}{'; synthetic prompts' if testset.synthetic else ''}], "
           f"synthesis RTF {result.rtf:.3f}")
     for metric, stats in payload["repeats"].items():
         print(f"{testset.name}: {metric} {spread_note(stats, '%' if metric != 'SS' else '')}")
-    if json_path or md_path:
-        print("report: " + ", ".join(str(p) for p in (json_path, md_path) if p), file=sys.stderr)
+    if written:
+        print("report: " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0

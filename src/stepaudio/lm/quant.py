@@ -1,6 +1,7 @@
-"""Opt-in int8 weight quantisation (per output channel, symmetric) for CPU decoding.
+"""CPU weight formats for the Step1 linears, chosen by name (`WEIGHT_FORMATS`, `resolve_weight_format`).
 
-Two kernels, both reading one byte per weight:
+int8 (per output channel, symmetric), three kernels, all reading one byte per weight:
+* "packed" (the `int8` format on x86): FBGEMM-packed weights, `stepaudio.lm.quant_packed`; the fastest.
 * "dynamic": activations are quantised per token to int8 on the fly and multiplied with
   `torch._int_mm` (VNNI); the fastest path on CPUs without AMX (it reaches memory bandwidth at
   batch 1). Adds activation rounding error (per-token absmax / 127).
@@ -8,10 +9,9 @@ Two kernels, both reading one byte per weight:
   slower on current CPUs.
 Off the CPU the weights are dequantised per call (correct, memory-saving, not faster).
 
-`half_linears` is the 16-bit alternative: fp16 weights (exact for bf16 values in fp16's normal
-range) behind a cast of the activations, because the fp16 matrix-vector kernel streams memory far
-faster than the bf16 one on CPUs without AMX. Only the products are fp16; norms and residuals
-keep the model dtype.
+16-bit: `bf16-packed` (oneDNN pre-blocked bf16, the choice with AMX) or `half_linears` (fp16 weights,
+exact for bf16 values in fp16's normal range, behind a cast of the activations) where this CPU's fp16
+matrix-vector kernel beats its bf16 one. Only the products change; norms and residuals keep the model dtype.
 """
 
 from __future__ import annotations
@@ -132,22 +132,13 @@ def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool
     `packed` builds FBGEMM-packed layers (the fastest on x86 CPUs); the others build `Int8Linear`."""
     if mode not in QUANT_MODES:
         raise ValueError(f"unknown int8 mode {mode!r}; choose one of {QUANT_MODES}")
-    targets = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and (include_head or not name.endswith("lm_head"))
-    ]
-    for name, linear in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
+
+    def make(linear: nn.Linear) -> nn.Module:
         if mode == "packed":
-            if linear.bias is not None:
-                raise ValueError("int8 layers support bias-free linears only")
-            q, scale = quantize_weight(linear.weight.detach())
-            setattr(parent, child, PackedInt8Linear(q, scale))
-        else:
-            setattr(parent, child, Int8Linear.from_linear(linear, mode))
-    return model
+            return PackedInt8Linear(*quantize_weight(linear.weight.detach()))
+        return Int8Linear.from_linear(linear, mode)
+
+    return _replace_linears(model, make, skip=None if include_head else (lambda name: name.endswith("lm_head")))
 
 
 class HalfLinear(nn.Module):
@@ -172,9 +163,13 @@ def half_linears(model: nn.Module) -> nn.Module:
     return _replace_linears(model, lambda linear: HalfLinear(linear.weight.detach()))
 
 
-def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
-    """Swap every bias-free nn.Linear for `make(linear)`, one at a time (peak memory: one extra layer)."""
-    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+def _replace_linears(
+    model: nn.Module, make: Callable[[nn.Linear], nn.Module], skip: Callable[[str], bool] | None = None
+) -> nn.Module:
+    """Swap every bias-free nn.Linear (but those `skip` names) for `make(linear)`, one at a time, so peak
+    memory stays one layer above the model's."""
+    targets = [(name, m) for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and not (skip and skip(name))]
     for name, linear in targets:
         if linear.bias is not None:
             raise ValueError(f"{name}: only bias-free linears can change weight format")

@@ -39,7 +39,7 @@ class StepOptions:
     speakers_dir: str | None = None
     device: str = "cpu"
     dtype: str | None = None  # LM dtype; default the checkpoint's (bf16)
-    quant: str | None = None  # a stepaudio.lm.quant weight format; None: auto (fp16 weights for bf16 on CPU)
+    quant: str | None = None  # a stepaudio.lm.quant weight format; None: auto (the fastest 16-bit one on CPU)
     flow_dtype: str = "fp32"
     chat_url: str | None = None
     chat_model: str = "step-audio-chat"

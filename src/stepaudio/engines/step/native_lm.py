@@ -34,9 +34,9 @@ class NativeLM:
     ) -> NativeLM:
         """Load a model folder (config.json, safetensors, tokenizer.model).
 
-        `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (dynamic, fastest on CPU),
-        `int8-weight-only`, `fp16-weights` (bf16-exact, fast CPU decode), `none`, or `auto` (the default:
-        fp16 weights for a bf16 model on CPU).
+        `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (FBGEMM-packed, fastest on
+        CPU), `int8-weight-only`, `fp16-weights`, `bf16-packed`, `none`, or `auto` (the default: the fastest
+        16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
