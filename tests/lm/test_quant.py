@@ -6,8 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from stepaudio.hardware import onednn_can_pack
 from stepaudio.lm.model import Step1ForCausalLM
 from stepaudio.lm.quant import Int8Linear, quantize_int8, quantize_weight
+
+needs_bf16_packing = pytest.mark.skipif(not onednn_can_pack(torch.bfloat16),
+                                        reason="this CPU cannot pack bf16 weights for oneDNN (no AVX-512)")
 
 Factory = Callable[..., Step1ForCausalLM]
 
@@ -34,12 +38,16 @@ def test_int8_linear_matches_dequantised_weights(mode: str) -> None:
 @pytest.mark.parametrize("mode", ["dynamic", "weight-only", "packed"])
 def test_int8_model_stays_close_to_fp32(tiny_model: Factory, mode: str) -> None:
     model = tiny_model(seed=6)
-    ids = torch.randint(0, 64, (2, 20))
+    ids = torch.randint(0, 64, (2, 20), generator=torch.Generator().manual_seed(0))
     ref = model(ids)
     quant = quantize_int8(tiny_model(seed=6), mode)
     assert not any(isinstance(m, torch.nn.Linear) for m in quant.modules())
     out = quant(ids)
-    assert (out - ref).abs().max().item() < 0.1 * ref.abs().max().item()  # observed 3-4.5%
+    from stepaudio.lm.quant_packed import fbgemm_needs_reduce_range
+
+    # observed 3-4.5%; 7.6% where FBGEMM needs 7-bit activations (no VNNI)
+    limit = 0.12 if mode == "packed" and fbgemm_needs_reduce_range() else 0.1
+    assert (out - ref).abs().max().item() < limit * ref.abs().max().item()
     agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
     assert agree > 0.9
 
@@ -72,10 +80,13 @@ def test_weight_formats_resolve_and_apply() -> None:
     assert resolve_weight_format(None, "cpu", torch.bfloat16) == "none"
     with pytest.raises(ValueError, match="unknown weight format"):
         resolve_weight_format("int4", "cpu", torch.float32)
+    from stepaudio.hardware import onednn_can_pack
     from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
 
-    for name, kind in (("int8", PackedInt8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear),
-                       ("bf16-packed", PackedBf16Linear)):
+    formats = [("int8", PackedInt8Linear), ("int8-weight-only", Int8Linear), ("fp16-weights", HalfLinear)]
+    if onednn_can_pack(torch.bfloat16):
+        formats.append(("bf16-packed", PackedBf16Linear))
+    for name, kind in formats:
         model = apply_weight_format(nn.Sequential(nn.Linear(32, 16, bias=False)), name)
         assert isinstance(model[0], kind)
 
@@ -119,6 +130,7 @@ def test_packed_int8_matches_dequantised_weights_and_unpacks() -> None:
     torch.testing.assert_close(unpacked_scale, scale)
 
 
+@needs_bf16_packing
 def test_packed_bf16_equals_plain_bf16_linear() -> None:
     from stepaudio.lm.quant_packed import PackedBf16Linear
 
@@ -132,6 +144,7 @@ def test_packed_bf16_equals_plain_bf16_linear() -> None:
     assert layer.weight_bytes == 2 * 48 * 64
 
 
+@needs_bf16_packing
 def test_packed_bf16_model_matches_the_plain_model(tiny_model: Factory) -> None:
     from stepaudio.lm.quant import apply_weight_format
 
@@ -141,3 +154,17 @@ def test_packed_bf16_model_matches_the_plain_model(tiny_model: Factory) -> None:
     packed = apply_weight_format(tiny_model(seed=3).to(torch.bfloat16), "bf16-packed")
     out = packed(ids).float()
     assert (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()
+
+
+def test_bf16_packing_is_refused_clearly_where_the_cpu_cannot_do_it() -> None:
+    from stepaudio.errors import UnsupportedError
+    from stepaudio.hardware import onednn_can_pack
+    from stepaudio.lm.quant_packed import PackedBf16Linear
+
+    assert onednn_can_pack(torch.float32)
+    weight = torch.randn(32, 16)
+    if onednn_can_pack(torch.bfloat16):
+        assert PackedBf16Linear(weight)(torch.randn(2, 16)).shape == (2, 32)
+    else:
+        with pytest.raises(UnsupportedError, match="choose an fp32 or int8 weight format"):
+            PackedBf16Linear(weight)

@@ -14,6 +14,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
     "decoder-stream": ("stepaudio.eval.bench.decoder_stream",
                        "streaming token2wav: first-chunk latency and RTF vs offline"),
+    "decoder-reference": ("stepaudio.eval.bench.decoder_reference",
+                          "decoder vs the public reference (your Step-Audio checkout): same weights, noise, time"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),

@@ -17,13 +17,16 @@ Only the packed copy is kept, so memory is one byte per weight.
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 
 import torch
 from torch import nn
 
+from stepaudio.hardware import onednn_can_pack, require_onednn_packing
+
 
 def onednn_packing_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    return onednn_can_pack(torch.bfloat16)
 
 
 class PackedBf16Linear(nn.Module):
@@ -33,6 +36,7 @@ class PackedBf16Linear(nn.Module):
         super().__init__()
         if weight.device.type != "cpu":
             raise ValueError("PackedBf16Linear runs on CPU only")
+        require_onednn_packing(torch.bfloat16, "the bf16-packed weight format")
         self.out_features, self.in_features = weight.shape
         # an opaque oneDNN tensor, kept outside the state dict; batch-1 layout hint (decode)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(torch.bfloat16).contiguous(), 1)
@@ -54,8 +58,23 @@ def fbgemm_available() -> bool:
     return torch.backends.mkldnn.is_available() and any(e in engines for e in ("fbgemm", "x86"))
 
 
+@lru_cache(maxsize=1)
+def fbgemm_needs_reduce_range() -> bool:
+    """True where FBGEMM's int8 products saturate: without VNNI (e.g. AVX2-only CPUs) it sums pairs of
+    u8 x s8 products in int16, so full-range activations overflow; 7-bit activations cannot.
+    Asked once with the worst case (activations at 255, weights at 127), not from CPU flags."""
+    k = 64
+    packed = _pack(torch.full((1, k), 127, dtype=torch.int8), torch.ones(1))
+    x = torch.ones(1, k)
+    x[0, 0] = 0.0  # the dynamic range is [0, 1], so every other activation quantises to 255
+    got = float(torch.ops.quantized.linear_dynamic(x, packed, False)[0, 0])
+    return abs(got - 127.0 * (k - 1)) > 0.01 * 127.0 * (k - 1)
+
+
 class PackedInt8Linear(nn.Module):
-    """Bias-free linear with int8 weights packed for FBGEMM (CPU only); output dtype follows the input."""
+    """Bias-free linear with int8 weights packed for FBGEMM (CPU only); output dtype follows the input.
+
+    Activations are quantised per call to 8 bits, or to 7 where FBGEMM would saturate (no VNNI)."""
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
@@ -63,10 +82,11 @@ class PackedInt8Linear(nn.Module):
             raise ValueError("PackedInt8Linear runs on CPU only")
         self.out_features, self.in_features = qweight.shape
         self.packed = _pack(qweight, scale)
+        self.reduce_range = fbgemm_needs_reduce_range()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).to(torch.float32)
-        out = torch.ops.quantized.linear_dynamic(flat, self.packed, False)
+        out = torch.ops.quantized.linear_dynamic(flat, self.packed, self.reduce_range)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     @property

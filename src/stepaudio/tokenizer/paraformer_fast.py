@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stepaudio.hardware import require_onednn_packing
 from stepaudio.tokenizer.paraformer import ParaformerEncoder
 
 __all__ = ["WEIGHT_MODES", "Bf16Linear", "Int8Linear", "PackedLinear", "reduce_encoder_weights"]
@@ -75,6 +76,7 @@ class PackedLinear(nn.Module):
         super().__init__()
         if not torch.backends.mkldnn.is_available() or linear.weight.device.type != "cpu":
             raise ValueError("packed weight modes need a CPU torch build with oneDNN (mkldnn)")
+        require_onednn_packing(dtype, f"weight mode {str(dtype).removeprefix('torch.')}-packed")
         self.dtype = dtype
         weight = linear.weight.detach().to(dtype)
         bias = linear.bias.detach() if linear.bias is not None else torch.zeros(linear.out_features)

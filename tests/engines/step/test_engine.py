@@ -128,3 +128,17 @@ def test_missing_folders_are_clear(tmp_path: Path) -> None:
     assert empty.synthesizer is None and empty.chat is None
     with pytest.raises(TypeError, match="unknown step engine option"):
         create_engine("step", model_path=str(tmp_path), colour="blue")
+
+
+def test_flow_dtype_auto_and_its_errors(tmp_path: Path) -> None:
+    import torch
+
+    from stepaudio.engines.step.engine import StepOptions, flow_dtype
+    from stepaudio.errors import UnsupportedError
+    from stepaudio.hardware import cpu_has_amx
+
+    assert flow_dtype(StepOptions()) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+    assert flow_dtype(StepOptions(device="cuda")) == torch.bfloat16
+    assert flow_dtype(StepOptions(flow_dtype="fp32")) == torch.float32
+    with pytest.raises(UnsupportedError, match="flow_dtype must be auto or one of"):
+        create_engine("step", model_path=str(tmp_path), flow_dtype="fp64")

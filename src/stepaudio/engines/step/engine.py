@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from stepaudio.decoder.token2wav import Token2Wav
+from stepaudio.decoder.token2wav import Token2Wav, preferred_flow_dtype
 from stepaudio.engines.base import Engine
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
@@ -24,6 +24,7 @@ from stepaudio.engines.step.paths import StepModelPaths
 from stepaudio.engines.step.roleplay import roleplay_prompt
 from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
 from stepaudio.engines.step.voices import VoiceBank
+from stepaudio.errors import UnsupportedError
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 
@@ -40,7 +41,7 @@ class StepOptions:
     device: str = "cpu"
     dtype: str | None = None  # LM dtype; default the checkpoint's (bf16)
     quant: str | None = None  # a stepaudio.lm.quant weight format; None: auto (the fastest 16-bit one on CPU)
-    flow_dtype: str = "fp32"
+    flow_dtype: str = "auto"  # fp32, bf16, fp16, or auto (bf16 on CUDA / AMX CPUs, else fp32)
     chat_url: str | None = None
     chat_model: str = "step-audio-chat"
     tts_url: str | None = None
@@ -70,6 +71,7 @@ class StepOptions:
 
 def create_engine(**options: Any) -> Engine:
     opts = StepOptions.from_options(options)
+    flow_dtype(opts)  # a bad value fails here, not at the first synthesis
     paths = StepModelPaths.resolve(
         opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
         speakers=opts.speakers_dir,
@@ -104,9 +106,17 @@ def create_engine(**options: Any) -> Engine:
     )
 
 
+def flow_dtype(opts: StepOptions) -> torch.dtype:
+    if opts.flow_dtype == "auto":
+        return preferred_flow_dtype(opts.device)
+    if opts.flow_dtype not in FLOW_DTYPES:
+        raise UnsupportedError(f"flow_dtype must be auto or one of {sorted(FLOW_DTYPES)}, got {opts.flow_dtype!r}")
+    return FLOW_DTYPES[opts.flow_dtype]
+
+
 def _decoder_builder(paths: StepModelPaths, opts: StepOptions, music: bool):  # type: ignore[no-untyped-def]
     def build() -> Token2Wav:
-        return Token2Wav.from_dir(paths.cosyvoice(music), device=opts.device, flow_dtype=FLOW_DTYPES[opts.flow_dtype])
+        return Token2Wav.from_dir(paths.cosyvoice(music), device=opts.device, flow_dtype=flow_dtype(opts))
 
     return build
 

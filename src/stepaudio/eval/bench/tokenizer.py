@@ -118,9 +118,13 @@ def _frontend_seconds(tokenizer: Any, wav: Any) -> float:
 def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from stepaudio.hardware import onednn_can_pack
     from stepaudio.tokenizer.linguistic import nearest_centroid
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not onednn_can_pack(torch.bfloat16) and "bf16-packed" in modes:
+        print("skipping weight mode bf16-packed: this CPU cannot pack bf16 weights for oneDNN")
+        modes.remove("bf16-packed")
     wav = _synthetic_speech(args.seconds)
     master = _random_tokenizer(args.blocks, "fp32", None)
     state = master.encoder.state_dict()
