@@ -48,7 +48,7 @@ def test_tiny_decoder_matches_the_reference(tmp_path: Path) -> None:
     yaml_path.write_text(TINY_COSYVOICE_YAML)
     out = tmp_path / "rows.json"
     python = os.environ.get("STEPAUDIO_REFERENCE_PYTHON", sys.executable)
-    cmd = [sys.executable, "-m", "stepaudio.cli.main", "bench", "decoder-reference", "--source", source, "--python", python,
+    cmd = [sys.executable, "-m", "stepaudio", "bench", "decoder-reference", "--source", source, "--python", python,
            "--cosyvoice-yaml", str(yaml_path), "--seconds", "1", "--warmup", "0", "--json", str(out)]
     subprocess.run(cmd, check=True, timeout=600)
     rows = {(r["impl"], r["flow"]): r for r in json.loads(out.read_text())}
