@@ -7,7 +7,13 @@ import torch
 
 from stepaudio.hardware import onednn_can_pack
 from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_fast import Bf16Linear, Int8Linear, PackedLinear, reduce_encoder_weights
+from stepaudio.tokenizer.paraformer_fast import (
+    Bf16Linear,
+    FbgemmInt8Linear,
+    Int8Linear,
+    PackedLinear,
+    reduce_encoder_weights,
+)
 
 
 def _encoders(mode: str, input_size: int = 48) -> tuple[ParaformerEncoder, ParaformerEncoder]:
@@ -41,6 +47,8 @@ def _run(encoder: ParaformerEncoder, feats: list[torch.Tensor]) -> torch.Tensor:
         ("int8", Int8Linear, 48, 0.05),
         ("int8", Int8Linear, 40, 0.05),
         ("fp32-packed", PackedLinear, 40, 1e-5),
+        ("int8-packed", FbgemmInt8Linear, 48, 0.05),
+        ("int8-packed", FbgemmInt8Linear, 40, 0.05),
     ],
 )
 def test_reduced_weights_track_fp32(mode: str, wrapper: type, input_size: int, tol: float) -> None:

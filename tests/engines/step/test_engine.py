@@ -130,7 +130,7 @@ def test_missing_folders_are_clear(tmp_path: Path) -> None:
         create_engine("step", model_path=str(tmp_path), colour="blue")
 
 
-def test_flow_dtype_auto_and_its_errors(tmp_path: Path) -> None:
+def test_flow_dtype_auto_tokenizer_weights_and_their_errors(tmp_path: Path) -> None:
     import torch
 
     from stepaudio.engines.step.engine import StepOptions, flow_dtype
@@ -142,3 +142,5 @@ def test_flow_dtype_auto_and_its_errors(tmp_path: Path) -> None:
     assert flow_dtype(StepOptions(flow_dtype="fp32")) == torch.float32
     with pytest.raises(UnsupportedError, match="flow_dtype must be auto or one of"):
         create_engine("step", model_path=str(tmp_path), flow_dtype="fp64")
+    with pytest.raises(UnsupportedError, match="tokenizer_weights must be one of"):
+        create_engine("step", model_path=str(tmp_path), tokenizer_weights="int4")

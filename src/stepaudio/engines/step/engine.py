@@ -27,6 +27,7 @@ from stepaudio.engines.step.voices import VoiceBank
 from stepaudio.errors import UnsupportedError
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
+from stepaudio.tokenizer.paraformer_fast import WEIGHT_MODES
 
 FLOW_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -41,6 +42,7 @@ class StepOptions:
     device: str = "cpu"
     dtype: str | None = None  # LM dtype; default the checkpoint's (bf16)
     quant: str | None = None  # a stepaudio.lm.quant weight format; None: auto (the fastest 16-bit one on CPU)
+    tokenizer_weights: str | None = None  # vq02 weight mode; None: fp32-packed on CPU (exact), fp32 elsewhere
     flow_dtype: str = "auto"  # fp32, bf16, fp16, or auto (bf16 on CUDA / AMX CPUs, else fp32)
     chat_url: str | None = None
     chat_model: str = "step-audio-chat"
@@ -71,13 +73,13 @@ class StepOptions:
 
 def create_engine(**options: Any) -> Engine:
     opts = StepOptions.from_options(options)
-    flow_dtype(opts)  # a bad value fails here, not at the first synthesis
+    flow_dtype(opts), tokenizer_weights(opts)  # bad values fail here, not at the first use
     paths = StepModelPaths.resolve(
         opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
         speakers=opts.speakers_dir,
     )
     audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(
-        paths.require("tokenizer"), device=opts.device, weight_mode="fp32-packed" if opts.device == "cpu" else "fp32"))
+        paths.require("tokenizer"), device=opts.device, weight_mode=tokenizer_weights(opts)))
     decoders = {music: Lazy(_decoder_builder(paths, opts, music)) for music in (False, True)}
 
     def decoder(music: bool) -> Token2Wav:
@@ -104,6 +106,14 @@ def create_engine(**options: Any) -> Engine:
         chat=chat if has_chat else None,
         synthesizer=synthesizer,
     )
+
+
+def tokenizer_weights(opts: StepOptions) -> str:
+    if opts.tokenizer_weights is None:
+        return "fp32-packed" if opts.device == "cpu" else "fp32"
+    if opts.tokenizer_weights not in WEIGHT_MODES:
+        raise UnsupportedError(f"tokenizer_weights must be one of {WEIGHT_MODES}, got {opts.tokenizer_weights!r}")
+    return opts.tokenizer_weights
 
 
 def flow_dtype(opts: StepOptions) -> torch.dtype:

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="utterance length")
     parser.add_argument(
         "--modes",
-        default="fp32,fp32-packed,bf16,bf16-packed,int8",
+        default="fp32,fp32-packed,bf16,bf16-packed,int8,int8-packed",
         help="comma-separated weight modes (see stepaudio.tokenizer.paraformer_fast.WEIGHT_MODES)",
     )
     parser.add_argument("--blocks", type=int, default=50, help="encoder blocks (real: 50)")
