@@ -103,7 +103,7 @@ class SanmAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (attention + memory, K, V) with K/V ``[b, heads, t, d_k]`` of this chunk only."""
+        """Returns (attention + memory, K, V) with K/V ``[b, heads, past + t, d_k]``: the look-back then this chunk."""
         b, t, _ = x.shape
         q, k, v = self.linear_q_k_v(x).split(self.heads * self.d_k, dim=-1)
         q_h, k_h, v_h = (z.reshape(b, t, self.heads, self.d_k).transpose(1, 2) for z in (q, k, v))
@@ -117,7 +117,7 @@ class SanmAttention(nn.Module):
         scores = torch.matmul(q_h * self.d_k**-0.5, keys.transpose(-2, -1))
         context = torch.matmul(torch.softmax(scores, dim=-1), values)
         context = context.transpose(1, 2).reshape(b, t, self.heads * self.d_k)
-        return self.linear_out(context) + memory, k_h, v_h
+        return self.linear_out(context) + memory, keys, values
 
 
 class FeedForward(nn.Module):
@@ -148,14 +148,14 @@ class SanmLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attn, k_h, v_h = self.self_attn(self.norm1(x) if self.normalize_before else x, past)
+        attn, keys, values = self.self_attn(self.norm1(x) if self.normalize_before else x, past)
         x = x + attn if self.residual_attention else attn
         if not self.normalize_before:
             x = self.norm1(x)
         y = x + self.feed_forward(self.norm2(x) if self.normalize_before else x)
         if not self.normalize_before:
             y = self.norm2(y)
-        return y, k_h, v_h
+        return y, keys, values
 
 
 class ParaformerEncoder(nn.Module):
@@ -195,17 +195,14 @@ class ParaformerEncoder(nn.Module):
         new_kv = []
         for i, layer in enumerate(self.layers):
             past = cache.kv[i] if cache.kv else None
-            x, k_h, v_h = layer(x, past)
+            x, keys, values = layer(x, past)
             if chunk.look_back == 0:
                 continue
-            k_new, v_new = k_h[:, :, :keep], v_h[:, :, :keep]
-            if past is not None:
-                k_new = torch.cat([past[0], k_new], dim=2)
-                v_new = torch.cat([past[1], v_new], dim=2)
-                if chunk.look_back > 0:
-                    k_new = k_new[:, :, max(0, k_new.shape[2] - chunk.cache_positions) :]
-                    v_new = v_new[:, :, max(0, v_new.shape[2] - chunk.cache_positions) :]
-            new_kv.append((k_new, v_new))
+            # the next look-back: the past plus this chunk's first `keep` frames, trimmed to its length;
+            # views of the attention's own concatenation, so nothing is copied twice
+            end = keep if past is None else past[0].shape[2] + keep
+            start = 0 if past is None or chunk.look_back < 0 else max(0, end - chunk.cache_positions)
+            new_kv.append((keys[:, :, start:end], values[:, :, start:end]))
         if self.config.normalize_before:
             x = self.after_norm(x)
         return x, EncoderCache(start_idx=cache.start_idx + length, overlap=overlap, kv=tuple(new_kv))
