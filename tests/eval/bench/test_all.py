@@ -66,6 +66,8 @@ def test_bad_arguments_are_clear_errors(capsys: pytest.CaptureFixture[str], tmp_
     assert main(["bench", "all", "--targets", "lm", "--extra", "decoder=--seconds 1", "--out", str(tmp_path)]) == 2
     assert "--extra takes TARGET=ARGS" in capsys.readouterr().err
     assert "all" not in bench_all.resolve_targets("every") and "lite" in bench_all.resolve_targets("every")
+    assert "decoder-reference" not in bench_all.resolve_targets("every")
+    assert bench_all.resolve_targets("decoder-reference") == ["decoder-reference"]
 
 
 def _result(name: str, result: Any) -> Any:

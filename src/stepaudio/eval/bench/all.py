@@ -35,6 +35,7 @@ SMALL: dict[str, tuple[str, ...]] = {
     "server-load": ("--sessions", "2", "--seconds", "10", "-O", "chat_model=smollm2"),
 }
 DEFAULT_TARGETS = ("lm", "decoder", "tokenizer", "realtime", "lite")
+NEEDS_USER_INPUT = ("decoder-reference",)  # e.g. --extra decoder-reference="--source DIR --python PY"
 LOG_TAIL_CHARS = 1500
 
 
@@ -96,7 +97,9 @@ def resolve_targets(text: str) -> list[str]:
     from stepaudio.errors import StepAudioError
 
     known = [name for name in TARGETS if name != "all"]
-    names = known if text.strip() == "every" else [t.strip() for t in text.split(",") if t.strip()]
+    # targets that need something from the user (a reference checkout) run only when named
+    every = [name for name in known if name not in NEEDS_USER_INPUT]
+    names = every if text.strip() == "every" else [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise StepAudioError(f"unknown bench target(s) {unknown or text!r}; targets: {', '.join(known)}, every")
