@@ -101,6 +101,14 @@ class LinguisticTokenizer:
     def samples_per_step(self) -> int:
         return self.chunk.chunk_size[1] * SAMPLES_PER_CHUNK_UNIT
 
+    def warm_up(self) -> None:
+        """Run a short throw-away stream past the point where the look-back is full, so that one-time
+        work (kernel selection; compiling the steady step in mode ``fp32-compiled``) happens now and
+        not inside a live stream."""
+        steps = max(self.chunk.look_back, 0) + 3
+        noise = torch.randn(steps * self.samples_per_step, generator=torch.Generator().manual_seed(0)) * 0.1
+        self.stream().feed_features(noise)
+
     def stream(self, generator: torch.Generator | None = None) -> LinguisticStream:
         return LinguisticStream(self, generator)
 

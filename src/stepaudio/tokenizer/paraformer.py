@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -167,6 +168,8 @@ class ParaformerEncoder(nn.Module):
         self.encoders0 = nn.ModuleList([SanmLayer(config.input_size, config)])
         self.encoders = nn.ModuleList([SanmLayer(config.output_size, config) for _ in range(config.num_blocks - 1)])
         self.after_norm = nn.LayerNorm(config.output_size, eps=LAYER_NORM_EPS)
+        # optional runner of steady streaming steps (paraformer_compiled.CompiledSteadyStep); not weights
+        self.steady_step: Any = None
 
     @property
     def layers(self) -> list[SanmLayer]:
@@ -192,10 +195,19 @@ class ParaformerEncoder(nn.Module):
         x = torch.cat([cache.overlap.to(x), x], dim=1)
         overlap = x[:, -chunk.overlap :]
         keep = x.shape[1] - chunk.chunk_size[2]
+        compiled = None
+        if self.steady_step is not None and cache.kv:
+            compiled = self.steady_step(x, cache.kv, chunk.cache_positions)
+        if compiled is not None:
+            x, layer_kv = compiled
+        else:
+            layer_kv = []
+            for i, layer in enumerate(self.layers):
+                x, keys, values = layer(x, cache.kv[i] if cache.kv else None)
+                layer_kv.append((keys, values))
         new_kv = []
-        for i, layer in enumerate(self.layers):
+        for i, (keys, values) in enumerate(layer_kv):
             past = cache.kv[i] if cache.kv else None
-            x, keys, values = layer(x, past)
             if chunk.look_back == 0:
                 continue
             # the next look-back: the past plus this chunk's first `keep` frames, trimmed to its length;

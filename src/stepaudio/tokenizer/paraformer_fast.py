@@ -25,7 +25,9 @@ __all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "Pack
 # F.linear re-packs the weight on every call, which at 9 rows costs as much as the product.
 # "int8-packed": FBGEMM dynamic int8 (per-channel weights, activations quantised per call), a quarter
 # of fp32's bytes and fast small-batch kernels on any x86 CPU; approximate, like the other reduced modes.
-WEIGHT_MODES = ("fp32", "fp32-packed", "bf16", "bf16-packed", "int8", "int8-packed")
+# "fp32-compiled": float32 weights frozen into one inductor graph of the steady streaming step
+# (stepaudio.tokenizer.paraformer_compiled); compiling takes minutes, see LinguisticTokenizer.warm_up.
+WEIGHT_MODES = ("fp32", "fp32-packed", "fp32-compiled", "bf16", "bf16-packed", "int8", "int8-packed")
 
 
 class Bf16Linear(nn.Module):
@@ -111,6 +113,11 @@ def reduce_encoder_weights(encoder: ParaformerEncoder, mode: str) -> ParaformerE
     if mode not in WEIGHT_MODES:
         raise ValueError(f"weight mode must be one of {WEIGHT_MODES}, got {mode!r}")
     if mode == "fp32":
+        return encoder
+    if mode == "fp32-compiled":
+        from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
+
+        encoder.steady_step = CompiledSteadyStep(encoder.layers)
         return encoder
     wrappers = {
         "bf16": Bf16Linear,

@@ -78,8 +78,7 @@ def create_engine(**options: Any) -> Engine:
         opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
         speakers=opts.speakers_dir,
     )
-    audio_tokenizer = Lazy(lambda: StepAudioTokenizer.from_pretrained(
-        paths.require("tokenizer"), device=opts.device, weight_mode=tokenizer_weights(opts)))
+    audio_tokenizer = Lazy(lambda: _load_tokenizer(paths, opts))
     decoders = {music: Lazy(_decoder_builder(paths, opts, music)) for music in (False, True)}
 
     def decoder(music: bool) -> Token2Wav:
@@ -106,6 +105,13 @@ def create_engine(**options: Any) -> Engine:
         chat=chat if has_chat else None,
         synthesizer=synthesizer,
     )
+
+
+def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokenizer:
+    tokenizer = StepAudioTokenizer.from_pretrained(
+        paths.require("tokenizer"), device=opts.device, weight_mode=tokenizer_weights(opts))
+    tokenizer.linguistic.warm_up()  # one-time work now (minutes of compiling in fp32-compiled), not mid-stream
+    return tokenizer
 
 
 def tokenizer_weights(opts: StepOptions) -> str:

@@ -159,6 +159,7 @@ def run_vq06_bench(
     if linguistic is None:
         return rows
     tokenizer = StepAudioTokenizer(linguistic=linguistic, semantic=semantic)
+    linguistic.warm_up()
     wall, cpu, whole = _timed(lambda: tokenizer.encode_prepared(wav), repeats)
     rows.append({"name": "tokenizer offline", "rtf": wall / seconds, "cpu_s_per_audio_s": cpu / seconds})
     for name in policies or list(POLICIES):

@@ -1,0 +1,62 @@
+"""The compiled steady step: same features as the eager stream, only steady steps go through it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from stepaudio.tokenizer.linguistic import LinguisticTokenizer
+from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
+from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
+from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+
+
+def _tokenizer(mode: str) -> LinguisticTokenizer:
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    config = ParaformerEncoderConfig(input_size=560, output_size=16, attention_heads=2, linear_units=32, num_blocks=2)
+    encoder = reduce_encoder_weights(ParaformerEncoder(config).eval(), mode)
+    cmvn = Cmvn(shift=-torch.rand(560, generator=gen) * 10 - 5, scale=torch.rand(560, generator=gen) * 0.2 + 0.1)
+    return LinguisticTokenizer(OnlineFrontend(FrontendConfig(dither=0.0), cmvn), encoder, torch.randn(32, 16))
+
+
+def test_compiled_stream_equals_the_eager_stream_and_offline() -> None:
+    eager, compiled = _tokenizer("fp32"), _tokenizer("fp32-compiled")
+    runner = compiled.encoder.steady_step
+    assert isinstance(runner, CompiledSteadyStep)
+    steady = []
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        out = runner(*args)
+        steady.append(out is not None)
+        return out
+
+    compiled.warm_up()  # compiles here, not in the stream below
+    compiled.encoder.steady_step = counting
+    wav = torch.randn(16000 * 3, generator=torch.Generator().manual_seed(1)) * 0.3
+    streams = []
+    for tok in (eager, compiled):
+        stream = tok.stream()
+        parts = [stream.feed_features(wav[i : i + 3000]) for i in range(0, wav.shape[0], 3000)]
+        streams.append(torch.cat([*parts, stream.finish_features()]))
+    torch.testing.assert_close(streams[1], streams[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(streams[1], eager.encode_features(wav), atol=1e-4, rtol=1e-4)
+    assert compiled.quantize(streams[1]) == eager.quantize(streams[0])
+    assert sum(steady) >= 5 and not all(steady)  # the steady steps ran compiled, the first ones eager
+
+
+def test_only_the_first_steady_shape_is_accepted() -> None:
+    tok = _tokenizer("fp32-compiled")
+    runner = tok.encoder.steady_step
+    past = [(torch.randn(1, 2, 20, 8), torch.randn(1, 2, 20, 8)) for _ in range(2)]
+    assert runner(torch.randn(1, 9, 560), past[:0], 20) is None  # no look-back yet
+    short = [(k[:, :, :10], v[:, :, :10]) for k, v in past]
+    assert runner(torch.randn(1, 9, 560), short, 20) is None  # look-back not full
+    out = runner(torch.randn(1, 9, 560), past, 20)
+    assert out is not None and out[0].shape == (1, 9, 16) and out[1][0][0].shape == (1, 2, 29, 8)
+    assert runner(torch.randn(1, 7, 560), past, 20) is None  # another shape: eager, never a recompile
