@@ -16,11 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch._inductor.config as inductor_config
 from torch import nn
 
 from stepaudio.errors import UnsupportedError
 
-INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
+INDUCTOR_OPTIONS: dict[str, Any] = {
+    "freezing": True,
+    "freezing_discard_parameters": True,  # the graph keeps its own packed weights; drop the originals
+    "max_autotune": True,
+    "max_autotune_gemm_backends": "CPP,ATEN",
+}
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -55,7 +61,7 @@ class CompiledSteadyStep:
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         require_compiler()
-        self._compiled = torch.compile(_LayerStack(layers).eval(), dynamic=False, options=INDUCTOR_OPTIONS)
+        self._compiled = torch.compile(_LayerStack(layers).eval(), dynamic=False)
         self._shape: tuple[int, ...] | None = None
 
     def __call__(
@@ -69,6 +75,9 @@ class CompiledSteadyStep:
             self._shape = shape
         elif shape != self._shape:
             return None
-        with torch.no_grad():  # contiguous: the look-back views' strides vary, the compiled graph's do not
+        # the options must be in inductor's config while it compiles (`torch.compile(options=)` does not
+        # reach freezing, and without frozen weights there is no CPP GEMM); contiguous: the look-back
+        # views' strides vary, the compiled graph's do not
+        with inductor_config.patch(INDUCTOR_OPTIONS), torch.no_grad():
             out, keys, values = self._compiled(x, [k.contiguous() for k, _ in past], [v.contiguous() for _, v in past])
         return out, list(zip(keys, values, strict=True))

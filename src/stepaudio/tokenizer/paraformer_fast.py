@@ -115,10 +115,14 @@ def reduce_encoder_weights(encoder: ParaformerEncoder, mode: str) -> ParaformerE
     if mode == "fp32":
         return encoder
     if mode == "fp32-compiled":
+        import copy
+
         from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
 
-        encoder.steady_step = CompiledSteadyStep(encoder.layers)
-        return encoder
+        # the graph freezes its own copy of the plain weights (discarded once compiled); the steps it does
+        # not serve (the first few, the last) run the encoder's layers with oneDNN-packed weights
+        encoder.steady_step = CompiledSteadyStep(copy.deepcopy(encoder.layers))
+        mode = "fp32-packed"
     wrappers = {
         "bf16": Bf16Linear,
         "int8": Int8Linear,

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated weight modes (see stepaudio.tokenizer.paraformer_fast.WEIGHT_MODES)",
     )
     parser.add_argument("--blocks", type=int, default=50, help="encoder blocks (real: 50)")
+    parser.add_argument("--vq02-mode", default=None,
+                        help="vq02 weight mode of the whole-tokenizer rows (default: fp32-packed, the engine's on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per mode (best is reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-budget-ms", type=float, default=100.0)
