@@ -102,9 +102,12 @@ class SanmAttention(nn.Module):
         self.padding = (left, kernel_size - 1 - left)
 
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, key_bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (attention + memory, K, V) with K/V ``[b, heads, past + t, d_k]``: the look-back then this chunk."""
+        """Returns (attention + memory, K, V) with K/V ``[b, heads, past + t, d_k]``: the look-back then this chunk.
+
+        ``key_bias`` (added to the scores, -inf for padded look-back positions) lets a short look-back run in
+        the shape of a full one."""
         b, t, _ = x.shape
         q, k, v = self.linear_q_k_v(x).split(self.heads * self.d_k, dim=-1)
         q_h, k_h, v_h = (z.reshape(b, t, self.heads, self.d_k).transpose(1, 2) for z in (q, k, v))
@@ -116,6 +119,8 @@ class SanmAttention(nn.Module):
             keys = torch.cat([past[0], k_h], dim=2)
             values = torch.cat([past[1], v_h], dim=2)
         scores = torch.matmul(q_h * self.d_k**-0.5, keys.transpose(-2, -1))
+        if key_bias is not None:
+            scores = scores + key_bias
         context = torch.matmul(torch.softmax(scores, dim=-1), values)
         context = context.transpose(1, 2).reshape(b, t, self.heads * self.d_k)
         return self.linear_out(context) + memory, keys, values
@@ -147,9 +152,9 @@ class SanmLayer(nn.Module):
         self.feed_forward = FeedForward(size, config.linear_units)
 
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, key_bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attn, keys, values = self.self_attn(self.norm1(x) if self.normalize_before else x, past)
+        attn, keys, values = self.self_attn(self.norm1(x) if self.normalize_before else x, past, key_bias)
         x = x + attn if self.residual_attention else attn
         if not self.normalize_before:
             x = self.norm1(x)
@@ -196,7 +201,7 @@ class ParaformerEncoder(nn.Module):
         overlap = x[:, -chunk.overlap :]
         keep = x.shape[1] - chunk.chunk_size[2]
         compiled = None
-        if self.steady_step is not None and cache.kv:
+        if self.steady_step is not None:
             compiled = self.steady_step(x, cache.kv, chunk.cache_positions)
         if compiled is not None:
             x, layer_kv = compiled

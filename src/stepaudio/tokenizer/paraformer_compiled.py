@@ -20,6 +20,7 @@ import torch._inductor.config as inductor_config
 from torch import nn
 
 from stepaudio.errors import UnsupportedError
+from stepaudio.tokenizer.paraformer import SanmLayer
 
 INDUCTOR_OPTIONS: dict[str, Any] = {
     "freezing": True,
@@ -43,41 +44,55 @@ class _LayerStack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> Any:
+    def forward(
+        self, x: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor], key_bias: torch.Tensor
+    ) -> Any:
         out_keys, out_values = [], []
         for layer, k, v in zip(self.layers, keys, values, strict=True):
-            x, k_all, v_all = layer(x, (k, v))
+            x, k_all, v_all = layer(x, (k, v), key_bias)
             out_keys.append(k_all)
             out_values.append(v_all)
         return x, out_keys, out_values
 
 
 class CompiledSteadyStep:
-    """Runs every layer of a steady step (a full look-back) through one compiled graph.
+    """Runs every layer of a streaming step with a full-length look-back through one compiled graph.
 
-    Which shape counts as steady is fixed by the first full step it sees; anything else returns None
-    and the caller runs the eager layers, so nothing ever recompiles.
+    A shorter look-back (the first steps of a stream) is padded in front with zero keys whose scores get
+    -inf, which gives them exactly zero weight, so those steps run compiled too; a full one gets a zero
+    bias, which changes nothing. The row count is fixed by the first step it sees; any other (the last,
+    shorter step) returns None and the caller runs the eager layers, so nothing ever recompiles.
     """
 
-    def __init__(self, layers: Sequence[nn.Module]) -> None:
+    def __init__(self, layers: Sequence[SanmLayer]) -> None:
         require_compiler()
+        self.heads = [layer.self_attn.heads for layer in layers]
+        self.d_k = [layer.self_attn.d_k for layer in layers]
         self._compiled = torch.compile(_LayerStack(layers).eval(), dynamic=False)
-        self._shape: tuple[int, ...] | None = None
+        self._rows: int | None = None
 
     def __call__(
         self, x: torch.Tensor, past: Sequence[KV], cache_positions: int
     ) -> tuple[torch.Tensor, list[KV]] | None:
-        """The layers' output and per-layer (keys, values), or None when this is not the steady step."""
-        if x.device.type != "cpu" or not past or any(k.shape[2] != cache_positions for k, _ in past):
+        """The layers' output and per-layer (keys, values) without padding, or None for an eager step."""
+        if x.device.type != "cpu" or x.shape[0] != 1 or cache_positions <= 0:
             return None
-        shape = (*x.shape, *past[0][0].shape)
-        if self._shape is None:
-            self._shape = shape
-        elif shape != self._shape:
+        have = past[0][0].shape[2] if past else 0
+        if have > cache_positions or (self._rows is not None and x.shape[1] != self._rows):
             return None
+        self._rows = x.shape[1]
+        pad = cache_positions - have
+        keys, values = [], []
+        for i in range(len(self.heads)):
+            zeros = x.new_zeros(1, self.heads[i], pad, self.d_k[i])
+            k, v = past[i] if past else (zeros[:, :, :0], zeros[:, :, :0])
+            keys.append(torch.cat([zeros, k], dim=2) if pad else k.contiguous())
+            values.append(torch.cat([zeros, v], dim=2) if pad else v.contiguous())
+        key_bias = x.new_zeros(1, 1, 1, cache_positions + x.shape[1])
+        key_bias[..., :pad] = float("-inf")
         # the options must be in inductor's config while it compiles (`torch.compile(options=)` does not
-        # reach freezing, and without frozen weights there is no CPP GEMM); contiguous: the look-back
-        # views' strides vary, the compiled graph's do not
+        # reach freezing, and without frozen weights there is no CPP GEMM); the inputs are contiguous
+        # because the look-back views' strides vary and the compiled graph's do not
         with inductor_config.patch(INDUCTOR_OPTIONS), torch.no_grad():
-            out, keys, values = self._compiled(x, [k.contiguous() for k, _ in past], [v.contiguous() for _, v in past])
-        return out, list(zip(keys, values, strict=True))
+            out, keys_all, values_all = self._compiled(x, keys, values, key_bias)
+        return out, [(k[:, :, pad:], v[:, :, pad:]) for k, v in zip(keys_all, values_all, strict=True)]
