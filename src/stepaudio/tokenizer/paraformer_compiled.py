@@ -1,11 +1,12 @@
-"""The steady-state vq02 streaming step compiled once by inductor, with the weights frozen into it.
+"""The vq02 streaming step compiled once by inductor, with the weights frozen into it.
 
 Once the look-back is full, every streaming step runs the same shapes (9 rows on the real model), so one
 compiled graph over all layers serves the whole utterance. Frozen weights let inductor pick its own
 small-batch CPU GEMM (`CPP` backend, autotuned against ATen): on an AVX2 CPU it runs a 2048 x 512 linear
 at 9 rows in half of oneDNN's time, and the 50-layer step goes from ~80 to ~60 ms. The arithmetic is the
-same float32 model (outputs agree to ~1e-5); steps of any other shape (the first few, the last) run the
-eager layers. Compiling takes minutes on 2 cores, so `LinguisticTokenizer.warm_up` does it up front.
+same float32 model (outputs agree to ~1e-5); the first steps, whose look-back is still short, run in the
+full shape with the missing keys masked, and only a shorter last step runs the eager layers. Compiling
+takes minutes on 2 cores, so `LinguisticTokenizer.warm_up` does it up front.
 """
 
 from __future__ import annotations

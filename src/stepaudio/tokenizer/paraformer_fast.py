@@ -119,8 +119,8 @@ def reduce_encoder_weights(encoder: ParaformerEncoder, mode: str) -> ParaformerE
 
         from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
 
-        # the graph freezes its own copy of the plain weights (discarded once compiled); the steps it does
-        # not serve (the first few, the last) run the encoder's layers with oneDNN-packed weights
+        # the graph freezes its own copy of the plain weights (discarded once compiled); a step it does not
+        # serve (a shorter last one) runs the encoder's layers with oneDNN-packed weights
         encoder.steady_step = CompiledSteadyStep(copy.deepcopy(encoder.layers))
         mode = "fp32-packed"
     wrappers = {
