@@ -22,8 +22,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from stepaudio.hardware import cpu_has_amx
-from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available, onednn_packing_available
+from stepaudio.hardware import cpu_has_amx, onednn_can_pack
+from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
 QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.lm.quant_packed), CPU
 # What users pick (engine `quant=`, `serve-lm --quant`): the weight format of every linear layer.
@@ -41,7 +41,7 @@ def resolve_weight_format(name: str | None, device: torch.device | str, dtype: t
         return name
     if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
         return "none"
-    if cpu_has_amx() and onednn_packing_available():
+    if cpu_has_amx() and onednn_can_pack(torch.bfloat16):
         return "bf16-packed"
     return "fp16-weights" if fp16_matvec_is_faster() else "none"
 

@@ -22,11 +22,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from stepaudio.hardware import onednn_can_pack, require_onednn_packing
-
-
-def onednn_packing_available() -> bool:
-    return onednn_can_pack(torch.bfloat16)
+from stepaudio.hardware import require_onednn_packing
 
 
 class PackedBf16Linear(nn.Module):

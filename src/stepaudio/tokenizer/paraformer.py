@@ -210,16 +210,11 @@ class ParaformerEncoder(nn.Module):
             for i, layer in enumerate(self.layers):
                 x, keys, values = layer(x, cache.kv[i] if cache.kv else None)
                 layer_kv.append((keys, values))
-        new_kv = []
-        for i, (keys, values) in enumerate(layer_kv):
-            past = cache.kv[i] if cache.kv else None
-            if chunk.look_back == 0:
-                continue
-            # the next look-back: the past plus this chunk's first `keep` frames, trimmed to its length;
-            # views of the attention's own concatenation, so nothing is copied twice
-            end = keep if past is None else past[0].shape[2] + keep
-            start = 0 if past is None or chunk.look_back < 0 else max(0, end - chunk.cache_positions)
-            new_kv.append((keys[:, :, start:end], values[:, :, start:end]))
+        # the next look-back: the past plus this chunk's first `keep` frames, trimmed to its length; views of
+        # the attention's own concatenation, so nothing is copied twice
+        end = keep + (cache.kv[0][0].shape[2] if cache.kv else 0)
+        start = 0 if not cache.kv or chunk.look_back < 0 else max(0, end - chunk.cache_positions)
+        new_kv = [] if chunk.look_back == 0 else [(k[:, :, start:end], v[:, :, start:end]) for k, v in layer_kv]
         if self.config.normalize_before:
             x = self.after_norm(x)
         return x, EncoderCache(start_idx=cache.start_idx + length, overlap=overlap, kv=tuple(new_kv))

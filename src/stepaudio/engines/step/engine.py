@@ -110,7 +110,8 @@ def create_engine(**options: Any) -> Engine:
 def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokenizer:
     tokenizer = StepAudioTokenizer.from_pretrained(
         paths.require("tokenizer"), device=opts.device, weight_mode=tokenizer_weights(opts))
-    tokenizer.linguistic.warm_up()  # one-time work now (minutes of compiling in fp32-compiled), not mid-stream
+    if tokenizer.linguistic.encoder.steady_step is not None:
+        tokenizer.linguistic.warm_up()  # compile now (minutes), not inside the first live stream
     return tokenizer
 
 

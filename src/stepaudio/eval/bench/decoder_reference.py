@@ -19,11 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepaudio.eval.bench.reference_driver import timed
 from stepaudio.eval.bench.table import format_rows
 
 SAMPLE_RATE = 22050
@@ -105,14 +105,7 @@ def snr_db(reference: Any, estimate: Any) -> float:
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[Any, float]:
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
+    out, times = timed(fn, repeats, warmup)
     return out, statistics.median(times)
 
 

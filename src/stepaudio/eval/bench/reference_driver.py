@@ -81,7 +81,8 @@ def _without_bf16_casts() -> Iterator[None]:
         torch.Tensor.to = original  # type: ignore[method-assign]
 
 
-def _timed(fn: Any, repeats: int, warmup: int) -> tuple[Any, list[float]]:
+def timed(fn: Any, repeats: int, warmup: int) -> tuple[Any, list[float]]:
+    """Output and wall times of `repeats` calls after `warmup` calls (both sides of the bench use it)."""
     out = None
     for _ in range(warmup):
         out = fn()
@@ -122,14 +123,14 @@ def _run_case(
 
     casts = _without_bf16_casts() if dtype_name == "fp32" else contextlib.nullcontext()
     with casts:
-        mel, flow_times = _timed(run_flow, spec["repeats"], spec["warmup"])
+        mel, flow_times = timed(run_flow, spec["repeats"], spec["warmup"])
 
     def run_hift() -> Any:
         torch.manual_seed(case["vocoder_seed"])
         with torch.inference_mode():
             return hift.inference(mel=mel.float())
 
-    wav, hift_times = _timed(run_hift, spec["repeats"], spec["warmup"])
+    wav, hift_times = timed(run_hift, spec["repeats"], spec["warmup"])
     wav = wav[0] if isinstance(wav, tuple) else wav
     torch.save({"mel": mel.float(), "wav": wav.float()}, work / f"ref_{dtype_name}_{case['name']}.pt")
     return {"case": case["name"], "dtype": dtype_name, "flow_s": flow_times, "hift_s": hift_times}
