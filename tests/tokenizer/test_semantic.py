@@ -133,6 +133,15 @@ def test_encode_through_onnxruntime(tiny_onnx: Path) -> None:
     assert tok.encode(torch.from_numpy(wav)[None]) == codes  # [1, N] torch input
 
 
+def test_idle_workers_do_not_spin_unless_asked(tiny_onnx: Path) -> None:
+    """Spinning onnxruntime workers would take a core from the vq02 step that follows a vq06 window."""
+    def spinning(tok: SemanticTokenizer) -> str:
+        return str(tok.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning"))
+
+    assert spinning(SemanticTokenizer.from_onnx(tiny_onnx, providers=["CPUExecutionProvider"])) == "0"
+    assert spinning(SemanticTokenizer.from_onnx(tiny_onnx, providers=["CPUExecutionProvider"], spin=True)) == "1"
+
+
 def test_bad_audio_is_an_audio_error() -> None:
     tok, _ = _fake()
     with pytest.raises(AudioError, match="mono"):

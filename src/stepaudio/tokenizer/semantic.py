@@ -89,7 +89,11 @@ class SemanticTokenizer:
         *,
         providers: Sequence[str] | None = None,
         intra_op_threads: int | None = None,
+        spin: bool = False,
     ) -> SemanticTokenizer:
+        """``spin=False`` stops onnxruntime's idle workers busy-waiting after a run: on a few cores
+        they would take a core from the Paraformer step that runs next (a streamed piece right after a
+        vq06 window took twice as long with spinning on 2 cores)."""
         path = Path(path)
         ort = _import_ort()
         if not path.is_file():
@@ -98,6 +102,7 @@ class SemanticTokenizer:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             options.intra_op_num_threads = int(intra_op_threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             session = ort.InferenceSession(
                 str(path), sess_options=options, providers=list(providers or default_providers())
