@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from typing import Any
 
 from stepaudio.eval.bench.table import percentile
-from stepaudio.eval.bench.tokenizer_vq06 import add_vq06_results, print_rows
+from stepaudio.eval.bench.tokenizer_vq06 import add_vq06_results, print_rows, random_linguistic, speech_like
 
 STEP_SAMPLES = 3840
-SAMPLE_RATE = 16000
-
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,43 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-budget-ms", type=float, default=100.0)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
-
-
-def _synthetic_speech(seconds: float) -> Any:
-    import torch
-
-    n = int(seconds * SAMPLE_RATE)
-    t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
-    pitch = 140 + 40 * torch.sin(2 * math.pi * 0.7 * t)
-    voiced = torch.sin(2 * math.pi * torch.cumsum(pitch, 0) / SAMPLE_RATE)
-    envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 3.1 * t)
-    noise = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    wav = 0.5 * voiced * envelope + 0.03 * noise
-    return (wav / wav.abs().max() * 0.999).float()
-
-
-def _random_tokenizer(blocks: int, mode: str, state: dict[str, Any] | None) -> Any:
-    import torch
-
-    from stepaudio.tokenizer.linguistic import LinguisticTokenizer
-    from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
-    from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
-    from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
-
-    gen = torch.Generator().manual_seed(1234)
-    config = ParaformerEncoderConfig(num_blocks=blocks)
-    with torch.device("meta"):
-        encoder = ParaformerEncoder(config)
-    if state is None:
-        torch.manual_seed(1234)
-        encoder = ParaformerEncoder(config)
-    else:
-        encoder.load_state_dict(state, assign=True)
-    encoder = reduce_encoder_weights(encoder.eval(), mode)
-    cmvn = Cmvn(shift=-10.0 - 2.0 * torch.rand(560, generator=gen), scale=0.2 + 0.2 * torch.rand(560, generator=gen))
-    frontend = OnlineFrontend(FrontendConfig(dither=0.0), cmvn)
-    codebook = torch.randn(1024, 512, generator=gen)
-    return LinguisticTokenizer(frontend, encoder, codebook)
 
 
 def _timed_pass(tokenizer: Any, wav: Any) -> dict[str, Any]:
@@ -127,10 +86,10 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
     if not onednn_can_pack(torch.bfloat16) and "bf16-packed" in modes:
         print("skipping weight mode bf16-packed: this CPU cannot pack bf16 weights for oneDNN")
         modes.remove("bf16-packed")
-    wav = _synthetic_speech(args.seconds)
-    master = _random_tokenizer(args.blocks, "fp32", None)
+    wav = torch.from_numpy(speech_like(args.seconds))
+    master = random_linguistic(args.blocks, "fp32")
     state = master.encoder.state_dict()
-    tokenizers = {m: master if m == "fp32" else _random_tokenizer(args.blocks, m, state) for m in modes}
+    tokenizers = {m: master if m == "fp32" else random_linguistic(args.blocks, m, state) for m in modes}
     params = sum(p.numel() for p in master.encoder.parameters())
     for tok in tokenizers.values():  # warm-up: kernels, allocator, caches
         tok.warm_up()  # compiles the steady step in fp32-compiled mode

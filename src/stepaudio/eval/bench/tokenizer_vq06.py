@@ -62,8 +62,9 @@ def speech_like(seconds: float) -> Any:
     return (wav / np.abs(wav).max() * 0.999).astype(np.float32)
 
 
-def random_linguistic(blocks: int, mode: str) -> Any:
-    """The vq02 tokenizer at the real shape (``blocks`` SANM blocks) with random weights."""
+def random_linguistic(blocks: int, mode: str, state: dict[str, Any] | None = None) -> Any:
+    """The vq02 tokenizer at the real shape (``blocks`` SANM blocks) with seeded random weights, or with
+    ``state`` (an fp32 encoder state dict) so that several weight modes share one set of weights."""
     import torch
 
     from stepaudio.tokenizer.linguistic import LinguisticTokenizer
@@ -72,12 +73,19 @@ def random_linguistic(blocks: int, mode: str) -> Any:
     from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
 
     gen = torch.Generator().manual_seed(1234)
-    with torch.random.fork_rng():
-        torch.manual_seed(1234)
-        encoder = ParaformerEncoder(ParaformerEncoderConfig(num_blocks=blocks)).eval()
+    config = ParaformerEncoderConfig(num_blocks=blocks)
+    if state is None:
+        with torch.random.fork_rng():
+            torch.manual_seed(1234)
+            encoder = ParaformerEncoder(config)
+    else:
+        with torch.device("meta"):
+            encoder = ParaformerEncoder(config)
+        encoder.load_state_dict(state, assign=True)
     cmvn = Cmvn(shift=-10.0 - 2.0 * torch.rand(560, generator=gen), scale=0.2 + 0.2 * torch.rand(560, generator=gen))
     frontend = OnlineFrontend(FrontendConfig(dither=0.0), cmvn)
-    return LinguisticTokenizer(frontend, reduce_encoder_weights(encoder, mode), torch.randn(1024, 512, generator=gen))
+    codebook = torch.randn(1024, 512, generator=gen)
+    return LinguisticTokenizer(frontend, reduce_encoder_weights(encoder.eval(), mode), codebook)
 
 
 def _latency_row(name: str, seconds: float, timed: dict[str, Any]) -> dict[str, Any]:
