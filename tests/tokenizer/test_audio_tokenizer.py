@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,7 @@ from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET, deinterleave, lm_to_
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR
 from stepaudio.tokenizer.streaming import Vq06Policy, code_agreement
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny ops: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from stepaudio.errors import AudioError
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
@@ -20,12 +18,7 @@ CONV_ONLY = S3Config(n_state=32, n_head=4, n_layer=0, codebook_size=4096)
 TRANSFORMER = S3Config(n_state=32, n_head=4, n_layer=2, codebook_size=4096)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny ops: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,13 +10,7 @@ import torch
 from stepaudio.eval.bench import tokenizer as bench
 from stepaudio.eval.bench.tokenizer_vq06 import random_linguistic, speech_like
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny ops: one thread is faster
 
 
 def test_rows_measure_each_mode_against_fp32() -> None:

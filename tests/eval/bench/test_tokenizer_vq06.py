@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from stepaudio.eval.bench import tokenizer_vq06 as bench
 from stepaudio.tokenizer.s3_model import S3Config, export_s3_onnx
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny ops: one thread is faster
 
 
 def test_rows_cover_vq06_and_the_whole_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
