@@ -7,7 +7,7 @@ and the evaluation suite never know which models answer. Synthesis and chat stre
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -176,10 +176,31 @@ class Synthesizer(Protocol):
 
 
 @dataclass(frozen=True)
+class Abilities:
+    """What an engine can do, declared by the engine so that callers decide up front instead of failing late.
+
+    `hears_audio`: the chat model takes the user's speech itself (Step-Audio-Chat: interleaved audio tokens),
+    so a spoken turn needs no transcript to be answered. `clones_voices`: the synthesizer speaks in a voice
+    made from a prompt wav and its transcript. `tool_calls`: the chat model can call declared tools.
+    """
+
+    hears_audio: bool = False
+    clones_voices: bool = False
+    tool_calls: bool = True
+
+
+@dataclass(frozen=True)
 class Engine:
-    """A named set of the three capabilities; a missing one is None (e.g. a TTS-only engine)."""
+    """A named set of the three capabilities (a missing one is None, e.g. a TTS-only engine), what they can do,
+    and the steps that load and warm them up (run by `warmup`, so the first request does not pay for them)."""
 
     name: str
     transcriber: Transcriber | None
     chat: ChatModel | None
     synthesizer: Synthesizer | None
+    abilities: Abilities = Abilities()
+    warmups: tuple[Callable[[], None], ...] = ()
+
+    def warmup(self) -> None:
+        for step in self.warmups:
+            step()

@@ -24,6 +24,7 @@ from typing import Any
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
+    Abilities,
     AudioChunk,
     CancelToken,
     ChatDelta,
@@ -162,5 +163,7 @@ def _build_synthesizer(config: LiteConfig) -> Any:
 
 def create_engine(**options: Any) -> Engine:
     config = LiteConfig.from_options(options)
-    return Engine(name="lite", transcriber=LazyTranscriber(config), chat=LazyChat(config),
-                  synthesizer=LazySynthesizer(config))
+    transcriber, chat, synthesizer = LazyTranscriber(config), LazyChat(config), LazySynthesizer(config)
+    return Engine(name="lite", transcriber=transcriber, chat=chat, synthesizer=synthesizer,
+                  abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True),
+                  warmups=(transcriber.warmup, chat.warmup, synthesizer.warmup))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from stepaudio.decoder.token2wav import Token2Wav, preferred_flow_dtype
-from stepaudio.engines.base import Engine
+from stepaudio.engines.base import Abilities, Engine
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
@@ -104,6 +104,7 @@ def create_engine(**options: Any) -> Engine:
         transcriber=StepTranscriber(chat, max_new_tokens=min(512, opts.chat_max_tokens)) if has_chat else None,
         chat=chat if has_chat else None,
         synthesizer=synthesizer,
+        abilities=Abilities(hears_audio=has_chat, clones_voices=synthesizer is not None, tool_calls=has_chat),
     )
 
 
