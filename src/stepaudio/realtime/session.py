@@ -41,7 +41,7 @@ from stepaudio.engines.base import (
     ToolSpec,
     Voice,
 )
-from stepaudio.engines.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
+from stepaudio.realtime.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.buffer import AudioBuffer

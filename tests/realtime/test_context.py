@@ -7,7 +7,7 @@ import pytest
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import ChatMessage, ToolCall
-from stepaudio.engines.context import STEP_AUDIO_TOKENS_PER_SECOND, ConversationContext, estimate_tokens
+from stepaudio.realtime.context import STEP_AUDIO_TOKENS_PER_SECOND, ConversationContext, estimate_tokens
 from stepaudio.errors import StepAudioError
 
 
