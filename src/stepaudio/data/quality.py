@@ -3,7 +3,7 @@
 Duration sanity bounds the seconds per spoken character (letters, digits, CJK characters; punctuation and
 spaces do not count): silence, a cut-off synthesis or a runaway loop falls far outside the bounds that
 every language and speed lands in. The round trip transcribes the audio with an engine's `Transcriber`
-and scores it against the text with `eval.metrics` (CER for Chinese, WER for space-delimited languages).
+and scores it against the text with `text.metrics` (CER for Chinese, WER for space-delimited languages).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import Transcriber
 from stepaudio.errors import StepAudioError
-from stepaudio.eval.metrics import language_unit, score
+from stepaudio.text.metrics import language_unit, score
 
 _SPOKEN = re.compile(r"\w", re.UNICODE)
 

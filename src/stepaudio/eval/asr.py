@@ -1,6 +1,6 @@
 """ASR evaluation: transcribe every utterance of a dataset, score WER (words) or CER (Chinese characters).
 
-Scoring uses `stepaudio.eval.metrics` with its documented normalisers. `auto` picks per utterance:
+Scoring uses `stepaudio.text.metrics` with its documented normalisers. `auto` picks per utterance:
 Chinese (by language code or script) -> `chinese` normaliser and CER; anything else -> `english+titles`
 and WER. `english+titles` is the `english` normaliser after spelling out Mr./Mrs./Dr. (as LibriVox and
 LibriSpeech transcripts do; Whisper writes the abbreviation). Totals are corpus rates (all errors over all
@@ -19,7 +19,6 @@ from stepaudio.engines.base import Transcriber
 from stepaudio.errors import AudioError
 from stepaudio.eval import paper
 from stepaudio.eval.datasets import AsrDataset, DatasetError
-from stepaudio.eval.metrics import ErrorCounts, language_unit, score
 from stepaudio.eval.report import (
     Column,
     headline_row,
@@ -29,6 +28,7 @@ from stepaudio.eval.report import (
     spread,
     spread_note,
 )
+from stepaudio.text.metrics import ErrorCounts, language_unit, score
 
 NORMALIZERS = ("auto", "english", "english+titles", "chinese", "none")
 METRIC = {"word": "WER", "char": "CER"}

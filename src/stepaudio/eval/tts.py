@@ -24,7 +24,6 @@ from stepaudio.errors import AudioError, StepAudioError, UnsupportedError
 from stepaudio.eval import paper
 from stepaudio.eval.asr import METRIC, score_pair
 from stepaudio.eval.datasets import DatasetError, TtsCase, TtsTestset
-from stepaudio.eval.metrics import ErrorCounts
 from stepaudio.eval.report import (
     Column,
     headline_row,
@@ -35,6 +34,7 @@ from stepaudio.eval.report import (
     spread_note,
 )
 from stepaudio.eval.speaker import SpeakerEncoder
+from stepaudio.text.metrics import ErrorCounts
 
 CLONE_POLICIES = ("fallback", "strict")
 CLONE = "clone"

@@ -19,7 +19,7 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Whisper writes Mandarin in traditional or simplified characters at random. With `opencc` installed (as
-# stepaudio.eval.metrics uses it) the text is converted to simplified; without it, a simplified prompt
+# stepaudio.text.metrics uses it) the text is converted to simplified; without it, a simplified prompt
 # steers the decoder instead, which costs accuracy (Mandarin round-trip CER 23% converted vs 32% prompted).
 INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 # Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.

@@ -2,7 +2,7 @@
 
 asr      WER of Whisper on the LibriVox (and cards) recordings of Debian's pocketsphinx-testdata
 tts      intelligibility by Whisper round trip: Piper English WER, espeak-ng Mandarin CER at several rates
-         (scored with stepaudio.eval.metrics: the `eval` extra's jiwer, OpenCC, num2words, cn2an)
+         (scored with stepaudio.text.metrics: the `eval` extra's jiwer, OpenCC, num2words, cn2an)
 latency  end of speech -> first reply audio for spoken questions (VAD + ASR + LLM first sentence + TTS),
          p50 / p90 over the questions, models warmed up first
 
@@ -76,7 +76,7 @@ def expand_titles(text: str) -> str:
 
 def error_rate(pairs: list[tuple[str, str]], unit: str = "word") -> float:
     """Corpus WER (unit 'word') or CER ('char') with the project's documented normalisers."""
-    from stepaudio.eval.metrics import corpus_rate, score
+    from stepaudio.text.metrics import corpus_rate, score
 
     return corpus_rate([score(expand_titles(ref), expand_titles(hyp), unit) for ref, hyp in pairs])
 

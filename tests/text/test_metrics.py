@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepaudio.eval.metrics import (
+from stepaudio.text.metrics import (
     ErrorCounts,
     corpus_rate,
     edit_counts,
