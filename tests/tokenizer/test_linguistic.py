@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR, LinguisticTokenizer, nearest_centroid
-from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend, load_cmvn
-from stepaudio.tokenizer.paraformer_loading import (
+from stepaudio.tokenizer.paraformer.encoder import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer.frontend import Cmvn, FrontendConfig, OnlineFrontend, load_cmvn
+from stepaudio.tokenizer.paraformer.loading import (
     encoder_key_map,
     load_encoder,
     load_encoder_state,

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR
-from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_loading import encoder_key_map
+from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer.loading import encoder_key_map
 from stepaudio.tokenizer.s3_model import S3Config, export_s3_onnx
 
 __all__ = ["TINY_PARAFORMER", "TINY_S3", "write_paraformer_dir", "write_tiny_tokenizer_dir"]

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from stepaudio.errors import AudioError, CheckpointError
-from stepaudio.tokenizer.paraformer import ChunkConfig, EncoderCache, ParaformerEncoder
-from stepaudio.tokenizer.paraformer_batch import encode_steps
-from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
-from stepaudio.tokenizer.paraformer_frontend import FrontendState, OnlineFrontend, load_cmvn
-from stepaudio.tokenizer.paraformer_loading import load_encoder, load_encoder_state, load_paraformer_config
+from stepaudio.tokenizer.paraformer.batch import encode_steps
+from stepaudio.tokenizer.paraformer.encoder import ChunkConfig, EncoderCache, ParaformerEncoder
+from stepaudio.tokenizer.paraformer.fast import reduce_encoder_weights
+from stepaudio.tokenizer.paraformer.frontend import FrontendState, OnlineFrontend, load_cmvn
+from stepaudio.tokenizer.paraformer.loading import load_encoder, load_encoder_state, load_paraformer_config
 
 __all__ = ["PARAFORMER_SUBDIR", "LinguisticStream", "LinguisticTokenizer", "nearest_centroid"]
 
@@ -79,7 +79,7 @@ class LinguisticTokenizer:
         """Load from a ``Step-Audio-Tokenizer`` directory (or the Paraformer folder beside a codebook).
 
         ``weight_mode`` other than ``fp32`` opts into the reduced-precision or pre-packed matmul
-        weights of :mod:`stepaudio.tokenizer.paraformer_fast` (faster on CPU; codes may differ
+        weights of :mod:`stepaudio.tokenizer.paraformer.fast` (faster on CPU; codes may differ
         from fp32 at near-ties).
         """
         root = Path(tokenizer_dir)
@@ -130,7 +130,7 @@ class LinguisticTokenizer:
         """Final encoder features ``[F, output_size]`` of a whole utterance (what gets quantised).
 
         Equal to streaming the utterance step by step, but all steps run as one batch per layer
-        (:mod:`stepaudio.tokenizer.paraformer_batch`), which reads the weights once instead of once a step.
+        (:mod:`stepaudio.tokenizer.paraformer.batch`), which reads the weights once instead of once a step.
         """
         steps = self.frontend_steps(wav)
         if not steps:

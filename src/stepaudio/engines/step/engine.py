@@ -27,7 +27,7 @@ from stepaudio.engines.step.voices import VoiceBank
 from stepaudio.errors import UnsupportedError
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
-from stepaudio.tokenizer.paraformer_fast import WEIGHT_MODES
+from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES
 
 FLOW_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modes",
         default="fp32,fp32-packed,bf16,bf16-packed,int8,int8-packed",
-        help="comma-separated weight modes (see stepaudio.tokenizer.paraformer_fast.WEIGHT_MODES)",
+        help="comma-separated weight modes (see stepaudio.tokenizer.paraformer.fast.WEIGHT_MODES)",
     )
     parser.add_argument("--blocks", type=int, default=50, help="encoder blocks (real: 50)")
     parser.add_argument("--vq02-mode", default=None,
@@ -103,7 +103,7 @@ def _bench_vq02(args: argparse.Namespace) -> dict[str, Any]:
                     best[mode] = result
     offline: dict[str, tuple[float, Any]] = {}
     with torch.inference_mode():
-        for mode, tok in tokenizers.items():  # offline: every step batched per layer (paraformer_batch)
+        for mode, tok in tokenizers.items():  # offline: every step batched per layer (paraformer.batch)
             tok.encode_features(wav[: 8 * STEP_SAMPLES])
             runs = []
             for _ in range(args.repeats):

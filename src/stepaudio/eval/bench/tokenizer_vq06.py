@@ -68,9 +68,9 @@ def random_linguistic(blocks: int, mode: str, state: dict[str, Any] | None = Non
     import torch
 
     from stepaudio.tokenizer.linguistic import LinguisticTokenizer
-    from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
-    from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
-    from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
+    from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder, ParaformerEncoderConfig
+    from stepaudio.tokenizer.paraformer.fast import reduce_encoder_weights
+    from stepaudio.tokenizer.paraformer.frontend import Cmvn, FrontendConfig, OnlineFrontend
 
     gen = torch.Generator().manual_seed(1234)
     config = ParaformerEncoderConfig(num_blocks=blocks)

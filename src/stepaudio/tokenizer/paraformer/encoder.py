@@ -173,7 +173,7 @@ class ParaformerEncoder(nn.Module):
         self.encoders0 = nn.ModuleList([SanmLayer(config.input_size, config)])
         self.encoders = nn.ModuleList([SanmLayer(config.output_size, config) for _ in range(config.num_blocks - 1)])
         self.after_norm = nn.LayerNorm(config.output_size, eps=LAYER_NORM_EPS)
-        # optional runner of steady streaming steps (paraformer_compiled.CompiledSteadyStep); not weights
+        # optional runner of steady streaming steps (paraformer.compiled.CompiledSteadyStep); not weights
         self.steady_step: Any = None
 
     @property

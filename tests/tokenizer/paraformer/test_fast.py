@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from stepaudio.hardware import onednn_can_pack
-from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_fast import (
+from stepaudio.tokenizer.paraformer.encoder import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer.fast import (
     Bf16Linear,
     FbgemmInt8Linear,
     Int8Linear,

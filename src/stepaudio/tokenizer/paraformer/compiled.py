@@ -21,7 +21,7 @@ import torch._inductor.config as inductor_config
 from torch import nn
 
 from stepaudio.errors import UnsupportedError
-from stepaudio.tokenizer.paraformer import SanmLayer
+from stepaudio.tokenizer.paraformer.encoder import SanmLayer
 
 INDUCTOR_OPTIONS: dict[str, Any] = {
     "freezing": True,

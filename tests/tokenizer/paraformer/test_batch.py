@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_batch import encode_steps
+from stepaudio.tokenizer.paraformer.batch import encode_steps
+from stepaudio.tokenizer.paraformer.encoder import ChunkConfig, ParaformerEncoder, ParaformerEncoderConfig
 
 
 def _encoder() -> ParaformerEncoder:

@@ -17,7 +17,7 @@ from torch import nn
 from stepaudio.hardware import require_onednn_packing
 from stepaudio.lm.quant import quantize_weight
 from stepaudio.lm.quant_packed import PackedInt8Linear
-from stepaudio.tokenizer.paraformer import ParaformerEncoder
+from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder
 
 __all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "PackedLinear", "reduce_encoder_weights"]
 
@@ -26,7 +26,7 @@ __all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "Pack
 # "int8-packed": FBGEMM dynamic int8 (per-channel weights, activations quantised per call), a quarter
 # of fp32's bytes and fast small-batch kernels on any x86 CPU; approximate, like the other reduced modes.
 # "fp32-compiled": float32 weights frozen into one inductor graph of the steady streaming step
-# (stepaudio.tokenizer.paraformer_compiled); compiling takes minutes, see LinguisticTokenizer.warm_up.
+# (stepaudio.tokenizer.paraformer.compiled); compiling takes minutes, see LinguisticTokenizer.warm_up.
 WEIGHT_MODES = ("fp32", "fp32-packed", "fp32-compiled", "bf16", "bf16-packed", "int8", "int8-packed")
 
 
@@ -117,7 +117,7 @@ def reduce_encoder_weights(encoder: ParaformerEncoder, mode: str) -> ParaformerE
     if mode == "fp32-compiled":
         import copy
 
-        from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
+        from stepaudio.tokenizer.paraformer.compiled import CompiledSteadyStep
 
         # the graph freezes its own copy of the plain weights (discarded once compiled); a step it does not
         # serve (a shorter last one) runs the encoder's layers with oneDNN-packed weights

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from stepaudio.tokenizer.linguistic import LinguisticTokenizer
-from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_compiled import CompiledSteadyStep
-from stepaudio.tokenizer.paraformer_fast import reduce_encoder_weights
-from stepaudio.tokenizer.paraformer_frontend import Cmvn, FrontendConfig, OnlineFrontend
+from stepaudio.tokenizer.paraformer.compiled import CompiledSteadyStep
+from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer.fast import reduce_encoder_weights
+from stepaudio.tokenizer.paraformer.frontend import Cmvn, FrontendConfig, OnlineFrontend
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="inductor needs a C++ compiler")
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from stepaudio.tokenizer.paraformer import ChunkConfig, ParaformerEncoder, SanmLayer, stream_position_encoding
+from stepaudio.tokenizer.paraformer.encoder import ChunkConfig, ParaformerEncoder, SanmLayer, stream_position_encoding
 
 __all__ = ["encode_steps"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from stepaudio.errors import CheckpointError
-from stepaudio.tokenizer.paraformer import ParaformerEncoder, ParaformerEncoderConfig
-from stepaudio.tokenizer.paraformer_frontend import FrontendConfig
+from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder, ParaformerEncoderConfig
+from stepaudio.tokenizer.paraformer.frontend import FrontendConfig
 
 __all__ = [
     "CHECKPOINT_PREFIX",
