@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from stepaudio.audio.io import to_pcm16
 from stepaudio.engines.base import Segment, Transcript
 from stepaudio.errors import AudioError, CheckpointError, StepAudioError, TagError
-from stepaudio.server.audio_out import available_formats, check_format, pcm_bytes, streaming_wav_header
+from stepaudio.server.audio_out import (
+    PCM_RATE,
+    PcmStream,
+    available_formats,
+    check_format,
+    encode,
+    pcm_bytes,
+    streaming_wav_header,
+)
 from stepaudio.server.chat import _split_ready
 from stepaudio.server.errors import ApiError, to_api_error
 from stepaudio.server.instructions import speech_instructions
@@ -24,9 +33,23 @@ from stepaudio.store.voices import VoiceExistsError, VoiceNotFoundError
 
 def test_streamed_wav_decodes() -> None:
     samples = (0.5 * np.sin(np.arange(1000) / 5)).astype(np.float32)
-    data = streaming_wav_header(16000) + pcm_bytes(samples[:400]) + pcm_bytes(samples[400:])
+    data = streaming_wav_header(16000) + to_pcm16(samples[:400]) + to_pcm16(samples[400:])
     decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
     assert rate == 16000 and len(decoded) == 1000 and np.abs(decoded - samples).max() < 1e-4
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 24000])
+def test_raw_pcm_is_24_khz_whole_or_streamed(rate: int) -> None:
+    t = np.arange(rate) / rate  # one second of 440 Hz
+    samples = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    whole = np.frombuffer(pcm_bytes(samples, rate), dtype="<i2")
+    assert len(whole) == PCM_RATE and encode(samples, rate, "pcm16") == whole.tobytes()
+    stream = PcmStream(rate)
+    pieces = [stream.push(samples[start:start + 1000]) for start in range(0, rate, 1000)]
+    streamed = np.frombuffer(b"".join(pieces) + stream.finish(), dtype="<i2")
+    assert len(streamed) == PCM_RATE and np.abs(streamed.astype(np.int32) - whole).max() <= 64
+    spectrum = np.abs(np.fft.rfft(streamed / 32767.0))
+    assert abs(int(spectrum.argmax()) - 440) <= 1  # played at 24 kHz, one second holds 440 cycles
 
 
 def test_formats() -> None:

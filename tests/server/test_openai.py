@@ -18,12 +18,18 @@ from stepaudio.server.settings import ServerSettings
 openai = pytest.importorskip("openai")
 
 TONE_RATE = 16000
+PCM_RATE = 24000
 SECONDS_PER_CHAR = 0.01
 
 
 def expected_samples(text: str, speed: float = 1.0) -> int:
     sentences = [s for s in text.replace("!", ".").split(".") if s.strip()] or [text]
     return sum(round(len(s) * SECONDS_PER_CHAR / speed * TONE_RATE) for s in sentences)
+
+
+def expected_pcm(samples: int) -> int:
+    """Raw pcm is 24 kHz whatever rate the synthesizer speaks at."""
+    return round(samples * PCM_RATE / TONE_RATE)
 
 
 def sse_events(body: bytes) -> list[Any]:
@@ -61,10 +67,10 @@ def test_speech_pcm_streams_and_speed(tiny_server: Any) -> None:
     with client.audio.speech.with_streaming_response.create(
         model="tts-1", voice="low", input=text, response_format="pcm", speed=2.0
     ) as response:
-        assert response.headers["x-sample-rate"] == "16000"
+        assert response.headers["x-sample-rate"] == "24000"
         pieces = list(response.iter_bytes())
     data = b"".join(pieces)
-    assert len(data) == 2 * expected_samples(text, speed=2.0)
+    assert len(data) == 2 * expected_pcm(expected_samples(text, speed=2.0))
     _, voice, instructions = tiny_server.engine.synthesizer.calls[-1]
     assert voice == "low" and instructions.speed == 2.0
 
@@ -76,8 +82,9 @@ def test_speech_sse_events(tiny_server: Any) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.content)
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
-    assert len(deltas) == 2 and events[-1]["type"] == "speech.audio.done"
-    assert sum(len(base64.b64decode(e["audio"])) for e in deltas) == 2 * expected_samples(text)
+    assert len(deltas) >= 2 and events[-1]["type"] == "speech.audio.done"
+    assert sum(len(base64.b64decode(e["audio"])) for e in deltas) == 2 * expected_pcm(expected_samples(text))
+    assert events[-1]["seconds"] == round(expected_samples(text) / TONE_RATE, 3)
 
 
 def test_speech_instruction_extensions(tiny_server: Any) -> None:
@@ -243,7 +250,7 @@ def test_chat_streamed_audio(tiny_server: Any) -> None:
     transcript = "".join(a.get("transcript") or "" for a in audio)
     assert transcript == "You said: Hi. Bye."
     pcm = b"".join(base64.b64decode(a["data"]) for a in audio if a.get("data"))
-    assert len(pcm) == 2 * sum(expected_samples(a["transcript"]) for a in audio if a.get("transcript"))
+    assert len(pcm) == 2 * sum(expected_pcm(expected_samples(a["transcript"])) for a in audio if a.get("transcript"))
     assert "expires_at" in audio[-1] and len({a["id"] for a in audio}) == 1
     with pytest.raises(openai.BadRequestError, match="pcm16"):
         client.chat.completions.create(model="m", modalities=["audio"], audio={"voice": "tone", "format": "wav"},
@@ -272,7 +279,7 @@ def test_raw_pcm_samples_match(tiny_server: Any) -> None:
     audio = tiny_server.client().audio.speech.create(model="tts-1", voice="tone", input="abc",
                                                      response_format="pcm")
     samples = np.frombuffer(audio.content, dtype="<i2")
-    assert len(samples) == expected_samples("abc") and np.abs(samples).max() > 9000
+    assert len(samples) == expected_pcm(expected_samples("abc")) and np.abs(samples).max() > 9000
 
 
 def test_chat_stream_failure_ends_with_an_error_event(tiny_server: Any) -> None:

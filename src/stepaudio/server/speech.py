@@ -9,9 +9,17 @@ import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from stepaudio.audio.io import resample
+from stepaudio.audio.io import resample, to_pcm16
 from stepaudio.engines.base import AudioChunk, CancelToken
-from stepaudio.server.audio_out import MEDIA_TYPES, STREAMABLE, check_format, encode, pcm_bytes, streaming_wav_header
+from stepaudio.server.audio_out import (
+    MEDIA_TYPES,
+    PCM_RATE,
+    STREAMABLE,
+    PcmStream,
+    check_format,
+    encode,
+    streaming_wav_header,
+)
 from stepaudio.server.context import Context
 from stepaudio.server.errors import ApiError
 from stepaudio.server.instructions import speech_instructions
@@ -62,7 +70,7 @@ async def create_speech(body: SpeechRequest, ctx: Context) -> Response:
     except BaseException:
         lease.release()
         raise
-    headers = {"X-Sample-Rate": str(rate)}
+    headers = {"X-Sample-Rate": str(PCM_RATE if fmt == "pcm" else rate)}
     if body.stream_format == "sse":
         return ClosingStreamingResponse(with_error_event(_events(chunks, rate, fmt)), lease=lease,
                                         media_type="text/event-stream", headers=SSE_HEADERS | headers)
@@ -80,21 +88,36 @@ async def _samples(chunks: AsyncIterator[AudioChunk], rate: int) -> AsyncIterato
             yield samples
 
 
-async def _audio(chunks: AsyncIterator[AudioChunk], rate: int, fmt: str) -> AsyncIterator[bytes]:
+async def _pieces(chunks: AsyncIterator[AudioChunk], rate: int, fmt: str) -> AsyncIterator[tuple[bytes, int]]:
+    """The streamed body in pieces, each with the number of synthesizer samples it holds: a wav header and 16-bit
+    samples at `rate`, or raw pcm at `PCM_RATE` (a piece may be empty while the resampler fills)."""
     if fmt == "wav":
-        yield streaming_wav_header(rate)
+        yield streaming_wav_header(rate), 0
+        async for samples in _samples(chunks, rate):
+            yield to_pcm16(samples), samples.size
+        return
+    pcm = PcmStream(rate)
     async for samples in _samples(chunks, rate):
-        yield pcm_bytes(samples)
+        yield pcm.push(samples), samples.size
+    yield pcm.finish(), 0
+
+
+async def _audio(chunks: AsyncIterator[AudioChunk], rate: int, fmt: str) -> AsyncIterator[bytes]:
+    async for data, _ in _pieces(chunks, rate, fmt):
+        if data:
+            yield data
 
 
 async def _events(chunks: AsyncIterator[AudioChunk], rate: int, fmt: str) -> AsyncIterator[bytes]:
-    prefix = streaming_wav_header(rate) if fmt == "wav" else b""
     total = 0
-    async for samples in _samples(chunks, rate):
-        data = prefix + pcm_bytes(samples)
-        prefix = b""
-        total += samples.size
-        yield sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    prefix = b""
+    async for data, size in _pieces(chunks, rate, fmt):
+        total += size
+        if size == 0 and fmt == "wav":  # the header travels with the first samples
+            prefix = data
+        elif prefix + data:
+            yield sse({"type": "speech.audio.delta", "audio": base64.b64encode(prefix + data).decode()})
+            prefix = b""
     if prefix:
         yield sse({"type": "speech.audio.delta", "audio": base64.b64encode(prefix).decode()})
     yield sse({"type": "speech.audio.done", "seconds": round(total / rate, 3),
