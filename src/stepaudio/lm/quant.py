@@ -1,7 +1,8 @@
-"""CPU weight formats for the Step1 linears, chosen by name (`WEIGHT_FORMATS`, `resolve_weight_format`).
+"""CPU weight formats for the LM linears, chosen by name (`WEIGHT_FORMATS`, `resolve_weight_format`).
 
+The layers themselves live in `stepaudio.kernels` (shared with the tokenizer); this module picks and applies them.
 int8 (per output channel, symmetric), three kernels, all reading one byte per weight:
-* "packed" (the `int8` format on x86): FBGEMM-packed weights, `stepaudio.lm.quant_packed`; the fastest.
+* "packed" (the `int8` format on x86): FBGEMM-packed weights, `stepaudio.kernels.packed`; the fastest.
 * "dynamic": activations are quantised per token to int8 on the fly and multiplied with
   `torch._int_mm` (VNNI); the fastest path on CPUs without AMX (it reaches memory bandwidth at
   batch 1). Adds activation rounding error (per-token absmax / 127).
@@ -23,9 +24,10 @@ import torch
 from torch import nn
 
 from stepaudio.hardware import cpu_has_amx, onednn_can_pack
-from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
+from stepaudio.kernels.linear import HalfLinear, Int8Linear, quantize_weight
+from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
-QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.lm.quant_packed), CPU
+QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.kernels.packed), CPU
 # What users pick (engine `quant=`, `serve-lm --quant`): the weight format of every linear layer.
 WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-packed", "auto")
 
@@ -81,51 +83,6 @@ def apply_weight_format(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 [N, K] and fp32 scales [N] with weight ~= q * scale[:, None]."""
-    w = weight.to(torch.float32)
-    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q, scale
-
-
-class Int8Linear(nn.Module):
-    """Bias-free linear layer with int8 weights; output dtype follows the input."""
-
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, mode: str = "dynamic") -> None:
-        super().__init__()
-        if mode not in ("dynamic", "weight-only"):
-            raise ValueError(f"unknown Int8Linear mode {mode!r}; choose dynamic or weight-only")
-        self.mode = mode
-        self.out_features, self.in_features = qweight.shape
-        self.qweight: torch.Tensor
-        self.scale: torch.Tensor
-        self.register_buffer("qweight", qweight.contiguous())
-        self.register_buffer("scale", scale.to(torch.float32))
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, mode: str = "dynamic") -> Int8Linear:
-        if linear.bias is not None:
-            raise ValueError("Int8Linear supports bias-free layers only")
-        q, scale = quantize_weight(linear.weight.detach())
-        return cls(q, scale, mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        if flat.device.type != "cpu":  # the int8 kernels here target CPUs; elsewhere dequantise
-            weight = self.qweight.to(flat.dtype) * self.scale.to(flat.dtype)[:, None]
-            out = flat @ weight.t()
-        elif self.mode == "weight-only":
-            out = torch._weight_int8pack_mm(flat, self.qweight, self.scale.to(flat.dtype))
-        else:
-            x32 = flat.to(torch.float32)
-            x_scale = (x32.abs().amax(dim=1, keepdim=True) / 127.0).clamp(min=1e-12)
-            xq = torch.round(x32 / x_scale).clamp(-127, 127).to(torch.int8)
-            acc = torch._int_mm(xq, self.qweight.t())
-            out = (acc.to(torch.float32) * x_scale * self.scale).to(x.dtype)
-        return out.reshape(*x.shape[:-1], self.out_features)
-
-
 def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool = True) -> nn.Module:
     """Replace every nn.Linear of `model` in place (one at a time, so peak memory stays low).
 
@@ -139,23 +96,6 @@ def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool
         return Int8Linear.from_linear(linear, mode)
 
     return _replace_linears(model, make, skip=None if include_head else (lambda name: name.endswith("lm_head")))
-
-
-class HalfLinear(nn.Module):
-    """Bias-free linear layer with fp16 weights; inputs are cast to fp16 and results back."""
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.weight: torch.Tensor
-        self.register_buffer("weight", weight.to(torch.float16).contiguous())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.numel() // x.shape[-1] > 8:
-            # Many rows (prefill): the CPU fp16 matrix-matrix kernel is slow. With AMX, bf16 is the fastest
-            # (and exact: the weights are bf16 values); without, fp32.
-            wide = torch.bfloat16 if cpu_has_amx() else torch.float32
-            return torch.nn.functional.linear(x.to(wide), self.weight.to(wide)).to(x.dtype)
-        return torch.nn.functional.linear(x.to(torch.float16), self.weight).to(x.dtype)
 
 
 def half_linears(model: nn.Module) -> nn.Module:

@@ -32,7 +32,7 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         return (lambda w: torch._weight_int8pack_mm(x, w, scale)), make
 
     def int8_fbgemm() -> tuple[Callable[[Any], Any], Callable[[], Any]]:
-        from stepaudio.lm.quant_packed import PackedInt8Linear
+        from stepaudio.kernels.packed import PackedInt8Linear
 
         x = torch.randn(1, n_in)
         scale = torch.rand(n_out) * 0.01 + 1e-3

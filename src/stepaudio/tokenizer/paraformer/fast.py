@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stepaudio.hardware import require_onednn_packing
-from stepaudio.lm.quant import quantize_weight
-from stepaudio.lm.quant_packed import PackedInt8Linear
+from stepaudio.kernels.linear import quantize_weight
+from stepaudio.kernels.packed import PackedInt8Linear
 from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder
 
 __all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "PackedLinear", "reduce_encoder_weights"]
