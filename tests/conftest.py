@@ -59,3 +59,24 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _silent_flac(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
+    """A FLAC of silence written a minute at a time: an hour is ~180 kB, a decompression bomb built cheaply."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    total, step = int(seconds * rate), 60 * rate
+    with sf.SoundFile(buffer, "w", samplerate=rate, channels=channels, format="FLAC", subtype="PCM_16") as handle:
+        for start in range(0, total, step):
+            handle.write(np.zeros((min(step, total - start), channels), dtype=np.int16))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def silent_flac() -> object:
+    """`silent_flac(seconds, rate=16000, channels=1)`: encoded bytes of a silent FLAC."""
+    return _silent_flac

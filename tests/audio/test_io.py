@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
+import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,6 +132,47 @@ def test_limits_and_missing_rate(tmp_path: Path) -> None:
         load_audio(tmp_path / "missing.wav")
     with pytest.raises(AudioError, match="unsupported output format"):
         encode_audio(np.zeros(10, dtype=np.float32), 16000, "aac")
+
+
+def test_a_small_file_declaring_an_hour_is_refused_before_decoding(silent_flac: Any) -> None:
+    bomb = silent_flac(3600.0)  # ~180 kB of FLAC, 230 MB of float32 samples once decoded
+    assert len(bomb) < 300_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioError, match=r"declares 3600.0 s of audio, longer than the 600 s allowed"):
+            load_audio(bomb, max_seconds=600.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000, f"{peak} bytes allocated before refusing"
+
+
+def test_a_flac_without_a_declared_length_is_refused(silent_flac: Any) -> None:
+    data = bytearray(silent_flac(2.0))
+    streaminfo = 8  # 'fLaC' and the metadata block header; the 36-bit total sample count ends STREAMINFO's 18th byte
+    fields = int.from_bytes(data[streaminfo + 10 : streaminfo + 18], "big") & ~((1 << 36) - 1)
+    data[streaminfo + 10 : streaminfo + 18] = fields.to_bytes(8, "big")
+    with pytest.raises(AudioError, match="does not declare its length"):
+        load_audio(bytes(data))
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 192001])
+def test_sample_rates_outside_4k_to_192k_are_refused(rate: int) -> None:
+    data = bytearray(encode_audio(np.zeros(500, dtype=np.float32), 8000, "wav"))
+    data[24:32] = struct.pack("<II", rate, rate * 2)  # the fmt chunk's sample rate and byte rate
+    with pytest.raises(AudioError, match=f"declares a sample rate of {rate} Hz; supported rates are 4000 to 192000"):
+        load_audio(bytes(data))
+    assert load_audio(encode_audio(np.zeros(500, dtype=np.float32), 4000, "wav")).duration == 0.125
+
+
+def test_multichannel_files_mix_to_float32_mono_block_by_block() -> None:
+    rng = np.random.default_rng(1)
+    channels = rng.uniform(-0.5, 0.5, (3, 1_500_000)).astype(np.float32)  # more than one decode block
+    buffer = io.BytesIO()
+    sf.write(buffer, channels.T, 48000, format="WAV", subtype="FLOAT")
+    decoded = load_audio(buffer.getvalue())
+    assert decoded.samples.dtype == np.float32 and decoded.samples.shape == (1_500_000,)
+    np.testing.assert_array_equal(decoded.samples, to_mono(channels))
 
 
 def test_audio_value_object() -> None:

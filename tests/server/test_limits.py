@@ -3,11 +3,15 @@ paths, and a batch of malformed audio that must never crash the server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,6 +77,57 @@ def test_audio_duration_caps(tiny_server: Any, tone: Any) -> None:
     short = httpx.post(tiny_server.url + "/v1/voices", data={"name": "x", "transcript": "t"},
                        files={"file": ("a.wav", tone(0.1))})
     assert short.status_code == 400 and "at least" in short.json()["error"]["message"]
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+@contextmanager
+def peak_memory_rise() -> Iterator[list[int]]:
+    """Bytes by which this process's peak resident memory (the server runs in it) rose during the block: the
+    kernel's high-water mark is reset to the current size first (`clear_refs` 5), so an allocation freed
+    before the block ends still counts."""
+    clear = Path("/proc/self/clear_refs")
+    if not clear.exists():
+        pytest.skip("measuring peak memory needs Linux /proc")
+    clear.write_text("5")
+    before = _status_kib("VmRSS")
+    rise: list[int] = []
+    yield rise
+    rise.append((_status_kib("VmHWM") - before) * 1024)
+
+
+def test_decompression_bomb_is_refused_from_its_header(tiny_server: Any, silent_flac: Any) -> None:
+    bomb = silent_flac(3600.0)  # ~180 kB declaring an hour: 230 MB of float32 (and more to mix) if decoded
+    encoded = base64.b64encode(bomb).decode()
+    url = tiny_server.url
+    with peak_memory_rise() as rise:
+        responses = [
+            httpx.post(url + "/v1/audio/transcriptions", files={"file": ("bomb.flac", bomb)}),
+            httpx.post(url + "/v1/voices", data={"name": "bomb", "transcript": "t"},
+                       files={"file": ("bomb.flac", bomb)}),
+            httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": [
+                {"type": "input_audio", "input_audio": {"data": encoded, "format": "flac"}}]}]}),
+        ]
+    assert rise[0] < 100 * 1024 * 1024, f"the server's memory rose by {rise[0] / 2**20:.0f} MiB"
+    for response in responses:
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "audio_too_long" and "declares 3600.0 s of audio" in error["message"]
+    assert httpx.get(url + "/v1/voices").json()["data"][0]["type"] == "builtin"  # no voice was stored
+
+
+def test_a_wav_declaring_one_hertz_is_refused(tiny_server: Any) -> None:
+    wav = _wav_header(1, 1, 16, 1000) + b"\0" * 1000  # 500 samples at 1 Hz: "500 s" of audio
+    response = httpx.post(tiny_server.url + "/v1/audio/transcriptions", files={"file": ("slow.wav", wav)})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "declares a sample rate of 1 Hz; supported rates are 4000 to 192000 Hz" in message
+    assert not any(round(audio.duration) == 500 for audio in tiny_server.engine.transcriber.heard)
 
 
 def test_idle_connection_times_out(tiny_server: Any) -> None:

@@ -1,7 +1,9 @@
 """Audio in and out: any common format from a path, bytes or an array, to float32 mono at a chosen rate.
 
 Every failure of the input (empty, corrupt, truncated, non-finite, unsupported) becomes one `AudioError`
-with a message a user can act on; nothing else escapes from `load_audio`.
+with a message a user can act on; nothing else escapes from `load_audio`. Encoded input is checked against
+the duration cap and the sample-rate bounds from its container header before any sample is decoded, then
+decoded block by block into float32 mono, so a small file that declares hours of audio costs nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ ENCODE_FORMATS = {
     "mp3": ("MP3", "MPEG_LAYER_III"),
 }
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+MIN_SAMPLE_RATE = 4000  # a container declaring less (e.g. 1 Hz: 500 samples = "500 s") is refused
+MAX_SAMPLE_RATE = 192000
+DECODE_BLOCK_SAMPLES = 1 << 20  # interleaved samples decoded at a time (4 MB of float32)
+UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's frame count when the header does not declare one
 
 AudioSource = str | Path | bytes | bytearray | memoryview | BinaryIO | np.ndarray | Any
 
@@ -61,11 +67,12 @@ def load_audio(
     if isinstance(source, Audio):
         samples, rate = source.samples, source.sample_rate
     elif isinstance(source, str | Path):
-        samples, rate = _decode_path(Path(source), max_bytes)
+        samples, rate = _decode_path(Path(source), max_bytes, max_seconds)
     elif isinstance(source, bytes | bytearray | memoryview):
-        samples, rate = _decode_bytes(bytes(source), max_bytes)
+        samples, rate = _decode_bytes(bytes(source), max_bytes, max_seconds)
     elif hasattr(source, "read"):
-        samples, rate = _decode_bytes(_read_limited(source, max_bytes), max_bytes)  # type: ignore[arg-type]
+        data = _read_limited(source, max_bytes)  # type: ignore[arg-type]
+        samples, rate = _decode_bytes(data, max_bytes, max_seconds)
     else:
         if source_rate is None:
             raise AudioError("a sample array needs its sample rate (source_rate=...)")
@@ -157,13 +164,13 @@ def save_audio(path: str | Path, samples: np.ndarray, sample_rate: int, fmt: str
     return target
 
 
-def _decode_path(path: Path, max_bytes: int | None) -> tuple[np.ndarray, int]:
+def _decode_path(path: Path, max_bytes: int | None, max_seconds: float | None) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}")
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise AudioError(f"{path.name} is {size} bytes, more than the {max_bytes} allowed")
-    return _decode_bytes(path.read_bytes(), max_bytes, name=path.name)
+    return _decode_bytes(path.read_bytes(), max_bytes, max_seconds, name=path.name)
 
 
 def _read_limited(handle: BinaryIO, max_bytes: int | None) -> bytes:
@@ -171,17 +178,49 @@ def _read_limited(handle: BinaryIO, max_bytes: int | None) -> bytes:
     return bytes(data)
 
 
-def _decode_bytes(data: bytes, max_bytes: int | None, name: str = "audio data") -> tuple[np.ndarray, int]:
+def _decode_bytes(data: bytes, max_bytes: int | None, max_seconds: float | None,
+                  name: str = "audio data") -> tuple[np.ndarray, int]:
     if max_bytes is not None and len(data) > max_bytes:
         raise AudioError(f"{name} is larger than the {max_bytes} bytes allowed")
     if not data:
         raise AudioError(f"{name} is empty (0 bytes)")
     _check_wav_complete(data, name)
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+            _check_header(name, rate, channels, frames, max_seconds)
+            return _decode_mono(handle, channels), rate
+    except AudioError:
+        raise
     except Exception as exc:  # libsndfile reports corrupt and unknown data in several exception types
         raise AudioError(f"cannot decode {name}: not a supported audio format or corrupt ({exc})") from exc
-    return samples.T, int(rate)
+
+
+def _check_header(name: str, rate: int, channels: int, frames: int, max_seconds: float | None) -> None:
+    """Refuse from what the container declares, before decoding: the decoder never reads past `frames`."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{name} declares a sample rate of {rate} Hz; "
+                         f"supported rates are {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+    if channels < 1:
+        raise AudioError(f"{name} declares {channels} channels")
+    if frames >= UNKNOWN_FRAMES:
+        raise AudioError(f"{name} does not declare its length (a FLAC written as a stream?); "
+                         "re-encode it to a file with a complete header, e.g. ffmpeg -i in.flac out.wav")
+    if max_seconds is not None and frames / rate > max_seconds:
+        raise AudioError(f"{name} declares {frames / rate:.1f} s of audio, longer than the {max_seconds:g} s allowed")
+
+
+def _decode_mono(handle: sf.SoundFile, channels: int) -> np.ndarray:
+    """All declared frames as float32 mono, decoded and mixed a bounded block at a time."""
+    block = max(1, DECODE_BLOCK_SAMPLES // channels)
+    pieces: list[np.ndarray] = []
+    while True:
+        chunk = handle.read(block, dtype="float32", always_2d=True)
+        if not len(chunk):
+            break
+        mono = chunk[:, 0].copy() if channels == 1 else chunk.mean(axis=1, dtype=np.float64).astype(np.float32)
+        pieces.append(mono)
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
 def _check_wav_complete(data: bytes, name: str) -> None:
