@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from stepaudio.decoder.flow_config import CFMConfig, ConformerConfig, EstimatorConfig, FlowConfig, LengthRegulatorConfig
+from stepaudio.decoder.cosyvoice1.flow_config import (
+    CFMConfig,
+    ConformerConfig,
+    EstimatorConfig,
+    FlowConfig,
+    LengthRegulatorConfig,
+)
 from stepaudio.eval.bench import decoder as bench
 
 TINY = FlowConfig(

@@ -5,9 +5,9 @@ import argparse
 import pytest
 import torch
 
-from stepaudio.decoder.flow_config import flow_config_from_yaml
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.token2wav import StreamingConfig
+from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig
 from stepaudio.eval.bench.decoder_stream import add_arguments, format_table, run_stream_bench
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
-from stepaudio.decoder.token2wav import Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import GeneratedToken

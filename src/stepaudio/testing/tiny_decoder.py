@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stepaudio.decoder.flow import MaskedDiffWithXvec
-from stepaudio.decoder.flow_config import flow_config_from_yaml
-from stepaudio.decoder.flow_loading import flow_key_map
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.hift_loading import WEIGHT_NORMED
-from stepaudio.decoder.vocoder import HiFTGenerator
+from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
+from stepaudio.decoder.cosyvoice1.flow_loading import flow_key_map
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_loading import WEIGHT_NORMED
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 
 __all__ = ["TINY_COSYVOICE_YAML", "write_tiny_cosyvoice_dir"]
 

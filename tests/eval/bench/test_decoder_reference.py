@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stepaudio.decoder.flow_config import flow_config_from_yaml
-from stepaudio.decoder.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
 from stepaudio.eval.bench.decoder_reference import reference_spec, snr_db
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from stepaudio.decoder.token2wav import Token2Wav, preferred_flow_dtype
+from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav, preferred_flow_dtype
 from stepaudio.engines.base import Abilities, Engine
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stepaudio.decoder.token2wav import Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Voice
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.step.voices import PromptVoice, VoiceBank

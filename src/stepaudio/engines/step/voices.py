@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from stepaudio.audio.io import load_audio
-from stepaudio.decoder.token2wav import PromptFeatures, Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav import PromptFeatures, Token2Wav
 from stepaudio.errors import CheckpointError, StepAudioError
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 from stepaudio.tokenizer.interleave import lm_to_flow

@@ -80,9 +80,9 @@ def run_flow_bench(
     """
     import torch
 
-    from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
-    from stepaudio.decoder.flow_config import cosyvoice_300m_config
-    from stepaudio.decoder.flow_quant import quantize_flow_int8
+    from stepaudio.decoder.cosyvoice1.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
+    from stepaudio.decoder.cosyvoice1.flow_config import cosyvoice_300m_config
+    from stepaudio.decoder.cosyvoice1.flow_quant import quantize_flow_int8
 
     if config is None:
         config = cosyvoice_300m_config(vocab_size=vocab_size, input_frame_rate=token_rate)

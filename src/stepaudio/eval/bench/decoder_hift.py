@@ -65,9 +65,9 @@ def run_hift_bench(
     """One row per (variant, duration): wall median/min, process CPU time, RTF, with the case described."""
     import torch
 
-    from stepaudio.decoder.hift_config import HiFTConfig
-    from stepaudio.decoder.hift_fast import FastHiFT
-    from stepaudio.decoder.vocoder import HiFTGenerator
+    from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+    from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+    from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 
     torch.manual_seed(seed)
     config = HiFTConfig()

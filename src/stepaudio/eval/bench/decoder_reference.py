@@ -125,11 +125,11 @@ def _our_rows(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     import torch
 
-    from stepaudio.decoder.flow import FlowRequest, generate_mel
-    from stepaudio.decoder.flow_loading import load_flow
-    from stepaudio.decoder.hift_fast import FastHiFT
-    from stepaudio.decoder.hift_loading import load_hift
-    from stepaudio.decoder.source import draw_sine_inputs, upsample_f0
+    from stepaudio.decoder.cosyvoice1.flow import FlowRequest, generate_mel
+    from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
+    from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+    from stepaudio.decoder.cosyvoice1.hift_loading import load_hift
+    from stepaudio.decoder.cosyvoice1.source import draw_sine_inputs, upsample_f0
 
     torch.set_num_threads(args.threads)
     hift = FastHiFT(load_hift(work / "hift.pt", hift_config))
@@ -167,8 +167,8 @@ def _our_rows(
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stepaudio.decoder.flow_config import cosyvoice_300m_config, flow_config_from_yaml
-    from stepaudio.decoder.hift_config import HiFTConfig
+    from stepaudio.decoder.cosyvoice1.flow_config import cosyvoice_300m_config, flow_config_from_yaml
+    from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
 
     if args.cosyvoice_yaml:
         flow_config = flow_config_from_yaml(args.cosyvoice_yaml)

@@ -61,7 +61,7 @@ def run_stream_bench(
     `*_cpu_s` are process CPU times (steadier than wall time on a shared machine)."""
     import torch
 
-    from stepaudio.decoder.token2wav import StreamingConfig
+    from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig
 
     config = config or StreamingConfig()
     t2w, prompt = random_token2wav(device, dtype, fast_hift=fast_hift, seed=seed, flow_config=flow_config,
@@ -107,14 +107,14 @@ def random_token2wav(
     `dtype` is the flow's: fp32, bf16 or int8 (weight-only); HiFT runs in fp32 as in the reference."""
     import torch
 
-    from stepaudio.decoder.flow import MaskedDiffWithXvec
-    from stepaudio.decoder.flow_config import cosyvoice_300m_config
-    from stepaudio.decoder.flow_quant import quantize_flow_int8
-    from stepaudio.decoder.hift_config import HiFTConfig
-    from stepaudio.decoder.hift_fast import FastHiFT
-    from stepaudio.decoder.prompt_features import PromptFeatures
-    from stepaudio.decoder.token2wav import Token2Wav
-    from stepaudio.decoder.vocoder import HiFTGenerator
+    from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
+    from stepaudio.decoder.cosyvoice1.flow_config import cosyvoice_300m_config
+    from stepaudio.decoder.cosyvoice1.flow_quant import quantize_flow_int8
+    from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+    from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+    from stepaudio.decoder.cosyvoice1.prompt_features import PromptFeatures
+    from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav
+    from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 
     torch.manual_seed(seed)
     flow_config = flow_config or cosyvoice_300m_config(vocab_size=5120, input_frame_rate=TOKEN_RATE)
@@ -179,7 +179,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stepaudio.decoder.token2wav import StreamingConfig
+    from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig
 
     torch.set_num_threads(args.threads)
     config = StreamingConfig(first_hop_tokens=args.first_hop, hop_tokens=args.hop,

@@ -140,8 +140,8 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
     lm = TimedLM(NativeLM(model=model, tokenizer=tokenizer))
     shapes: dict[str, Any] = {}
     if args.decoder_yaml:
-        from stepaudio.decoder.flow_config import flow_config_from_yaml
-        from stepaudio.decoder.hift_config import HiFTConfig
+        from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
+        from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
 
         shapes = {"flow_config": flow_config_from_yaml(args.decoder_yaml),
                   "hift_config": HiFTConfig.from_cosyvoice_yaml(args.decoder_yaml)}

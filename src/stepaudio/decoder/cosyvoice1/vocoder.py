@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.f0 import ConvRNNF0Predictor
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.source import SourceModuleHnNSF, draw_sine_inputs, upsample_f0
+from stepaudio.decoder.cosyvoice1.f0 import ConvRNNF0Predictor
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.source import SourceModuleHnNSF, draw_sine_inputs, upsample_f0
 
 
 class Snake(nn.Module):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.estimator import ConditionalDecoder, timestep_embedding
-from stepaudio.decoder.flow_config import EstimatorConfig, flow_config_from_hparams
-from stepaudio.decoder.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder, timestep_embedding
+from stepaudio.decoder.cosyvoice1.flow_config import EstimatorConfig, flow_config_from_hparams
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
 
 TINY = EstimatorConfig(channels=(16, 16), attention_head_dim=8, n_blocks=1, num_mid_blocks=2, num_heads=2)
 
@@ -114,7 +114,7 @@ def test_conformance_estimator_step1(conformance_dir: Path) -> None:
 @pytest.mark.parametrize("amx", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 def test_low_precision_attention_path_matches_sdpa(masked: bool, amx: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from stepaudio.decoder import estimator as module
+    from stepaudio.decoder.cosyvoice1 import estimator as module
 
     monkeypatch.setattr(module, "cpu_has_amx", lambda: amx)  # both CPU paths, whatever this machine has
     monkeypatch.setattr(module, "_SCORE_BLOCK", 11 * 11 - 1)  # force blocks of one head and 16 rows

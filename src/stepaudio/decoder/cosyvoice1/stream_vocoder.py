@@ -20,10 +20,10 @@ import math
 import numpy as np
 import torch
 
+from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+from stepaudio.decoder.cosyvoice1.source import upsample_f0
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 from stepaudio.decoder.frame_noise import VOCODER_NOISE, FrameNoise, initial_phases
-from stepaudio.decoder.hift_fast import FastHiFT
-from stepaudio.decoder.source import upsample_f0
-from stepaudio.decoder.vocoder import HiFTGenerator
 
 Vocoder = HiFTGenerator | FastHiFT
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from stepaudio.audio.features import matcha_mel
-from stepaudio.decoder.prompt_features import PromptFeatures
-from stepaudio.decoder.stream_vocoder import StreamingVocoder, vocode_offline
-from stepaudio.decoder.token2wav import StreamingConfig, Token2Wav
-from stepaudio.decoder.token2wav_stream import trim_prompt
+from stepaudio.decoder.cosyvoice1.prompt_features import PromptFeatures
+from stepaudio.decoder.cosyvoice1.stream_vocoder import StreamingVocoder, vocode_offline
+from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig, Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav_stream import trim_prompt
 from stepaudio.testing.tiny_decoder import write_tiny_cosyvoice_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

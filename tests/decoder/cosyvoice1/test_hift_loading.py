@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from stepaudio.decoder.hift_config import F0PredictorConfig, HiFTConfig
-from stepaudio.decoder.hift_loading import (
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_loading import (
     fold_weight_norm,
     hift_key_map,
     load_hift,
     read_checkpoint,
     save_hift_safetensors,
 )
-from stepaudio.decoder.vocoder import HiFTGenerator
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 from stepaudio.errors import CheckpointError
 
 CONFIG = HiFTConfig(base_channels=16, f0_predictor=F0PredictorConfig(cond_channels=8))

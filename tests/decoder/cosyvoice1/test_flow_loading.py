@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from stepaudio.decoder.flow import MaskedDiffWithXvec
-from stepaudio.decoder.flow_config import ConformerConfig, EstimatorConfig, FlowConfig, LengthRegulatorConfig
-from stepaudio.decoder.flow_loading import convert_state_dict, flow_key_map, load_flow
+from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.flow_config import ConformerConfig, EstimatorConfig, FlowConfig, LengthRegulatorConfig
+from stepaudio.decoder.cosyvoice1.flow_loading import convert_state_dict, flow_key_map, load_flow
 from stepaudio.errors import CheckpointError
 
 TINY = FlowConfig(

@@ -17,21 +17,21 @@ import torch
 
 from stepaudio.audio.features import matcha_mel
 from stepaudio.audio.io import resample, to_mono
-from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
-from stepaudio.decoder.flow_config import flow_config_from_yaml
-from stepaudio.decoder.flow_loading import load_flow
-from stepaudio.decoder.hift_fast import FastHiFT
-from stepaudio.decoder.hift_loading import load_hift_from_dir
-from stepaudio.decoder.prompt_features import PromptFeatures
-from stepaudio.decoder.speaker import CAMPPLUS_SAMPLE_RATE, CampPlusEmbedder
-from stepaudio.decoder.stream_vocoder import Vocoder, vocode_offline
-from stepaudio.decoder.token2wav_stream import (
+from stepaudio.decoder.cosyvoice1.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
+from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+from stepaudio.decoder.cosyvoice1.hift_loading import load_hift_from_dir
+from stepaudio.decoder.cosyvoice1.prompt_features import PromptFeatures
+from stepaudio.decoder.cosyvoice1.stream_vocoder import Vocoder, vocode_offline
+from stepaudio.decoder.cosyvoice1.token2wav_stream import (
     StreamingConfig,
     Token2WavStream,
     check_tokens,
     flow_noise,
     new_seed,
 )
+from stepaudio.decoder.speaker import CAMPPLUS_SAMPLE_RATE, CampPlusEmbedder
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.hardware import cpu_has_amx
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stepaudio.decoder.flow_config import (
+from stepaudio.decoder.cosyvoice1.flow_config import (
     ConformerConfig,
     FlowConfig,
     cosyvoice_300m_config,

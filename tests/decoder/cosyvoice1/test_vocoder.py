@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.hift_config import F0PredictorConfig, HiFTConfig
-from stepaudio.decoder.hift_loading import hift_key_map, load_hift
-from stepaudio.decoder.source import draw_sine_inputs
-from stepaudio.decoder.vocoder import HiFTGenerator, Snake
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_loading import hift_key_map, load_hift
+from stepaudio.decoder.cosyvoice1.source import draw_sine_inputs
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator, Snake
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
-from stepaudio.decoder.flow_config import CFMConfig, ConformerConfig, EstimatorConfig, FlowConfig, LengthRegulatorConfig
-from stepaudio.decoder.flow_quant import quantize_flow_int8
+from stepaudio.decoder.cosyvoice1.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
+from stepaudio.decoder.cosyvoice1.flow_config import (
+    CFMConfig,
+    ConformerConfig,
+    EstimatorConfig,
+    FlowConfig,
+    LengthRegulatorConfig,
+)
+from stepaudio.decoder.cosyvoice1.flow_quant import quantize_flow_int8
 
 TINY = FlowConfig(
     input_size=32, vocab_size=40,
@@ -49,8 +55,8 @@ def test_int8_needs_a_float32_cpu_model() -> None:
 def test_conformance_int8_error_within_the_reference_bf16_band(conformance_dir: Path) -> None:
     from safetensors.torch import load_file
 
-    from stepaudio.decoder.flow_config import flow_config_from_hparams
-    from stepaudio.decoder.flow_loading import load_flow
+    from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_hparams
+    from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
 
     d = conformance_dir / "flow"
     model = load_flow(d / "flow.safetensors", flow_config_from_hparams(d / "hparams.json"))

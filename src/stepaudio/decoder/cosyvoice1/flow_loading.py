@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.decoder.flow import MaskedDiffWithXvec
-from stepaudio.decoder.flow_config import FlowConfig
+from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.flow_config import FlowConfig
 from stepaudio.errors import CheckpointError
 
 # our key suffix -> reference key suffixes concatenated along dim 0, in order

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.conformer import ConformerEncoder, rel_position_encoding, rel_shift
-from stepaudio.decoder.flow_config import ConformerConfig, flow_config_from_hparams
-from stepaudio.decoder.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.conformer import ConformerEncoder, rel_position_encoding, rel_shift
+from stepaudio.decoder.cosyvoice1.flow_config import ConformerConfig, flow_config_from_hparams
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
 
 
 def _encoder(seed: int = 0) -> ConformerEncoder:

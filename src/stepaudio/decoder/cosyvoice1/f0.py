@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stepaudio.decoder.hift_config import F0PredictorConfig
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig
 
 
 class ConvRNNF0Predictor(nn.Module):

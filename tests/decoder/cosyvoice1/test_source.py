@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.hift_loading import load_hift
-from stepaudio.decoder.source import SineGen, SourceModuleHnNSF, draw_sine_inputs, upsample_f0
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_loading import load_hift
+from stepaudio.decoder.cosyvoice1.source import SineGen, SourceModuleHnNSF, draw_sine_inputs, upsample_f0
 
 
 @pytest.mark.conformance

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from stepaudio.decoder.flow import FlowRequest, prepare_conditioning
-from stepaudio.decoder.flow_config import LengthRegulatorConfig, flow_config_from_hparams
-from stepaudio.decoder.flow_loading import load_flow
-from stepaudio.decoder.length_regulator import InterpolateRegulator
+from stepaudio.decoder.cosyvoice1.flow import FlowRequest, prepare_conditioning
+from stepaudio.decoder.cosyvoice1.flow_config import LengthRegulatorConfig, flow_config_from_hparams
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.length_regulator import InterpolateRegulator
 
 
 def _regulator() -> InterpolateRegulator:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stepaudio.decoder.cfm import solve_euler
-from stepaudio.decoder.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.cfm import solve_euler
+from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.prompt_features import PromptFeatures
+from stepaudio.decoder.cosyvoice1.stream_vocoder import StreamingVocoder, Vocoder
 from stepaudio.decoder.frame_noise import FLOW_NOISE, FrameNoise
-from stepaudio.decoder.prompt_features import PromptFeatures
-from stepaudio.decoder.stream_vocoder import StreamingVocoder, Vocoder
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.cfm import solve_euler
-from stepaudio.decoder.conformer import ConformerEncoder
-from stepaudio.decoder.estimator import ConditionalDecoder
-from stepaudio.decoder.flow_config import FlowConfig
-from stepaudio.decoder.length_regulator import InterpolateRegulator
+from stepaudio.decoder.cosyvoice1.cfm import solve_euler
+from stepaudio.decoder.cosyvoice1.conformer import ConformerEncoder
+from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder
+from stepaudio.decoder.cosyvoice1.flow_config import FlowConfig
+from stepaudio.decoder.cosyvoice1.length_regulator import InterpolateRegulator
 
 
 class _CFMHolder(nn.Module):

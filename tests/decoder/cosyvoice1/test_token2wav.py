@@ -12,17 +12,17 @@ from safetensors.torch import load_file
 
 from stepaudio.audio.features import matcha_mel
 from stepaudio.audio.io import resample
-from stepaudio.decoder.flow_config import flow_config_from_hparams
-from stepaudio.decoder.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_hparams
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT
+from stepaudio.decoder.cosyvoice1.hift_loading import load_hift
+from stepaudio.decoder.cosyvoice1.prompt_features import PromptFeatures
+from stepaudio.decoder.cosyvoice1.stream_vocoder import vocode_span
+from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav_stream import window_mel
 from stepaudio.decoder.frame_noise import FrameNoise, initial_phases
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.hift_fast import FastHiFT
-from stepaudio.decoder.hift_loading import load_hift
-from stepaudio.decoder.prompt_features import PromptFeatures
 from stepaudio.decoder.speaker import CampPlusEmbedder
-from stepaudio.decoder.stream_vocoder import vocode_span
-from stepaudio.decoder.token2wav import Token2Wav
-from stepaudio.decoder.token2wav_stream import window_mel
 from stepaudio.errors import CheckpointError
 from stepaudio.testing.tiny_decoder import write_tiny_cosyvoice_dir
 

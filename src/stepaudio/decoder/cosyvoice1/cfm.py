@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from stepaudio.decoder.estimator import ConditionalDecoder
-from stepaudio.decoder.flow_config import CFMConfig
+from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder
+from stepaudio.decoder.cosyvoice1.flow_config import CFMConfig
 
 
 def time_span(n_steps: int, scheduler: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -13,8 +13,8 @@ import warnings
 import torch
 from torch import nn
 
-from stepaudio.decoder.estimator import Attention
-from stepaudio.decoder.flow import MaskedDiffWithXvec
+from stepaudio.decoder.cosyvoice1.estimator import Attention
+from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
 
 
 def quantize_flow_int8(

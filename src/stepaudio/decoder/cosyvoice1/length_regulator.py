@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.flow_config import LengthRegulatorConfig
+from stepaudio.decoder.cosyvoice1.flow_config import LengthRegulatorConfig
 from stepaudio.decoder.masking import group_norm, lengths_to_mask
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stepaudio.decoder.cfm import euler_times, solve_euler, time_span
-from stepaudio.decoder.estimator import ConditionalDecoder
-from stepaudio.decoder.flow_config import CFMConfig, EstimatorConfig
+from stepaudio.decoder.cosyvoice1.cfm import euler_times, solve_euler, time_span
+from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder
+from stepaudio.decoder.cosyvoice1.flow_config import CFMConfig, EstimatorConfig
 
 
 def test_cosine_schedule_and_accumulated_times() -> None:

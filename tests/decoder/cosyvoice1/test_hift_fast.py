@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.hift_config import F0PredictorConfig, HiFTConfig
-from stepaudio.decoder.hift_fast import FastHiFT, FusedResBlock
-from stepaudio.decoder.hift_loading import load_hift
-from stepaudio.decoder.source import draw_sine_inputs
-from stepaudio.decoder.vocoder import HiFTGenerator, ResBlock, Snake
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_fast import FastHiFT, FusedResBlock
+from stepaudio.decoder.cosyvoice1.hift_loading import load_hift
+from stepaudio.decoder.cosyvoice1.source import draw_sine_inputs
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator, ResBlock, Snake
 
 
 def _randomise_alphas(model: torch.nn.Module, low: float = 0.3, high: float = 3.0) -> None:

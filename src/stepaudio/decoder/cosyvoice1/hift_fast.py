@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.vocoder import HiFTGenerator, ResBlock, Snake
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator, ResBlock, Snake
 
 # Below this |alpha| the 1/alpha folding would lose precision; such a Snake keeps the plain formula.
 _MIN_FOLD_ALPHA = 1e-2

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
-from stepaudio.decoder.flow_config import (
+from stepaudio.decoder.cosyvoice1.flow import FlowRequest, MaskedDiffWithXvec, generate_mel
+from stepaudio.decoder.cosyvoice1.flow_config import (
     CFMConfig,
     ConformerConfig,
     EstimatorConfig,
@@ -17,7 +17,7 @@ from stepaudio.decoder.flow_config import (
     LengthRegulatorConfig,
     flow_config_from_hparams,
 )
-from stepaudio.decoder.flow_loading import load_flow
+from stepaudio.decoder.cosyvoice1.flow_loading import load_flow
 
 TINY = FlowConfig(
     input_size=16, vocab_size=40, input_frame_rate=25.0,

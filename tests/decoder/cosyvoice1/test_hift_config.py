@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stepaudio.decoder.hift_config import F0PredictorConfig, HiFTConfig, YamlTagged, load_hyperpyyaml
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig, YamlTagged, load_hyperpyyaml
 from stepaudio.errors import CheckpointError
 
 # Written in the shape of a CosyVoice-300M cosyvoice.yaml (HyperPyYAML tags, refs, other sections).

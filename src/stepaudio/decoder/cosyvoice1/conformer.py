@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.flow_config import ConformerConfig
+from stepaudio.decoder.cosyvoice1.flow_config import ConformerConfig
 
 
 def rel_position_encoding(length: int, d_model: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.decoder.f0 import ConvRNNF0Predictor
-from stepaudio.decoder.hift_config import F0PredictorConfig, HiFTConfig
-from stepaudio.decoder.hift_loading import load_hift
+from stepaudio.decoder.cosyvoice1.f0 import ConvRNNF0Predictor
+from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig
+from stepaudio.decoder.cosyvoice1.hift_loading import load_hift
 
 
 @pytest.mark.conformance

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.decoder.hift_config import HiFTConfig
-from stepaudio.decoder.vocoder import HiFTGenerator
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
+from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 from stepaudio.errors import CheckpointError
 
 # Modules that the reference wraps in weight_norm (dim 0). Everything else is stored plainly.

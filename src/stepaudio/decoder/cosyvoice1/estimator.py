@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.decoder.flow_config import EstimatorConfig
+from stepaudio.decoder.cosyvoice1.flow_config import EstimatorConfig
 from stepaudio.decoder.masking import group_norm
 from stepaudio.hardware import cpu_has_amx
 
