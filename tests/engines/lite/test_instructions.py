@@ -14,6 +14,9 @@ def test_speed_comes_from_tags_friendly_words_or_factors() -> None:
     assert plan_speech(SpeechInstructions(speed=0.5), ("快速1",)).speed == pytest.approx(0.625)
     with pytest.raises(TagError):
         plan_speech(SpeechInstructions(speed=0.0))
+    assert plan_speech(SpeechInstructions(speed=4.0)).speed == 4.0
+    with pytest.raises(TagError, match=r"0\.25\.\.4"):
+        plan_speech(SpeechInstructions(speed=4.0), ("快速1",))
 
 
 def test_language_and_dialect_choose_a_voice() -> None:

@@ -38,6 +38,18 @@ def test_speed_changes_duration(lite_engine: Engine) -> None:
     assert len(fast_zh) < 0.8 * len(normal_zh)
 
 
+@pytest.mark.parametrize(("voice", "tolerance"), [("en-us", 0.02), ("cmn", 0.02), ("joe", 0.08)])
+def test_speed_factors_give_durations_in_proportion(lite_engine: Engine, voice: str, tolerance: float) -> None:
+    """0.25x is four times as long and 4x a quarter (the voices' own rate controls gave 2.05x (Piper) and 2.5x
+    (espeak) at 4x). Piper samples its phoneme durations, so two of its syntheses differ by up to ~6 %."""
+    assert lite_engine.synthesizer is not None
+    text = "我们晚上一起吃饭吧。" if voice == "cmn" else "Remember to water the plants."
+    normal = _speech(list(lite_engine.synthesizer.synthesize(text, voice)))
+    for speed in (0.25, 0.5, 2.0, 4.0):
+        changed = _speech(list(lite_engine.synthesizer.synthesize(text, voice, SpeechInstructions(speed=speed))))
+        assert len(changed) * speed / len(normal) == pytest.approx(1.0, abs=tolerance), speed
+
+
 def test_chinese_japanese_and_cantonese_use_espeak_voices(lite_engine: Engine) -> None:
     assert lite_engine.synthesizer is not None
     voices = lite_engine.synthesizer.voices()

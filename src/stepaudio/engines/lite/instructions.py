@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from stepaudio.audio.stretch import MAX_SPEED, MIN_SPEED
 from stepaudio.engines.base import SpeechInstructions
 from stepaudio.errors import TagError
 from stepaudio.text.tags import KNOWN_TAGS, TagFamily, friendly_to_tag
@@ -56,8 +57,9 @@ def plan_speech(instructions: SpeechInstructions | None, text_tags: tuple[str, .
                 notes.append(APPROXIMATED[tag])
         else:  # emotion, music, or a tag the lite voices do not know
             unsupported.append(tag)
-    if speed <= 0:
-        raise TagError(f"speed must be positive, not {speed}")
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise TagError(f"the speed factor {speed:g} (with the speed tags applied) is outside "
+                       f"{MIN_SPEED:g}..{MAX_SPEED:g}")
     _report(unsupported, notes, ins.strict)
     return SpeechPlan(speed=speed, pitch=float(ins.pitch or 0.0), volume=float(ins.volume or 1.0), voice=voice)
 

@@ -3,7 +3,8 @@
 Text is cut into sentences and each is spoken as soon as it is rendered (one `AudioChunk` per sentence).
 Without an explicit voice or language tag, the voice is chosen per sentence from its script: kana ->
 Japanese, hangul -> Korean, other CJK -> Mandarin, anything else -> Piper's English voice.
-Both kinds of voice produce 22.05 kHz audio.
+Both kinds of voice produce 22.05 kHz audio. Both speak at their own rate and a speed factor is applied to the
+sentence afterwards (`time_stretch`), so that durations are in proportion to it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from stepaudio.audio.io import resample
+from stepaudio.audio.stretch import time_stretch
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Voice
 from stepaudio.engines.lite.espeak_lib import DEFAULT_RATE, EspeakLibrary
 from stepaudio.engines.lite.instructions import SpeechPlan, plan_speech
@@ -31,7 +33,7 @@ ESPEAK_ALIASES = {"mandarin": "cmn", "zh": "cmn", "chinese": "cmn", "cantonese":
 # Measured by Whisper round trip (`stepaudio bench lite`): the female formant variant f3 at 150 wpm is
 # understood far better than espeak's default Mandarin voice; plain "cmn" means this tuned voice.
 ESPEAK_VARIANTS = {"cmn": "cmn+f3"}
-# Words per minute at speed 1 (espeak's default is 175).
+# Words per minute (espeak's default is 175); speed factors are applied after synthesis.
 ESPEAK_RATES = {"cmn": 150, "yue": 150, "ja": 150, "ko": 150}
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
@@ -90,19 +92,20 @@ class LiteSynthesizer:
             if plan.pitch:
                 warnings.warn(f"pitch is not applied with the Piper voice {voice!r}; espeak voices support it",
                               UserWarning, stacklevel=3)
-            samples, rate = self._piper.speak(sentence, plan.speed), self._piper.sample_rate
+            samples, rate = self._piper.speak(sentence), self._piper.sample_rate
         elif self._espeak is not None:
             code = ESPEAK_ALIASES.get(voice, voice)
             code = "en-us" if code == PIPER_VOICE else ESPEAK_VARIANTS.get(code, code)
-            wpm = ESPEAK_RATES.get(code.split("+")[0], DEFAULT_RATE) * plan.speed
+            wpm = ESPEAK_RATES.get(code.split("+")[0], DEFAULT_RATE)
             pitch = 50 + 4 * plan.pitch  # espeak pitch 0-99, 50 normal; ~4 steps a semitone
             abort = (lambda: cancel.cancelled) if cancel else None
-            samples, rate = self._espeak.synthesize(sentence, code, round(wpm), round(pitch), abort), \
+            samples, rate = self._espeak.synthesize(sentence, code, wpm, round(pitch), abort), \
                 self._espeak.sample_rate
         else:
             raise StepAudioError(f"voice {voice!r} needs espeak-ng, which is not loaded")
         if rate != self.sample_rate and samples.size:
             samples = resample(samples, rate, self.sample_rate)
+        samples = time_stretch(samples, plan.speed)
         if plan.volume != 1.0:
             samples = np.clip(samples * plan.volume, -1.0, 1.0)
         return samples.astype(np.float32, copy=False)

@@ -11,7 +11,8 @@ from stepaudio.errors import MissingExtraError
 
 
 class PiperSpeaker:
-    """One Piper voice; `speak` renders a sentence. Speed maps to VITS `length_scale` (1 / speed)."""
+    """One Piper voice; `speak` renders a sentence at the voice's own rate (speed factors are applied afterwards by
+    `stepaudio.audio.stretch`: VITS `length_scale` does not scale durations in proportion)."""
 
     def __init__(self, model_path: str | Path, threads: int = 2) -> None:
         try:
@@ -30,11 +31,8 @@ class PiperSpeaker:
         self._voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
         self.sample_rate = int(self._voice.config.sample_rate)
 
-    def speak(self, text: str, speed: float = 1.0) -> np.ndarray:
-        from piper import SynthesisConfig
-
-        config = SynthesisConfig(length_scale=1.0 / speed)
-        pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(text, config)]
+    def speak(self, text: str) -> np.ndarray:
+        pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(text)]
         if not pieces:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(pieces).astype(np.float32, copy=False)
