@@ -20,7 +20,7 @@ SAMPLES = [
 def test_streamed_text_equals_full_decode(step_tokenizer: StepTokenizer, text: str, skip: bool) -> None:
     ids = step_tokenizer.encode(text, add_bos=False)
     detok = IncrementalDetokenizer(step_tokenizer, skip_special_tokens=skip)
-    pieces = [detok.push(i) for i in ids] + [detok.flush()]
+    pieces = [detok.push(i) for i in ids] + [detok.finish()]
     assert "".join(pieces) == step_tokenizer.decode(ids, skip_special_tokens=skip)
     assert detok.text == "".join(pieces)
 

@@ -37,8 +37,8 @@ def test_an_unfinished_sentence_waits_for_more_text() -> None:
     assert splitter.push("The capital is Paris.") == []  # could still be "Paris.com" or a closing quote
     assert splitter.push(" It is") == ["The capital is Paris."]
     assert splitter.push(" lovely") == []
-    assert splitter.flush() == ["It is lovely"]
-    assert splitter.flush() == []
+    assert splitter.finish() == ["It is lovely"]
+    assert splitter.finish() == []
 
 
 def test_long_sentences_are_cut_at_a_comma_and_the_first_one_sooner() -> None:
@@ -67,7 +67,7 @@ def test_streaming_in_any_pieces_gives_the_offline_sentences(text: str, sizes: l
         out += splitter.push(text[position : position + size])
         position += size
         index += 1
-    out += splitter.flush()
+    out += splitter.finish()
     assert out == split_sentences(text, max_chars=40, first_max_chars=20)
     assert "".join(out).replace(" ", "") == text.replace(" ", "").replace("\n", "")
 

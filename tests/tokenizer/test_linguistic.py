@@ -89,7 +89,7 @@ def test_streamed_codes_equal_offline_codes(n_samples: int) -> None:
         while start < n_samples:
             size = int(rng.integers(0, 6000))
             piece = wav[start : start + size]
-            streamed_features.append(stream.feed_features(piece.numpy()))
+            streamed_features.append(stream.push_features(piece.numpy()))
             start += size
         streamed_features.append(stream.finish_features())
         codes = tok.quantize(torch.cat(streamed_features))
@@ -97,7 +97,7 @@ def test_streamed_codes_equal_offline_codes(n_samples: int) -> None:
         # offline batches the steps per layer: the same arithmetic, other float rounding
         torch.testing.assert_close(torch.cat(streamed_features), features, atol=1e-5, rtol=0)
         whole = tok.stream()
-        sequential = torch.cat([whole.feed_features(wav), whole.finish_features()])
+        sequential = torch.cat([whole.push_features(wav), whole.finish_features()])
         torch.testing.assert_close(torch.cat(streamed_features), sequential, atol=0, rtol=0)
 
 
@@ -105,14 +105,14 @@ def test_codes_are_released_per_240ms_step() -> None:
     tok = _tiny_tokenizer()
     wav = _speechlike(3840 * 3 + 1000, seed=1)
     stream = tok.stream()
-    assert stream.feed(wav[:3839]) == []
-    assert len(stream.feed(wav[3839:3840])) == 4  # a full 240 ms step is final at once
-    assert len(stream.feed(wav[3840 : 3 * 3840])) == 8
-    assert stream.feed(wav[3 * 3840 :]) == []
+    assert stream.push(wav[:3839]) == []
+    assert len(stream.push(wav[3839:3840])) == 4  # a full 240 ms step is final at once
+    assert len(stream.push(wav[3840 : 3 * 3840])) == 8
+    assert stream.push(wav[3 * 3840 :]) == []
     tail = stream.finish()
     assert len(tail) == 1  # 1000 + 320 cached samples: 7 fbank frames, one padded LFR frame
     with pytest.raises(AudioError, match="finished"):
-        stream.feed(wav[:10])
+        stream.push(wav[:10])
 
 
 def test_bad_audio_is_rejected() -> None:

@@ -120,7 +120,7 @@ def run_generation(
                             return
             if delta.finish_reason is not None:
                 finish = delta.finish_reason
-        for sentence in splitter.flush() if speak else []:
+        for sentence in splitter.finish() if speak else []:
             if not _speak(engine, sentence, settings, cancel, rid, post):
                 return
         if not cancel.cancelled:

@@ -16,6 +16,8 @@ _REPLACEMENT = "\ufffd"
 
 @dataclass
 class IncrementalDetokenizer:
+    """`push` each token id, get the text it adds; `finish` once for what is still held back."""
+
     tokenizer: StepTokenizer
     skip_special_tokens: bool = False
     _ids: list[int] = field(default_factory=list)
@@ -28,7 +30,7 @@ class IncrementalDetokenizer:
         self._ids.append(int(token_id))
         return self._advance(final=False)
 
-    def flush(self) -> str:
+    def finish(self) -> str:
         """Whatever is still held back (an incomplete byte sequence decodes to U+FFFD)."""
         return self._advance(final=True)
 

@@ -25,7 +25,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-
 
 
 class SentenceSplitter:
-    """Incremental splitter: `push` text pieces, get finished sentences; `flush` at the end for the rest."""
+    """Incremental splitter: `push` text pieces, get finished sentences; `finish` at the end for the rest."""
 
     def __init__(self, max_chars: int = 250, first_max_chars: int | None = None) -> None:
         if min(max_chars, first_max_chars or max_chars) < 8:
@@ -39,7 +39,7 @@ class SentenceSplitter:
         self._buffer += text
         return self._drain(final=False)
 
-    def flush(self) -> list[str]:
+    def finish(self) -> list[str]:
         sentences = self._drain(final=True)
         rest = self._buffer.strip()
         self._buffer = ""
@@ -63,7 +63,7 @@ class SentenceSplitter:
 
 def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None = None) -> list[str]:
     splitter = SentenceSplitter(max_chars, first_max_chars)
-    return [*splitter.push(text), *splitter.flush()]
+    return [*splitter.push(text), *splitter.finish()]
 
 
 def _find_boundary(buffer: str, final: bool) -> int | None:

@@ -107,7 +107,7 @@ class LinguisticTokenizer:
         not inside a live stream."""
         steps = max(self.chunk.look_back, 0) + 3
         noise = torch.randn(steps * self.samples_per_step, generator=torch.Generator().manual_seed(0)) * 0.1
-        self.stream().feed_features(noise)
+        self.stream().push_features(noise)
 
     def stream(self, generator: torch.Generator | None = None) -> LinguisticStream:
         return LinguisticStream(self, generator)
@@ -165,7 +165,7 @@ def _as_samples(audio: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Ten
 
 
 class LinguisticStream:
-    """One utterance: feed audio pieces of any size, get codes as soon as they are final."""
+    """One utterance: `push` audio pieces of any size, get codes as soon as they are final; `finish` once."""
 
     def __init__(self, tokenizer: LinguisticTokenizer, generator: torch.Generator | None = None) -> None:
         self.tokenizer = tokenizer
@@ -188,7 +188,7 @@ class LinguisticStream:
             out, self._cache = tok.encoder.forward_chunk(x, self._cache, tok.chunk)
         return out[0, -feats.shape[0] :].float()
 
-    def feed_features(self, audio: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:
+    def push_features(self, audio: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:
         """Encoder features of every complete step the new audio allows."""
         if self._finished:
             raise AudioError("this stream is finished; start a new one")
@@ -209,8 +209,8 @@ class LinguisticStream:
         tail, self._pending = self._pending, torch.zeros(0)
         return self._step(tail, True)
 
-    def feed(self, audio: torch.Tensor | np.ndarray | Sequence[float]) -> list[int]:
-        return self.tokenizer.quantize(self.feed_features(audio))
+    def push(self, audio: torch.Tensor | np.ndarray | Sequence[float]) -> list[int]:
+        return self.tokenizer.quantize(self.push_features(audio))
 
     def finish(self) -> list[int]:
         return self.tokenizer.quantize(self.finish_features())

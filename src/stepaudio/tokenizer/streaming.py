@@ -202,7 +202,7 @@ class AudioTokenStream:
 
     def push(self, audio: Any) -> TokenUpdate:
         samples = as_mono_samples(audio)
-        vq02 = self.linguistic.feed(torch.from_numpy(samples))
+        vq02 = self.linguistic.push(torch.from_numpy(samples))
         return self._update(vq02, self.semantic.push(samples))
 
     def finish(self) -> TokenUpdate:

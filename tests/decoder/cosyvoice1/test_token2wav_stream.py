@@ -119,12 +119,26 @@ def test_streaming_vocoder_on_the_offline_mel_is_near_exact(t2w: Token2Wav) -> N
     offline = vocode_offline(t2w.hift, mel, seed=7)
     vocoder = StreamingVocoder(t2w.hift, seed=7, context_frames=12, crossfade=512)
     pieces, start = [], 0
-    for stop in (9, 30, 55, 83, 120):
-        pieces.append(vocoder.push(mel[:, start:stop], mel[:, stop : stop + 8], last=stop == 120))
+    for stop in (9, 30, 55, 83):
+        pieces.append(vocoder.push(mel[:, start:stop], mel[:, stop : stop + 8]))
         start = stop
+    pieces.append(vocoder.finish(mel[:, start:]))
     streamed = np.concatenate(pieces)
     assert streamed.shape == offline.shape
     assert snr_db(offline, streamed) > 40.0  # phase carried, left context, F0 from the owning chunk
+
+
+def test_streaming_vocoder_finish_without_frames_releases_the_held_tail(t2w: Token2Wav) -> None:
+    mel = torch.randn(80, 60, generator=torch.Generator().manual_seed(5)) * 1.5 - 4
+    offline = vocode_offline(t2w.hift, mel, seed=3)
+    vocoder = StreamingVocoder(t2w.hift, seed=3, context_frames=12, crossfade=512)
+    head = vocoder.push(mel[:, :30], mel[:, 30:38])
+    body = vocoder.push(mel[:, 30:])
+    rest = vocoder.finish()
+    assert rest.size > 0  # the cross-fade tail was held back until now
+    streamed = np.concatenate([head, body, rest])
+    assert streamed.shape == offline.shape
+    assert snr_db(offline[: -rest.size], streamed[: -rest.size]) > 40.0
 
 
 def test_vocoder_context_must_cover_the_crossfade(t2w: Token2Wav) -> None:

@@ -21,8 +21,8 @@ def run_parser(deltas: list[str]) -> list[str | ToolCall]:
     parser = ToolCallParser()
     out: list[str | ToolCall] = []
     for delta in deltas:
-        out.extend(parser.feed(delta))
-    out.extend(parser.close())
+        out.extend(parser.push(delta))
+    out.extend(parser.finish())
     return out
 
 

@@ -42,7 +42,7 @@ def test_compiled_stream_equals_the_eager_stream_and_offline() -> None:
     streams = []
     for tok in (eager, compiled):
         stream = tok.stream()
-        parts = [stream.feed_features(wav[i : i + 3000]) for i in range(0, wav.shape[0], 3000)]
+        parts = [stream.push_features(wav[i : i + 3000]) for i in range(0, wav.shape[0], 3000)]
         streams.append(torch.cat([*parts, stream.finish_features()]))
     torch.testing.assert_close(streams[1], streams[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(streams[1], eager.encode_features(wav), atol=1e-4, rtol=1e-4)

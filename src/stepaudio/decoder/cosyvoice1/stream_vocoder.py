@@ -98,15 +98,22 @@ class StreamingVocoder:
         self.emitted = 0  # samples handed out so far
         self.tail: torch.Tensor | None = None  # held samples [emitted, emitted + len(tail))
 
-    def push(self, final: torch.Tensor, provisional: torch.Tensor | None = None, last: bool = False) -> np.ndarray:
+    def push(self, final: torch.Tensor, provisional: torch.Tensor | None = None) -> np.ndarray:
         """Add final mel frames `[80, n]` (and a provisional guess of the next ones); audio ready now."""
         if provisional is not None and provisional.shape[-1] == 0:
             provisional = None
-        if last:
-            provisional = None
+        return self._vocode(final, provisional, last=False)
+
+    def finish(self, final: torch.Tensor | None = None) -> np.ndarray:
+        """The rest of the audio: the last final frames `[80, n]` if any, and nothing held back."""
+        if final is None or final.shape[-1] == 0:
+            return self._release_tail()
+        return self._vocode(final, None, last=True)
+
+    def _vocode(self, final: torch.Tensor, provisional: torch.Tensor | None, last: bool) -> np.ndarray:
         parts = [p for p in (self.context, final, provisional) if p is not None and p.shape[-1] > 0]
         if not parts:
-            return self.flush() if last else np.zeros(0, dtype=np.float32)
+            return self._release_tail() if last else np.zeros(0, dtype=np.float32)
         mel = torch.cat([p.float() for p in parts], dim=-1)
         final_end = self.final_end + final.shape[-1]
         wav, f0 = vocode_span(self.hift, mel[None], self.start, self.phase, self.noise, self.f0)
@@ -147,7 +154,7 @@ class StreamingVocoder:
         self.noise.forget_before(self.start * self.up)
         return torch.cat(pieces).cpu().numpy().astype(np.float32, copy=False)
 
-    def flush(self) -> np.ndarray:
+    def _release_tail(self) -> np.ndarray:
         """The held-back tail as it is (no more frames will come)."""
         tail, self.tail = self.tail, None
         if tail is None:

@@ -157,7 +157,7 @@ class Token2WavStream:
             raise RuntimeError("finish called twice")
         self.finished = True
         pending = self.committed < len(self.tokens)
-        audio = self._chunk(len(self.tokens), last=True) if pending else self.vocoder.flush()
+        audio = self._chunk(len(self.tokens), last=True) if pending else self.vocoder.finish()
         return [audio] if audio.size else []
 
     def _chunk(self, b: int, last: bool) -> np.ndarray:
@@ -168,10 +168,11 @@ class Token2WavStream:
         self.committed = b
         self.chunks += 1
         if fb == fa:  # too few tokens for a frame yet (only at very low token rates)
-            return self.vocoder.flush() if last else np.zeros(0, dtype=np.float32)
+            return self.vocoder.finish() if last else np.zeros(0, dtype=np.float32)
         t1 = self.prompt.frames
         noise = torch.cat([self._prompt_noise, self._noise.columns(t1 + fs, t1 + fe)], dim=1)
         self._noise.forget_before(t1 + fs)
         window = torch.tensor(self.tokens[s:e], dtype=torch.long)
         mel = window_mel(self.flow, self.prompt, window, fe - fs, noise)
-        return self.vocoder.push(mel[:, fa - fs : fb - fs], mel[:, fb - fs :], last=last)
+        final = mel[:, fa - fs : fb - fs]
+        return self.vocoder.finish(final) if last else self.vocoder.push(final, mel[:, fb - fs :])

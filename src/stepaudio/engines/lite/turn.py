@@ -129,7 +129,7 @@ class Conversation:
                 for chunk in self._speak(sentence, cancel):
                     first_audio = first_audio or time.perf_counter() - start
                     yield TurnEvent("audio", text=sentence, chunk=chunk)
-        for sentence in splitter.flush():
+        for sentence in splitter.finish():
             for chunk in self._speak(sentence, cancel):
                 first_audio = first_audio or time.perf_counter() - start
                 yield TurnEvent("audio", text=sentence, chunk=chunk)

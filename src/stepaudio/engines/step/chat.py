@@ -82,8 +82,8 @@ class StepChat:
         count = 0
         for token in self._lm().stream(self.prompt(messages, tools), config, cancel):
             count += 1
-            yield from _deltas(parser.feed(token.text))
-        yield from _deltas(parser.close())
+            yield from _deltas(parser.push(token.text))
+        yield from _deltas(parser.finish())
         if cancel is not None and cancel.cancelled:
             reason = "cancelled"
         elif parser.calls:

@@ -70,7 +70,8 @@ def _arguments_json(arguments: Any) -> str:
 
 @dataclass
 class ToolCallParser:
-    """Splits a streamed reply into text and tool calls; markers split across deltas are held back."""
+    """Splits a streamed reply into text and tool calls: `push` each delta, `finish` once; markers split across
+    deltas are held back."""
 
     id_prefix: str = "call_"
     _buffer: str = ""
@@ -78,7 +79,7 @@ class ToolCallParser:
     _count: int = 0
     calls: list[ToolCall] = field(default_factory=list)
 
-    def feed(self, delta: str) -> Iterator[str | ToolCall]:
+    def push(self, delta: str) -> Iterator[str | ToolCall]:
         self._buffer += delta
         while True:
             marker = CALL_END if self._in_call else CALL_START
@@ -97,8 +98,8 @@ class ToolCallParser:
                 yield before
             self._in_call = not self._in_call
 
-    def close(self) -> Iterator[str | ToolCall]:
-        """Flush at the end of generation; an unterminated call is still reported as a call."""
+    def finish(self) -> Iterator[str | ToolCall]:
+        """The rest, at the end of generation; an unterminated call is still reported as a call."""
         rest, self._buffer = self._buffer, ""
         if self._in_call:
             self._in_call = False

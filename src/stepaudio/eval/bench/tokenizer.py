@@ -52,7 +52,7 @@ def _timed_pass(tokenizer: Any, wav: Any) -> dict[str, Any]:
     start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(0, wav.shape[0], STEP_SAMPLES):
         t0 = time.perf_counter()
-        feats = stream.feed_features(wav[i : i + STEP_SAMPLES])
+        feats = stream.push_features(wav[i : i + STEP_SAMPLES])
         tokenizer.quantize(feats)
         latencies.append(time.perf_counter() - t0)
         features.append(feats)
