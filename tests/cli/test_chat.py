@@ -130,3 +130,28 @@ def test_format_timings_skips_stages_that_did_not_run() -> None:
 
     line = chat_cli.format_timings(TurnTimings(llm_first_token=0.25, total=1.0))
     assert line == "times: LLM first token 0.25 s | total 1.00 s"
+
+
+def test_step_chat_hears_the_spoken_question_once(step_stack: Path, chat_prompts: list[list[int]],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Step-Audio-Chat answers from the audio tokens of the question: one chat-model pass, no ASR pass."""
+    wav = step_stack / "speakers" / "Tingting_prompt.wav"  # 2 s
+    code = main(["chat", "--engine", "step", "--model-path", str(step_stack), str(wav), "--no-warmup",
+                 "--no-vad", "--max-new-tokens", "4", "-O", "chat_max_tokens=4", "-O", "seed=0"])
+    assert code == 0
+    assert len(chat_prompts) == 1
+    audio_ids = [i for i in chat_prompts[0] if i >= 65536]
+    assert 80 <= len(audio_ids) <= 85  # 2 s at 41.7 audio tokens/s (vq02 + vq06 interleaved 2:3)
+    assert "you:" not in capsys.readouterr().out  # nothing transcribed: the model heard the audio
+
+
+def test_step_chat_transcript_on_request_is_one_more_pass_after_the_reply(
+        step_stack: Path, chat_prompts: list[list[int]], capsys: pytest.CaptureFixture[str]) -> None:
+    wav = step_stack / "speakers" / "Tingting_prompt.wav"
+    code = main(["chat", "--engine", "step", "--model-path", str(step_stack), str(wav), "--no-warmup",
+                 "--no-vad", "--max-new-tokens", "4", "-O", "chat_max_tokens=4", "--show-transcript"])
+    assert code == 0
+    assert len(chat_prompts) == 2  # the reply first, then the ASR prompt over the same audio tokens
+    reply, asr = ([i for i in p if i >= 65536] for p in chat_prompts)
+    assert reply == asr
+    assert "you:" in capsys.readouterr().out

@@ -7,8 +7,8 @@ import pytest
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import ChatMessage, ToolCall
-from stepaudio.realtime.context import STEP_AUDIO_TOKENS_PER_SECOND, ConversationContext, estimate_tokens
 from stepaudio.errors import StepAudioError
+from stepaudio.realtime.context import STEP_AUDIO_TOKENS_PER_SECOND, ConversationContext, estimate_tokens
 
 
 def words(text: str) -> int:
@@ -27,22 +27,27 @@ def test_messages_are_text_with_system_prompt_first() -> None:
     context = ConversationContext("be brief")
     context.add_user("hi")
     context.add_assistant("hello")
-    context.add_message(ChatMessage("user", "what time is it", audio=Audio(np.zeros(16000, np.float32), 16000)))
+    spoken = Audio(np.zeros(16000, np.float32), 16000)
+    context.add_message(ChatMessage("user", "", audio=spoken, transcript="what time is it"))
     messages = context.messages()
     assert [(m.role, m.content) for m in messages] == [
         ("system", "be brief"), ("user", "hi"), ("assistant", "hello"), ("user", "what time is it")]
     assert context.turns[-1].audio_tokens == round(STEP_AUDIO_TOKENS_PER_SECOND)
-    assert messages[-1].audio is not None  # the current turn is still heard as audio
-    context.add_assistant("noon")
-    assert all(m.audio is None for m in context.messages())  # then only its transcript stays
+    assert all(m.audio is None for m in messages)  # transcribed: held as text
 
 
-def test_a_turn_with_live_audio_costs_its_audio_tokens() -> None:
+def test_a_spoken_turn_without_transcript_keeps_its_audio_until_one_comes() -> None:
     context = ConversationContext(count_tokens=words, turn_overhead=0)
-    context.add_user_audio("two words", audio_tokens=50, audio=Audio(np.zeros(1600, np.float32), 16000))
-    assert context.token_count() == 50
+    clip = Audio(np.zeros(1600, np.float32), 16000)
+    context.add_user_audio("", audio_tokens=50, audio=clip, item_id="u1")
     context.add_assistant("ok")
+    assert context.messages()[0].audio is clip  # an engine that hears still listens to it
+    assert context.token_count() == 50 + 1 and context.stats().audio_turns == 0
+    assert context.set_transcript("u1", "two words")
+    assert context.messages()[0].audio is None and context.messages()[0].content == "two words"
     assert context.token_count() == 2 + 1
+    assert context.stats().audio_tokens_replaced == 50 and context.stats().text_tokens_kept == 2
+    assert not context.set_transcript("u1", "again")
 
 
 def test_audio_turns_report_compression() -> None:

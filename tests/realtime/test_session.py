@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from stepaudio.audio.io import Audio
+from stepaudio.audio.vad import WindowedVad
 from stepaudio.engines.base import (
     AudioChunk,
     CancelToken,
@@ -33,7 +34,6 @@ from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import Phase
 from stepaudio.realtime.session import RealtimeSession, SessionConfig, asyncio_sink
-from stepaudio.realtime.vad_adapter import WindowedVad
 
 RATE = 16000
 
@@ -351,7 +351,7 @@ def test_engine_without_a_transcriber_reports_spoken_items() -> None:
         session.send(ev.InputAudioCommit())
         assert session.wait_idle()
         failed = [o for o in drain(session) if isinstance(o, ev.InputTranscriptionFailed)]
-        assert len(failed) == 1 and "no transcriber" in failed[0].message
+        assert len(failed) == 1 and "no speech recognizer" in failed[0].message
 
 
 def test_engine_without_a_synthesizer_answers_in_text() -> None:

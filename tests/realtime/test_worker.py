@@ -8,6 +8,7 @@ import numpy as np
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
+    Abilities,
     AudioChunk,
     CancelToken,
     ChatDelta,
@@ -20,7 +21,8 @@ from stepaudio.engines.base import (
     Voice,
 )
 from stepaudio.realtime import events as ev
-from stepaudio.realtime.worker import SpeechSettings, TranscriptCache, run_generation, run_transcription
+from stepaudio.realtime.turn import Transcripts
+from stepaudio.realtime.worker import SpeechSettings, run_generation, run_transcription
 
 
 class CountingTranscriber:
@@ -74,7 +76,7 @@ def test_sentences_are_spoken_with_their_text_on_the_first_chunk() -> None:
     engine = Engine("t", transcriber, chat, synth)
     posted: list[ev.Event] = []
     audio = {"u": Audio(np.zeros(1600, np.float32), 16000)}
-    run_generation(engine, TranscriptCache(), command(ev.ItemSpan("u", 0, 100)), [ChatMessage("system", "s")],
+    run_generation(engine, Transcripts(transcriber), command(ev.ItemSpan("u", 0, 100)), [ChatMessage("system", "s")],
                    audio, SpeechSettings(), CancelToken(), posted.append)
     assert posted[0] == ev.InputTranscribed("u", 100, "heard 0.1")
     assert chat.messages == [ChatMessage("system", "s"), ChatMessage("user", "heard 0.1")]
@@ -84,16 +86,31 @@ def test_sentences_are_spoken_with_their_text_on_the_first_chunk() -> None:
     assert posted[-1] == ev.GenerationDone("r", "stop")
 
 
-def test_transcripts_are_cached_per_span_end() -> None:
+def test_transcripts_are_made_once_per_clip() -> None:
     transcriber = CountingTranscriber()
-    engine = Engine("t", transcriber, ScriptChat([]), None)
-    cache = TranscriptCache()
+    transcripts = Transcripts(transcriber)
     posted: list[ev.Event] = []
-    clip = Audio(np.zeros(3200, np.float32), 16000)
-    run_transcription(engine, cache, ev.ItemSpan("u", 0, 200), clip, SpeechSettings(), posted.append)
-    run_transcription(engine, cache, ev.ItemSpan("u", 0, 200), clip, SpeechSettings(), posted.append)
-    run_transcription(engine, cache, ev.ItemSpan("u", 0, 300), clip, SpeechSettings(), posted.append)
-    assert transcriber.calls == 2 and len(posted) == 2
+    clip, longer = Audio(np.zeros(3200, np.float32), 16000), Audio(np.zeros(4800, np.float32), 16000)
+    run_transcription(transcripts, ev.ItemSpan("u", 0, 200), clip, posted.append)
+    run_transcription(transcripts, ev.ItemSpan("u", 0, 200), clip, posted.append)
+    run_transcription(transcripts, ev.ItemSpan("u", 0, 300), longer, posted.append)
+    assert transcriber.calls == 2
+    assert [(e.end_ms, e.text) for e in posted] == [(200, "heard 0.2"), (200, "heard 0.2"), (300, "heard 0.3")]
+
+
+def test_an_engine_that_hears_gets_the_clip_and_its_transcript_only_when_asked() -> None:
+    for transcribe in (False, True):
+        transcriber, chat = CountingTranscriber(), ScriptChat(["Hi."])
+        engine = Engine("t", transcriber, chat, None, Abilities(hears_audio=True))
+        posted: list[ev.Event] = []
+        clip = Audio(np.zeros(1600, np.float32), 16000)
+        run_generation(engine, Transcripts(transcriber), command(ev.ItemSpan("u", 0, 100)), [], {"u": clip},
+                       SpeechSettings(transcribe=transcribe), CancelToken(), posted.append)
+        assert chat.messages[-1].audio is clip
+        heard = [e for e in posted if isinstance(e, ev.InputTranscribed)]
+        assert transcriber.calls == len(heard) == int(transcribe)
+        kinds = [type(e).__name__ for e in posted]
+        assert kinds[-1] == "GenerationDone" and kinds[0] == "GenerationText"  # any transcript after the reply
 
 
 def test_cancel_stops_between_sentences_and_posts_no_done() -> None:
@@ -102,6 +119,6 @@ def test_cancel_stops_between_sentences_and_posts_no_done() -> None:
     engine = Engine("t", CountingTranscriber(), ScriptChat(["One sentence here. ", "Two sentences here. ", "Three."]),
                     synth)
     posted: list[ev.Event] = []
-    run_generation(engine, TranscriptCache(), command(), [], {}, SpeechSettings(), token, posted.append)
+    run_generation(engine, Transcripts(None), command(), [], {}, SpeechSettings(), token, posted.append)
     assert synth.sentences == ["One sentence here."]
     assert not any(isinstance(e, ev.GenerationDone | ev.GenerationAudio) for e in posted)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stepaudio.audio.io import load_audio
+from stepaudio.audio.io import Audio, load_audio
+from stepaudio.audio.vad import SileroVad
 from stepaudio.cli.engine_args import add_engine_arguments, create_engine_from_args
 from stepaudio.cli.tts import parse_speed, write_audio
-from stepaudio.engines.base import Engine, GenerationOptions, SpeechInstructions
-from stepaudio.engines.lite.turn import Conversation, Trimmer, TurnTimings
+from stepaudio.engines.base import GenerationOptions, SpeechInstructions
 from stepaudio.errors import StepAudioError
+from stepaudio.realtime.turn import Conversation, ReplyAudio, ReplyText, TurnDone, TurnSettings, TurnTimings, UserHeard
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
@@ -36,35 +37,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--temperature", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-vad", action="store_true", help="do not trim silence before ASR")
+    parser.add_argument("--no-vad", action="store_true", help="do not trim silence off a spoken question")
+    parser.add_argument("--show-transcript", action="store_true",
+                        help="print what was heard also where the chat model hears the audio itself (Step: one "
+                             "more pass of the chat model, after the reply)")
+    parser.add_argument("--max-context-tokens", type=int, default=4096,
+                        help="history budget: the oldest turns are dropped beyond it")
     parser.add_argument("--no-warmup", action="store_true", help="skip loading and warming models up front")
     add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     engine = create_engine_from_args(args)
-    conversation = Conversation(
-        engine=engine,
-        vad=None if args.no_vad else _vad_or_none(),
+    settings = TurnSettings(
         voice=args.voice,
         instructions=SpeechInstructions(speed=parse_speed(args.speed)) if args.speed else None,
         language=args.language,
         options=GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed),
+        transcripts="always" if args.show_transcript else "needed",
     )
+    vad = None if args.no_vad else _vad_or_none()
+    conversation = Conversation(engine, settings, trimmer=vad, max_context_tokens=args.max_context_tokens)
     if not args.no_warmup:
-        _warmup(engine, conversation)
+        start = time.perf_counter()
+        engine.warmup()
+        if vad is not None:
+            vad.warmup()
+        print(f"models ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     if args.input or args.text:
         return _one_turn(conversation, args.input, args.text, args.output)
     return _interactive(conversation, args.output)
-
-
-def _warmup(engine: Engine, conversation: Conversation) -> None:
-    start = time.perf_counter()
-    for part in (conversation.vad, engine.transcriber, engine.chat, engine.synthesizer):
-        warm = getattr(part, "warmup", None)
-        if warm is not None:
-            warm()
-    print(f"models ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
 def _one_turn(conversation: Conversation, path: str | None, text: str | None, output: str | None) -> int:
@@ -90,7 +92,7 @@ def _interactive(conversation: Conversation, output: str | None) -> int:
         if line in ("/quit", "/exit"):
             return 0
         if line == "/reset":
-            conversation.history.clear()
+            conversation.reset()
             print("(conversation cleared)")
             continue
         is_file = line.lower().endswith(AUDIO_SUFFIXES) and Path(line).expanduser().is_file()
@@ -107,24 +109,30 @@ def _interactive(conversation: Conversation, output: str | None) -> int:
         print(format_timings(timings))
 
 
-def _speak_turn(conversation: Conversation, audio: object, text: str | None) -> tuple[np.ndarray, int, TurnTimings]:
+def _speak_turn(conversation: Conversation, audio: Audio | None,
+                text: str | None) -> tuple[np.ndarray, int, TurnTimings]:
     pieces: list[np.ndarray] = []
     rate = conversation.engine.synthesizer.sample_rate if conversation.engine.synthesizer else 16000
     timings = TurnTimings()
     replying = False
-    for event in conversation.turn(audio=audio, text=text):  # type: ignore[arg-type]
-        if event.kind == "transcript":
-            print(f"you:   {event.text or '(no speech heard)'}")
-        elif event.kind == "text":
+    for event in conversation.turn(audio=audio, text=text):
+        if isinstance(event, UserHeard):
+            if replying:
+                print()
+                replying = False
+            print(f"you:   {event.text or '(no speech heard)'}" + (f" [{event.error}]" if event.error else ""))
+        elif isinstance(event, ReplyText):
             if not replying:
                 print("reply: ", end="")
                 replying = True
             print(event.text, end="", flush=True)
-        elif event.kind == "audio" and event.chunk is not None:
+        elif isinstance(event, ReplyAudio):
             pieces.append(event.chunk.samples)
             rate = event.chunk.sample_rate
-        elif event.kind == "done" and event.timings is not None:
+        elif isinstance(event, TurnDone):
             timings = event.timings
+            if not event.reply and not event.tool_calls and not replying:
+                print("(no speech heard)" if audio is not None else "(no reply)")
     if replying:
         print()
     return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), rate, timings
@@ -143,10 +151,8 @@ def _write(path: str, samples: np.ndarray, rate: int) -> None:
     print(f"wrote {written} ({len(samples) / rate:.2f} s at {rate} Hz)")
 
 
-def _vad_or_none() -> Trimmer | None:
+def _vad_or_none() -> SileroVad | None:
     try:
-        from stepaudio.engines.lite.vad import SileroVad
-
         return SileroVad()
     except ImportError:
         return None

@@ -27,11 +27,21 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
 class Transcript:
+    """`words` is filled only by `WordTranscriber.transcribe_words` (timing words costs extra decoding work)."""
+
     text: str
     language: str | None = None
     segments: tuple[Segment, ...] = ()
     duration: float = 0.0
+    words: tuple[Word, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,14 +62,21 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn. `audio` is the user's speech when the turn was spoken; `content` is its text (or transcript)."""
+    """One turn. `content` is what was written; `audio` the user's speech when the turn was spoken, and
+    `transcript` what that speech says once known. An engine that hears audio gets `content` and `audio`;
+    the others get `content` and `transcript` (`text_for_reading`)."""
 
     role: Role
     content: str = ""
     audio: Audio | None = None
+    transcript: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+
+    def text_for_reading(self) -> str:
+        """The message as text: what was written and, for speech, its transcript."""
+        return "\n".join(part for part in (self.content.strip(), (self.transcript or "").strip()) if part)
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,13 @@ class CancelToken:
 @runtime_checkable
 class Transcriber(Protocol):
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript: ...
+
+
+@runtime_checkable
+class WordTranscriber(Transcriber, Protocol):
+    """A transcriber that can also say when each word was spoken (Whisper: cross-attention alignment)."""
+
+    def transcribe_words(self, audio: Audio, language: str | None = None) -> Transcript: ...
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """StepEval-Audio-360 style chat evaluation: an engine answers multi-turn conversations, an LLM judge scores.
 
-Every user turn is answered in order. Spoken turns go to the chat model as audio when it listens
-(`accepts_audio`, e.g. Step-Audio-Chat), otherwise through the engine's recognizer, as the server does.
+Every user turn is answered in order, through the one spoken turn (`realtime.turn`): spoken turns go to the
+chat model as audio when the engine hears audio (Step-Audio-Chat), otherwise through its recognizer.
 The history the engine sees is its own earlier replies (`history="own"`, a real conversation) or the
 dataset's assistant turns where it has them (`history="dataset"`, every model gets the same context). A
 dataset assistant turn after a user turn is handed to the judge as a reference answer.
@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import ChatMessage, Engine, GenerationOptions
 from stepaudio.errors import StepAudioError
 from stepaudio.eval.judge import Judge, JudgeError, Verdict
 from stepaudio.eval.stepeval import Conversation, Turn
+from stepaudio.realtime.turn import Conversation as SpokenConversation
+from stepaudio.realtime.turn import TurnDone, TurnSettings, UserHeard
 
 InputMode = Literal["auto", "audio", "text"]
 History = Literal["own", "dataset"]
@@ -37,6 +40,7 @@ class ChatEvalConfig:
     seed: int = 0
     language: str | None = None  # passed to the recognizer for spoken turns
     system_prompt: str | None = None
+    max_context_tokens: int = 8192  # the history budget (oldest turns dropped beyond it)
 
 
 @dataclass(frozen=True)
@@ -99,36 +103,54 @@ def run_chat_eval(conversations: Sequence[Conversation], engine: Engine, judge: 
 
 def _conversation(conv: Conversation, engine: Engine, judge: Judge | None, config: ChatEvalConfig
                   ) -> Iterable[TurnResult]:
-    messages: list[ChatMessage] = []
     seen: list[tuple[str, str]] = []  # (role, text) for the judge
-    if config.system_prompt:
-        messages.append(ChatMessage("system", config.system_prompt))
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                                 top_p=config.top_p, seed=config.seed)
+    hears = engine.abilities.hears_audio
+    # the judge reads the question: a spoken turn the dataset gives no text for is transcribed, even where the
+    # engine hears the audio itself
+    unwritten = any(t.role == "user" and t.audio is not None and not t.text for t in conv.turns)
+    settings = TurnSettings(language=config.language, options=options, speak=False,
+                            transcripts="always" if unwritten and config.input_mode != "text" else "needed")
+    talk = SpokenConversation(engine, settings, system_prompt=config.system_prompt or "",
+                              max_context_tokens=config.max_context_tokens)
     number = 0
     turns = conv.turns
     for index, turn in enumerate(turns):
         if turn.role == "system":
-            messages.append(ChatMessage("system", turn.text))
+            talk.add(ChatMessage("system", turn.text))
             continue
         if turn.role == "assistant":
             if config.history == "dataset" or number == 0:  # a leading assistant turn is context either way
-                messages.append(ChatMessage("assistant", turn.text))
+                talk.add(ChatMessage("assistant", turn.text))
                 seen.append(("assistant", turn.text))
             continue
         number += 1
         following = turns[index + 1] if index + 1 < len(turns) else None
         reference = following.text if following is not None and following.role == "assistant" else None
+        spoken = False
         try:
-            message, spoken = _user_message(turn, engine, config)
+            audio = _user_audio(turn, config)
+            spoken = audio is not None
+            # an engine that hears gets the audio, with the dataset's words as the transcript for later turns
+            message = ChatMessage("user", "" if spoken else turn.text, audio=audio,
+                                  transcript=turn.text if spoken and hears and turn.text else None)
             start = time.perf_counter()
-            reply = "".join(d.text for d in engine.chat.respond([*messages, message], options=options)).strip()  # type: ignore[union-attr]
+            done = None
+            heard = None
+            keep = config.history == "own" or reference is None  # else the dataset's answer follows
+            for event in talk.send(message, keep_reply=keep):
+                if isinstance(event, UserHeard):
+                    heard = event.text
+                elif isinstance(event, TurnDone):
+                    done = event
             elapsed = time.perf_counter() - start
         except StepAudioError as exc:  # the rest of the conversation depends on this turn: stop it here
-            yield TurnResult(conv.id, conv.category, number, turn.text, turn.audio is not None, "", reference, 0.0,
+            yield TurnResult(conv.id, conv.category, number, turn.text, spoken, "", reference, 0.0,
                              error=f"engine: {exc}")
             return
-        question = message.content or turn.text
+        reply = done.reply if done is not None else ""
+        question = heard if heard is not None else (turn.text or "")
         verdict, error = None, None
         if judge is not None:
             try:
@@ -136,30 +158,18 @@ def _conversation(conv: Conversation, engine: Engine, judge: Judge | None, confi
             except JudgeError as exc:
                 error = f"judge: {exc}"
         yield TurnResult(conv.id, conv.category, number, question, spoken, reply, reference, elapsed, verdict, error)
-        messages.append(ChatMessage("user", question))  # later turns carry the text, not the audio again
         seen.append(("user", question))
         if config.history == "own" or reference is None:
-            messages.append(ChatMessage("assistant", reply))
             seen.append(("assistant", reply))
 
 
-def _user_message(turn: Turn, engine: Engine, config: ChatEvalConfig) -> tuple[ChatMessage, bool]:
-    """The user turn as the chat model takes it, and whether it was given as speech."""
-    use_audio = turn.audio is not None and (config.input_mode != "text" or not turn.text)
+def _user_audio(turn: Turn, config: ChatEvalConfig) -> Audio | None:
+    """The user turn's speech, when it is to be given as speech."""
     if config.input_mode == "audio" and turn.audio is None:
         raise StepAudioError(f"turn has no audio (--input audio): {turn.text[:60]!r}")
-    if not use_audio:
-        return ChatMessage("user", turn.text), False
-    from stepaudio.audio.io import load_audio
-
-    assert turn.audio is not None  # use_audio implies it
-    audio = load_audio(turn.audio)
-    if getattr(engine.chat, "accepts_audio", False):
-        return ChatMessage("user", "", audio=audio), True
-    if engine.transcriber is None:
-        raise StepAudioError(f"engine {engine.name!r} cannot hear: no recognizer and its chat model takes text")
-    heard = engine.transcriber.transcribe(audio, language=config.language).text.strip()
-    return ChatMessage("user", heard), True
+    if turn.audio is None or (config.input_mode == "text" and turn.text):
+        return None
+    return load_audio(turn.audio)
 
 
 def summarize(results: Sequence[TurnResult]) -> ChatSummary:

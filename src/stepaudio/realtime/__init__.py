@@ -8,6 +8,5 @@ speculative.py commit rate and latency saved by speculative responses
 playback.py    what the user has heard of a response (barge-in truncation)
 buffer.py      the session's input audio, by absolute sample index
 worker.py      transcription, chat and sentence-by-sentence synthesis jobs
-vad_adapter.py per-frame probabilities from array VADs (Silero)
 session.py     RealtimeSession: runs the controller with real components and threads
 """

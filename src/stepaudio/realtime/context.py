@@ -36,8 +36,9 @@ def _is_wide(char: str) -> bool:
 
 @dataclass(frozen=True)
 class Turn:
-    """One kept turn. `audio_tokens` > 0 marks a turn that was speech and is held as its transcript; only the
-    newest user turn may still carry its `audio` (a speech model listens to the current turn)."""
+    """One kept turn. `audio_tokens` > 0 marks a turn that was speech. A spoken user turn whose transcript is
+    not known keeps its `audio` (an engine that hears audio still listens to it) and costs its audio tokens;
+    once transcribed it is held as text."""
 
     role: Role
     text: str
@@ -126,10 +127,10 @@ class ConversationContext:
     def add_user_audio(self, transcript: str, audio_tokens: int | None = None, *, duration: float = 0.0,
                        item_id: str | None = None, audio: Audio | None = None) -> Turn:
         """A spoken user turn held as its transcript; `audio_tokens` defaults to the duration times the rate.
-        With `audio`, the turn keeps it until the next turn arrives (then only the transcript stays)."""
+        Without a transcript, the turn keeps its `audio` until `set_transcript`."""
         duration = duration or (audio.duration if audio is not None else 0.0)
         tokens = self._audio_tokens_for(audio_tokens, duration)
-        return self.add_turn(Turn("user", transcript, tokens, item_id, audio=audio))
+        return self.add_turn(Turn("user", transcript, tokens, item_id, audio=None if transcript else audio))
 
     def add_assistant(self, text: str, audio_tokens: int | None = None, *, duration: float = 0.0,
                       item_id: str | None = None, tool_calls: Sequence[ToolCall] = ()) -> Turn:
@@ -140,26 +141,40 @@ class ConversationContext:
         return self.add_turn(Turn("tool", content, tool_call_id=tool_call_id, name=name))
 
     def add_message(self, message: ChatMessage, audio_tokens: int | None = None) -> Turn:
-        """Add a `ChatMessage` (its content is the transcript when it was spoken). A user message keeps its
-        audio until the next turn; other roles' audio is only counted."""
+        """Add a `ChatMessage`: its written content plus its transcript when it was spoken. A spoken user
+        message without a transcript keeps its audio; other roles' audio is only counted."""
         duration = message.audio.duration if message.audio is not None else 0.0
         tokens = self._audio_tokens_for(audio_tokens, duration)
         if message.role == "system":
             self.system_prompt = message.content
             return Turn("system", message.content)
-        audio = message.audio if message.role == "user" else None
-        return self.add_turn(Turn(message.role, message.content, tokens, None, message.tool_calls,
+        audio = message.audio if message.role == "user" and message.transcript is None else None
+        return self.add_turn(Turn(message.role, message.text_for_reading(), tokens, None, message.tool_calls,
                                   message.tool_call_id, message.name, audio))
 
     def add_turn(self, turn: Turn) -> Turn:
-        if turn.audio_tokens > 0:
-            self._audio_turns += 1
-            self._audio_tokens += turn.audio_tokens
-            self._transcript_tokens += self.count_tokens(turn.text)
-        self._turns = [replace(old, audio=None) if old.audio is not None else old for old in self._turns]
+        if turn.audio_tokens > 0 and turn.audio is None:
+            self._count_replaced(turn.audio_tokens, turn.text)
         self._turns.append(turn)
         self._fit()
         return turn
+
+    def set_transcript(self, item_id: str, transcript: str) -> bool:
+        """A spoken turn held as audio becomes text (its transcript after what was written); False if gone."""
+        for index, turn in enumerate(self._turns):
+            if turn.item_id == item_id and turn.audio is not None:
+                text = "\n".join(part for part in (turn.text, transcript.strip()) if part)
+                self._turns[index] = replace(turn, text=text, audio=None)
+                if turn.audio_tokens > 0:
+                    self._count_replaced(turn.audio_tokens, text)
+                self._fit()
+                return True
+        return False
+
+    def _count_replaced(self, audio_tokens: int, text: str) -> None:
+        self._audio_turns += 1
+        self._audio_tokens += audio_tokens
+        self._transcript_tokens += self.count_tokens(text)
 
     def truncate_assistant(self, item_id: str, text: str, audio_tokens: int | None = None) -> bool:
         """Replace the text of assistant turn `item_id` by what was actually played; False if it is gone."""
@@ -180,7 +195,7 @@ class ConversationContext:
         return False
 
     def messages(self) -> list[ChatMessage]:
-        """System prompt (when set) then the kept turns, all as text."""
+        """System prompt (when set) then the kept turns: text, and audio for spoken turns not yet transcribed."""
         head = [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
         return head + [turn.message() for turn in self._turns]
 
@@ -188,7 +203,7 @@ class ConversationContext:
         """Tokens of the window: text, except a turn still carrying audio, which costs its audio tokens."""
         total = self._cost(self.system_prompt) if self.system_prompt else 0
         for turn in self._turns:
-            total += turn.audio_tokens + self.turn_overhead if turn.audio is not None else self._cost(turn.text)
+            total += self._cost(turn.text) + (turn.audio_tokens if turn.audio is not None else 0)
         return total
 
     def stats(self) -> ContextStats:

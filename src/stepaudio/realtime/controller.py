@@ -208,7 +208,7 @@ class _Step:
     def commit_audio_item(self, item: UserItem, transcribe: bool) -> None:
         self.out.append(ev.AudioCommitted(item.item_id, self.s.last_item_id))
         self.out.append(ev.ItemAdded(item.item_id, "user", self.s.last_item_id, "input_audio"))
-        if transcribe and item.text is None:
+        if transcribe and item.text is None and self.s.config.transcribe_audio:
             item = replace(item, requested_end_ms=item.end_ms)
             self.out.append(ev.TranscribeItem(ev.ItemSpan(item.item_id, item.start_ms, item.end_ms)))
         self.s = replace(self.s, items=(*self.s.items, item), last_item_id=item.item_id)
@@ -236,20 +236,27 @@ class _Step:
         self.flush_items()
 
     def flush_items(self, force: tuple[str, ...] = ()) -> None:
-        """Move committed, transcribed items into the context in order; `force` ones go in even untranscribed."""
+        """Move committed items into the context in order once transcribed (or at once as audio, where
+        transcripts are not needed); `force` ones go in even untranscribed."""
         items = list(self.s.items)
-        while items and items[0].committed and (items[0].text is not None or items[0].item_id in force):
+        as_audio = not self.s.config.transcribe_audio
+        while items and items[0].committed and (items[0].text is not None or items[0].item_id in force
+                                                or (as_audio and items[0].kind == "audio")):
             item = items.pop(0)
             text = item.text or ""
             if item.kind == "tool":
                 self.edit(ev.AddToolResult(item.item_id, item.call_id or "", text))
                 continue
+            duration = float(item.end_ms - item.start_ms)
             if item.kind == "audio" and item.error is not None:
                 self.out.append(ev.InputTranscriptionFailed(item.item_id, item.error))
-            elif item.kind == "audio":
+            elif item.kind == "audio" and (item.text is not None or not as_audio):
                 self.out.append(ev.InputTranscriptionCompleted(item.item_id, text))
             if text:
-                self.edit(ev.AddUserTurn(item.item_id, text, float(item.end_ms - item.start_ms)))
+                self.edit(ev.AddUserTurn(item.item_id, text, duration))
+            elif as_audio and item.kind == "audio":
+                span = ev.ItemSpan(item.item_id, item.start_ms, item.end_ms)
+                self.edit(ev.AddUserTurn(item.item_id, "", duration, span))
         self.s = replace(self.s, items=tuple(items))
 
     # ------------------------------------------------------------ responses
@@ -434,7 +441,8 @@ class _Step:
         """A cancelled generation may never transcribe its user items: ask for them on their own (the worker's
         cache answers at once when it did), so the user's words still reach the context."""
         for item in self.s.items:
-            if item.item_id in response.user_item_ids and item.committed and item.text is None:
+            if item.item_id in response.user_item_ids and item.committed and item.text is None \
+                    and self.s.config.transcribe_audio:
                 end = item.requested_end_ms if item.requested_end_ms is not None else item.end_ms
                 self.out.append(ev.TranscribeItem(ev.ItemSpan(item.item_id, item.start_ms, end)))
 

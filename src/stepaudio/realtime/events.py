@@ -219,9 +219,12 @@ class DiscardSpeculation:
 
 @dataclass(frozen=True)
 class AddUserTurn:
+    """A user turn enters the context: as text, or (`span` set, no transcript) as the audio of that span."""
+
     item_id: str
     text: str
     audio_ms: float = 0.0
+    span: ItemSpan | None = None
 
 
 @dataclass(frozen=True)

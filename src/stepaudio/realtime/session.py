@@ -41,14 +41,15 @@ from stepaudio.engines.base import (
     ToolSpec,
     Voice,
 )
-from stepaudio.realtime.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.buffer import AudioBuffer
+from stepaudio.realtime.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.realtime.controller import Controller, ControllerConfig, Phase
 from stepaudio.realtime.speculative import SpeculationMetrics
+from stepaudio.realtime.turn import Transcripts
 from stepaudio.realtime.turns import TurnDetectionConfig
-from stepaudio.realtime.worker import SpeechSettings, TranscriptCache, run_generation, run_transcription
+from stepaudio.realtime.worker import SpeechSettings, run_generation, run_transcription
 
 Vad = Callable[[np.ndarray], Any]  # one frame of float32 samples -> speech probability (or per-frame array)
 OutputSink = Callable[[ev.Output], None]
@@ -67,6 +68,7 @@ class SessionConfig:
     language: str | None = None
     generation: GenerationOptions | None = None
     tools: tuple[ToolSpec, ...] = ()
+    transcribe_input: bool = True  # transcripts of user audio even where the engine hears it (display, context)
     max_buffer_seconds: float = 600.0
     tick_interval_s: float | None = 0.05  # None: the caller calls tick()
 
@@ -92,10 +94,8 @@ class RealtimeSession:
         self.vad = vad
         self.clock = clock
         self.context = ConversationContext(self.config.system_prompt, self.config.max_context_tokens, count_tokens)
-        self._controller = Controller(ControllerConfig(self.config.turn_detection,
-                                                       self._modalities(self.config.modalities)))
-        self._settings = SpeechSettings(self.config.voice, self.config.speech_instructions, self.config.language,
-                                        self.config.generation, self.config.tools)
+        self._controller = Controller(self._controller_config(self.config))
+        self._settings = self._speech_settings(self.config)
         self._sink = on_output
         self._outputs: queue.Queue[ev.Output] = queue.Queue()
         self._lock = threading.RLock()
@@ -104,7 +104,8 @@ class RealtimeSession:
         self._buffer = AudioBuffer()  # sample i is input time i / sample_rate
         self._resampler: tuple[int, Any] | None = None
         self._tokens: dict[str, CancelToken] = {}
-        self._cache = TranscriptCache()
+        self._transcripts = Transcripts(engine.transcriber, self.config.language)
+        self._clips: dict[tuple[str, int], Audio] = {}  # one object per span: transcripts are kept per clip
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._work, name="realtime-worker", daemon=True)
@@ -155,10 +156,9 @@ class RealtimeSession:
             self.config = config
             self.context.system_prompt = config.system_prompt
             self.context.max_tokens = config.max_context_tokens
-            self._settings = SpeechSettings(config.voice, config.speech_instructions, config.language,
-                                            config.generation, config.tools)
-            modalities = self._modalities(config.modalities)
-            self._dispatch(ev.ConfigUpdate(ControllerConfig(config.turn_detection, modalities)))
+            self._settings = self._speech_settings(config)
+            self._transcripts.language = config.language
+            self._dispatch(ev.ConfigUpdate(self._controller_config(config)))
             return config
 
     def append_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
@@ -231,6 +231,14 @@ class RealtimeSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _controller_config(self, config: SessionConfig) -> ControllerConfig:
+        transcribe = config.transcribe_input or not self.engine.abilities.hears_audio
+        return ControllerConfig(config.turn_detection, self._modalities(config.modalities), transcribe)
+
+    def _speech_settings(self, config: SessionConfig) -> SpeechSettings:
+        return SpeechSettings(config.voice, config.speech_instructions, config.language, config.generation,
+                              config.tools, transcribe=config.transcribe_input)
+
     def _modalities(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
         """Audio out needs a synthesiser: without one, replies come as text."""
         return wanted if self.engine.synthesizer is not None or "audio" not in wanted else ("text",)
@@ -252,8 +260,12 @@ class RealtimeSession:
                     token.cancel()
             case ev.TranscribeItem():
                 span, audio = action.span, self._slice(action.span)
-                self._jobs.put(lambda: run_transcription(self.engine, self._cache, span, audio, self._settings,
-                                                         self._post))
+                self._jobs.put(lambda: run_transcription(self._transcripts, span, audio, self._post))
+            case ev.AddUserTurn(span=ev.ItemSpan() as span):  # held as audio: no transcript is needed
+                clip = self._slice(span)
+                if clip is not None:
+                    self.context.add_user_audio("", duration=action.audio_ms / 1000, item_id=action.item_id,
+                                                audio=clip)
             case ev.AddUserTurn():
                 if action.audio_ms > 0:
                     self.context.add_user_audio(action.text, duration=action.audio_ms / 1000, item_id=action.item_id)
@@ -289,7 +301,8 @@ class RealtimeSession:
 
         def job() -> None:
             if not token.cancelled:
-                run_generation(self.engine, self._cache, command, history, audio, settings, token, self._post)
+                run_generation(self.engine, self._transcripts, command, history, audio, settings, token,
+                               self._post)
 
         self._jobs.put(job)
 
@@ -306,9 +319,19 @@ class RealtimeSession:
     # ------------------------------------------------------------ audio buffer
 
     def _slice(self, span: ev.ItemSpan) -> Audio | None:
+        """The span's audio, the same object each time it is asked for (while the buffer or the last 64 kept
+        spans hold it)."""
+        key = (span.item_id, span.end_ms)
+        if key in self._clips:
+            return self._clips[key]
         rate = self.config.sample_rate
-        clip = self._buffer.slice(span.start_ms * rate // 1000, span.end_ms * rate // 1000)
-        return Audio(clip, rate) if clip.size else None
+        samples = self._buffer.slice(span.start_ms * rate // 1000, span.end_ms * rate // 1000)
+        if not samples.size:
+            return None
+        clip = self._clips[key] = Audio(samples, rate)
+        while len(self._clips) > 64:
+            del self._clips[next(iter(self._clips))]
+        return clip
 
     def _trim_buffer(self) -> None:
         """Drop audio before the start of the uncommitted input (and beyond the size cap)."""

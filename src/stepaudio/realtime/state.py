@@ -28,6 +28,9 @@ class Phase(str, Enum):
 class ControllerConfig:
     turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
     modalities: tuple[str, ...] = ("audio",)
+    # user audio waits for its transcript before it enters the context; False (an engine that hears audio,
+    # no transcript asked for): it enters as audio at once
+    transcribe_audio: bool = True
 
     @property
     def audio_out(self) -> bool:

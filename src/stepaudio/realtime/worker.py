@@ -1,13 +1,15 @@
-"""The jobs the session runs off its event loop: transcribe user items, then chat and speak sentence by
-sentence. Each job reports back through `post` as controller events and stops at the next step once its
-cancel token is set. Transcripts are cached per (item, span end) so a restarted speculation or a response
-after a manual commit does not transcribe twice.
+"""The jobs a real-time session runs off its event loop, as controller events: a response is one spoken turn
+(`realtime.turn.run_turn`), reported as it streams; a lone transcription answers `TranscribeItem`.
+
+Each job stops at the next step once its cancel token is set. Transcripts are kept per clip by the
+session's `Transcripts` (the session hands the same clip object for the same span), so a restarted
+speculation or a response after a manual commit does not transcribe twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,65 +23,55 @@ from stepaudio.engines.base import (
     ToolSpec,
     Voice,
 )
-from stepaudio.errors import StepAudioError
 from stepaudio.realtime import events as ev
-from stepaudio.text.sentences import SentenceSplitter
+from stepaudio.realtime.turn import (
+    ReplyAudio,
+    ReplyText,
+    ToolCalled,
+    Transcripts,
+    TurnDone,
+    TurnSettings,
+    UserHeard,
+    run_turn,
+)
 
 Post = Callable[[ev.Event], None]
 
 
 @dataclass(frozen=True)
 class SpeechSettings:
+    """The session's side of a turn; `transcribe` asks for transcripts even where the engine hears audio."""
+
     voice: Voice | str | None = None
     instructions: SpeechInstructions | None = None
     language: str | None = None
     options: GenerationOptions | None = None
     tools: tuple[ToolSpec, ...] = ()
+    transcribe: bool = True
     max_sentence_chars: int = 250
     first_sentence_chars: int = 80  # cut the first sentence sooner: the first audio comes earlier
 
-
-@dataclass
-class TranscriptCache:
-    """Only the worker thread touches it; the oldest entries go beyond `limit`."""
-
-    texts: dict[tuple[str, int], str] = field(default_factory=dict)
-    limit: int = 64
-
-    def get_or_transcribe(self, engine: Engine, span: ev.ItemSpan, audio: Audio | None, language: str | None,
-                          post: Post) -> str:
-        if span.text is not None:
-            return span.text
-        key = (span.item_id, span.end_ms)
-        if key not in self.texts:
-            try:
-                text = _transcribe(engine, audio, language)
-            except Exception as exc:  # reported on the item; the turn goes on without its words
-                post(ev.InputTranscribed(span.item_id, span.end_ms, "", f"{type(exc).__name__}: {exc}"))
-                return ""
-            self.texts[key] = text
-            while len(self.texts) > self.limit:
-                del self.texts[next(iter(self.texts))]
-            post(ev.InputTranscribed(span.item_id, span.end_ms, text))
-        return self.texts[key]
+    def turn(self, modalities: Sequence[str]) -> TurnSettings:
+        return TurnSettings(self.voice, self.instructions, self.language, self.options, self.tools,
+                            speak="audio" in modalities, transcripts="always" if self.transcribe else "needed",
+                            max_sentence_chars=self.max_sentence_chars,
+                            first_sentence_chars=self.first_sentence_chars)
 
 
-def _transcribe(engine: Engine, audio: Audio | None, language: str | None) -> str:
-    if audio is None or audio.samples.size == 0:
-        return ""
-    if engine.transcriber is None:
-        raise StepAudioError(f"engine {engine.name!r} has no transcriber: send text, or use another engine")
-    return engine.transcriber.transcribe(audio, language=language).text.strip()
-
-
-def run_transcription(engine: Engine, cache: TranscriptCache, span: ev.ItemSpan, audio: Audio | None,
-                      settings: SpeechSettings, post: Post) -> None:
-    cache.get_or_transcribe(engine, span, audio, settings.language, post)
+def run_transcription(transcripts: Transcripts, span: ev.ItemSpan, audio: Audio | None, post: Post) -> None:
+    """Answer a `TranscribeItem`: the item's words, or why there are none."""
+    text, error = "", None
+    if audio is not None and audio.samples.size:
+        try:
+            text = transcripts.get(audio)
+        except Exception as exc:  # reported on the item; the conversation goes on without its words
+            error = f"{type(exc).__name__}: {exc}"
+    post(ev.InputTranscribed(span.item_id, span.end_ms, text, error))
 
 
 def run_generation(
     engine: Engine,
-    cache: TranscriptCache,
+    transcripts: Transcripts,
     command: ev.StartGeneration,
     history: Sequence[ChatMessage],
     audio: dict[str, Audio],
@@ -87,60 +79,47 @@ def run_generation(
     cancel: CancelToken,
     post: Post,
 ) -> None:
-    """Transcribe the new user items, stream the reply, speak it sentence by sentence, then post done."""
+    """Answer the new user items after `history` as one turn, posting its text, audio, calls and end."""
     rid = command.response_id
     try:
         messages = list(history)
+        spans: dict[int, ev.ItemSpan] = {}
         for span in command.user_items:
-            text = cache.get_or_transcribe(engine, span, audio.get(span.item_id), settings.language, post)
-            if text:
-                messages.append(ChatMessage("user", text))
-            if cancel.cancelled:
-                return
+            clip = audio.get(span.item_id)
+            if span.text is not None:
+                messages.append(ChatMessage("user", span.text))
+            elif clip is not None:
+                known = transcripts.known(clip)
+                spans[len(messages)] = span
+                messages.append(ChatMessage("user", "", audio=clip, transcript=known))
+            else:  # no audio left for it: nothing was said
+                post(ev.InputTranscribed(span.item_id, span.end_ms, ""))
         if command.user_items and len(messages) == len(history):
             post(ev.GenerationDone(rid, "stop"))  # the turn was noise: nothing was said, nothing to answer
             return
         if engine.chat is None:
             post(ev.GenerationDone(rid, "stop", f"engine {engine.name!r} has no chat model"))
             return
-        speak = "audio" in command.modalities and engine.synthesizer is not None
-        splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars)
         finish = "stop"
-        tools = list(settings.tools) or None
-        for delta in engine.chat.respond(messages, tools=tools, options=settings.options, cancel=cancel):
+        turn = run_turn(engine, messages, settings.turn(command.modalities), cancel, transcripts)
+        for event in turn:
             if cancel.cancelled:
+                turn.close()
                 return
-            for call in delta.tool_calls:
-                post(ev.GenerationToolCall(rid, call))
-            if delta.text:
-                post(ev.GenerationText(rid, delta.text))
-                if speak:
-                    for sentence in splitter.push(delta.text):
-                        if not _speak(engine, sentence, settings, cancel, rid, post):
-                            return
-            if delta.finish_reason is not None:
-                finish = delta.finish_reason
-        for sentence in splitter.finish() if speak else []:
-            if not _speak(engine, sentence, settings, cancel, rid, post):
-                return
+            match event:
+                case UserHeard(index=index, text=text, error=error) if index in spans:
+                    post(ev.InputTranscribed(spans[index].item_id, spans[index].end_ms, text, error))
+                case ReplyText(text=text):
+                    post(ev.GenerationText(rid, text))
+                case ReplyAudio(chunk=chunk, sentence=sentence):
+                    samples = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+                    post(ev.GenerationAudio(rid, samples, chunk.sample_rate, sentence))
+                case ToolCalled(call=call):
+                    post(ev.GenerationToolCall(rid, call))
+                case TurnDone(finish_reason=reason):
+                    finish = "stop" if reason == "cancelled" else reason
         if not cancel.cancelled:
-            post(ev.GenerationDone(rid, "stop" if finish == "cancelled" else finish))
+            post(ev.GenerationDone(rid, finish))
     except Exception as exc:  # the worker must report, not die: the client is waiting on response.done
         if not cancel.cancelled:
             post(ev.GenerationDone(rid, "stop", f"{type(exc).__name__}: {exc}"))
-
-
-def _speak(engine: Engine, sentence: str, settings: SpeechSettings, cancel: CancelToken, rid: str,
-           post: Post) -> bool:
-    """Synthesise one sentence; its text rides on the first chunk. False once cancelled."""
-    assert engine.synthesizer is not None
-    text = sentence
-    for chunk in engine.synthesizer.synthesize(sentence, settings.voice, settings.instructions, cancel=cancel):
-        if cancel.cancelled:
-            return False
-        samples = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
-        if samples.size == 0:
-            continue
-        post(ev.GenerationAudio(rid, samples, chunk.sample_rate, text))
-        text = ""
-    return not cancel.cancelled

@@ -14,7 +14,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()  # CORS stays off unless origins are named
+    cors_origins: tuple[str, ...] = ()  # browser origins besides the server's own; CORS stays off unless named
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound address (and loopback names)
     # Requests
     max_upload_bytes: int = 25 * MIB  # one audio file in a multipart upload
     max_json_bytes: int = 40 * MIB  # a JSON body (chat messages carry base64 audio)
@@ -33,4 +34,3 @@ class ServerSettings:
     max_connections: int = 128  # open connections uvicorn accepts before answering 503
     audio_expiry_s: int = 3600  # reported `expires_at` of chat audio (nothing is kept server-side)
     default_voice: str | None = None  # the engine's built-in voice used for OpenAI voice names
-    transcribe_chat_audio: bool = True  # fill the text of spoken user turns with the engine's transcriber

@@ -90,7 +90,7 @@ def test_chat_hears_audio_and_keeps_past_turns_as_text(engine, stack: Path) -> N
     audio = load_audio(stack / "speakers" / "Tingting_prompt.wav")
     chat: StepChat = engine.chat
     history = [
-        ChatMessage("user", "上一句的转写", audio=audio),
+        ChatMessage("user", "", audio=audio, transcript="上一句的转写"),
         ChatMessage("assistant", "好的"),
         ChatMessage("user", "", audio=audio),
     ]
@@ -99,7 +99,9 @@ def test_chat_hears_audio_and_keeps_past_turns_as_text(engine, stack: Path) -> N
     assert prompt.count("<audio_") > 40  # the newest one as audio tokens
     deltas = list(chat.respond(history, options=None))
     assert deltas[-1].finish_reason in ("stop", "length")
-    assert chat.accepts_audio
+    assert engine.abilities.hears_audio and engine.abilities.clones_voices
+    heard_and_read = chat.prompt([ChatMessage("user", "这是什么声音？", audio=audio)])
+    assert "这是什么声音？<audio_" in heard_and_read  # a message with text and audio sends both
 
 
 def test_tools_in_the_prompt_and_the_tool_loop(engine) -> None:  # type: ignore[no-untyped-def]

@@ -39,9 +39,8 @@ class ChatSettings:
 
 
 class StepChat:
-    """`ChatModel` over Step-Audio-Chat through any LM backend (in process, or vLLM)."""
-
-    accepts_audio = True  # the server sends spoken turns as audio; this model listens itself
+    """`ChatModel` over Step-Audio-Chat through any LM backend (in process, or vLLM); it hears audio (the
+    engine declares `Abilities.hears_audio`)."""
 
     def __init__(
         self,
@@ -97,9 +96,12 @@ class StepChat:
         return "".join(token.text for token in self._lm().stream(self.prompt(messages), config))
 
     def _content(self, message: ChatMessage, newest_user: bool) -> str:
-        text = message.content
-        if message.audio is not None and (newest_user or not text.strip()):
-            text = self._audio_text(message.audio)
+        """What was written, then the speech: as audio tokens for the newest user turn and for any turn whose
+        transcript is unknown, else as its transcript (text-based context)."""
+        if message.audio is not None and (newest_user or message.transcript is None):
+            text = message.content + self._audio_text(message.audio)
+        else:
+            text = message.text_for_reading() if message.role == "user" else message.content
         if message.tool_calls:
             text += "".join(render_call(call) for call in message.tool_calls)
         return text

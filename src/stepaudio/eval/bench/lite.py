@@ -187,27 +187,28 @@ def _bench_latency(engine: Any, count: int) -> dict[str, Any]:
     import numpy as np
 
     from stepaudio.audio.io import Audio, resample
+    from stepaudio.audio.vad import SileroVad
     from stepaudio.engines.base import GenerationOptions
-    from stepaudio.engines.lite.turn import Conversation
-    from stepaudio.engines.lite.vad import SileroVad
+    from stepaudio.realtime.turn import Conversation, ReplyText, TurnDone, TurnSettings, UserHeard
 
     vad = SileroVad()
-    for part in (vad, engine.transcriber, engine.chat, engine.synthesizer):
-        part.warmup()
+    vad.warmup()
+    engine.warmup()
     rows: list[dict[str, Any]] = []
     for question in QUESTIONS[:count]:
         chunks = list(engine.synthesizer.synthesize(question, "joe"))
         speech = resample(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate, 16000)
         silence = np.zeros(4800, dtype=np.float32)  # 0.3 s either side, as a recording would have
         audio = Audio(np.concatenate([silence, speech, silence]), 16000)
-        conversation = Conversation(engine=engine, vad=vad, options=GenerationOptions(temperature=0.0, seed=0))
+        settings = TurnSettings(options=GenerationOptions(temperature=0.0, seed=0))
+        conversation = Conversation(engine, settings, trimmer=vad)
         transcript, reply, timings = "", "", None
         for event in conversation.turn(audio=audio):
-            if event.kind == "transcript":
+            if isinstance(event, UserHeard):
                 transcript = event.text
-            elif event.kind == "text":
+            elif isinstance(event, ReplyText):
                 reply += event.text
-            elif event.kind == "done":
+            elif isinstance(event, TurnDone):
                 timings = event.timings
         assert timings is not None
         rows.append({"question": question, "heard": transcript, "reply": reply.strip(),
