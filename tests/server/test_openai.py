@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stepaudio.engines.base import Voice
+from stepaudio.engines.base import Transcript, Voice, Word
 from stepaudio.server.settings import ServerSettings
 
 openai = pytest.importorskip("openai")
@@ -175,6 +176,52 @@ def test_transcription_formats(tiny_server: Any, tone: Any, fmt: str) -> None:
         assert result.startswith("1\n00:00:00,000 --> 00:00:01,500\nheard\n\n2\n")
     else:
         assert result.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nheard\n")
+
+
+@dataclasses.dataclass
+class WordTimer:
+    """The tiny transcriber, with its segments as words: a `WordTranscriber`."""
+
+    inner: Any
+
+    def transcribe(self, audio: Any, language: str | None = None) -> Transcript:
+        return self.inner.transcribe(audio, language)  # type: ignore[no-any-return]
+
+    def transcribe_words(self, audio: Any, language: str | None = None) -> Transcript:
+        result = self.inner.transcribe(audio, language)
+        return dataclasses.replace(result, words=tuple(Word(s.start, s.end, s.text.strip()) for s in result.segments))
+
+
+def test_word_timestamps(server_factory: Any, make_engine: Any, tone: Any) -> None:
+    engine = make_engine()
+    server = server_factory(ServerSettings(), dataclasses.replace(engine, transcriber=WordTimer(engine.transcriber)))
+    client = server.client()
+    words: Any = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(3.0)),
+                                                    response_format="verbose_json", timestamp_granularities=["word"])
+    assert [(w.word, w.start, w.end) for w in words.words] == [("heard", 0.0, 1.5), ("3.0 seconds", 1.5, 3.0)]
+    assert words.segments is None  # words only, as OpenAI answers ["word"]
+    both: Any = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(3.0)),
+                                                   response_format="verbose_json",
+                                                   timestamp_granularities=["word", "segment"])
+    assert len(both.words) == 2 and len(both.segments) == 2
+    plain: Any = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(3.0)),
+                                                    response_format="verbose_json")
+    assert plain.words is None and len(plain.segments) == 2
+    with pytest.raises(openai.BadRequestError, match="verbose_json"):
+        client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(1.0)), response_format="json",
+                                           timestamp_granularities=["word"])
+
+
+def test_word_timestamps_are_refused_where_the_transcriber_cannot_time_words(tiny_server: Any, tone: Any) -> None:
+    client = tiny_server.client()
+    with pytest.raises(openai.BadRequestError, match="cannot time words") as info:
+        client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(1.0)),
+                                           response_format="verbose_json", timestamp_granularities=["word"])
+    assert info.value.body["param"] == "timestamp_granularities"
+    result: Any = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone(1.0)),
+                                                     response_format="verbose_json",
+                                                     timestamp_granularities=["segment"])
+    assert len(result.segments) == 2
 
 
 def test_transcription_stream(tiny_server: Any, tone: Any) -> None:

@@ -62,21 +62,14 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn. `content` is what was written; `audio` the user's speech when the turn was spoken, and
-    `transcript` what that speech says once known. An engine that hears audio gets `content` and `audio`;
-    the others get `content` and `transcript` (`text_for_reading`)."""
+    """One turn. `audio` is the user's speech when the turn was spoken; `content` is its text (or transcript)."""
 
     role: Role
     content: str = ""
     audio: Audio | None = None
-    transcript: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
-
-    def text_for_reading(self) -> str:
-        """The message as text: what was written and, for speech, its transcript."""
-        return "\n".join(part for part in (self.content.strip(), (self.transcript or "").strip()) if part)
 
 
 @dataclass(frozen=True)

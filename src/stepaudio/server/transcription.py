@@ -1,8 +1,10 @@
 """POST /v1/audio/transcriptions: speech to text as json, text, verbose_json, srt or vtt, or streamed events.
 
 The upload is read with a size cap before it is decoded, and the decoded audio is checked against the
-duration cap. Streaming sends the transcript segment by segment once it is known (the transcribers here
-work on whole utterances), in the OpenAI `transcript.text.delta` / `transcript.text.done` event shapes.
+duration cap. `timestamp_granularities[]=word` adds OpenAI's `words` to verbose_json where the transcriber
+can time words (`WordTranscriber`); elsewhere it is refused with a 400 before any decoding. Streaming sends
+the transcript segment by segment once it is known (the transcribers here work on whole utterances), in the
+OpenAI `transcript.text.delta` / `transcript.text.done` event shapes.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from stepaudio.engines.base import Segment, Transcript
+from stepaudio.engines.base import Segment, Transcript, WordTranscriber
 from stepaudio.server.context import Context
 from stepaudio.server.errors import ApiError
 from stepaudio.server.streaming import SSE_HEADERS, run_blocking, sse
 
 router = APIRouter(tags=["audio"])
 TranscriptFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+Granularity = Literal["word", "segment"]
 
 
 async def read_upload(file: UploadFile, limit: int, field: str = "file") -> bytes:
@@ -44,12 +47,26 @@ async def create_transcription(
     response_format: Annotated[TranscriptFormat, Form()] = "json",
     temperature: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
     stream: Annotated[bool, Form()] = False,
+    timestamp_granularities: Annotated[list[Granularity] | None, Form(
+        alias="timestamp_granularities[]", max_length=2,
+        description="`word` (needs `verbose_json` and a transcriber that times words) and/or `segment`")] = None,
 ) -> Response:
     transcriber = ctx.transcriber()
+    granularities = set(timestamp_granularities or ())
+    words = "word" in granularities
+    if words and response_format != "verbose_json":
+        raise ApiError(400, "timestamp_granularities 'word' needs response_format 'verbose_json'",
+                       code="invalid_value", param="timestamp_granularities")
+    if words and not isinstance(transcriber, WordTranscriber):
+        raise ApiError(400, f"the {ctx.engine.name!r} engine's transcriber cannot time words; leave out "
+                       "timestamp_granularities 'word' (segment timestamps work), or serve the lite engine",
+                       code="unsupported_value", param="timestamp_granularities")
     data = await read_upload(file, ctx.settings.max_upload_bytes)
     audio = await ctx.decode_audio(data, ctx.settings.max_transcription_seconds)
+    run = transcriber.transcribe_words if isinstance(transcriber, WordTranscriber) and words else \
+        transcriber.transcribe
     async with ctx.gate.hold("transcriber"):
-        result = await run_blocking(transcriber.transcribe, audio, language.lower() if language else None)
+        result = await run_blocking(run, audio, language.lower() if language else None)
     duration = result.duration or audio.duration
     if stream:
         return StreamingResponse(_events(result), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -58,7 +75,12 @@ async def create_transcription(
     if response_format in ("srt", "vtt"):
         return PlainTextResponse(subtitles(result, response_format, duration))
     if response_format == "verbose_json":
-        return JSONResponse(verbose(result, duration))
+        body = verbose(result, duration)
+        if words:
+            body["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words]
+            if granularities == {"word"}:  # as OpenAI: asked for words only, segments are left out
+                del body["segments"]
+        return JSONResponse(body)
     return JSONResponse({"text": result.text, "usage": {"type": "duration", "seconds": round(duration, 3)}})
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stepaudio.audio.io import Audio, load_audio
-from stepaudio.engines.base import Engine
+from stepaudio.engines.base import Engine, WordTranscriber
 from stepaudio.engines.lite.asr import normalize_language
 from stepaudio.eval.bench.lite import error_rate
 
@@ -43,6 +43,18 @@ def test_spoken_language_is_detected_in_one_pass(lite_engine: Engine) -> None:
     assert transcript.language == "en" and transcript.text == "What is the capital of France?"
 
 
+def test_words_are_timed_in_order_within_the_audio(lite_engine: Engine) -> None:
+    assert isinstance(lite_engine.transcriber, WordTranscriber)
+    audio = load_audio(EXAMPLES / "question_capital.wav")
+    padded = Audio(np.concatenate([np.zeros(audio.sample_rate, np.float32), audio.samples]), audio.sample_rate)
+    result = lite_engine.transcriber.transcribe_words(padded, language="en")
+    assert " ".join(w.text for w in result.words) == result.text == "What is the capital of France?"
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and all(w.start <= w.end <= padded.duration + 0.05 for w in result.words)
+    assert result.words[0].start >= 0.5  # the second of silence put in front is not a word (alignment is ~0.3 s)
+    assert lite_engine.transcriber.transcribe(padded, language="en").words == ()
+
+
 def test_mandarin_comes_out_in_simplified_characters(lite_engine: Engine) -> None:
     pytest.importorskip("opencc", reason="opencc converts Whisper's traditional characters")
     assert lite_engine.transcriber is not None and lite_engine.synthesizer is not None
@@ -57,21 +69,6 @@ def test_language_names_map_to_whisper_codes() -> None:
     assert normalize_language("cantonese") == "zh"
     assert normalize_language("en-US") == "en"
     assert normalize_language("auto") is None and normalize_language(None) is None
-
-
-def test_vad_finds_speech_in_a_recording_and_none_in_noise(librivox: dict[Path, str]) -> None:
-    from stepaudio.engines.lite.vad import SileroVad
-
-    vad = SileroVad()
-    path = next(iter(librivox))
-    audio = load_audio(path)
-    padded = Audio(np.concatenate([np.zeros(16000, np.float32), audio.resampled(16000).samples,
-                                   np.zeros(16000, np.float32)]), 16000)
-    trimmed, spans = vad.trim(padded)
-    assert spans and spans[0].start >= 0.7 and spans[-1].end <= padded.duration - 0.7
-    assert abs(trimmed.duration - audio.duration) < 0.8
-    noise = Audio(np.random.default_rng(0).normal(0, 0.01, 32000).astype(np.float32), 16000)
-    assert vad.spans(noise) == []
 
 
 def test_echoes_of_the_mandarin_prompt_are_dropped() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from stepaudio.audio.io import Audio, load_audio
-from stepaudio.engines.base import Segment, Transcript
+from stepaudio.engines.base import Segment, Transcript, Word
 from stepaudio.errors import MissingExtraError
 
 SAMPLE_RATE = 16000
@@ -53,6 +53,13 @@ class WhisperTranscriber:
         """Without a language, each 30 s window's language is read from the same encoder pass that decodes it
         (faster-whisper's up-front detection would run the encoder twice, doubling the cost of a short turn);
         the language reported is then inferred from the script of the text."""
+        return self._transcribe(audio, language, words=False)
+
+    def transcribe_words(self, audio: Audio, language: str | None = None) -> Transcript:
+        """`transcribe`, and each word's start and end (faster-whisper's cross-attention alignment)."""
+        return self._transcribe(audio, language, words=True)
+
+    def _transcribe(self, audio: Audio, language: str | None, words: bool) -> Transcript:
         samples = _as_16k(audio)
         code = normalize_language(language)
         simplify = self._simplify
@@ -65,14 +72,20 @@ class WhisperTranscriber:
             initial_prompt=prompt,
             condition_on_previous_text=False,
             vad_filter=False,
+            word_timestamps=words,
         )
+        decoded = list(segments)
         parts = tuple(Segment(float(s.start), float(s.end), _without_prompt(s.text.strip(), prompt))
-                      for s in segments)
+                      for s in decoded)
+        timed = tuple(Word(float(w.start), float(w.end), w.word.strip()) for s in decoded for w in (s.words or ())
+                      if w.word.strip())
         detected = code or _language_of(" ".join(part.text for part in parts))
         if detected == "zh" and simplify is not None:
             parts = tuple(Segment(p.start, p.end, simplify(p.text)) for p in parts)
+            timed = tuple(Word(w.start, w.end, simplify(w.text)) for w in timed)
         text = _join([part.text for part in parts], detected)
-        return Transcript(text=text, language=detected, segments=parts, duration=len(samples) / SAMPLE_RATE)
+        return Transcript(text=text, language=detected, segments=parts, duration=len(samples) / SAMPLE_RATE,
+                          words=timed)
 
     def warmup(self) -> None:
         """One tiny decode so the first real request does not pay CTranslate2's start-up."""

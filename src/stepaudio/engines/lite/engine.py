@@ -102,6 +102,9 @@ class LazyTranscriber:
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return self._model.get().transcribe(audio, language)
 
+    def transcribe_words(self, audio: Audio, language: str | None = None) -> Transcript:
+        return self._model.get().transcribe_words(audio, language)
+
     def warmup(self) -> None:
         self._model.get().warmup()
 
