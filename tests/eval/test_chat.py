@@ -36,7 +36,7 @@ def lite() -> Engine:
 @pytest.fixture(scope="module")
 def judge_url(lite: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("uvicorn")
-    from stepaudio.eval.bench.server_load import InProcessServer
+    from stepaudio.server.inprocess import InProcessServer
 
     with InProcessServer(lite, Path(tmp_path_factory.mktemp("store")), 2) as ws_url:
         yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
@@ -97,37 +97,6 @@ def test_unreachable_judge_stops_the_run(lite: Engine, tmp_path: Path) -> None:
         run_chat_eval(load_conversations(file), lite, judge, ChatEvalConfig(max_new_tokens=4))
 
 
-def test_cli_writes_json_and_markdown_with_provenance(judge_url: str, conversations_file: Path,
-                                                      tmp_path: Path) -> None:
-    from stepaudio.cli.main import main
-
-    out = tmp_path / "out"
-    code = main(["eval", "chat", "--conversations", str(conversations_file), "--input", "text", "--engine", "lite",
-                 "-O", "chat_model=smollm2", "--judge-url", judge_url, "--judge-model", "lite-chat",
-                 "--judge-max-tokens", "32", "--max-new-tokens", "16", "--category", "reasoning", "--out", str(out)])
-    assert code == 0
-    payload = json.loads((out / "chat.json").read_text())
-    assert [r["metric"] for r in payload["headline"]] == ["factuality", "relevance", "chat score"]
-    assert all(r["paper"] is None for r in payload["headline"])  # local data: no published number applies
-    assert len(payload["rows"]) == 1 and payload["rows"][0]["conversation_id"] == "math"
-    chat_model = next(m for m in payload["provenance"]["models"] if m["role"] == "chat")
-    assert chat_model["files"][0]["sha256"].startswith("b179c952")  # SmolLM2's verified GGUF
-    assert len(payload["provenance"]["judge_prompt_sha256"]) == 64 and "api_key" not in json.dumps(payload)
-    md = (out / "chat.md").read_text()
-    assert "| factuality |" in md and "## By category" in md and "### Provenance" in md
-
-
-def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from stepaudio.cli.main import main
-
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("{nope")
-    assert main(["eval", "chat", "--conversations", str(bad), "--no-judge"]) == 2
-    assert "line 1: not valid JSON" in capsys.readouterr().err
-    assert main(["eval", "chat", "--conversations", str(bad)]) == 2
-    assert "--judge-url is required" in capsys.readouterr().err
-
-
 def test_summary_counts_and_means() -> None:
     def row(cid: str, category: str, verdict: Verdict | None, error: str | None = None) -> TurnResult:
         return TurnResult(cid, category, 1, "q", False, "r", None, 0.1, verdict, error)
@@ -147,3 +116,21 @@ def test_engine_models_for_reports() -> None:
     assert [r.role for r in records] == ["asr", "chat", "tts"]
     assert records[1].files[0].sha256.startswith("1d961463") and records[1].files[0].bytes == 491_400_064
     assert engine_models("step", {"model_path": "/m"})[0].note == "options {'model_path': '/m'}"
+
+
+def test_step_chat_hears_each_spoken_turn_once(step_stack: Path, chat_prompts: list[list[int]],
+                                               tmp_path: Path) -> None:
+    """Step-Audio-Chat hears the spoken turn as audio tokens once; later turns carry the dataset's transcript."""
+    from stepaudio.engines.registry import create_engine
+
+    shutil.copy(step_stack / "speakers" / "Tingting_prompt.wav", tmp_path / "q.wav")
+    file = tmp_path / "c.jsonl"
+    file.write_text(json.dumps({"id": "c", "turns": [{"role": "user", "text": "今天天气怎么样", "audio": "q.wav"},
+                                                     {"role": "user", "text": "明天呢"}]}), encoding="utf-8")
+    engine = create_engine("step", model_path=str(step_stack), seed=0, chat_max_tokens=4)
+    results = run_chat_eval(load_conversations(file), engine, None, ChatEvalConfig(max_new_tokens=4))
+    assert [r.error for r in results] == [None, None] and results[0].spoken
+    assert results[0].question == "今天天气怎么样"
+    assert len(chat_prompts) == 2  # one pass per turn, no ASR pass
+    first, second = ([i for i in p if i >= 65536] for p in chat_prompts)
+    assert 80 <= len(first) <= 85 and second == []

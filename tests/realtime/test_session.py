@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -501,3 +502,51 @@ def test_spoken_turn_with_the_lite_engine() -> None:
         assert transcripts and "france" in transcripts[-1].lower()
         assert any(isinstance(o, ev.OutputAudioDelta) for o in outputs)
         assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)][-1] == "completed"
+
+
+def test_step_chat_hears_a_committed_turn_once(step_stack: Path, chat_prompts: list[list[int]]) -> None:
+    """A spoken item reaches Step-Audio-Chat as audio tokens in one pass; without a transcript asked for it stays
+    in the context as audio, so the next turn's prompt carries it again (and no ASR pass is made)."""
+    from stepaudio.audio.io import load_audio
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("step", model_path=str(step_stack), seed=0, chat_max_tokens=4)
+    audio = load_audio(step_stack / "speakers" / "Tingting_prompt.wav")
+    config = SessionConfig(turn_detection=None, tick_interval_s=None, modalities=("text",), transcribe_input=False)
+    with RealtimeSession(engine, None, config) as session:
+        session.append_audio(audio.samples, audio.sample_rate)
+        session.send(ev.InputAudioCommit())
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle(120)
+        outputs = drain(session)
+        assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)] in (["completed"], ["incomplete"])
+        assert not any(isinstance(o, ev.InputTranscriptionCompleted) for o in outputs)
+        assert len(chat_prompts) == 1
+        assert 80 <= sum(i >= 65536 for i in chat_prompts[0]) <= 85
+        session.send(ev.TextInput("再说一遍"))
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle(120)
+    assert len(chat_prompts) == 2
+    first, second = ([i for i in p if i >= 65536] for p in chat_prompts)
+    assert second[: len(first)] == first  # (the random model's reply after it may hold audio ids too)
+
+
+def test_step_chat_transcribes_after_the_reply_when_asked(step_stack: Path, chat_prompts: list[list[int]]) -> None:
+    from stepaudio.audio.io import load_audio
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("step", model_path=str(step_stack), seed=0, chat_max_tokens=4)
+    audio = load_audio(step_stack / "speakers" / "Tingting_prompt.wav")
+    config = SessionConfig(turn_detection=None, tick_interval_s=None, modalities=("text",))
+    with RealtimeSession(engine, None, config) as session:
+        session.append_audio(audio.samples, audio.sample_rate)
+        session.send(ev.InputAudioCommit())
+        session.send(ev.ResponseCreate())
+        assert session.wait_idle(120)
+        outputs = drain(session)
+    kinds = [type(o).__name__ for o in outputs]
+    assert "InputTranscriptionCompleted" in kinds and kinds.index("InputTranscriptionCompleted") < kinds.index(
+        "ResponseDone")
+    assert len(chat_prompts) == 2  # the reply's pass and the transcript's, over the same audio tokens
+    heard, again = ([i for i in p if i >= 65536] for p in chat_prompts)
+    assert heard == again and 80 <= len(heard) <= 85

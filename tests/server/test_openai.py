@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stepaudio.engines.base import Transcript, Voice, Word
+from stepaudio.engines.base import Abilities, Transcript, Voice, Word
 from stepaudio.server.settings import ServerSettings
+from stepaudio.text.tokenizer import StepTokenizer
 
 openai = pytest.importorskip("openai")
 
@@ -284,7 +286,7 @@ def test_chat_audio_in_and_out(tiny_server: Any, tone: Any) -> None:
     samples, rate = sf.read(io.BytesIO(base64.b64decode(message.audio.data)))
     assert rate == TONE_RATE and len(samples) == expected_samples(message.audio.transcript)
     turn = tiny_server.engine.chat.seen[-1][-1]
-    assert turn.audio is not None and abs(turn.audio.duration - 1.5) < 1e-3
+    assert turn.audio is None and turn.content == "heard 1.5 seconds"  # this engine reads: a transcript
 
 
 def test_chat_streamed_audio(tiny_server: Any) -> None:
@@ -297,7 +299,8 @@ def test_chat_streamed_audio(tiny_server: Any) -> None:
     transcript = "".join(a.get("transcript") or "" for a in audio)
     assert transcript == "You said: Hi. Bye."
     pcm = b"".join(base64.b64decode(a["data"]) for a in audio if a.get("data"))
-    assert len(pcm) == 2 * sum(expected_pcm(expected_samples(a["transcript"])) for a in audio if a.get("transcript"))
+    assert len(pcm) == 2 * sum(expected_pcm(expected_samples(a["transcript"].strip())) for a in audio
+                               if a.get("transcript"))
     assert "expires_at" in audio[-1] and len({a["id"] for a in audio}) == 1
     with pytest.raises(openai.BadRequestError, match="pcm16"):
         client.chat.completions.create(model="m", modalities=["audio"], audio={"voice": "tone", "format": "wav"},
@@ -339,12 +342,33 @@ def test_chat_stream_failure_ends_with_an_error_event(tiny_server: Any) -> None:
     assert completion.choices[0].message.content == "You said: ok."
 
 
-def test_chat_models_that_listen_get_audio_untranscribed(server_factory: Any, make_engine: Any, tone: Any) -> None:
-    engine = make_engine()
-    engine.chat.accepts_audio = True
+def test_chat_models_that_listen_get_audio_and_text_untranscribed(server_factory: Any, make_engine: Any,
+                                                                   tone: Any) -> None:
+    engine = dataclasses.replace(make_engine(), abilities=Abilities(hears_audio=True))
     server = server_factory(ServerSettings(), engine)
     spoken = base64.b64encode(tone(1.0)).decode()
     server.client().chat.completions.create(model="m", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this sound?"},
         {"type": "input_audio", "input_audio": {"data": spoken, "format": "wav"}}]}])
     turn = engine.chat.seen[-1][-1]
-    assert turn.content == "" and turn.audio is not None and engine.transcriber.heard == []
+    assert turn.content == "What is this sound?" and turn.audio is not None and engine.transcriber.heard == []
+
+
+def test_step_chat_hears_a_spoken_message_once(server_factory: Any, step_stack: Path,
+                                               chat_prompts: list[list[int]]) -> None:
+    """Through the official client, a spoken user message reaches Step-Audio-Chat as audio tokens, one pass."""
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("step", model_path=str(step_stack), seed=0, chat_max_tokens=4)
+    server = server_factory(ServerSettings(), engine)
+    spoken = base64.b64encode((step_stack / "speakers" / "Tingting_prompt.wav").read_bytes()).decode()
+    completion = server.client().chat.completions.create(model="step-audio-chat", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "听听这个"},
+                                     {"type": "input_audio", "input_audio": {"data": spoken, "format": "wav"}}]}])
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert len(chat_prompts) == 1
+    audio_ids = [i for i in chat_prompts[0] if i >= 65536]
+    assert 80 <= len(audio_ids) <= 85  # the 2 s message, once
+    text = StepTokenizer(step_stack / "Step-Audio-Chat").decode([i for i in chat_prompts[0] if i < 65536])
+    assert "听听这个" in text  # and its text beside the audio
+

@@ -9,8 +9,9 @@ sentences, plus the share of words of the sentence that was cut.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
+
+from stepaudio.text.sentences import join_sentences
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Playback:
 
     @property
     def transcript(self) -> str:
-        return _join(segment.text for segment in self.segments)
+        return join_sentences(segment.text for segment in self.segments)
 
     def sent(self, duration_ms: float, text: str, now: float) -> Playback:
         """Record a chunk sent at `now`; a non-empty `text` opens a new transcript segment."""
@@ -95,19 +96,4 @@ class Playback:
                 else:
                     parts.append(" ".join(words[: math.floor(len(words) * fraction)]))
             break
-        return _join(parts)
-
-
-def _join(parts: Iterable[str]) -> str:
-    text = ""
-    for part in parts:
-        piece = part.strip()
-        if not piece:
-            continue
-        needs_space = text and not _is_wide(text[-1]) and not _is_wide(piece[0])
-        text = f"{text} {piece}" if needs_space else text + piece
-    return text
-
-
-def _is_wide(char: str) -> bool:
-    return 0x2E80 <= ord(char) <= 0x9FFF or 0xFF00 <= ord(char) <= 0xFFEF
+        return join_sentences(parts)

@@ -104,8 +104,7 @@ def run_generation(
         turn = run_turn(engine, messages, settings.turn(command.modalities), cancel, transcripts)
         for event in turn:
             if cancel.cancelled:
-                turn.close()
-                return
+                return  # (the turn's generator is closed with it: its chat thread stops)
             match event:
                 case UserHeard(index=index, text=text, error=error) if index in spans:
                     post(ev.InputTranscribed(spans[index].item_id, spans[index].end_ms, text, error))

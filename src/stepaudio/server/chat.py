@@ -46,6 +46,7 @@ from stepaudio.server.streaming import (
     sse,
     with_error_event,
 )
+from stepaudio.text.sentences import continuation
 
 router = APIRouter(tags=["chat"])
 
@@ -164,13 +165,16 @@ async def _stream(events: AsyncIterator[TurnEvent], meta: dict[str, Any], spoken
     yield _chunk(meta, {"role": "assistant", "content": ""})
     finish = "stop"
     tool_index = 0
+    said = ""  # the transcript so far: each sentence's delta continues it
     async for event in events:
         if isinstance(event, ReplyText) and spoken is None:
             yield _chunk(meta, {"content": event.text})
         elif isinstance(event, ReplyAudio):
             pcm = pcm or PcmStream(event.chunk.sample_rate)
             data = base64.b64encode(pcm.push(event.chunk.samples)).decode()
-            yield _chunk(meta, {"audio": {"id": audio_id, "data": data, "transcript": event.sentence}})
+            piece = continuation(said, event.sentence)
+            said += piece
+            yield _chunk(meta, {"audio": {"id": audio_id, "data": data, "transcript": piece}})
         elif isinstance(event, ToolCalled):
             yield _chunk(meta, {"tool_calls": [_tool_call_json(event.call, tool_index)]})
             tool_index += 1

@@ -9,6 +9,7 @@ in pieces gives exactly the sentences that `split_sentences` gives for the whole
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 CJK_TERMINALS = frozenset("。！？!?…")  # after a CJK char even ASCII !? ends a sentence
 FULLWIDTH_TERMINALS = frozenset("。！？")
@@ -126,3 +127,23 @@ def _soft_cut(buffer: str, max_chars: int) -> int:
 
 def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
+
+
+def continuation(before: str, piece: str) -> str:
+    """`piece` as it continues `before` in a transcript: after a space where both sides are in a spaced script
+    (sentences come out stripped; Chinese and Japanese join without one)."""
+    piece = piece.strip()
+    if before and piece and not _is_wide(before[-1]) and not _is_wide(piece[0]):
+        return " " + piece
+    return piece
+
+
+def join_sentences(parts: Iterable[str]) -> str:
+    text = ""
+    for part in parts:
+        text += continuation(text, part)
+    return text
+
+
+def _is_wide(char: str) -> bool:
+    return 0x2E80 <= ord(char) <= 0x9FFF or 0xFF00 <= ord(char) <= 0xFFEF
