@@ -33,12 +33,13 @@ def test_realtime_mount_and_websocket_key(tmp_path: Path) -> None:
     app = create_app(Engine("none", None, None, None), ServerSettings(api_key="k"), VoiceStore(tmp_path),
                      mount_realtime=echo_realtime)
     client = TestClient(app)
-    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/v1/realtime") as socket:
+    url = "ws://127.0.0.1:8000/v1/realtime"  # a Host the server answers (TestClient's default is 'testserver')
+    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(url) as socket:
         socket.receive_text()
     assert info.value.code == 1008
     for kwargs in ({"headers": {"Authorization": "Bearer k"}},
                    {"subprotocols": ["realtime", "openai-insecure-api-key.k"]}):
-        with client.websocket_connect("/v1/realtime", **kwargs) as socket:
+        with client.websocket_connect(url, **kwargs) as socket:
             socket.send_text("hi")
             assert socket.receive_json() == {"engine": "none", "echo": "hi"}
 
@@ -48,7 +49,8 @@ def test_engine_without_capabilities_reports_404(tmp_path: Path) -> None:
 
     from stepaudio.server.app import create_app
 
-    client = TestClient(create_app(Engine("none", None, None, None), ServerSettings(), VoiceStore(tmp_path)))
+    client = TestClient(create_app(Engine("none", None, None, None), ServerSettings(), VoiceStore(tmp_path)),
+                        base_url="http://127.0.0.1:8000")
     assert client.get("/v1/models").json() == {"object": "list", "data": []}
     for path, body in (("/v1/audio/speech", {"input": "hi"}), ("/v1/chat/completions",
                                                              {"messages": [{"role": "user", "content": "x"}]})):

@@ -132,7 +132,7 @@ def test_a_wav_declaring_one_hertz_is_refused(tiny_server: Any) -> None:
 
 def test_idle_connection_times_out(tiny_server: Any) -> None:
     with socket.create_connection(("127.0.0.1", tiny_server.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"mess")
         start = time.monotonic()
         reply = b""

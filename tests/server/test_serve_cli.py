@@ -31,7 +31,8 @@ def test_serve_starts_authenticates_and_stops(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "stepaudio.cli.main", "serve", "--engine", "lite", "--no-warmup",
-               "--port", str(port), "--store", str(tmp_path / "store"), "--api-key", "k3y", "--log-level", "warning"]
+               "--port", str(port), "--store", str(tmp_path / "store"), "--api-key", "k3y", "--log-level", "warning",
+               "--allowed-hosts", "box.test", "--cors-origins", "http://app.example", "http://other.example:81"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -49,6 +50,11 @@ def test_serve_starts_authenticates_and_stops(tmp_path: Path) -> None:
         models = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y"}).json()
         assert [m["id"] for m in models["data"]] == ["lite-chat", "lite-tts", "lite-asr"]
         assert (tmp_path / "store" / "voices.sqlite3").is_file()
+        assert httpx.get(url + "/health", headers={"Host": "box.test"}).status_code == 200
+        assert httpx.get(url + "/health", headers={"Host": "elsewhere.test"}).status_code == 400
+        for origin, status in (("http://other.example:81", 200), ("http://evil.example", 403)):
+            response = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y", "Origin": origin})
+            assert response.status_code == status, origin
         assert httpx.get(url + "/").status_code == 200  # the web page, and its realtime WebSocket
         if importlib.util.find_spec("websockets") is not None:
             from websockets.sync.client import connect

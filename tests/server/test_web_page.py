@@ -4,8 +4,11 @@ and voice cloning. Marked `browser`; skips when chromium or playwright is missin
 
 from __future__ import annotations
 
+import base64
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -43,9 +46,9 @@ def fake_mic(path: Path, parts: list[tuple[str, float]]) -> Path:
 
 def silero_or_energy() -> Any:
     try:
-        from stepaudio.server.realtime_ws import silero_vad
+        from stepaudio.audio.vad import silero_frame_vad
 
-        return silero_vad()
+        return silero_frame_vad()
     except ImportError:
         return lambda frame: float(np.sqrt(np.mean(np.square(frame))) > 0.02)
 
@@ -65,12 +68,12 @@ def page_server(server_factory: Any, make_engine: Any) -> Any:
                           mount_realtime=realtime_mount(RealtimeLimits(), silero_or_energy))
 
 
-def launch(playwright: Any, wav: Path) -> Any:
+def launch(playwright: Any, wav: Path, *extra: str) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required",
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-dev-shm-usage"])
+        "--no-first-run", "--disable-dev-shm-usage", *extra])
 
 
 @pytest.fixture
@@ -183,6 +186,102 @@ def test_api_key_field(server_factory: Any, open_page: Any) -> None:
     page.wait_for_function("() => window.stepaudioTalk && window.stepaudioTalk.stats.events >= 2", timeout=15000)
     assert talk_stats(page)["errors"] == [] and page.errors == []
     assert page.evaluate("() => localStorage.getItem('stepaudio-api-key')") == "s3cret"
+
+
+ATTACK_PAGE = """<!doctype html><title>another site</title><script>
+// What any page the user opens could try against a keyless local server: a multipart POST (no CORS preflight)
+// that plants a voice, and a WebSocket to the realtime API (never preflighted).
+window.attack = async (target) => {
+  const result = {};
+  const form = new FormData();
+  form.append("name", "planted");
+  form.append("transcript", "planted words");
+  form.append("file", await (await fetch("/tone.wav")).blob(), "tone.wav");
+  try {
+    await fetch(target + "/v1/voices", { method: "POST", body: form, mode: "no-cors" });
+    result.post = "sent";
+  } catch (error) {
+    result.post = "failed: " + error;
+  }
+  result.socket = await new Promise((resolve) => {
+    const socket = new WebSocket(target.replace("http:", "ws:") + "/v1/realtime");
+    socket.onmessage = (event) => resolve("open: " + event.data.slice(0, 60));
+    socket.onerror = () => resolve("refused");
+    socket.onclose = (event) => resolve("closed " + event.code);
+  });
+  return result;
+};
+</script>"""
+
+
+@pytest.fixture
+def other_origin(tone: Any) -> Iterator[str]:
+    """A second loopback server (another port: another origin) serving the attack page and a tone."""
+    files = {"/": (ATTACK_PAGE.encode(), "text/html"), "/tone.wav": (tone(1.0), "audio/wav")}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body, kind = files.get(self.path, (b"not found", "text/plain"))
+            self.send_response(200 if self.path in files else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_another_origin_can_neither_plant_a_voice_nor_open_the_realtime_socket(
+        page_server: Any, other_origin: str, tone: Any, tmp_path: Path) -> None:
+    port = page_server.port
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright, fake_mic(tmp_path / "mic.wav", [("silence", 1.0)]),
+                         "--host-resolver-rules=MAP rebound.test 127.0.0.1")
+        try:
+            page = browser.new_page()
+            page.goto(other_origin + "/")
+            result = page.evaluate("(target) => window.attack(target)", page_server.url)
+            assert result["post"] == "sent"  # the browser did send it: the server must refuse it
+            assert not result["socket"].startswith("open"), result
+            assert "planted" not in [v.name for v in page_server.store.list()]
+            # DNS rebinding: the attacker's name now resolves to loopback, so its page and every request it
+            # makes are same-origin under that name; the server answers no Host but its own names
+            rebound = page.goto(f"http://rebound.test:{port}/")
+            assert rebound is not None and rebound.status == 400
+            assert "host_not_allowed" in rebound.text()
+            # the server's own page, under either loopback name, still works
+            for own in (page_server.url, f"http://localhost:{port}"):
+                page.goto(own + "/")
+                page.wait_for_function("document.querySelector('#health').classList.contains('ok')",
+                                       timeout=15000)
+                status = page.evaluate("""async (wav) => {
+                    const bytes = Uint8Array.from(atob(wav), (c) => c.charCodeAt(0));
+                    const form = new FormData();
+                    form.append("name", "own page");
+                    form.append("transcript", "a tone");
+                    form.append("file", new Blob([bytes], { type: "audio/wav" }), "tone.wav");
+                    const created = await fetch("/v1/voices", { method: "POST", body: form });
+                    const voice = await created.json();
+                    const deleted = await fetch(`/v1/voices/${voice.id}`, { method: "DELETE" });
+                    return [created.status, deleted.status];
+                }""", base64.b64encode(tone(1.0)).decode())
+                assert status == [201, 200]
+                opened = page.evaluate("""() => new Promise((resolve) => {
+                    const socket = new WebSocket(`ws://${location.host}/v1/realtime`);
+                    socket.onmessage = (event) => { resolve(JSON.parse(event.data).type); socket.close(); };
+                    socket.onerror = () => resolve("refused");
+                })""")
+                assert opened == "session.created"
+        finally:
+            browser.close()
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -24,8 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None,
                         help="require 'Authorization: Bearer KEY' (default: $STEPAUDIO_API_KEY; none = open)")
     parser.add_argument("--store", type=Path, default=None, help=f"voice store directory ({default_store_dir()})")
-    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                        help="allow browser requests from this origin (repeatable; CORS is off otherwise)")
+    parser.add_argument("--cors-origins", nargs="+", action="extend", default=[], metavar="ORIGIN",
+                        help="web pages (e.g. http://app.example:3000) allowed to call the server from a browser "
+                             "besides its own page; CORS is off otherwise")
+    parser.add_argument("--allowed-hosts", nargs="+", action="extend", default=[], metavar="NAME",
+                        help="Host names served besides the bound address (and localhost for a loopback bind), "
+                             "e.g. the name of a reverse proxy; '*' allows any")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest audio upload")
     parser.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest audio to transcribe")
     parser.add_argument("--idle-timeout", type=float, default=30.0, help="seconds a connection may stay idle")
@@ -57,14 +60,16 @@ def run(args: argparse.Namespace) -> int:
 
         raise MissingExtraError("server", exc.name or "fastapi") from exc
     from stepaudio.engines.registry import create_engine
+    from stepaudio.server.origin import is_loopback
     from stepaudio.server.settings import ServerSettings
     from stepaudio.store.voices import VoiceStore
 
     api_key = args.api_key or os.environ.get("STEPAUDIO_API_KEY") or None
-    if api_key is None and not _is_loopback(args.host):
+    if api_key is None and not is_loopback(args.host):
         print(f"stepaudio serve: warning: listening on {args.host} without an API key", file=sys.stderr)
     settings = ServerSettings(
-        host=args.host, port=args.port, api_key=api_key, cors_origins=tuple(args.cors_origin),
+        host=args.host, port=args.port, api_key=api_key, cors_origins=tuple(args.cors_origins),
+        allowed_hosts=tuple(args.allowed_hosts),
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_transcription_seconds=args.max_audio_seconds,
         idle_timeout_s=args.idle_timeout, default_voice=args.default_voice,
     )
@@ -87,11 +92,3 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     return 0
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

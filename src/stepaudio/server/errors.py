@@ -20,7 +20,7 @@ from stepaudio.store.voices import VoiceExistsError, VoiceNotFoundError, VoiceSt
 
 log = logging.getLogger("stepaudio.server")
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
           405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error",
           413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
           503: "server_busy_error"}

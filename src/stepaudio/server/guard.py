@@ -1,8 +1,9 @@
 """The edge of every HTTP request and WebSocket handshake, before any route reads a byte of its body.
 
-API-key check (when a key is configured; WebSocket handshakes too), the body size cap per kind of route
-(declared length and the bytes actually received), the content type a route accepts (415 otherwise), and an
-idle timeout while waiting for the next piece of a body, so a slow or stalled client cannot hold a worker.
+Host and Origin checks (origin.py: other web pages and DNS rebinding), the API-key check (when a key is
+configured; WebSocket handshakes too), the body size cap per kind of route (declared length and the bytes
+actually received), the content type a route accepts (415 otherwise), and an idle timeout while waiting for
+the next piece of a body, so a slow or stalled client cannot hold a worker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepaudio.server.errors import ApiError, error_body
+from stepaudio.server.origin import OriginPolicy
 from stepaudio.server.settings import ServerSettings
 
 UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/voices", "/v1/audio/voices")
@@ -38,21 +40,28 @@ class EdgeGuard:
     def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
         self.app = app
         self.settings = settings
+        self.policy = OriginPolicy.from_settings(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if scope["type"] == "websocket":
-            if self._key_ok(path, headers, websocket=True):
+            refusal = self._origin_refusal(headers)
+            if refusal is None and not self._key_ok(path, headers, websocket=True):
+                refusal = ApiError(401, "missing or invalid API key")
+            if refusal is None:
                 await self.app(scope, receive, send)
-            else:  # refuse the handshake: policy violation
+            else:  # refuse the handshake (the client sees HTTP 403); 1008: policy violation
                 await receive()
-                await send({"type": "websocket.close", "code": 1008, "reason": "missing or invalid API key"})
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal.message[:120]})
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
+            refusal = self._origin_refusal(headers)
+            if refusal is not None:
+                raise refusal
             if scope["method"] != "OPTIONS":
                 self._check_key(path, headers)
             rule = self._rule(scope["method"], path)
@@ -63,6 +72,16 @@ class EdgeGuard:
             return
         limit = rule.limit if rule is not None else self.settings.max_json_bytes
         await self.app(scope, _bounded_receive(receive, limit, self.settings.idle_timeout_s), send)
+
+    def _origin_refusal(self, headers: dict[str, str]) -> ApiError | None:
+        host = headers.get("host")
+        reason = self.policy.host_error(host)
+        if reason is not None:
+            return ApiError(400, reason, code="host_not_allowed")
+        reason = self.policy.origin_error(headers.get("origin"), host)
+        if reason is not None:
+            return ApiError(403, reason, code="origin_not_allowed")
+        return None
 
     def _check_key(self, path: str, headers: dict[str, str]) -> None:
         if not self._key_ok(path, headers):
