@@ -14,5 +14,6 @@
                                    DELETE /{id} removes. Also at /v1/audio/voices for the OpenAI client.
   GET    /v1/models, /v1/models/{id}, /health (open without the API key)
 
-Errors are `{"error": {"message", "type", "param", "code"}}` with 400/401/404/405/408/409/413/415/422/503.
+Errors are `{"error": {"message", "type", "param", "code"}}` with 400/401/403/404/405/408/409/413/415/422/503
+(403: a browser page on another origin; see origin.py).
 """
