@@ -15,9 +15,7 @@ from stepaudio.realtime.session import SessionConfig
 from stepaudio.realtime.turns import TurnDetectionConfig
 from stepaudio.server.context import ServerContext
 from stepaudio.server.realtime_schemas import ServerVad, SessionFields
-from stepaudio.server.realtime_wire import WIRE_RATE
-
-_FORMAT = {"type": "audio/pcm", "rate": WIRE_RATE}
+from stepaudio.server.realtime_wire import AUDIO_FORMAT
 
 
 @dataclass(frozen=True)
@@ -42,9 +40,9 @@ class SessionView:
             "type": "realtime", "object": "realtime.session", "id": self.session_id, "model": "stepaudio-realtime",
             "output_modalities": list(config.modalities), "instructions": config.system_prompt,
             "audio": {
-                "input": {"format": _FORMAT, "transcription": self.transcription, "noise_reduction": None,
+                "input": {"format": AUDIO_FORMAT, "transcription": self.transcription, "noise_reduction": None,
                           "turn_detection": turn},
-                "output": {"format": _FORMAT, "voice": self.voice, "speed": self.speed},
+                "output": {"format": AUDIO_FORMAT, "voice": self.voice, "speed": self.speed},
             },
             "tools": tools, "tool_choice": "auto", "max_output_tokens": self.max_output_tokens,
             "tracing": None, "truncation": "auto", "prompt": None, "include": None,

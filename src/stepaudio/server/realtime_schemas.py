@@ -1,15 +1,18 @@
-"""Pydantic models of the OpenAI Realtime (GA) client events we accept: validation at the WebSocket edge.
+"""Pydantic models of the OpenAI Realtime client events we accept: validation at the WebSocket edge.
 
-Shapes follow the GA API (`session.audio.input.turn_detection`, `output_modalities`, ...). Unknown fields are
-ignored, as clients echo whole session objects back; unknown event types and unsupported values (another
-audio format, semantic_vad, a transcription session) are refused with a clear `error` event.
+Shapes follow the GA API (`session.audio.input.turn_detection`, `output_modalities`, ...); the beta names of
+the same settings (`modalities`, `voice`, `turn_detection`, `input_audio_transcription`, `pcm16` formats,
+`max_response_output_tokens`) are accepted too and folded into the GA shape before validation, whichever
+interface the client connected with. Unknown fields are ignored, as clients echo whole session objects back;
+unknown event types and unsupported values (another audio format, semantic_vad, a transcription session) are
+refused with a clear `error` event.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 ShortText = Annotated[str, Field(max_length=256)]
 LongText = Annotated[str, Field(max_length=100_000)]
@@ -65,6 +68,36 @@ class FunctionTool(_Lenient):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+# beta session field -> (GA path); the beta audio formats name only the format itself
+_BETA_SESSION = {"modalities": ("output_modalities",), "max_response_output_tokens": ("max_output_tokens",),
+                 "voice": ("audio", "output", "voice"), "speed": ("audio", "output", "speed"),
+                 "output_audio_format": ("audio", "output", "format"),
+                 "input_audio_format": ("audio", "input", "format"),
+                 "turn_detection": ("audio", "input", "turn_detection"),
+                 "input_audio_transcription": ("audio", "input", "transcription")}
+_BETA_FORMATS = {"pcm16": {"type": "audio/pcm", "rate": 24000}}
+
+
+def _fold_beta(data: Any, names: dict[str, tuple[str, ...]]) -> Any:
+    """`data` with its beta field names moved to their GA places (a GA field given as well wins)."""
+    if not isinstance(data, dict) or not any(key in data for key in names):
+        return data
+    out = {key: value for key, value in data.items() if key not in names}
+    for key, path in names.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if key.endswith("audio_format") and isinstance(value, str):
+            value = _BETA_FORMATS.get(value, {"type": value})  # anything but pcm16 is refused by AudioFormat
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node.setdefault(path[-1], value)
+    return out
+
+
 class SessionFields(_Lenient):
     """The session object of session.update; a field left out keeps its value."""
 
@@ -74,6 +107,11 @@ class SessionFields(_Lenient):
     audio: AudioConfig | None = None
     tools: Annotated[list[FunctionTool], Field(max_length=128)] | None = None
     max_output_tokens: Annotated[int, Field(ge=1, le=4096)] | Literal["inf"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beta_names(cls, data: Any) -> Any:
+        return _fold_beta(data, _BETA_SESSION)
 
 
 class SessionUpdate(_Lenient):
@@ -135,6 +173,11 @@ class ResponseFields(_Lenient):
     output_modalities: Modalities | None = None
     conversation: Literal["auto"] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _beta_names(cls, data: Any) -> Any:
+        return _fold_beta(data, {"modalities": ("output_modalities",)})
+
 
 class ResponseCreate(_Lenient):
     type: Literal["response.create"]
@@ -148,12 +191,19 @@ class ResponseCancel(_Lenient):
     response_id: ShortText | None = None
 
 
+class OutputAudioClear(_Lenient):
+    """Stop the audio being sent (the reply is cancelled); answered with output_audio_buffer.cleared."""
+
+    type: Literal["output_audio_buffer.clear"]
+    event_id: ShortText | None = None
+
+
 ClientEvent = Annotated[
     SessionUpdate | AudioAppend | AudioCommit | AudioClear | ItemCreate | ItemTruncate | ResponseCreate
-    | ResponseCancel,
+    | ResponseCancel | OutputAudioClear,
     Field(discriminator="type"),
 ]
 CLIENT_EVENTS = TypeAdapter(ClientEvent)
 EVENT_TYPES = ("session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
                "input_audio_buffer.clear", "conversation.item.create", "conversation.item.truncate",
-               "response.create", "response.cancel")
+               "response.create", "response.cancel", "output_audio_buffer.clear")

@@ -1,10 +1,16 @@
-"""Session outputs as OpenAI Realtime (GA) server events: JSON dicts, audio as base64 PCM16 at 24 kHz.
+"""Session outputs as OpenAI Realtime server events: JSON dicts, audio as base64 PCM16 at 24 kHz.
 
 The controller's outputs say what happened; clients also expect the bookkeeping events around a response
-(response.output_item.added/done, response.content_part.added/done, conversation.item.done) and full item
-and response objects. `Wire` keeps the little per-connection state this needs (the open response and its
-items, one 24 kHz resampler per response, the call ids of function outputs the client sent) and turns one
-output into the list of events to send, in order.
+(response.output_item.added/done, response.content_part.added/done, conversation.item.done,
+output_audio_buffer.started/stopped/cleared) and full item and response objects. `Wire` keeps the little
+per-connection state this needs (the open response and its items, one 24 kHz pcm stream per response, the call
+ids of function outputs the client sent, how long each committed input was) and turns one output into the
+list of GA events to send, in order.
+
+Clients of the beta interface (the `OpenAI-Beta: realtime=v1` header, or the `openai-beta.realtime-v1`
+subprotocol in browsers, as the official API chose) get the same events renamed and reshaped by `to_beta`:
+`response.audio.delta` for `response.output_audio.delta`, `conversation.item.created` for
+`conversation.item.added`, `text`/`audio` content, flat `modalities`/`voice`/`pcm16` session objects.
 """
 
 from __future__ import annotations
@@ -14,18 +20,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import soxr
-
 from stepaudio.realtime import events as ev
+from stepaudio.server.audio_out import PCM_RATE, PcmStream
 
-WIRE_RATE = 24000
 Event = dict[str, Any]
-
-
-def pcm16_base64(samples: np.ndarray) -> str:
-    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    return base64.b64encode((clipped * 32767.0).round().astype("<i2").tobytes()).decode("ascii")
+AUDIO_FORMAT = {"type": "audio/pcm", "rate": PCM_RATE}
 
 
 @dataclass
@@ -38,8 +37,8 @@ class _Response:
     text_part: bool = False
     transcript: str = ""
     items: list[Event] = field(default_factory=list)  # output items, done
-    resampler: Any = None
-    rate: int = 0
+    pcm: PcmStream | None = None
+    audio_started: bool = False  # output_audio_buffer.started was sent
 
 
 class Wire:
@@ -50,6 +49,10 @@ class Wire:
         self.call_ids: deque[str] = deque(maxlen=1024)  # function_call_output items sent, oldest first
         self.modalities: list[str] = ["audio"]
         self.voice = "alloy"
+        self.manual_commits: deque[float] = deque(maxlen=64)  # seconds of each input_audio_buffer.commit
+        self._speech_start: dict[str, int] = {}  # item id -> audio_start_ms, while the VAD hears it
+        self._spoken: dict[str, float] = {}  # item id -> seconds of speech, from the VAD
+        self._committed: dict[str, float] = {}  # item id -> seconds of committed audio, until transcribed
 
     def event(self, type_: str, **fields: Any) -> Event:
         self._next += 1
@@ -66,13 +69,23 @@ class Wire:
         r = self._response
         match output:
             case ev.SpeechStarted():
+                self._speech_start = {output.item_id: output.audio_start_ms}
                 return [self.event(output.openai_type, audio_start_ms=output.audio_start_ms, item_id=output.item_id)]
             case ev.SpeechStopped():
+                start = self._speech_start.pop(output.item_id, output.audio_end_ms)
+                self._spoken = {output.item_id: max(0, output.audio_end_ms - start) / 1000}
                 return [self.event(output.openai_type, audio_end_ms=output.audio_end_ms, item_id=output.item_id)]
             case ev.AudioCommitted():
+                seconds = self._spoken.pop(output.item_id, None)
+                if seconds is None:
+                    seconds = self.manual_commits.popleft() if self.manual_commits else 0.0
+                self._committed[output.item_id] = seconds
+                while len(self._committed) > 64:  # transcripts that never came
+                    self._committed.pop(next(iter(self._committed)))
                 return [self.event(output.openai_type, previous_item_id=output.previous_item_id,
                                    item_id=output.item_id)]
             case ev.BufferCleared():
+                self._speech_start.clear()
                 return [self.event(output.openai_type)]
             case ev.TimeoutTriggered():
                 return [self.event(output.openai_type, audio_start_ms=output.audio_start_ms,
@@ -80,9 +93,12 @@ class Wire:
             case ev.ItemAdded():
                 return self._item_added(output)
             case ev.InputTranscriptionCompleted():
+                seconds = self._committed.pop(output.item_id, 0.0)
                 return [self.event(output.openai_type, item_id=output.item_id, content_index=0,
-                                   transcript=output.transcript)]
+                                   transcript=output.transcript,
+                                   usage={"type": "duration", "seconds": round(seconds, 3)})]
             case ev.InputTranscriptionFailed():
+                self._committed.pop(output.item_id, None)
                 return [self.event(output.openai_type, item_id=output.item_id, content_index=0,
                                    error={"type": "transcription_error", "code": "transcription_failed",
                                           "message": output.message, "param": None})]
@@ -113,16 +129,25 @@ class Wire:
                 r.transcript += output.delta
                 return [self.event(output.openai_type, **at, delta=output.delta)]
             case ev.OutputAudioDelta():
-                samples = self._to_wire_rate(r, output.samples, output.sample_rate)
-                return [self.event(output.openai_type, **at, delta=pcm16_base64(samples))] if samples.size else []
+                if r.pcm is None or r.pcm.sample_rate != output.sample_rate:
+                    tail = self._flush(r)
+                    r.pcm = PcmStream(output.sample_rate)
+                    data = tail + r.pcm.push(output.samples)
+                else:
+                    data = r.pcm.push(output.samples)
+                if not data:
+                    return []
+                started = [] if r.audio_started else [self.event("output_audio_buffer.started",
+                                                                 response_id=r.response_id)]
+                r.audio_started = True
+                return [*started, self.event(output.openai_type, **at, delta=_base64(data))]
             case ev.OutputTranscriptDone():
                 return [self.event(output.openai_type, **at, transcript=output.transcript)]
             case ev.OutputTextDone():
                 return [self.event(output.openai_type, **at, text=output.text)]
             case ev.OutputAudioDone():
                 tail = self._flush(r)
-                events = [self.event("response.output_audio.delta", **at, delta=pcm16_base64(tail))] if tail.size \
-                    else []
+                events = [self.event("response.output_audio.delta", **at, delta=_base64(tail))] if tail else []
                 return [*events, self.event(output.openai_type, **at)]
             case ev.ResponseDone():
                 return self._response_done(r, output)
@@ -188,7 +213,8 @@ class Wire:
             status = "completed" if output.status == "completed" else "incomplete"
             part = ({"type": "text", "text": r.transcript} if r.text_part
                     else {"type": "audio", "transcript": r.transcript})
-            item = _message(r.item_id, "assistant", status, [part])
+            content = {**part, "type": "output_" + part["type"]}  # an item's content: output_text, output_audio
+            item = _message(r.item_id, "assistant", status, [content])
             at = {"response_id": r.response_id, "output_index": 0}
             events += [self.event("response.content_part.done", **at, item_id=r.item_id, content_index=0, part=part),
                        self.event("response.output_item.done", **at, item=item),
@@ -197,30 +223,40 @@ class Wire:
         response = self._response_object(r, output.status, items)
         if output.status != "completed":
             response["status_details"] = {"type": output.status, "reason": output.reason}
-        return [*events, self.event(output.openai_type, response=response)]
+        after: list[Event] = []
+        if r.audio_started:
+            if output.status == "completed":
+                after.append(self.event("output_audio_buffer.stopped", response_id=r.response_id))
+            else:
+                after += self._audio_cleared(r)
+        return [*events, self.event(output.openai_type, response=response), *after]
+
+    def _audio_cleared(self, r: _Response | None) -> list[Event]:
+        """output_audio_buffer.cleared once for a response whose audio was cut off (barge-in, cancel)."""
+        if r is None or not r.audio_started:
+            return []
+        r.audio_started = False
+        return [self.event("output_audio_buffer.cleared", response_id=r.response_id)]
+
+    def clear_output_audio(self) -> list[Event]:
+        """The client's output_audio_buffer.clear: nothing more of the open response's audio is to be played."""
+        return self._audio_cleared(self._response)
 
     def _response_object(self, r: _Response, status: str, output: list[Event] | None = None) -> Event:
         return {"object": "realtime.response", "id": r.response_id, "status": status, "status_details": None,
                 "output": output or [], "conversation_id": "conv_1", "output_modalities": r.modalities,
-                "audio": {"output": {"format": {"type": "audio/pcm", "rate": WIRE_RATE}, "voice": r.voice}},
+                "audio": {"output": {"format": AUDIO_FORMAT, "voice": r.voice}},
                 "usage": None, "metadata": None}
 
     # ------------------------------------------------------------ audio
 
-    def _to_wire_rate(self, r: _Response, samples: np.ndarray, rate: int) -> np.ndarray:
-        data = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if rate == WIRE_RATE:
-            return data
-        if r.resampler is None or r.rate != rate:
-            r.resampler, r.rate = soxr.ResampleStream(rate, WIRE_RATE, 1, dtype="float32"), rate
-        return np.asarray(r.resampler.resample_chunk(data), dtype=np.float32)
+    def _flush(self, r: _Response) -> bytes:
+        pcm, r.pcm = r.pcm, None
+        return pcm.finish() if pcm is not None else b""
 
-    def _flush(self, r: _Response) -> np.ndarray:
-        if r.resampler is None:
-            return np.zeros(0, np.float32)
-        tail = np.asarray(r.resampler.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
-        r.resampler = None
-        return tail
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _spaced(text: str, sentence: str) -> str:
@@ -239,3 +275,64 @@ def _wide(char: str) -> bool:
 def _message(item_id: str, role: str, status: str, content: list[Event]) -> Event:
     return {"id": item_id, "object": "realtime.item", "type": "message", "status": status, "role": role,
             "content": content}
+
+
+# ---------------------------------------------------------------- the beta interface
+
+BETA_NAMES = {
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+    "conversation.item.added": "conversation.item.created",
+}
+GA_ONLY = frozenset({"conversation.item.done", "input_audio_buffer.timeout_triggered"})
+
+
+def to_beta(event: Event) -> Event | None:
+    """A GA server event as the beta interface names and shapes it; None for events the beta has no name for."""
+    kind = event["type"]
+    if kind in GA_ONLY:
+        return None
+    out = {**event, "type": BETA_NAMES.get(kind, kind)}
+    if "item" in out:
+        out["item"] = _beta_item(out["item"])
+    if "response" in out:
+        out["response"] = _beta_response(out["response"])
+    if "session" in out:
+        out["session"] = _beta_session(out["session"])
+    return out
+
+
+def _beta_item(item: Event) -> Event:
+    if "content" not in item:
+        return item
+    return {**item, "content": [{**part, "type": part["type"].removeprefix("output_")} for part in item["content"]]}
+
+
+def _beta_response(response: Event) -> Event:
+    out = {key: value for key, value in response.items() if key not in ("output_modalities", "audio")}
+    out["modalities"] = response.get("output_modalities", ["audio"])
+    out["voice"] = response.get("audio", {}).get("output", {}).get("voice")
+    out["output_audio_format"] = "pcm16"
+    out["output"] = [_beta_item(item) for item in response.get("output") or []]
+    return out
+
+
+def _beta_session(session: Event) -> Event:
+    """The flat beta session object (no `type`; formats named `pcm16`; the model field left out, as the beta
+    names only OpenAI's own models there)."""
+    audio_in = session.get("audio", {}).get("input", {})
+    audio_out = session.get("audio", {}).get("output", {})
+    turn = audio_in.get("turn_detection")
+    return {
+        "id": session.get("id"), "object": "realtime.session", "modalities": session.get("output_modalities"),
+        "instructions": session.get("instructions"), "voice": audio_out.get("voice"),
+        "speed": audio_out.get("speed"), "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+        "input_audio_transcription": audio_in.get("transcription"), "input_audio_noise_reduction": None,
+        "turn_detection": None if turn is None else {k: v for k, v in turn.items() if k != "idle_timeout_ms"},
+        "tools": session.get("tools"), "tool_choice": session.get("tool_choice", "auto"),
+        "max_response_output_tokens": session.get("max_output_tokens"), "tracing": None,
+    }

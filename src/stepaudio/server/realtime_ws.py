@@ -1,4 +1,8 @@
-"""`/v1/realtime`: the OpenAI Realtime (GA) WebSocket API over a `RealtimeSession`, one per connection.
+"""`/v1/realtime`: the OpenAI Realtime WebSocket API over a `RealtimeSession`, one per connection.
+
+The GA interface by default; a client that asks for the beta one on the handshake (the `OpenAI-Beta:
+realtime=v1` header, or the `openai-beta.realtime-v1` subprotocol) gets beta event names and shapes
+(`realtime_wire.to_beta`), as the official API did while it served both.
 
 The API key is checked on the handshake by `EdgeGuard`. Each connection validates client events with pydantic,
 decodes base64 PCM16 at 24 kHz, and runs every session call in a worker thread (the VAD and the session lock
@@ -31,14 +35,16 @@ from stepaudio.errors import StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.session import RealtimeSession, Vad, asyncio_sink
 from stepaudio.server.app import RealtimeMount
+from stepaudio.server.audio_out import PCM_RATE
 from stepaudio.server.context import ServerContext
 from stepaudio.server.errors import ApiError
 from stepaudio.server.realtime_config import SessionView, initial_config, session_changes
 from stepaudio.server.realtime_schemas import CLIENT_EVENTS, EVENT_TYPES
 from stepaudio.server.realtime_schemas import ItemCreate as ItemCreateIn
-from stepaudio.server.realtime_wire import WIRE_RATE, Event, Wire
+from stepaudio.server.realtime_wire import Event, Wire, to_beta
 
 MIB = 1024 * 1024
+BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 Outgoing = ev.Output | dict[str, Any]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -97,17 +103,26 @@ class RealtimeEndpoint:
             return
         self.active += 1
         try:
-            await Connection(self, websocket).run()
+            await Connection(self, websocket, beta=wants_beta(websocket)).run()
         finally:
             self.active -= 1
 
 
+def wants_beta(websocket: WebSocket) -> bool:
+    """The beta interface was asked for: by header (servers, the SDKs' beta clients) or subprotocol (browsers)."""
+    header = websocket.headers.get("openai-beta", "")
+    offered = websocket.scope.get("subprotocols") or []
+    return "realtime=v1" in header.replace(" ", "").split(",") or BETA_SUBPROTOCOL in offered
+
+
 class Connection:
-    def __init__(self, endpoint: RealtimeEndpoint, websocket: WebSocket) -> None:
+    def __init__(self, endpoint: RealtimeEndpoint, websocket: WebSocket, beta: bool = False) -> None:
         self.endpoint = endpoint
         self.ws = websocket
         self.limits = endpoint.limits
+        self.beta = beta
         self.wire = Wire()
+        self.buffered_samples = 0  # appended since the last commit or clear: a manual commit's length
         self.view = SessionView(f"sess_{uuid.uuid4().hex[:20]}", voice="alloy", max_output_tokens="inf")
         self.outgoing: asyncio.Queue[Outgoing] = asyncio.Queue()
         self.last_activity = time.monotonic()
@@ -136,8 +151,12 @@ class Connection:
             while True:
                 item = await self.outgoing.get()
                 events = [item] if isinstance(item, dict) else self.wire.encode(item)
+                if isinstance(item, ev.AudioCommitted):
+                    self.buffered_samples = 0
                 for event in events:
-                    await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+                    out = to_beta(event) if self.beta else event
+                    if out is not None:  # None: an event the beta interface has no name for
+                        await self.ws.send_text(json.dumps(out, ensure_ascii=False))
                     self.last_activity = time.monotonic()
         except (WebSocketDisconnect, RuntimeError, OSError):
             return  # the client is gone: the receive loop sees the disconnect and ends the session
@@ -215,7 +234,8 @@ class Connection:
         if kind == "input_audio_buffer.append":
             samples = _decode_pcm16(event.audio)
             if samples.size:
-                await self.endpoint.call(session.append_audio, samples, WIRE_RATE)
+                self.buffered_samples += samples.size
+                await self.endpoint.call(session.append_audio, samples, PCM_RATE)
         elif kind == "session.update":
             changes, view = await session_changes(event.session, self.view, self.endpoint.context)
             config = await self.endpoint.call(lambda: session.update(**changes))
@@ -223,7 +243,15 @@ class Connection:
             self.wire.modalities = list(config.modalities)
             self.wire.voice = view.voice
             self.outgoing.put_nowait(self.wire.event("session.updated", session=view.render(config)))
+        elif kind == "output_audio_buffer.clear":
+            for cleared in self.wire.clear_output_audio():
+                self.outgoing.put_nowait(cleared)
+            await self.endpoint.call(session.send, ev.ResponseCancel())
         else:
+            if kind == "input_audio_buffer.commit":
+                self.wire.manual_commits.append(self.buffered_samples / PCM_RATE)
+            if kind in ("input_audio_buffer.commit", "input_audio_buffer.clear"):
+                self.buffered_samples = 0
             command = self._command(event)
             if command is not None:
                 await self.endpoint.call(session.send, command)
