@@ -21,6 +21,7 @@ import pytest
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
+    Abilities,
     AudioChunk,
     CancelToken,
     ChatDelta,
@@ -129,7 +130,8 @@ class EchoChat:
 
 
 def tiny_engine(chat_delay: float = 0.0, synth_delay: float = 0.0) -> Engine:
-    return Engine("tiny", DurationTranscriber(), EchoChat(delay=chat_delay), ToneSynthesizer(delay=synth_delay))
+    return Engine("tiny", DurationTranscriber(), EchoChat(delay=chat_delay), ToneSynthesizer(delay=synth_delay),
+                  Abilities(clones_voices=True))
 
 
 def free_port() -> int:

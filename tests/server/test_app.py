@@ -56,4 +56,4 @@ def test_engine_without_capabilities_reports_404(tmp_path: Path) -> None:
                                                              {"messages": [{"role": "user", "content": "x"}]})):
         response = client.post(path, json=body)
         assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
-    assert client.get("/health").json()["capabilities"] == {"transcription": False, "chat": False, "speech": False}
+    assert not any(client.get("/health").json()["capabilities"].values())

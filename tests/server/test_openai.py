@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from stepaudio.audio.io import load_audio
 from stepaudio.engines.base import Abilities, Transcript, Voice, Word
 from stepaudio.server.settings import ServerSettings
 from stepaudio.text.tokenizer import StepTokenizer
@@ -51,8 +52,9 @@ def test_models_and_health(tiny_server: Any) -> None:
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-9")
     health = httpx.get(tiny_server.url + "/health").json()
-    assert health["engine"] == "tiny" and health["capabilities"] == {"transcription": True, "chat": True,
-                                                                     "speech": True}
+    assert health["engine"] == "tiny" and health["capabilities"] == {
+        "transcription": True, "chat": True, "speech": True, "voice_cloning": True, "audio_input": False,
+        "tools": True}
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
@@ -372,3 +374,20 @@ def test_step_chat_hears_a_spoken_message_once(server_factory: Any, step_stack: 
     text = StepTokenizer(step_stack / "Step-Audio-Chat").decode([i for i in chat_prompts[0] if i < 65536])
     assert "听听这个" in text  # and its text beside the audio
 
+
+
+def test_an_engine_that_cannot_clone_refuses_clones_up_front(server_factory: Any, make_engine: Any,
+                                                             tone: Any) -> None:
+    engine = dataclasses.replace(make_engine(), abilities=Abilities(clones_voices=False))
+    server = server_factory(ServerSettings(), engine)
+    health = httpx.get(server.url + "/health").json()
+    assert health["capabilities"]["voice_cloning"] is False and health["capabilities"]["speech"] is True
+    response = httpx.post(server.url + "/v1/voices", data={"name": "Tony", "transcript": "a tone"},
+                          files={"file": ("p.wav", tone(1.0), "audio/wav")})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "voice_cloning_unsupported"
+    assert "cannot clone" in response.json()["error"]["message"]
+    assert httpx.get(server.url + "/v1/voices").json()["data"] == [
+        v for v in httpx.get(server.url + "/v1/voices").json()["data"] if v["type"] == "builtin"]  # nothing stored
+    server.store.add("Old", load_audio(tone(1.0)), "a tone")  # a clone stored before, by an engine that could
+    with pytest.raises(openai.BadRequestError, match="cannot clone"):
+        server.client().audio.speech.create(model="tts-1", voice="Old", input="hello")  # type: ignore[arg-type]

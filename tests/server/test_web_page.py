@@ -5,6 +5,7 @@ and voice cloning. Marked `browser`; skips when chromium or playwright is missin
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.server
 import os
 import shutil
@@ -20,7 +21,7 @@ import soundfile as sf
 import soxr
 
 from stepaudio.audio.io import Audio
-from stepaudio.engines.base import Segment, Transcript
+from stepaudio.engines.base import Abilities, Segment, Transcript
 from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
 from stepaudio.server.settings import ServerSettings
 
@@ -168,6 +169,14 @@ def test_tts_playground_and_voice_cloning(page_server: Any, open_page: Any, tone
     page.wait_for_selector("#clone-status.ok", timeout=15000)
     page.wait_for_function("() => document.querySelector('#voice-list').textContent.includes('Tony')")
     assert "Tony (clone)" in page.inner_text("#tts-voice")
+    assert page.errors == []
+
+
+def test_the_page_shows_only_what_the_engine_can_do(server_factory: Any, make_engine: Any, open_page: Any) -> None:
+    speaker = dataclasses.replace(make_engine(), chat=None, abilities=Abilities(clones_voices=False))
+    page = open_page(server_factory(ServerSettings(), speaker).url + "/", [("silence", 1.0)])
+    assert page.is_visible("#tts") and not page.is_visible("#clone") and not page.is_visible("#talk")
+    assert "voice cloning" not in page.inner_text("#health")
     assert page.errors == []
 
 

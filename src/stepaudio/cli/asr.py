@@ -24,11 +24,9 @@ def run(args: argparse.Namespace) -> int:
     engine = create_engine_from_args(args)
     if engine.transcriber is None:
         raise StepAudioError(f"engine {engine.name!r} has no speech recognizer")
-    warmup = getattr(engine.transcriber, "warmup", None)
-    if warmup is not None:  # so that the times below are recognition, not model loading
-        start = time.perf_counter()
-        warmup()
-        print(f"model ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    start = time.perf_counter()
+    engine.warmup("transcriber")  # so that the times below are recognition, not model loading
+    print(f"model ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     results = []
     for path in args.files:
         audio = load_audio(path)

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest audio upload")
     parser.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest audio to transcribe")
     parser.add_argument("--idle-timeout", type=float, default=30.0, help="seconds a connection may stay idle")
+    parser.add_argument("--max-realtime-sessions", type=int, default=32,
+                        help="open /v1/realtime connections at once; more are refused (default 32)")
     parser.add_argument("--default-voice", default=None, help="built-in voice used for OpenAI voice names")
     parser.add_argument("--no-warmup", action="store_true", help="load models on first use instead of at start")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -75,13 +77,11 @@ def run(args: argparse.Namespace) -> int:
     )
     engine = create_engine(args.engine, **parse_options(args.engine_option))
     if not args.no_warmup:
-        for part in (engine.transcriber, engine.chat, engine.synthesizer):
-            warmup = getattr(part, "warmup", None)
-            if callable(warmup):
-                warmup()
+        engine.warmup()
     store = VoiceStore(args.store or default_store_dir(), max_seconds=settings.max_voice_seconds,
                        max_bytes=settings.max_upload_bytes)
-    limits = RealtimeLimits(idle_timeout_s=max(args.idle_timeout, RealtimeLimits.idle_timeout_s))
+    limits = RealtimeLimits(idle_timeout_s=max(args.idle_timeout, RealtimeLimits.idle_timeout_s),
+                            max_sessions=args.max_realtime_sessions)
     app = create_app(engine, settings, store, mount_realtime=realtime_mount(limits))
     print(f"stepaudio serve: {engine.name} engine on http://{args.host}:{args.port} (voices in {store.root})",
           file=sys.stderr)

@@ -17,6 +17,7 @@ import numpy as np
 from stepaudio.audio.io import Audio
 
 Role = Literal["system", "user", "assistant", "tool"]
+Part = Literal["transcriber", "chat", "synthesizer"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,21 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn. `audio` is the user's speech when the turn was spoken; `content` is its text (or transcript)."""
+    """One turn. `content` is what was written; `audio` the user's speech when the turn was spoken, and
+    `transcript` what that speech says once known. An engine that hears audio gets `content` and `audio`;
+    the others get `content` and `transcript` (`text_for_reading`)."""
 
     role: Role
     content: str = ""
     audio: Audio | None = None
+    transcript: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+
+    def text_for_reading(self) -> str:
+        """The message as text: what was written and, for speech, its transcript."""
+        return "\n".join(part for part in (self.content.strip(), (self.transcript or "").strip()) if part)
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,10 @@ class Engine:
     chat: ChatModel | None
     synthesizer: Synthesizer | None
     abilities: Abilities = Abilities()
-    warmups: tuple[Callable[[], None], ...] = ()
+    warmups: tuple[tuple[Part, Callable[[], None]], ...] = ()
 
-    def warmup(self) -> None:
-        for step in self.warmups:
-            step()
+    def warmup(self, *parts: Part) -> None:
+        """Load and warm up the named parts (all when none is named)."""
+        for part, step in self.warmups:
+            if not parts or part in parts:
+                step()

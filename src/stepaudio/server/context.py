@@ -47,6 +47,13 @@ class ServerContext:
             raise _missing(self.engine.name, "chat")
         return self.engine.chat
 
+    def require_cloning(self) -> None:
+        """Refuse a cloned voice up front where the engine cannot speak in one."""
+        if self.engine.synthesizer is None or not self.engine.abilities.clones_voices:
+            raise ApiError(400, f"the {self.engine.name} engine cannot clone voices: use one of its built-in "
+                           "voices (GET /v1/voices), or serve an engine that clones (e.g. --engine step)",
+                           code="voice_cloning_unsupported", param="voice")
+
     async def resolve_voice(self, voice: str | VoiceRef | None) -> Voice | str | None:
         """A registered voice (id or name), a built-in voice of the engine, or an OpenAI voice name.
         Lookups run in a worker thread: listing an engine's voices may load its model."""
@@ -55,6 +62,7 @@ class ServerContext:
         key = voice.id if isinstance(voice, VoiceRef) else voice
         stored = await run_blocking(self.store.find, key)
         if stored is not None:
+            self.require_cloning()
             return stored.as_voice()
         builtins = await run_blocking(self.synthesizer().voices)
         if key in builtins:

@@ -33,7 +33,10 @@ async def get_model(ctx: Context, model_id: str = Path(max_length=256)) -> Model
 async def health(ctx: Context) -> Health:
     engine = ctx.engine
     capabilities = {"transcription": engine.transcriber is not None, "chat": engine.chat is not None,
-                    "speech": engine.synthesizer is not None}
+                    "speech": engine.synthesizer is not None,
+                    "voice_cloning": engine.synthesizer is not None and engine.abilities.clones_voices,
+                    "audio_input": engine.chat is not None and engine.abilities.hears_audio,
+                    "tools": engine.chat is not None and engine.abilities.tool_calls}
     return Health(engine=engine.name, capabilities=capabilities, voices=ctx.store.count())
 
 

@@ -37,6 +37,7 @@ async def create_voice(
     transcript: Annotated[str | None, Form(max_length=4000)] = None,
     consent: Annotated[str | None, Form(max_length=256)] = None,
 ) -> VoiceCard:
+    ctx.require_cloning()  # before reading anything: a voice this engine cannot use is not stored
     upload = file or audio_sample
     if upload is None:
         raise ApiError(400, "send the prompt audio as the multipart file 'file' (or 'audio_sample')",

@@ -169,4 +169,5 @@ def create_engine(**options: Any) -> Engine:
     transcriber, chat, synthesizer = LazyTranscriber(config), LazyChat(config), LazySynthesizer(config)
     return Engine(name="lite", transcriber=transcriber, chat=chat, synthesizer=synthesizer,
                   abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True),
-                  warmups=(transcriber.warmup, chat.warmup, synthesizer.warmup))
+                  warmups=(("transcriber", transcriber.warmup), ("chat", chat.warmup),
+                           ("synthesizer", synthesizer.warmup)))

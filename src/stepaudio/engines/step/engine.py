@@ -7,6 +7,7 @@ decoders always run here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav, preferred_flow_dtype
-from stepaudio.engines.base import Abilities, Engine
+from stepaudio.engines.base import Abilities, Engine, Part
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
@@ -105,7 +106,29 @@ def create_engine(**options: Any) -> Engine:
         chat=chat if has_chat else None,
         synthesizer=synthesizer,
         abilities=Abilities(hears_audio=has_chat, clones_voices=synthesizer is not None, tool_calls=has_chat),
+        warmups=_warmups(has_chat, synthesizer is not None, chat_lm, tts_lm, audio_tokenizer, decoders[False]),
     )
+
+
+def _warmups(chat: bool, speech: bool, chat_lm: Lazy[LMBackend], tts_lm: Lazy[LMBackend],
+             audio_tokenizer: Lazy[StepAudioTokenizer], decoder: Lazy[Token2Wav]
+             ) -> tuple[tuple[Part, Callable[[], None]], ...]:
+    """Loading steps per part: the chat model hears through the audio tokenizer and also transcribes."""
+    def listen() -> None:
+        chat_lm.get()
+        audio_tokenizer.get()
+
+    def speak() -> None:
+        tts_lm.get()
+        audio_tokenizer.get()  # clones tokenize their prompt
+        decoder.get()
+
+    steps: list[tuple[Part, Callable[[], None]]] = []
+    if chat:
+        steps += [("transcriber", listen), ("chat", listen)]
+    if speech:
+        steps.append(("synthesizer", speak))
+    return tuple(steps)
 
 
 def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokenizer:

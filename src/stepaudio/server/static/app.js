@@ -9,8 +9,13 @@ let conversation = null;
 async function showHealth() {
   try {
     const health = await (await api("/health")).json();
-    const parts = Object.entries(health.capabilities).filter(([, on]) => on).map(([name]) => name);
+    const can = health.capabilities;
+    const parts = Object.entries(can).filter(([, on]) => on).map(([name]) => name.replace("_", " "));
     setStatus($("#health"), `${health.engine} engine · ${parts.join(", ") || "no capabilities"}`, "ok");
+    // show only what this engine can do
+    $("#talk").hidden = !can.chat;
+    $("#tts").hidden = !can.speech;
+    $("#clone").hidden = !can.voice_cloning;
   } catch (error) {
     setStatus($("#health"), `server unreachable: ${error.message}`, "bad");
   }
