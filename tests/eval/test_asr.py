@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from stepaudio.cli.main import main
 from stepaudio.engines.base import Engine
 from stepaudio.eval.asr import AsrRow, asr_markdown, asr_report, evaluate_asr, score_pair, summarize_rows
 from stepaudio.eval.datasets import DatasetError, load_asr_dataset
@@ -84,24 +83,6 @@ def test_synthetic_mandarin_is_scored_by_cer_and_labelled(lite: Engine, tmp_path
     assert result.summaries[0].rate < 0.3  # espeak's Mandarin is partly intelligible; this sentence reads well
     page = asr_markdown(to_jsonable(asr_report(result, provenance(command=["test"]))), "lite")
     assert "**Synthetic speech**" in page
-
-
-@needs_testdata
-def test_cli_writes_reports_with_model_hashes(lite: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["eval", "asr", "--engine", "lite", "--dataset", str(TESTDATA / "cards"), "--limit", "2",
-                 "--output-dir", str(tmp_path), "--quiet", "--seed", "7"])
-    assert code == 0
-    assert "cards: WER" in capsys.readouterr().out
-    payload = json.loads((tmp_path / "asr-cards.json").read_text())
-    hashes = {Path(f["path"]).name: f["sha256"] for m in payload["provenance"]["models"] for f in m["files"]}
-    assert hashes["model.bin"] == WHISPER_BASE_SHA256
-    assert payload["provenance"]["seeds"]["numpy"] == 7 and len(payload["rows"]) == 2
-    assert "| WER |" in (tmp_path / "asr-cards.md").read_text()
-
-
-def test_cli_bad_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "asr", "--dataset", str(tmp_path / "missing")]) == 2
-    assert "stepaudio eval: error: dataset not found" in capsys.readouterr().err
 
 
 def test_repeated_runs_give_the_mean_and_spread_in_the_headline() -> None:

@@ -65,7 +65,7 @@ def judge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The project's server with the lite engine's SmolLM2 chat model: a real OpenAI-compatible endpoint."""
     pytest.importorskip("uvicorn")
     from stepaudio.engines.registry import create_engine
-    from stepaudio.eval.bench.server_load import InProcessServer
+    from stepaudio.server.inprocess import InProcessServer
 
     try:
         engine = create_engine("lite", chat_model="smollm2", max_new_tokens=48)

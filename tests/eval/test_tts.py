@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from stepaudio.cli.main import main
 from stepaudio.engines.base import Engine
 from stepaudio.errors import UnsupportedError
 from stepaudio.eval.datasets import TtsCase, load_seed_tts, write_seed_tts
 from stepaudio.eval.report import provenance, to_jsonable
-from stepaudio.eval.speaker import PRETRAINED_SHA256, SpeakerEncoder
+from stepaudio.eval.speaker import SpeakerEncoder
 from stepaudio.eval.tts import CLONE, DEFAULT_VOICE, TtsEvalConfig, evaluate_tts, tts_markdown, tts_report
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
@@ -95,24 +94,3 @@ def test_a_cloning_engine_is_evaluated_as_a_clone(conformance_dir: Path, lite: E
     row = result.rows[0]
     assert row.voice_mode == CLONE and row.audio_seconds > 0 and Path(row.wav or "").is_file()
     assert row.similarity is not None or row.similarity_note  # measured, or why not
-
-
-@needs_testdata
-def test_cli_report_names_the_asr_and_speaker_models(lite: Engine, seed_en: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["eval", "tts", "--engine", "lite", "--testset", str(seed_en), "--limit", "1", "--quiet",
-                 "--output-dir", str(tmp_path)])
-    assert code == 0
-    assert "default voice (not a clone)" in capsys.readouterr().out
-    payload = json.loads((tmp_path / "tts-seed-en.json").read_text())
-    assert payload["speaker_model"].startswith("resemblyzer==0.1.4") and payload["asr_model"] == "whisper-base"
-    hashes = {f["sha256"] for m in payload["provenance"]["models"] for f in m["files"]}
-    assert PRETRAINED_SHA256 in hashes
-    roles = {m["role"] for m in payload["provenance"]["models"]}
-    assert roles == {"tts", "asr", "speaker"}
-    assert (tmp_path / "tts-seed-en.md").is_file()
-
-
-def test_cli_missing_testset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "tts", "--testset", str(tmp_path)]) == 2
-    assert "no meta.lst" in capsys.readouterr().err

@@ -5,6 +5,7 @@ server's memory must stay bounded. Marked slow."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from stepaudio.eval.bench.server_load import RATE, InProcessServer, drive
+from stepaudio.eval.bench.server_load import RATE, drive
+from stepaudio.server.inprocess import InProcessServer
 
 pytest.importorskip("websockets", reason="uvicorn needs the websockets package for WebSockets")
 pytest.importorskip("faster_whisper", reason="the load test uses the packaged Silero VAD")
@@ -30,7 +32,7 @@ def test_eight_sessions_stream_without_errors(make_engine: Any, tmp_path: Path) 
         setattr(part, name, deque(maxlen=8))  # the tiny engine records its calls: keep that out of the memory bound
     with InProcessServer(engine, tmp_path, sessions=8) as url:
         report = asyncio.run(drive(url, question, sessions=8, seconds=12.0, turn_timeout=20.0, api_key=None,
-                                   watch_rss=True))
+                                   rss_pid=os.getpid()))
     assert report.errors == 0, report.error_samples
     assert report.turns >= 8 and report.answered >= report.turns - 8  # the last turn may end with the run
     assert report.first_audio_p50_ms is not None

@@ -8,10 +8,10 @@ from stepaudio.cli.targets import add_targets, run_target
 
 # task -> (module, help). Task modules import heavy dependencies inside run().
 TASKS: dict[str, tuple[str, str]] = {
-    "asr": ("stepaudio.eval.asr_cli", "WER/CER of an engine's recognizer on a local dataset"),
-    "tts": ("stepaudio.eval.tts_cli", "SEED-TTS-eval style: synthesise, transcribe, CER/WER and speaker similarity"),
-    "chat": ("stepaudio.eval.chat_cli", "StepEval-Audio-360 style chat replies scored by an LLM judge"),
-    "latency": ("stepaudio.eval.latency_cli", "time to first audio, RTF and throughput of a running server"),
+    "asr": ("stepaudio.cli.eval_asr", "WER/CER of an engine's recognizer on a local dataset"),
+    "tts": ("stepaudio.cli.eval_tts", "SEED-TTS-eval style: synthesise, transcribe, CER/WER and speaker similarity"),
+    "chat": ("stepaudio.cli.eval_chat", "StepEval-Audio-360 style chat replies scored by an LLM judge"),
+    "latency": ("stepaudio.cli.eval_latency", "time to first audio, RTF and throughput of a running server"),
 }
 
 

@@ -31,6 +31,7 @@ from fastapi import FastAPI, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from stepaudio.audio.vad import silero_frame_vad
 from stepaudio.errors import StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.session import RealtimeSession, Vad, asyncio_sink
@@ -58,21 +59,12 @@ class RealtimeLimits:
     max_buffer_seconds: float = 300.0  # uncommitted input audio kept per session
 
 
-def silero_vad() -> Vad:
-    """faster-whisper's packaged Silero model (shared, thread-safe) behind a per-connection window."""
-    from faster_whisper.vad import get_vad_model
-
-    from stepaudio.realtime.vad_adapter import WindowedVad
-
-    return WindowedVad(get_vad_model())
-
-
 def realtime_mount(limits: RealtimeLimits | None = None, vad_factory: Callable[[], Vad] | None = None
                    ) -> RealtimeMount:
     """The `mount_realtime` hook of `create_app`: adds the `/v1/realtime` WebSocket route."""
 
     def mount(app: FastAPI, context: ServerContext) -> None:
-        endpoint = RealtimeEndpoint(context, limits or RealtimeLimits(), vad_factory or silero_vad)
+        endpoint = RealtimeEndpoint(context, limits or RealtimeLimits(), vad_factory or silero_frame_vad)
         app.state.realtime = endpoint
         app.add_api_websocket_route("/v1/realtime", endpoint.handle)
 

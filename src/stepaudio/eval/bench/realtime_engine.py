@@ -81,11 +81,9 @@ def _run_turn(engine: Engine, samples: np.ndarray, detection: TurnDetectionConfi
               options: GenerationOptions) -> tuple[float | None, SpeculationMetrics, float]:
     """Stream silence, the question, then silence; seconds from its last speech chunk to the first audio, the
     speculation metrics, and the context's compression (Step-Audio audio tokens replaced per text token)."""
-    from faster_whisper.vad import get_vad_model
-
+    from stepaudio.audio.vad import silero_frame_vad
     from stepaudio.realtime import events as ev
     from stepaudio.realtime.session import RealtimeSession, SessionConfig
-    from stepaudio.realtime.vad_adapter import WindowedVad
 
     first_audio: list[float] = []
     done = threading.Event()
@@ -102,7 +100,7 @@ def _run_turn(engine: Engine, samples: np.ndarray, detection: TurnDetectionConfi
     stream = np.concatenate([lead, samples, tail])
     speech_end = len(lead) + len(samples)
     end_time = 0.0
-    with RealtimeSession(engine, WindowedVad(get_vad_model()), config, on_output=sink) as session:
+    with RealtimeSession(engine, silero_frame_vad(), config, on_output=sink) as session:
         start = time.perf_counter()
         for index in range(0, len(stream), CHUNK):
             delay = start + index / RATE - time.perf_counter()

