@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resolve_targets(text: str) -> list[str]:
-    from stepaudio.cli.bench import TARGETS
     from stepaudio.errors import StepAudioError
+    from stepaudio.eval.bench.targets import TARGETS
 
     known = [name for name in TARGETS if name != "all"]
     # targets that need something from the user (a reference checkout) run only when named
@@ -121,7 +121,7 @@ def parse_extra(items: Sequence[str], targets: Sequence[str]) -> dict[str, list[
 
 def shared_options(name: str, argv: Sequence[str], *, threads: int, seed: int) -> list[str]:
     """--threads / --seed for a target whose parser has them, unless `argv` sets them already."""
-    from stepaudio.cli.bench import TARGETS
+    from stepaudio.eval.bench.targets import TARGETS
 
     parser = argparse.ArgumentParser()
     __import__(TARGETS[name][0], fromlist=["add_arguments"]).add_arguments(parser)
@@ -140,7 +140,7 @@ def run_target(name: str, argv: Sequence[str], timeout: float, log_dir: Path) ->
     log_dir.mkdir(parents=True, exist_ok=True)
     json_path, log_path = log_dir / f"{name}.json", log_dir / f"{name}.log"
     json_path.unlink(missing_ok=True)
-    command = (sys.executable, "-m", "stepaudio.cli.main", "bench", name, *argv, "--json", str(json_path))
+    command = (sys.executable, "-m", "stepaudio", "bench", name, *argv, "--json", str(json_path))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     returncode: int | None

@@ -101,10 +101,10 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
     import torch
     from torch import nn
 
+    from stepaudio.kernels.linear import HalfLinear, Int8Linear
+    from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
     from stepaudio.lm.fuse import fuse_projections
     from stepaudio.lm.model import Step1ForCausalLM
-    from stepaudio.lm.quant import HalfLinear, Int8Linear
-    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
     if fuse:
@@ -145,7 +145,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
 def decode_weight_bytes(model: Any) -> int:
     """Bytes one decode step must read: every weight (and int8 scale) except the embedding table."""
-    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
+    from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear
 
     total = sum(m.weight_bytes for m in model.modules() if isinstance(m, PackedInt8Linear | PackedBf16Linear))
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:

@@ -87,7 +87,7 @@ def speaking_head(model: Any) -> None:
     """Zero the head outside the audio ids: a random model then samples audio tokens as the real one does."""
     import torch
 
-    from stepaudio.lm.quant_packed import PackedBf16Linear, PackedInt8Linear
+    from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear
     from stepaudio.tokenizer.interleave import FLOW_VOCAB, LM_AUDIO_OFFSET
 
     head = model.lm_head
