@@ -41,7 +41,7 @@ $(VENV)/.apt:
 setup: $(VENV)/.ready-lite
 setup-dev: $(VENV)/.ready-dev $(VENV)/.apt
 
-# The main job: a spoken question answered by the lite engine (Whisper, Qwen2.5 0.5B, Piper), all on CPU.
+# The main job: a spoken question answered by the lite engine (Whisper, Qwen2.5-Coder-0.5B-Instruct, Piper), all on CPU.
 demo: setup
 	$(VENV)/bin/stepaudio chat --engine lite $(QUESTION) --output reply.wav
 

@@ -25,7 +25,7 @@ ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
         EngineSpec("lite", "stepaudio.engines.lite.engine", "create_engine", "lite",
-                   "small packaged CPU models: Whisper, Qwen2.5 0.5B GGUF, Piper / espeak-ng"),
+                   "small packaged CPU models: Whisper, Qwen2.5-Coder-0.5B-Instruct GGUF, Piper / espeak-ng"),
         EngineSpec("step", "stepaudio.engines.step.engine", "create_engine", "step",
                    "Step-Audio models: tokenizer, TTS-3B, Chat (local or vLLM-served), flow + HiFT"),
     )

@@ -92,12 +92,12 @@ def test_a_missing_package_names_the_pip_install(tmp_path: Path) -> None:
 def test_local_paths_come_first_and_hub_ids_need_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = tmp_path / "my.gguf"
     local.write_bytes(b"x")
-    assert resolver.resolve(models.QWEN25_05B, local=local) == local
+    assert resolver.resolve(models.QWEN25_CODER_05B, local=local) == local
     with pytest.raises(CheckpointError, match="does not exist"):
-        resolver.resolve(models.QWEN25_05B, local=tmp_path / "missing.gguf")
+        resolver.resolve(models.QWEN25_CODER_05B, local=tmp_path / "missing.gguf")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE"):
-        resolver.resolve(models.QWEN25_05B, local="someone/some-model")
+        resolver.resolve(models.QWEN25_CODER_05B, local="someone/some-model")
 
 
 def test_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +108,15 @@ def test_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.M
 def test_short_names_and_catalogue() -> None:
     assert resolver.lookup("smollm2") is models.SMOLLM2_135M
     assert resolver.lookup("base") is models.WHISPER_BASE
-    assert models.QWEN25_05B.files[0].size == 491_400_064
+    assert models.QWEN25_CODER_05B.files[0].size == 491_400_064
     assert all(len(f.sha256) == 64 for spec in models.MODELS.values() for f in spec.files)
     with pytest.raises(Exception, match="unknown lite model"):
         resolver.lookup("gpt-5")
+
+
+def test_the_packaged_chat_model_is_named_for_what_it_is() -> None:
+    """The GGUF is Qwen2.5-Coder-0.5B-Instruct: its name, in reports and the cache, says Coder too."""
+    spec = resolver.lookup("qwen")
+    assert spec is models.QWEN25_CODER_05B and spec.name == "qwen2.5-coder-0.5b-instruct-q4km"
+    assert spec.hub_files[0].startswith(spec.name.removesuffix("-q4km")) and spec.hub_id is not None
+    assert "Coder-0.5B-Instruct" in spec.hub_id

