@@ -70,6 +70,9 @@ def test_conformance_kaldi_fbank(vectors: dict, dtype: torch.dtype) -> None:
     # Away from the epsilon floor the agreement is much tighter.
     loud = expected > -10.0
     assert (feats - expected)[loud].abs().max() < 1e-3
+    if dtype == torch.float32:  # float32 at least as close to the exact (float64) value as the reference's
+        exact = kaldi_fbank(vectors["wav_16000"][0].double(), num_mel_bins=80)
+        assert (feats.double() - exact).abs().max() <= (expected.double() - exact).abs().max()
 
 
 @pytest.mark.conformance
@@ -184,6 +187,22 @@ def test_kaldi_fbank_hamming_paraformer_call_in_float32() -> None:
     expected = _naive_kaldi_fbank(wave.double().numpy() * 32768, cfg)
     assert got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), expected, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("window_type", ["povey", "hamming"])
+def test_kaldi_fbank_float32_is_exact_on_quiet_input(window_type: str) -> None:
+    """A -60 dBFS chirp and tone at Kaldi's 16-bit scale leave hundreds of bins just above the log floor, where
+    float32 round-off in the DC removal, pre-emphasis and FFT moved log values by up to 0.065."""
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    clean = 0.5 * torch.sin(2 * math.pi * (110.0 * t + 1845.0 * t * t)) + 0.25 * torch.sin(2 * math.pi * 440.0 * t)
+    quiet = (clean * 32768 * 1e-3).to(torch.float32)
+    exact = kaldi_fbank(quiet.double(), window_type=window_type)
+    floor = math.log(torch.finfo(torch.float32).eps)
+    if window_type == "povey":
+        assert ((exact > floor) & (exact < floor + 2)).sum() > 100  # the test looks where the drift was
+    got = kaldi_fbank(quiet, window_type=window_type)
+    assert got.dtype == torch.float32
+    assert (got.double() - exact).abs().max() < 1e-5  # float32's own rounding of values down to -16
 
 
 @pytest.mark.parametrize("num_samples", [400, 401, 559, 560, 561, 8000, 16000 * 3 + 7])

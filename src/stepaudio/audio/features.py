@@ -195,6 +195,12 @@ def compute_kaldi_fbank(
     ``generator`` seeds the Gaussian dither when ``config.dither != 0``.
     """
     waveform, out_dtype = _as_float_waveform(waveform, "kaldi_fbank")
+    noise_dtype = waveform.dtype  # dither drawn as before, so a seeded generator gives the same noise
+    # Computed in float64 and rounded at the end: float32 round-off in the DC removal, pre-emphasis and FFT
+    # (not in the power or mel sums) moves quiet bins near the log floor by up to 0.05 (0.006 in the
+    # reference's float32 on its conformance signal); MPS has no float64.
+    if waveform.device.type != "mps":
+        waveform = waveform.to(torch.float64)
     num_samples = waveform.shape[-1]
     size, shift = config.window_size, config.window_shift
     num_frames = config.num_frames(num_samples)
@@ -215,7 +221,7 @@ def compute_kaldi_fbank(
     dtype, device = frames.dtype, frames.device
 
     if config.dither != 0.0:
-        noise = torch.randn(frames.shape, generator=generator, dtype=dtype, device=device)
+        noise = torch.randn(frames.shape, generator=generator, dtype=noise_dtype, device=device).to(dtype)
         frames = frames + config.dither * noise
     if config.remove_dc_offset:
         frames = frames - frames.mean(dim=-1, keepdim=True)
