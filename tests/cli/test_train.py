@@ -12,7 +12,7 @@ import torch
 from stepaudio.cli.main import main
 from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
 from stepaudio.engines.step.paths import COSYVOICE_DIR, TTS_DIR
-from stepaudio.lm.loading import load_step1
+from stepaudio.lm.step1.loading import load_step1
 from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
 from stepaudio.train.lora import ADAPTER_WEIGHTS
 

@@ -10,28 +10,54 @@ from safetensors.torch import load_file
 
 from stepaudio.lm.cache import StaticKVCache
 from stepaudio.lm.generate import GenerationConfig, TokenStream, generate
-from stepaudio.lm.loading import load_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.protocol import CausalLM, new_cache
 from stepaudio.lm.sampling import GREEDY, TTS_SAMPLING
+from stepaudio.lm.step1.loading import load_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 
 Factory = Callable[..., Step1ForCausalLM]
 PROMPTS = [[1, 5, 9, 33, 2, 7, 60, 11, 12, 13, 14], [1, 40], [1, 3, 3, 3, 8]]
 
 
-def _greedy_reference(model: Step1ForCausalLM, prompt: list[int], n: int) -> list[int]:
+@pytest.fixture(params=["step1", "qwen2"])
+def family(request: pytest.FixtureRequest) -> Callable[..., CausalLM]:
+    """Each model family's tiny random factory: the same generation code must drive every one."""
+    return request.getfixturevalue("tiny_model" if request.param == "step1" else "tiny_qwen2")
+
+
+def _greedy_reference(model: CausalLM, prompt: list[int], n: int) -> list[int]:
     """Greedy continuation by full forwards without any cache (the slow, obvious way)."""
     ids = list(prompt)
     for _ in range(n):
-        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+        logits = model.logits(model.hidden(model.embed(torch.tensor([ids]))))
+        ids.append(int(logits[0, -1].argmax()))
     return ids[len(prompt) :]
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_padded_batch_greedy_equals_single_rows(tiny_model: Factory, side: str) -> None:
-    model = tiny_model(seed=4)
+def test_padded_batch_greedy_equals_single_rows(family: Callable[..., CausalLM], side: str) -> None:
+    model = family(seed=4)
     config = GenerationConfig(max_new_tokens=7, stop_ids=())
     batch = generate(model, PROMPTS, config, padding_side=side)
     assert batch == [_greedy_reference(model, p, 7) for p in PROMPTS]
+
+
+def test_generation_from_prompt_embeddings(family: Callable[..., CausalLM]) -> None:
+    """Embeddings of the ids reproduce the ids' run; other embeddings steer it; rows must match prompts."""
+    model = family(seed=6)
+    config = GenerationConfig(max_new_tokens=6, stop_ids=(), prefill_chunk=4)
+    with torch.no_grad():
+        embeds = [model.embed(torch.tensor(p)) for p in PROMPTS]
+    assert generate(model, PROMPTS, config, prompt_embeds=embeds) == generate(model, PROMPTS, config)
+    steered = [e.clone() for e in embeds]
+    steered[0][2:6] = torch.randn(4, steered[0].shape[1], generator=torch.Generator().manual_seed(0))
+    changed = generate(model, PROMPTS, config, prompt_embeds=steered)
+    assert changed[0] != generate(model, PROMPTS, config)[0]
+    assert changed[0] == generate(model, PROMPTS[:1], config, prompt_embeds=steered[:1])[0]
+    with pytest.raises(ValueError, match="do not match"):
+        TokenStream(model, PROMPTS, config, prompt_embeds=[embeds[0], embeds[0], embeds[2]])
+    with pytest.raises(ValueError, match="2 prompt embeddings"):
+        TokenStream(model, PROMPTS, config, prompt_embeds=embeds[:2])
 
 
 def test_stop_ids_end_rows_independently(tiny_model: Factory) -> None:
@@ -59,7 +85,7 @@ def test_cancellation_stops_the_stream(tiny_model: Factory) -> None:
     assert seen == [0, 1, 2] and stream.stop_reason == "cancelled"
     event = threading.Event()
     event.set()
-    early = TokenStream(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=5), cancel_event=event)
+    early = TokenStream(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=5, stop_ids=()), cancel_event=event)
     assert list(early) == [] and early.stop_reason == "cancelled"
 
 
@@ -100,11 +126,11 @@ def test_conformance_greedy_new_ids(conformance_dir: Path) -> None:
     assert generate(model, prompts, config) == expected  # one padded batch
 
 
-def test_static_decoder_matches_eager_generation(tiny_model: Factory) -> None:
+def test_static_decoder_matches_eager_generation(family: Callable[..., CausalLM]) -> None:
     """The fixed-shape step used for CUDA graphs / torch.compile, run eagerly on CPU."""
     from stepaudio.lm.accel import StaticDecoder
 
-    model = tiny_model(seed=7)
+    model = family(seed=7)
     config = GenerationConfig(max_new_tokens=6, stop_ids=())
     eager = TokenStream(model, PROMPTS, config)
     static = TokenStream(model, PROMPTS, config, decode_fn=StaticDecoder.factory(model))
@@ -113,8 +139,8 @@ def test_static_decoder_matches_eager_generation(tiny_model: Factory) -> None:
         StaticDecoder.factory(model, use_graph=True)(eager_cache(model))
 
 
-def eager_cache(model: Step1ForCausalLM) -> StaticKVCache:
-    return StaticKVCache(model.config, 1, 4)
+def eager_cache(model: CausalLM) -> StaticKVCache:
+    return new_cache(model, 1, 4)
 
 
 @pytest.mark.slow
@@ -130,8 +156,8 @@ def test_compiled_static_decoder_matches_eager(tiny_model: Factory) -> None:
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_chunked_prefill_equals_single_pass(tiny_model: Factory, side: str) -> None:
-    model = tiny_model(seed=10)
+def test_chunked_prefill_equals_single_pass(family: Callable[..., CausalLM], side: str) -> None:
+    model = family(seed=10)
     whole = generate(model, PROMPTS, GenerationConfig(max_new_tokens=4, stop_ids=()), padding_side=side)
     chunked = GenerationConfig(max_new_tokens=4, stop_ids=(), prefill_chunk=3)
     assert generate(model, PROMPTS, chunked, padding_side=side) == whole

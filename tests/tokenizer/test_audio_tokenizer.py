@@ -15,8 +15,9 @@ from stepaudio.audio.io import peak_normalize, resample
 from stepaudio.audio.trim import trim_silence
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
+from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
-from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET, deinterleave, lm_to_flow, parse_audio_tokens
+from stepaudio.tokenizer.interleave import deinterleave, lm_to_flow, parse_audio_tokens
 from stepaudio.tokenizer.linguistic import PARAFORMER_SUBDIR
 from stepaudio.tokenizer.streaming import Vq06Policy, code_agreement
 
@@ -62,7 +63,7 @@ def test_ids_and_text_are_the_interleaved_codes(tokenizer: StepAudioTokenizer) -
     codes = tokenizer.encode(wav, 16_000)
     ids = tokenizer.lm_ids(wav, 16_000)
     assert len(ids) == 5 * codes.n_groups > 0
-    assert all(i >= LM_AUDIO_OFFSET for i in ids)
+    assert all(i >= STEP1.audio_offset for i in ids)
     back = deinterleave(lm_to_flow(ids))
     assert back.vq02 == codes.vq02[: 2 * codes.n_groups] and back.vq06 == codes.vq06[: 3 * codes.n_groups]
     text = tokenizer.audio_text(wav, 16_000)

@@ -24,8 +24,8 @@ from stepaudio.engines.step.voices import VoiceBank
 from stepaudio.lm.generate import GenerationConfig
 from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
 from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
-from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET
 
 # The "data distribution": few vq02 and vq06 codes with Zipf-like weights, in the 2:3 interleave.
 VQ02_CODES = (3, 17, 42, 100)
@@ -99,8 +99,8 @@ class RecordingLM:
     def stream(self, prompt: Sequence[int] | str, config: GenerationConfig,
                cancel: CancelToken | None = None) -> Iterator[GeneratedToken]:
         for token in self.inner.stream(prompt, config, cancel):
-            if token.id is not None and token.id >= LM_AUDIO_OFFSET:
-                self.audio_ids.append(token.id - LM_AUDIO_OFFSET)
+            if token.id is not None and token.id >= STEP1.audio_offset:
+                self.audio_ids.append(token.id - STEP1.audio_offset)
             yield token
 
 

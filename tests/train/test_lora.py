@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stepaudio.errors import CheckpointError
-from stepaudio.lm.loading import load_step1, save_step1
+from stepaudio.lm.step1.loading import load_step1, save_step1
 from stepaudio.testing.tiny_lm import random_step1, tiny_step1_config
 from stepaudio.train.lora import (
     ADAPTER_CONFIG,

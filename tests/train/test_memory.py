@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stepaudio.lm.config import NAMED_SHAPES
+from stepaudio.lm.step1.config import NAMED_SHAPES
 from stepaudio.train.memory import estimate, lora_parameters
 
 TTS3B = NAMED_SHAPES["tts-3b"]

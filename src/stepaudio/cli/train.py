@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _memory(args: argparse.Namespace) -> int:
     from stepaudio.eval.bench.table import format_rows
-    from stepaudio.lm.config import Step1Config
+    from stepaudio.lm.step1.config import Step1Config
     from stepaudio.train.memory import COLUMNS, estimate
 
     config = Step1Config.resolve(args.config)

@@ -1,27 +1,26 @@
-"""Step1 language model (Step-Audio-TTS-3B and Step-Audio-Chat): config, forward, loading, generation."""
+"""Causal-LM generation over a small protocol (`CausalLM`), with one subpackage per model family.
 
-from stepaudio.lm.cache import StaticKVCache
-from stepaudio.lm.config import NAMED_SHAPES, Step1Config
+Generic here: KV cache, attention planning, sampling, generation, checkpoint folders, CPU weight formats.
+Families: `stepaudio.lm.step1` (Step-Audio v1's Step1) and `stepaudio.lm.qwen2` (Step-Audio 2's LLM).
+"""
+
+from stepaudio.lm.cache import KVLayout, StaticKVCache
 from stepaudio.lm.generate import GeneratedStep, GenerationConfig, TokenStream, generate
-from stepaudio.lm.loading import load_step1, save_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.protocol import CausalLM
 from stepaudio.lm.quant import quantize_int8
 from stepaudio.lm.sampling import CHAT_SAMPLING, GREEDY, TTS_SAMPLING, SamplingConfig
 
 __all__ = [
     "CHAT_SAMPLING",
     "GREEDY",
-    "NAMED_SHAPES",
     "TTS_SAMPLING",
+    "CausalLM",
     "GeneratedStep",
     "GenerationConfig",
+    "KVLayout",
     "SamplingConfig",
     "StaticKVCache",
-    "Step1Config",
-    "Step1ForCausalLM",
     "TokenStream",
     "generate",
-    "load_step1",
     "quantize_int8",
-    "save_step1",
 ]

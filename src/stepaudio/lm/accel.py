@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from stepaudio.lm.cache import StaticKVCache
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.protocol import CausalLM
 
 
 class StaticDecoder:
@@ -26,7 +26,7 @@ class StaticDecoder:
 
     def __init__(
         self,
-        model: Step1ForCausalLM,
+        model: CausalLM,
         cache: StaticKVCache,
         *,
         use_graph: bool = False,
@@ -51,7 +51,7 @@ class StaticDecoder:
 
     @classmethod
     def factory(
-        cls, model: Step1ForCausalLM, *, use_graph: bool = False, compile_mode: str | None = None
+        cls, model: CausalLM, *, use_graph: bool = False, compile_mode: str | None = None
     ) -> Callable[[StaticKVCache], Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]:
         def make(cache: StaticKVCache) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
             return cls(model, cache, use_graph=use_graph, compile_mode=compile_mode)
@@ -59,7 +59,9 @@ class StaticDecoder:
         return make
 
     def _run(self) -> torch.Tensor:
-        return self.model(self.ids, self.positions, self.cache, self.valid, step=self.step)[:, -1]
+        model = self.model
+        hidden = model.hidden(model.embed(self.ids), self.positions, self.cache, self.valid, step=self.step)
+        return model.logits(hidden[:, -1])
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         cache = self.cache

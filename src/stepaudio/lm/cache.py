@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
-from stepaudio.lm.config import Step1Config
+
+@dataclass(frozen=True)
+class KVLayout:
+    """The shape of one token's K (or V) in every layer: what a KV cache allocates per slot."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class CacheStep:
 
 
 class StaticKVCache:
-    """K/V for every layer in one buffer [layers, batch, groups, max_len, head_dim].
+    """K/V for every layer in one buffer [layers, batch, kv_heads, max_len, head_dim].
 
     Slots are filled left to right for the whole batch; each slot also records, per row, the token's
     position and whether it is a real token, so rows with different padding share one cache.
@@ -32,14 +39,14 @@ class StaticKVCache:
 
     def __init__(
         self,
-        config: Step1Config,
+        layout: KVLayout,
         batch_size: int,
         max_len: int,
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        shape = (config.num_hidden_layers, batch_size, config.num_attention_groups, max_len, config.head_dim)
+        shape = (layout.layers, batch_size, layout.kv_heads, max_len, layout.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.key_pos = torch.zeros(batch_size, max_len, device=device, dtype=torch.long)

@@ -1,4 +1,8 @@
-"""Prefill + decode as a streaming, cancellable iterator over a (possibly padded) batch of prompts."""
+"""Prefill + decode as a streaming, cancellable iterator over a (possibly padded) batch of prompts.
+
+Drives any `lm.protocol.CausalLM`; the prompt may come as ids alone or with its embeddings (a family
+that splices audio-encoder rows into the prompt hands those rows in here).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from stepaudio.lm.cache import StaticKVCache
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.protocol import CausalLM, new_cache
 from stepaudio.lm.sampling import GREEDY, SamplingConfig, choose_tokens
 
 # (ids [B, 1], positions [B, 1], valid [B, 1]) -> logits [B, V]; bound to one cache.
@@ -18,11 +22,14 @@ DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """How long to generate and when to stop. `stop_ids` has no default: they are the model family's
+    (`stepaudio.text.vocab`); an empty tuple runs to `max_new_tokens`."""
+
     max_new_tokens: int = 256
-    stop_ids: tuple[int, ...] = (3,)
+    stop_ids: tuple[int, ...] = field(kw_only=True)
     sampling: SamplingConfig = field(default_factory=lambda: GREEDY)
     seed: int | None = None
-    prefill_chunk: int = 256  # prompt tokens per forward: bounds the [heads, chunk, keys] ALiBi bias
+    prefill_chunk: int = 256  # prompt tokens per forward: bounds the [heads, chunk, keys] attention bias
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,16 @@ class GeneratedStep:
     index: int
     tokens: tuple[int, ...]
     finished: tuple[bool, ...]
+
+
+def pad_embeds(rows: Sequence[torch.Tensor], side: str = "left") -> torch.Tensor:
+    """Stack per-prompt embeddings [L_i, H] into [B, L, H] with zeros where `pad_prompts` pads."""
+    width = max(int(r.shape[0]) for r in rows)
+    out = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
+    for row, value in enumerate(rows):
+        start = width - value.shape[0] if side == "left" else 0
+        out[row, start : start + value.shape[0]] = value
+    return out
 
 
 def pad_prompts(
@@ -57,18 +74,28 @@ class TokenStream:
 
     Stops at a stop id (per row; the stop id is yielded), at `max_new_tokens`, or when `cancel()`
     is called (from any thread) or the `cancel_event` is set; `stop_reason` says which.
+
+    `prompt_embeds`, when given, holds each prompt's input embeddings [len(prompt), H] and replaces the
+    embedding of its ids during prefill; the ids still count as history for the repetition rules.
     """
 
     def __init__(
         self,
-        model: Step1ForCausalLM,
+        model: CausalLM,
         prompts: Sequence[Sequence[int]],
         config: GenerationConfig,
         *,
         padding_side: str = "left",
         cancel_event: threading.Event | None = None,
         decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None,
+        prompt_embeds: Sequence[torch.Tensor] | None = None,
     ) -> None:
+        if prompt_embeds is not None:
+            if len(prompt_embeds) != len(prompts):
+                raise ValueError(f"{len(prompt_embeds)} prompt embeddings for {len(prompts)} prompts")
+            for prompt, rows in zip(prompts, prompt_embeds, strict=True):
+                if rows.ndim != 2 or rows.shape[0] != len(prompt):
+                    raise ValueError(f"prompt embeddings {list(rows.shape)} do not match a prompt of {len(prompt)} ids")
         self.model = model
         self.config = config
         self.padding_side = padding_side
@@ -77,27 +104,28 @@ class TokenStream:
         self.stop_reason: str | None = None
         self.generated: list[list[int]] = [[] for _ in self.prompts]
         self._decode_fn = decode_fn
+        self._prompt_embeds = prompt_embeds
 
     def cancel(self) -> None:
         self.cancel_event.set()
 
     def __iter__(self) -> Iterator[GeneratedStep]:
         model, cfg = self.model, self.config
-        weight = model.model.embed_tokens.weight
-        device = weight.device
-        ids, valid = pad_prompts(self.prompts, model.config.pad_token_id, self.padding_side)
+        device = model.device
+        ids, valid = pad_prompts(self.prompts, model.pad_id, self.padding_side)
         ids, valid = ids.to(device), valid.to(device)
         batch, width = ids.shape
-        cache = StaticKVCache(
-            model.config, batch, width + cfg.max_new_tokens, device=device, dtype=weight.dtype
-        )
+        embeds = None
+        if self._prompt_embeds is not None:
+            embeds = pad_embeds(self._prompt_embeds, self.padding_side).to(device=device, dtype=model.dtype)
+        cache = new_cache(model, batch, width + cfg.max_new_tokens)
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
         lengths = valid.sum(dim=1)
         positions = (valid.long().cumsum(1) - 1).clamp(min=0)
         # History is kept right-aligned (left padded) whatever the model's padding side.
-        history, hist_valid = pad_prompts(self.prompts, model.config.pad_token_id, "left")
+        history, hist_valid = pad_prompts(self.prompts, model.pad_id, "left")
         history, hist_valid = history.to(device), hist_valid.to(device)
         stops = torch.tensor(cfg.stop_ids, dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -107,7 +135,9 @@ class TokenStream:
             return
         with torch.inference_mode():
             last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
-            prefilled = _prefill(model, ids, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event)
+            prefilled = _prefill(
+                model, ids, embeds, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event
+            )
             if prefilled is None:
                 self.stop_reason = "cancelled"
                 return
@@ -138,8 +168,9 @@ class TokenStream:
 
 
 def _prefill(
-    model: Step1ForCausalLM,
+    model: CausalLM,
     ids: torch.Tensor,
+    embeds: torch.Tensor | None,
     positions: torch.Tensor,
     valid: torch.Tensor,
     cache: StaticKVCache,
@@ -147,37 +178,40 @@ def _prefill(
     chunk: int,
     cancel: threading.Event,
 ) -> torch.Tensor | None:
-    """Feed the prompt in chunks; logits [B, V] at each row's index `last` (None if cancelled)."""
+    """Feed the prompt (its `embeds`, or the embedded ids) in chunks; logits [B, V] at each row's index
+    `last` (None if cancelled)."""
     rows = torch.arange(ids.shape[0], device=ids.device)
     picked: torch.Tensor | None = None
     for start in range(0, ids.shape[1], max(1, chunk)):
         if cancel.is_set():
             return None
         end = min(start + max(1, chunk), ids.shape[1])
-        hidden = model.hidden(ids[:, start:end], positions[:, start:end], cache, valid[:, start:end])
+        x = embeds[:, start:end] if embeds is not None else model.embed(ids[:, start:end])
+        hidden = model.hidden(x, positions[:, start:end], cache, valid[:, start:end])
         here = hidden[rows, (last - start).clamp(0, end - start - 1)]
         inside = ((last >= start) & (last < end))[:, None]
         picked = here if picked is None else torch.where(inside, here, picked)
     assert picked is not None
-    return model.lm_head(picked)
+    return model.logits(picked)
 
 
-def _eager_decode(model: Step1ForCausalLM, cache: StaticKVCache) -> DecodeFn:
+def _eager_decode(model: CausalLM, cache: StaticKVCache) -> DecodeFn:
     def step(ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return model(ids, positions, cache, valid)[:, -1]
+        return model.logits(model.hidden(model.embed(ids), positions, cache, valid)[:, -1])
 
     return step
 
 
 def generate(
-    model: Step1ForCausalLM,
+    model: CausalLM,
     prompts: Sequence[Sequence[int]],
     config: GenerationConfig,
     *,
     padding_side: str = "left",
+    prompt_embeds: Sequence[torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Run a TokenStream to the end; the new ids per row, stop ids removed."""
-    stream = TokenStream(model, prompts, config, padding_side=padding_side)
+    stream = TokenStream(model, prompts, config, padding_side=padding_side, prompt_embeds=prompt_embeds)
     for _ in stream:
         pass
     return [[t for t in row if t not in config.stop_ids] for row in stream.generated]

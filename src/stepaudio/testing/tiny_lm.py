@@ -7,14 +7,13 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.lm.config import Step1Config
-from stepaudio.lm.loading import save_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.config import Step1Config
+from stepaudio.lm.step1.loading import save_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
+from stepaudio.text.vocab import STEP1
 
-STEP_VOCAB = 74752
 
-
-def tiny_step1_config(vocab_size: int = STEP_VOCAB, layers: int = 2) -> Step1Config:
+def tiny_step1_config(vocab_size: int = STEP1.vocab_size, layers: int = 2) -> Step1Config:
     """12 heads (not a power of two, so both ALiBi slope rules run) over 4 KV groups."""
     return Step1Config(
         hidden_size=48,

@@ -14,12 +14,13 @@ import torch
 
 from stepaudio.audio.io import save_audio
 from stepaudio.engines.step.paths import CHAT_DIR, COSYVOICE_DIR, COSYVOICE_MUSIC_DIR, TOKENIZER_DIR, TTS_DIR
-from stepaudio.lm.loading import save_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.loading import save_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.testing.tiny_decoder import write_tiny_cosyvoice_dir
 from stepaudio.testing.tiny_lm import random_step1, tiny_step1_config
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
-from stepaudio.tokenizer.interleave import FLOW_VOCAB, LM_AUDIO_OFFSET
+from stepaudio.text.vocab import STEP1
+from stepaudio.tokenizer.interleave import FLOW_VOCAB
 
 SPEAKERS = {
     "Tingting": "那等我们到海洋馆之后，给妈妈买个礼物，好不好呀？",
@@ -47,12 +48,12 @@ def _speaking_step1(seed: int, audio_weight: float) -> Step1ForCausalLM:
     model = random_step1(tiny_step1_config(), seed=seed)
     with torch.no_grad():
         head = model.lm_head.weight
-        audio = slice(LM_AUDIO_OFFSET, LM_AUDIO_OFFSET + FLOW_VOCAB)
+        audio = slice(STEP1.audio_offset, STEP1.audio_offset + FLOW_VOCAB)
         keep = head[audio].clone()
-        eot = head[3].clone()
+        eot = head[STEP1.eot_id].clone()
         head.zero_()
         head[audio] = keep * audio_weight
-        head[3] = eot * audio_weight * 2.0  # so that it also stops now and then
+        head[STEP1.eot_id] = eot * audio_weight * 2.0  # so that it also stops now and then
     return model
 
 

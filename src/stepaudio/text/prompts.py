@@ -11,12 +11,10 @@ from typing import Any
 
 from stepaudio.text import system_prompts
 from stepaudio.text.tags import MUSIC_TAGS, leading_instruction
-from stepaudio.text.tokenizer import BOS_ID, BOT_ID, EOT_ID, StepTokenizer
+from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.text.vocab import STEP1, audio_piece
 
-AUDIO_LM_OFFSET = 65536
-BOT = "<|BOT|>"
-EOT = "<|EOT|>"
-ASSISTANT_HEADER = f"{BOT}assistant\n"
+ASSISTANT_HEADER = f"{STEP1.bot}assistant\n"
 _ROLE_NAMES = {"user": "human"}
 
 Message = Mapping[str, Any]
@@ -53,11 +51,11 @@ def build_tts_prompt(
 ) -> list[int]:
     """Ids for TTS-3B: system turn, the voice prompt as one human/assistant exchange, then the target text.
 
-    `prompt_audio_ids` are LM audio ids (65536 + flow id). `speaker` is the built-in speaker name; a clone
-    passes None (the reference passes an empty name) and gets the speaker-less system prompt.
+    `prompt_audio_ids` are LM audio ids (`STEP1.audio_offset` + flow id). `speaker` is the built-in speaker
+    name; a clone passes None (the reference passes an empty name) and gets the speaker-less system prompt.
     """
     for i in prompt_audio_ids:
-        if not AUDIO_LM_OFFSET <= int(i) < AUDIO_LM_OFFSET + 9216:
+        if not STEP1.is_audio_piece_id(int(i)):
             raise ValueError(f"prompt audio id {i} is not an <audio_N> LM id")
     system = system_prompt if system_prompt is not None else tts_system_prompt(text, speaker)
     enc = tokenizer.encode
@@ -68,12 +66,13 @@ def build_tts_prompt(
         return enc("\n" + value)[newline_len:]
 
     human, assistant = enc("human\n"), enc("assistant\n")
+    bot, eot = STEP1.bot_id, STEP1.eot_id
     return (
-        [BOS_ID, BOT_ID, *enc("system\n" + system), EOT_ID]
-        + [BOT_ID, *human, *after_newline(prompt_text), EOT_ID]
-        + [BOT_ID, *assistant, *(int(i) for i in prompt_audio_ids), EOT_ID]
-        + [BOT_ID, *human, *after_newline(text), EOT_ID]
-        + [BOT_ID, *assistant]
+        [STEP1.bos_id, bot, *enc("system\n" + system), eot]
+        + [bot, *human, *after_newline(prompt_text), eot]
+        + [bot, *assistant, *(int(i) for i in prompt_audio_ids), eot]
+        + [bot, *human, *after_newline(text), eot]
+        + [bot, *assistant]
     )
 
 
@@ -100,7 +99,7 @@ def content_text(content: Any) -> str:
             tokens = content.get("audio_tokens")
             if tokens is None:
                 raise ValueError("an audio part needs 'audio_tokens' (LM ids) or 'audio_text'; tokenize the wav first")
-            return "".join(f"<audio_{int(t) - AUDIO_LM_OFFSET}>" for t in tokens)
+            return "".join(audio_piece(int(t) - STEP1.audio_offset) for t in tokens)
         raise ValueError(f"unsupported content part type {kind!r}")
     if isinstance(content, Iterable):
         return "".join(content_text(part) for part in content)
@@ -115,7 +114,7 @@ def chat_prompt_text(messages: Sequence[Message], default_system: str | None = N
     """
     parts: list[str] = []
     if default_system and (not messages or messages[0].get("role") != "system"):
-        parts.append(f"{BOT}system\n{default_system}{EOT}")
+        parts.append(f"{STEP1.bot}system\n{default_system}{STEP1.eot}")
     for message in messages:
         role = str(message.get("role", ""))
         if not role:
@@ -123,9 +122,9 @@ def chat_prompt_text(messages: Sequence[Message], default_system: str | None = N
         role = _ROLE_NAMES.get(role, role)
         content = message.get("content")
         if content is None:
-            parts.append(f"{BOT}{role}\n")
+            parts.append(f"{STEP1.bot}{role}\n")
         else:
-            parts.append(f"{BOT}{role}\n{content_text(content)}{EOT}")
+            parts.append(f"{STEP1.bot}{role}\n{content_text(content)}{STEP1.eot}")
     text = "".join(parts)
     if not text.endswith(ASSISTANT_HEADER):
         text += ASSISTANT_HEADER

@@ -16,17 +16,9 @@ from pathlib import Path
 import sentencepiece as spm
 
 from stepaudio.errors import CheckpointError
+from stepaudio.text.vocab import STEP1
 
 SPACE_PIECE = "▁"
-BOS_ID = 1
-EOS_ID = 2
-EOT_ID = 3
-BOT_ID = 4
-CALL_START_ID = 5
-CALL_END_ID = 6
-AUDIO_START_ID = 31
-AUDIO_END_ID = 32
-AUDIO_TOKEN_OFFSET = 65536
 
 _CANDIDATE_SPECIAL = re.compile(r"<[^<>]*>")
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -73,7 +65,7 @@ class StepTokenizer:
 
     def encode(self, text: str, add_bos: bool = True) -> list[int]:
         """Token ids of `text`; BOS first unless `add_bos` is False."""
-        ids = [BOS_ID] if add_bos else []
+        ids = [STEP1.bos_id] if add_bos else []
         for start, segment, is_atomic in self._split(text):
             if is_atomic:
                 ids.append(self._atomic[segment])

@@ -92,7 +92,7 @@ class StepAudioTokenizer:
         return self.encode_prepared(self.prepare(audio, sample_rate, trim))
 
     def lm_ids(self, audio: Any, sample_rate: int | None = None, trim: bool = False) -> list[int]:
-        """Interleaved LM ids (``65536 + flow id``) of the audio."""
+        """Interleaved LM ids (``STEP1.audio_offset + flow id``) of the audio."""
         return self.encode(audio, sample_rate, trim).lm_ids()
 
     def audio_text(self, audio: Any, sample_rate: int | None = None, trim: bool = False) -> str:

@@ -2,25 +2,24 @@
 
 Three forms of the same tokens travel through the system: the two code lists from the tokenizers, the
 interleaved *flow ids* (vq02 code c -> c, vq06 code c -> 1024 + c; what the speech decoder embeds), and
-the *LM ids* (flow id + 65536; `<audio_N>` pieces of the text vocabulary, what the language models read).
+the *LM ids* (flow id + `STEP1.audio_offset`; `<audio_N>` pieces of the text vocabulary, what the language
+models read).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stepaudio.text.vocab import STEP1, audio_piece, audio_piece_numbers
+
 VQ02_CODEBOOK = 1024
 VQ06_CODEBOOK = 4096
-LM_AUDIO_OFFSET = 65536
 FLOW_VOCAB = VQ02_CODEBOOK + VQ06_CODEBOOK
 GROUP_VQ02 = 2
 GROUP_VQ06 = 3
 GROUP_SIZE = GROUP_VQ02 + GROUP_VQ06
 TOKENS_PER_SECOND = GROUP_SIZE / 0.12  # 5 ids per 120 ms
-
-_AUDIO_PIECE = re.compile(r"<audio_(\d+)>")
 
 
 @dataclass(frozen=True)
@@ -80,33 +79,33 @@ def deinterleave(flow_ids: Sequence[int]) -> AudioCodes:
 
 
 def flow_to_lm(flow_ids: Sequence[int]) -> list[int]:
-    return [LM_AUDIO_OFFSET + int(i) for i in flow_ids]
+    return [STEP1.audio_offset + int(i) for i in flow_ids]
 
 
 def lm_to_flow(lm_ids: Sequence[int]) -> list[int]:
     """Flow ids of LM audio ids; any non-audio id is an error (the caller filters text ids first)."""
     out = []
     for i in lm_ids:
-        flow = int(i) - LM_AUDIO_OFFSET
+        flow = int(i) - STEP1.audio_offset
         if not 0 <= flow < FLOW_VOCAB:
-            last = LM_AUDIO_OFFSET + FLOW_VOCAB - 1
-            raise ValueError(f"LM id {i} is not an audio token (expected {LM_AUDIO_OFFSET}..{last})")
+            first, last = STEP1.audio_offset, STEP1.audio_offset + FLOW_VOCAB - 1
+            raise ValueError(f"LM id {i} is not an audio token (expected {first}..{last})")
         out.append(flow)
     return out
 
 
 def is_audio_lm_id(token_id: int) -> bool:
-    return LM_AUDIO_OFFSET <= token_id < LM_AUDIO_OFFSET + FLOW_VOCAB
+    return STEP1.audio_offset <= token_id < STEP1.audio_offset + FLOW_VOCAB
 
 
 def audio_token_text(flow_ids: Sequence[int]) -> str:
     """The chat form: `<audio_N>` pieces with no separators."""
-    return "".join(f"<audio_{int(i)}>" for i in flow_ids)
+    return "".join(audio_piece(i) for i in flow_ids)
 
 
 def parse_audio_tokens(text: str) -> list[int]:
     """LM ids of every `<audio_N>` piece in `text` (other text is ignored)."""
-    return [LM_AUDIO_OFFSET + int(m.group(1)) for m in _AUDIO_PIECE.finditer(text)]
+    return [STEP1.audio_offset + n for n in audio_piece_numbers(text)]
 
 
 def _check_codes(codes: Sequence[int], codebook: int, name: str) -> None:

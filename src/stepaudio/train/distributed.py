@@ -78,7 +78,7 @@ def wrap(module: nn.Module, ctx: DistContext, strategy: str = "ddp") -> nn.Modul
         from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision
         from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
-        from stepaudio.lm.model import Step1Layer
+        from stepaudio.lm.step1.model import Step1Layer
 
         policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={Step1Layer})
         return FullyShardedDataParallel(module, auto_wrap_policy=policy, device_id=ctx.device,

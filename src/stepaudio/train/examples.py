@@ -1,8 +1,9 @@
 """Dataset rows -> training examples: the exact TTS-3B prompt (REFERENCE.md §5) plus the audio answer.
 
 An example is `build_tts_prompt(...)` (the same builder the Step TTS path uses at inference) followed by
-the row's audio as LM ids (65536 + flow id) and the stop id 3. The loss mask is 1 only on that answer
-(audio ids and the final stop), so the model learns to speak, never to predict its own prompt.
+the row's audio as LM ids (`STEP1.audio_offset` + flow id) and the stop id `<|EOT|>`. The loss mask is 1
+only on that answer (audio ids and the final stop), so the model learns to speak, never to predict its own
+prompt.
 
 The prompt speaker. At inference the TTS-3B prompt for a built-in speaker V holds V's reference
 transcript (speakers_info.json) and the audio tokens of V's silence-trimmed prompt wav, as one
@@ -36,13 +37,13 @@ import numpy as np
 from stepaudio.data.manifest import DatasetError, DatasetRow, iter_rows
 from stepaudio.engines.step.voices import read_speakers_file
 from stepaudio.errors import CheckpointError
-from stepaudio.text.prompts import AUDIO_LM_OFFSET, build_tts_prompt, builtin_speaker_key
+from stepaudio.text.prompts import build_tts_prompt, builtin_speaker_key
 from stepaudio.text.tags import KNOWN_TAGS
-from stepaudio.text.tokenizer import EOT_ID, StepTokenizer
+from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.interleave import FLOW_VOCAB
 
 IGNORE_INDEX = -100
-STOP_ID = EOT_ID
 
 Tokenize = Callable[[Path], Sequence[int]]  # a prompt wav -> LM audio ids (trimmed, as inference does)
 
@@ -181,7 +182,7 @@ def build_example(
     text = tagged_text(row)
     ids = build_tts_prompt(tokenizer, text=text, prompt_text=prompt.text, prompt_audio_ids=prompt.lm_ids,
                            speaker=speaker)
-    answer = [AUDIO_LM_OFFSET + t for t in row.audio_tokens] + [STOP_ID]
+    answer = [STEP1.audio_offset + t for t in row.audio_tokens] + list(STEP1.stop_ids)
     return TrainExample.of(row.id, ids + answer, len(ids))
 
 
@@ -213,9 +214,9 @@ def load_examples(
     rows without audio tokens or with unknown tags, a model whose vocabulary lacks the audio ids.
     Rows longer than `max_length` are skipped and counted.
     """
-    if vocab_size < AUDIO_LM_OFFSET + FLOW_VOCAB:
+    if vocab_size < STEP1.audio_offset + FLOW_VOCAB:
         raise DatasetError(f"the model's vocab_size {vocab_size} has no room for the audio ids "
-                           f"{AUDIO_LM_OFFSET}..{AUDIO_LM_OFFSET + FLOW_VOCAB - 1}")
+                           f"{STEP1.audio_offset}..{STEP1.audio_offset + FLOW_VOCAB - 1}")
     if not 0.0 <= eval_fraction < 1.0:
         raise DatasetError(f"eval fraction must be in [0, 1), got {eval_fraction}")
     root = Path(dataset)
@@ -246,7 +247,7 @@ def load_examples(
 
 
 def _row_prompt(row: DatasetRow, root: Path) -> SpeakerPrompt:
-    return SpeakerPrompt(tagged_text(row), tuple(AUDIO_LM_OFFSET + t for t in row.audio_tokens), root / row.audio)
+    return SpeakerPrompt(tagged_text(row), tuple(STEP1.audio_offset + t for t in row.audio_tokens), root / row.audio)
 
 
 def _clone_prompt(
@@ -255,7 +256,7 @@ def _clone_prompt(
     assert row.prompt_text and row.prompt_audio
     source = by_audio.get(row.prompt_audio)
     if source is not None:
-        return SpeakerPrompt(row.prompt_text, tuple(AUDIO_LM_OFFSET + t for t in source.audio_tokens))
+        return SpeakerPrompt(row.prompt_text, tuple(STEP1.audio_offset + t for t in source.audio_tokens))
     path = root / row.prompt_audio
     if not path.is_file():
         raise DatasetError(f"row {row.id}: prompt audio {path} is missing")

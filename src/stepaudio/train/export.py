@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from stepaudio.engines.step.paths import COSYVOICE_DIR, COSYVOICE_MUSIC_DIR
-from stepaudio.lm.loading import save_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.loading import save_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.train.checkpoint import publish_dir
 from stepaudio.train.examples import SpeakerTable, write_speakers
 from stepaudio.train.lora import LoRAConfig, lora_modules, merge_lora, save_adapters

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stepaudio.lm.alibi import alibi_bias, attention_allowed
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.attention import plan_attention
+from stepaudio.lm.step1.alibi import alibi_bias
+from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.train.examples import IGNORE_INDEX
 
 
@@ -30,11 +31,10 @@ class TTSLossModule(nn.Module):
     def hidden(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden states [B, T, H] of right-padded rows (positions count real tokens)."""
         lm = self.lm
-        positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-        slots = torch.arange(input_ids.shape[1], device=input_ids.device)
-        allowed = attention_allowed(positions, slots, positions, slots, valid)
-        bias = alibi_bias(lm.alibi_slopes, positions, positions, allowed, lm.model.embed_tokens.weight.dtype)
-        x = lm.model.embed_tokens(input_ids)
+        batch, length = input_ids.shape
+        plan, _ = plan_attention(batch, length, input_ids.device, None, None, valid, None)
+        bias = alibi_bias(lm.alibi_slopes, plan.positions, plan.key_positions, plan.allowed, lm.dtype)
+        x = lm.embed(input_ids)
         for i, layer in enumerate(lm.model.layers):
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(layer, x, bias, None, None, i, use_reentrant=False)
@@ -48,6 +48,6 @@ class TTSLossModule(nn.Module):
         h = self.hidden(input_ids, valid)
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
-        logits = self.lm.lm_head(h[:, :-1][keep])
+        logits = self.lm.logits(h[:, :-1][keep])
         loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
         return loss, keep.sum()

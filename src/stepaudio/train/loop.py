@@ -29,8 +29,8 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from stepaudio.errors import CheckpointError, StepAudioError
-from stepaudio.lm.loading import load_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.loading import load_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.train import checkpoint as ckpt
 from stepaudio.train.batching import bucketed_batches, collate
 from stepaudio.train.curves import PNG_NAME, CurveLog, CurveRow, plot
@@ -227,7 +227,7 @@ class Trainer:
         if self.config.lora is not None:
             save_adapters(self.model, directory / "adapter", self.config.lora)
             return
-        from stepaudio.lm.loading import save_step1
+        from stepaudio.lm.step1.loading import save_step1
 
         plain = Step1ForCausalLM(self.model.config, device="meta")
         state = {k.removeprefix("lm."): v for k, v in weights.items()}

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stepaudio.errors import CheckpointError
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.model import Step1ForCausalLM
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stepaudio.lm.config import Step1Config
-from stepaudio.lm.loading import expected_shapes
+from stepaudio.lm.step1.config import Step1Config
+from stepaudio.lm.step1.loading import expected_shapes
 from stepaudio.train.lora import STEP1_LINEARS
 
 GIB = 1024**3

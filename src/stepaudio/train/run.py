@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from stepaudio.errors import CheckpointError, StepAudioError
-from stepaudio.lm.config import Step1Config
-from stepaudio.lm.loading import load_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.step1.config import Step1Config
+from stepaudio.lm.step1.loading import load_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.train.distributed import init_distributed, shutdown
 from stepaudio.train.examples import SpeakerTable, Tokenize, folder_speakers, load_examples

@@ -17,6 +17,7 @@ from stepaudio.engines.remote import RemoteLM, RemoteLMError
 from stepaudio.engines.step.native_lm import NativeLM
 from stepaudio.lm import GREEDY, GenerationConfig
 from stepaudio.testing.tiny_lm import write_tiny_step1
+from stepaudio.text.vocab import STEP1
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def server(model_dir: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-GREEDY_24 = GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_ids=(3,))
+GREEDY_24 = GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_ids=STEP1.stop_ids)
 
 
 def test_remote_greedy_equals_native(model_dir: Path, server: str) -> None:

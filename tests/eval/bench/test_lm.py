@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepaudio.eval.bench import lm
-from stepaudio.lm.config import Step1Config
+from stepaudio.lm.step1.config import Step1Config
 
 
 @pytest.mark.parametrize("quant", ["none", "int8"])

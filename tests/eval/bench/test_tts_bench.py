@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stepaudio.eval.bench import tts
-from stepaudio.lm.config import Step1Config
+from stepaudio.lm.step1.config import Step1Config
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
 
 

@@ -27,6 +27,7 @@ from stepaudio.engines.step.tools import ToolCallParser, render_call, tools_syst
 from stepaudio.lm import GREEDY, GenerationConfig, SamplingConfig
 from stepaudio.text import system_prompts
 from stepaudio.text.prompts import chat_prompt_text
+from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 
 Message = dict[str, Any]
@@ -75,7 +76,7 @@ class StepChat:
     ) -> Iterator[ChatDelta]:
         options = options or GenerationOptions(max_new_tokens=self.settings.max_new_tokens)
         sampling = SamplingConfig(temperature=options.temperature, top_k=options.top_k, top_p=options.top_p)
-        config = GenerationConfig(max_new_tokens=options.max_new_tokens, sampling=sampling, stop_ids=(3,),
+        config = GenerationConfig(max_new_tokens=options.max_new_tokens, sampling=sampling, stop_ids=STEP1.stop_ids,
                                   seed=options.seed)
         parser = ToolCallParser()
         count = 0
@@ -119,7 +120,7 @@ class StepTranscriber:
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         messages = [ChatMessage("system", system_prompts.ASR), ChatMessage("user", "", audio=audio)]
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, sampling=GREEDY, stop_ids=(3,))
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, sampling=GREEDY, stop_ids=STEP1.stop_ids)
         text = self.chat.complete(messages, config)
         return Transcript(text=text.strip(), language=language, duration=audio.duration)
 

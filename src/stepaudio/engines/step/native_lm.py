@@ -10,8 +10,9 @@ import torch
 
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
-from stepaudio.lm import GenerationConfig, Step1ForCausalLM, TokenStream, load_step1
+from stepaudio.lm import GenerationConfig, TokenStream
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
+from stepaudio.lm.step1 import Step1ForCausalLM, load_step1
 from stepaudio.text.detokenize import IncrementalDetokenizer
 from stepaudio.text.tokenizer import StepTokenizer
 

@@ -25,6 +25,7 @@ from stepaudio.text.prompts import build_tts_prompt, builtin_speaker_key
 from stepaudio.text.sentences import split_sentences
 from stepaudio.text.tags import KNOWN_TAGS, TagFamily, build_tagged_text, friendly_to_tag, parse_tags
 from stepaudio.text.tokenizer import StepTokenizer
+from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.interleave import is_audio_lm_id
 
 AUDIO_TOKENS_PER_SECOND = 5 / 0.12
@@ -116,7 +117,8 @@ class StepSynthesizer:
         budget = token_budget(text, slow)
         if self.settings.max_segment_tokens:
             budget = min(budget, self.settings.max_segment_tokens)
-        config = GenerationConfig(max_new_tokens=budget, sampling=TTS_SAMPLING, stop_ids=(3,), seed=self.settings.seed)
+        config = GenerationConfig(max_new_tokens=budget, sampling=TTS_SAMPLING, stop_ids=STEP1.stop_ids,
+                                  seed=self.settings.seed)
         stream = decoder.stream(voice.features, seed=self.settings.seed) if self.settings.streaming else None
         collected: list[int] = []
         skipped = 0
@@ -124,7 +126,7 @@ class StepSynthesizer:
             if token.id is None or not is_audio_lm_id(token.id):
                 skipped += 1
                 continue
-            flow_id = token.id - 65536
+            flow_id = token.id - STEP1.audio_offset
             collected.append(flow_id)
             if stream is not None:
                 yield from stream.push([flow_id])

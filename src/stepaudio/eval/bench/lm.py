@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when OpenMP loads with torch
     import torch
 
-    from stepaudio.lm.config import Step1Config
+    from stepaudio.lm.step1.config import Step1Config
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -103,8 +103,8 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
     from stepaudio.kernels.linear import HalfLinear, Int8Linear
     from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
-    from stepaudio.lm.fuse import fuse_projections
-    from stepaudio.lm.model import Step1ForCausalLM
+    from stepaudio.lm.step1.fuse import fuse_projections
+    from stepaudio.lm.step1.model import Step1ForCausalLM
 
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype)
     if fuse:
@@ -167,11 +167,10 @@ def measure(model: Any, args: argparse.Namespace, device: Any) -> dict[str, floa
     import torch
 
     from stepaudio.lm.accel import StaticDecoder
-    from stepaudio.lm.cache import StaticKVCache
+    from stepaudio.lm.protocol import new_cache
 
     cfg = model.config
-    weight = model.model.embed_tokens.weight
-    cache = StaticKVCache(cfg, 1, args.prefill + args.decode + 1, device=device, dtype=weight.dtype)
+    cache = new_cache(model, 1, args.prefill + args.decode + 1)
     ids = torch.randint(0, cfg.vocab_size, (1, args.prefill), device=device)
     last = torch.tensor([args.prefill - 1], device=device)
     use_static = args.cuda_graph or args.compile is not None

@@ -88,27 +88,29 @@ def speaking_head(model: Any) -> None:
     import torch
 
     from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear
-    from stepaudio.tokenizer.interleave import FLOW_VOCAB, LM_AUDIO_OFFSET
+    from stepaudio.text.vocab import STEP1
+    from stepaudio.tokenizer.interleave import FLOW_VOCAB
 
+    first, end = STEP1.audio_offset, STEP1.audio_offset + FLOW_VOCAB
     head = model.lm_head
     if isinstance(head, PackedBf16Linear):  # opaque: build the head again from a restricted random weight
         bound = (3.0 / head.in_features) ** 0.5
         weight = torch.empty(head.out_features, head.in_features, dtype=torch.bfloat16).uniform_(-bound, bound)
-        weight[:LM_AUDIO_OFFSET] = 0
-        weight[LM_AUDIO_OFFSET + FLOW_VOCAB :] = 0
+        weight[:first] = 0
+        weight[end:] = 0
         model.lm_head = PackedBf16Linear(weight)
         return
     if isinstance(head, PackedInt8Linear):
         qweight, scale = head.unpacked()
-        qweight[:LM_AUDIO_OFFSET] = 0
-        qweight[LM_AUDIO_OFFSET + FLOW_VOCAB :] = 0
+        qweight[:first] = 0
+        qweight[end:] = 0
         head.repack(qweight, scale)
         return
     weight = next(t for name, t in [*head.named_parameters(), *head.named_buffers()]
                   if name in ("weight", "qweight"))
     with torch.no_grad():
-        weight[:LM_AUDIO_OFFSET] = 0
-        weight[LM_AUDIO_OFFSET + FLOW_VOCAB :] = 0
+        weight[:first] = 0
+        weight[end:] = 0
 
 
 def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
@@ -121,9 +123,9 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
     from stepaudio.engines.step.voices import PromptVoice, VoiceBank
     from stepaudio.eval.bench.decoder_stream import random_token2wav
     from stepaudio.eval.bench.lm import random_model
-    from stepaudio.lm.config import Step1Config
+    from stepaudio.lm.step1.config import Step1Config
     from stepaudio.text.tokenizer import StepTokenizer
-    from stepaudio.tokenizer.interleave import LM_AUDIO_OFFSET
+    from stepaudio.text.vocab import STEP1
 
     tokenizer = StepTokenizer(find_tokenizer(args.tokenizer))
     cfg = Step1Config.resolve(args.shape)
@@ -147,7 +149,7 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
                   "hift_config": HiFTConfig.from_cosyvoice_yaml(args.decoder_yaml)}
     t2w, prompt = random_token2wav(args.device, args.flow_dtype, seed=args.seed, **shapes)
     voices = VoiceBank(audio_tokenizer=_no_tokenizer, decoder=lambda: t2w, speakers_dir=None)
-    lm_ids = tuple(int(i) + LM_AUDIO_OFFSET for i in prompt.flow_tokens.tolist())
+    lm_ids = tuple(int(i) + STEP1.audio_offset for i in prompt.flow_tokens.tolist())
     voices.add("Tingting", PromptVoice(name="Tingting", prompt_text=PROMPT_TEXT, lm_ids=lm_ids, features=prompt))
     synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w, TTSSettings(seed=args.seed))
     return synthesizer, lm

@@ -9,8 +9,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stepaudio.errors import CheckpointError
-from stepaudio.lm.loading import INDEX_NAME, expected_shapes, load_step1, save_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.checkpoint import INDEX_NAME
+from stepaudio.lm.step1.loading import expected_shapes, load_step1, save_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 
 Factory = Callable[..., Step1ForCausalLM]
 

@@ -1,7 +1,7 @@
 """Step1 causal LM forward: pre-norm decoder, sqrt-ALiBi grouped-query attention, SwiGLU, untied head.
 
-Pure forward only: the caller owns the KV cache and decides positions and padding; sampling and
-the decode loop live in `generate.py`. Module names follow the checkpoint keys
+Pure forward only, implementing `lm.protocol.CausalLM`: the caller owns the KV cache and decides positions
+and padding; sampling and the decode loop live in `lm/generate.py`. Module names follow the checkpoint keys
 (`model.layers.N.self_attn.q_proj.weight`, ...), so loading is a plain name-to-name map.
 """
 
@@ -11,39 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.lm.alibi import alibi_bias, alibi_slopes, attention_allowed
-from stepaudio.lm.cache import CacheStep, StaticKVCache
-from stepaudio.lm.config import Step1Config
-
-
-class RMSNorm(nn.Module):
-    """`x * rsqrt(mean(x^2) + eps) * weight`, the statistics in fp32 (no +1 on the weight)."""
-
-    def __init__(self, dim: int, eps: float, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.to(torch.float32)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return x32.to(x.dtype) * self.weight
-
-
-def _linear(n_in: int, n_out: int, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Linear:
-    layer = nn.Linear(n_in, n_out, bias=False, device=device, dtype=dtype)
-    layer.weight.requires_grad_(False)
-    return layer
+from stepaudio.lm.attention import plan_attention
+from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
+from stepaudio.lm.layers import RMSNorm, frozen_linear
+from stepaudio.lm.step1.alibi import alibi_bias, alibi_slopes
+from stepaudio.lm.step1.config import Step1Config
 
 
 class Step1Attention(nn.Module):
     def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
         super().__init__()
         self.cfg = cfg
-        self.q_proj = _linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
-        self.k_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
-        self.v_proj = _linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
-        self.o_proj = _linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
+        self.q_proj = frozen_linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
+        self.k_proj = frozen_linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
+        self.v_proj = frozen_linear(cfg.hidden_size, cfg.kv_dim, device, dtype)
+        self.o_proj = frozen_linear(cfg.hidden_size, cfg.hidden_size, device, dtype)
         self.qkv_proj: nn.Module | None = None  # set by fuse.fuse_projections (opt-in speed-up)
 
     def forward(
@@ -77,9 +59,9 @@ class Step1Attention(nn.Module):
 class Step1MLP(nn.Module):
     def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
         super().__init__()
-        self.gate_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.up_proj = _linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.down_proj = _linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
+        self.gate_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
+        self.up_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
+        self.down_proj = frozen_linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
         self.gate_up_proj: nn.Module | None = None  # set by fuse.fuse_projections (opt-in speed-up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +97,7 @@ class Step1Backbone(nn.Module):
 
 
 class Step1ForCausalLM(nn.Module):
-    """The Step1 LM. `forward` maps ids (+ positions, padding flags, cache) to logits."""
+    """The Step1 LM: a `CausalLM`; `forward` maps ids (+ positions, padding flags, cache) to logits."""
 
     def __init__(
         self, config: Step1Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -123,14 +105,34 @@ class Step1ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = Step1Backbone(config, device, dtype)
-        self.lm_head = _linear(config.hidden_size, config.vocab_size, device, dtype)
+        self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
         slopes = alibi_slopes(config.num_attention_heads)
         self.alibi_slopes: torch.Tensor
         self.register_buffer("alibi_slopes", slopes.to("cpu" if device == "meta" else device), persistent=False)
 
+    @property
+    def kv_layout(self) -> KVLayout:
+        cfg = self.config
+        return KVLayout(cfg.num_hidden_layers, cfg.num_attention_groups, cfg.head_dim)
+
+    @property
+    def pad_id(self) -> int:
+        return self.config.pad_token_id
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed_tokens.weight.dtype
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_tokens(input_ids)
+
     def hidden(
         self,
-        input_ids: torch.Tensor,
+        embeds: torch.Tensor,
         positions: torch.Tensor | None = None,
         cache: StaticKVCache | None = None,
         valid: torch.Tensor | None = None,
@@ -138,34 +140,14 @@ class Step1ForCausalLM(nn.Module):
         step: CacheStep | None = None,
         collect: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Final-norm hidden states [B, q, H].
+        """Final-norm hidden states [B, q, H] of embeddings [B, q, H] (the `CausalLM` conventions).
 
-        input_ids [B, q]; valid [B, q] marks real tokens (default all); positions [B, q] default to
-        the running count of real tokens in each row. With a cache, this call's tokens are appended
-        to it. `collect`, when given, receives the reference's `output_hidden_states` list.
+        `collect`, when given, receives the reference's `output_hidden_states` list.
         """
-        b, q_len = input_ids.shape
-        device = input_ids.device
-        if valid is None:
-            valid = torch.ones(b, q_len, dtype=torch.bool, device=device)
-        if positions is None:
-            start = cache.next_positions() if cache is not None else torch.zeros(b, dtype=torch.long, device=device)
-            positions = (start[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)
-        if cache is not None:
-            if step is None:
-                step = cache.reserve(q_len)
-            cache.record(step, positions, valid)
-            k_pos = cache.key_pos[:, : step.read_len]
-            k_valid = cache.key_valid[:, : step.read_len]
-            k_slot = cache.slot_ids[: step.read_len]
-            q_slot = step.slots
-        else:
-            k_pos, k_valid = positions, valid
-            k_slot = q_slot = torch.arange(q_len, device=device)
-        allowed = attention_allowed(positions, q_slot, k_pos, k_slot, k_valid)
-        dtype = self.model.embed_tokens.weight.dtype
-        bias = alibi_bias(self.alibi_slopes, positions, k_pos, allowed, dtype)
-        x = self.model.embed_tokens(input_ids)
+        b, q_len, _ = embeds.shape
+        plan, step = plan_attention(b, q_len, embeds.device, positions, cache, valid, step)
+        bias = alibi_bias(self.alibi_slopes, plan.positions, plan.key_positions, plan.allowed, self.dtype)
+        x = embeds
         if collect is not None:
             collect.append(x)
         for i, layer in enumerate(self.model.layers):
@@ -177,6 +159,9 @@ class Step1ForCausalLM(nn.Module):
             collect.append(x)
         return x
 
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -187,8 +172,8 @@ class Step1ForCausalLM(nn.Module):
         step: CacheStep | None = None,
         logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, q, V], or [B, V] at the per-row indices `logits_at` [B] (skips the head elsewhere)."""
-        h = self.hidden(input_ids, positions, cache, valid, step=step)
+        """Logits [B, q, V] of ids [B, q], or [B, V] at the per-row indices `logits_at` [B] (no head elsewhere)."""
+        h = self.hidden(self.embed(input_ids), positions, cache, valid, step=step)
         if logits_at is not None:
             h = h[torch.arange(h.shape[0], device=h.device), logits_at]
-        return self.lm_head(h)
+        return self.logits(h)

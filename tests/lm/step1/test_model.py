@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.lm.cache import StaticKVCache
 from stepaudio.lm.generate import pad_prompts
-from stepaudio.lm.loading import load_step1
-from stepaudio.lm.model import Step1ForCausalLM
+from stepaudio.lm.protocol import new_cache
+from stepaudio.lm.step1.loading import load_step1
+from stepaudio.lm.step1.model import Step1ForCausalLM
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 Factory = Callable[..., Step1ForCausalLM]
@@ -21,7 +21,7 @@ def test_incremental_decode_equals_full_forward(tiny_model: Factory) -> None:
     model = tiny_model()
     ids = torch.randint(0, 64, (2, 11))
     full = model(ids)
-    cache = StaticKVCache(model.config, 2, 32)
+    cache = new_cache(model, 2, 32)
     parts = [model(ids[:, :4], cache=cache)]
     parts += [model(ids[:, i : i + 1], cache=cache) for i in range(4, 9)]
     parts.append(model(ids[:, 9:], cache=cache))
@@ -34,12 +34,12 @@ def test_padded_batch_equals_unpadded_rows(tiny_model: Factory, side: str) -> No
     model = tiny_model(seed=1)
     prompts = [[1, 5, 9, 33, 2, 7, 60], [1, 40], [1, 3, 3, 3, 8]]
     ids, valid = pad_prompts(prompts, pad_id=0, side=side)
-    cache = StaticKVCache(model.config, 3, 16)
+    cache = new_cache(model, 3, 16)
     out = model(ids, cache=cache, valid=valid)
     step_ids = torch.tensor([[11], [12], [13]])
     step = model(step_ids, cache=cache)[:, 0]
     for row, prompt in enumerate(prompts):
-        ref_cache = StaticKVCache(model.config, 1, 16)
+        ref_cache = new_cache(model, 1, 16)
         ref = model(torch.tensor([prompt]), cache=ref_cache)[0]
         assert torch.allclose(out[row][valid[row]], ref, atol=1e-5)
         ref_step = model(step_ids[row : row + 1], cache=ref_cache)[0, 0]
@@ -51,8 +51,8 @@ def test_static_step_reading_all_slots_matches_eager(tiny_model: Factory) -> Non
     """The static-shape path used by captured graphs (attend over every slot, flags hide the rest)."""
     model = tiny_model(seed=2)
     ids = torch.randint(0, 64, (1, 6))
-    eager_cache = StaticKVCache(model.config, 1, 40)
-    static_cache = StaticKVCache(model.config, 1, 40)
+    eager_cache = new_cache(model, 1, 40)
+    static_cache = new_cache(model, 1, 40)
     model(ids[:, :5], cache=eager_cache)
     model(ids[:, :5], cache=static_cache)
     slots = torch.tensor([static_cache.length])
@@ -63,7 +63,7 @@ def test_static_step_reading_all_slots_matches_eager(tiny_model: Factory) -> Non
 
 def test_cache_truncate_rolls_back(tiny_model: Factory) -> None:
     model = tiny_model(seed=3)
-    cache = StaticKVCache(model.config, 1, 16)
+    cache = new_cache(model, 1, 16)
     model(torch.tensor([[1, 2, 3]]), cache=cache)
     first = model(torch.tensor([[4]]), cache=cache)
     model(torch.tensor([[9, 9]]), cache=cache)
@@ -86,7 +86,7 @@ def test_conformance_full_prefill_incremental(conformance_dir: Path) -> None:
         i, k = seq["index"], seq["prefill_len"]
         ids = vec[f"seq{i}.input_ids"][None]
         torch.testing.assert_close(model(ids)[0], vec[f"seq{i}.logits_full"], **TOL)
-        cache = StaticKVCache(model.config, 1, ids.shape[1])
+        cache = new_cache(model, 1, ids.shape[1])
         prefill = model(ids[:, :k], cache=cache)[0]
         torch.testing.assert_close(prefill, vec[f"seq{i}.logits_prefill"], **TOL)
         rows = [prefill[-1]] + [model(ids[:, j : j + 1], cache=cache)[0, -1] for j in range(k, ids.shape[1])]
@@ -98,7 +98,7 @@ def test_conformance_hidden_states_and_batch(conformance_dir: Path) -> None:
     vec, meta, model = _vectors(conformance_dir)
     last = meta["sequences"][-1]["index"]
     collected: list[torch.Tensor] = []
-    model.hidden(vec[f"seq{last}.input_ids"][None], collect=collected)
+    model.hidden(model.embed(vec[f"seq{last}.input_ids"][None]), collect=collected)
     assert len(collected) == model.config.num_hidden_layers + 1
     for n, hidden in enumerate(collected):
         torch.testing.assert_close(hidden[0], vec[f"seq{last}.hidden_states.{n}"], **TOL)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stepaudio.errors import CheckpointError
+from stepaudio.text.vocab import STEP1
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ NAMED_SHAPES: dict[str, Step1Config] = {
         num_attention_heads=48,
         num_attention_groups=4,
         num_hidden_layers=32,
-        vocab_size=74752,
+        vocab_size=STEP1.vocab_size,
     ),
     "chat-130b": Step1Config(
         hidden_size=12288,
@@ -112,6 +113,6 @@ NAMED_SHAPES: dict[str, Step1Config] = {
         num_attention_heads=96,
         num_attention_groups=8,
         num_hidden_layers=88,
-        vocab_size=74752,
+        vocab_size=STEP1.vocab_size,
     ),
 }

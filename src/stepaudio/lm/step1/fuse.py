@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stepaudio.lm.model import Step1Attention, Step1ForCausalLM, Step1MLP
+from stepaudio.lm.step1.model import Step1Attention, Step1ForCausalLM, Step1MLP
 
 
 def _concat(layers: list[nn.Module]) -> nn.Linear:

@@ -5,9 +5,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from stepaudio.lm.fuse import fuse_projections
-from stepaudio.lm.model import Step1ForCausalLM
 from stepaudio.lm.quant import quantize_int8
+from stepaudio.lm.step1.fuse import fuse_projections
+from stepaudio.lm.step1.model import Step1ForCausalLM
 
 Factory = Callable[..., Step1ForCausalLM]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from stepaudio.errors import CheckpointError
-from stepaudio.lm.config import NAMED_SHAPES, Step1Config
+from stepaudio.lm.step1.config import NAMED_SHAPES, Step1Config
 
 
 def test_named_shapes_match_reference_table() -> None:

@@ -23,20 +23,6 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def attention_allowed(
-    q_pos: torch.Tensor, q_slot: torch.Tensor, k_pos: torch.Tensor, k_slot: torch.Tensor, k_valid: torch.Tensor
-) -> torch.Tensor:
-    """Which keys each query may see, bool [B, q, T].
-
-    A key is visible when it is a real token (not padding), not later in position and not later
-    in the cache. A query always sees its own slot so that padding rows never softmax over an
-    empty set (which would put NaN into the cache of later layers).
-    """
-    causal = (k_pos[:, None, :] <= q_pos[:, :, None]) & (k_slot[None, None, :] <= q_slot[None, :, None])
-    own = k_slot[None, None, :] == q_slot[None, :, None]
-    return (causal & k_valid[:, None, :]) | own
-
-
 def alibi_bias(
     slopes: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, allowed: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stepaudio.lm.loading import load_step1
+from stepaudio.lm.step1.loading import load_step1
 
 pytestmark = pytest.mark.realmodel
 
@@ -30,8 +30,9 @@ def test_tts_3b_loads_and_continues_a_prompt() -> None:
 
 def test_chat_config_and_index_are_consistent() -> None:
     directory = _model_dir("Step-Audio-Chat")
-    from stepaudio.lm.config import Step1Config
-    from stepaudio.lm.loading import checkpoint_files, expected_shapes
+    from stepaudio.lm.checkpoint import checkpoint_files
+    from stepaudio.lm.step1.config import Step1Config
+    from stepaudio.lm.step1.loading import expected_shapes
 
     files = checkpoint_files(directory)
     assert set(expected_shapes(Step1Config.from_json(directory))) <= set(files)
