@@ -121,6 +121,14 @@ def test_decompression_bomb_is_refused_from_its_header(tiny_server: Any, silent_
     assert httpx.get(url + "/v1/voices").json()["data"][0]["type"] == "builtin"  # no voice was stored
 
 
+def test_chat_pcm16_is_measured_by_its_length_before_conversion(tiny_server: Any) -> None:
+    pcm = base64.b64encode(bytes(2 * 24000 * 11)).decode()  # 11 s at 24 kHz; the chat allows 10 s
+    response = httpx.post(tiny_server.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": pcm, "format": "pcm16"}}]}]})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
+    assert "the pcm16 audio lasts 11.0 s, longer than the 10 s" in response.json()["error"]["message"]
+
+
 def test_a_wav_declaring_one_hertz_is_refused(tiny_server: Any) -> None:
     wav = _wav_header(1, 1, 16, 1000) + b"\0" * 1000  # 500 samples at 1 Hz: "500 s" of audio
     response = httpx.post(tiny_server.url + "/v1/audio/transcriptions", files={"file": ("slow.wav", wav)})

@@ -1,8 +1,8 @@
 """Chat request to engine values: messages (text and input audio), tools and generation options, with caps.
 
 Caps apply before any work: the number of messages, the characters of all text, and the seconds of all
-input audio. Base64 audio is decoded with its byte size checked first; `pcm16` input is 24 kHz mono
-16-bit, as in the OpenAI API.
+input audio. Base64 audio is decoded with its byte size checked first, and its duration from its container
+header (or, for `pcm16`, 24 kHz mono 16-bit as in the OpenAI API, from its length) before it is decoded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from stepaudio.audio.io import Audio, from_pcm16, load_audio, resample
 from stepaudio.engines.base import ChatMessage, GenerationOptions, Role, ToolCall, ToolSpec
+from stepaudio.errors import AudioError
 from stepaudio.server.errors import ApiError
 from stepaudio.server.schemas import AudioPart, ChatRequest, Message, TextPart
 from stepaudio.server.settings import ServerSettings
@@ -81,7 +82,11 @@ class _Budget:
             raise ApiError(400, f"{where}: input_audio.data is not valid base64", code="invalid_audio",
                            param=where) from None
         remaining = self.settings.max_chat_audio_seconds - self.seconds
-        if part.input_audio.format == "pcm16":
+        if part.input_audio.format == "pcm16":  # its length is its byte count: checked before converting
+            seconds = len(raw) / 2 / PCM16_RATE
+            if seconds > remaining:
+                raise AudioError(f"{where}: the pcm16 audio lasts {seconds:.1f} s, longer than the "
+                                 f"{max(remaining, 0.0):g} s of chat audio left")
             audio = load_audio(from_pcm16(raw), source_rate=PCM16_RATE, max_seconds=remaining)
         else:
             audio = load_audio(raw, max_seconds=remaining, max_bytes=limit)
