@@ -126,7 +126,7 @@ def test_bad_engine_options_are_reported(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_format_timings_skips_stages_that_did_not_run() -> None:
-    from stepaudio.engines.lite.turn import TurnTimings
+    from stepaudio.realtime.turn import TurnTimings
 
     line = chat_cli.format_timings(TurnTimings(llm_first_token=0.25, total=1.0))
     assert line == "times: LLM first token 0.25 s | total 1.00 s"

@@ -21,7 +21,6 @@ from stepaudio.server.audio_out import (
     pcm_bytes,
     streaming_wav_header,
 )
-from stepaudio.server.chat import _split_ready
 from stepaudio.server.errors import ApiError, to_api_error
 from stepaudio.server.instructions import speech_instructions
 from stepaudio.server.schemas import SpeechRequest
@@ -79,13 +78,6 @@ def test_subtitles() -> None:
                                            "2\n00:01:01,500 --> 01:02:05,000\nb\n")
     assert subtitles(result, "vtt", 0).startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.250\na\n\n00:01:01.500")
     assert subtitles(Transcript("whole"), "srt", 2.0) == "1\n00:00:00,000 --> 00:00:02,000\nwhole\n"
-
-
-def test_split_ready() -> None:
-    assert _split_ready("Hello there. How are") == ("Hello there.", " How are")
-    assert _split_ready("3.14 is pi") == ("", "3.14 is pi")
-    assert _split_ready("你好。今天") == ("你好。", "今天")
-    assert _split_ready("no end") == ("", "no end")
 
 
 def test_error_mapping() -> None:
