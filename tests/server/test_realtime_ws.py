@@ -5,6 +5,7 @@ timeout, the session cap, barge-in, cancel, tools and clean shutdown."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from stepaudio.engines.base import Abilities
 from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
 from stepaudio.server.settings import ServerSettings
 
@@ -351,3 +353,27 @@ def test_transcript_deltas_add_up_to_the_done_transcript(rt: Any) -> None:
     deltas = [e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"]
     done = next(e for e in events if e["type"] == "response.output_audio_transcript.done")["transcript"]
     assert len(deltas) >= 3 and "".join(deltas) == done == "You said: one. two. three."
+
+
+def test_an_engine_that_hears_gets_input_transcripts_only_when_asked(server_factory: Any, make_engine: Any) -> None:
+    engine = dataclasses.replace(make_engine(), abilities=Abilities(hears_audio=True))
+    server = server_factory(ServerSettings(), engine, mount_realtime=realtime_mount(vad_factory=energy_vad))
+    with connect(ws_url(server)) as ws:
+        session = recv_until(ws, "session.created")[-1]["session"]
+        assert session["audio"]["input"]["transcription"] is None  # as OpenAI: off until asked
+        append(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
+        events = recv_until(ws, "response.done")
+        assert not any(e["type"].startswith("conversation.item.input_audio_transcription") for e in events)
+        assert engine.transcriber.heard == []  # the chat model heard the audio itself
+        assert engine.chat.seen[-1][-1].audio is not None
+        ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
+            "input": {"transcription": {"model": "default"}}}}}))
+        recv_until(ws, "session.updated")
+        append(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
+        events = recv_until(ws, "response.done")
+    kinds = [e["type"] for e in events]
+    assert "conversation.item.input_audio_transcription.completed" in kinds
+    assert kinds.index("response.output_audio.delta") < kinds.index(
+        "conversation.item.input_audio_transcription.completed")  # made after the reply started
+    assert kinds.count("conversation.item.input_audio_transcription.completed") == 1
+    assert engine.transcriber.heard  # (a speculation discarded after its reply may have made one more)

@@ -67,9 +67,12 @@ async def session_changes(fields: SessionFields, view: SessionView, context: Ser
     if audio is not None and audio.input is not None:
         if "turn_detection" in audio.input.model_fields_set:
             changes["turn_detection"] = _turn_detection(audio.input.turn_detection)
-        if audio.input.transcription is not None:
-            changes["language"] = audio.input.transcription.language
-            view = replace(view, transcription=audio.input.transcription.model_dump(exclude_none=True))
+        if "transcription" in audio.input.model_fields_set:  # null: no transcripts where the engine hears audio
+            wanted = audio.input.transcription
+            changes["transcribe_input"] = wanted is not None
+            view = replace(view, transcription=wanted.model_dump(exclude_none=True) if wanted else None)
+            if wanted is not None:
+                changes["language"] = wanted.language
     if audio is not None and audio.output is not None:
         if audio.output.voice is not None:
             changes["voice"] = await context.resolve_voice(audio.output.voice)
@@ -90,5 +93,7 @@ def _turn_detection(vad: ServerVad | None) -> TurnDetectionConfig | None:
 
 
 def initial_config(context: ServerContext, max_buffer_seconds: float) -> SessionConfig:
+    # as the OpenAI API: no input transcripts until the client asks (engines that read make them anyway)
     return SessionConfig(voice=context.settings.default_voice, max_buffer_seconds=max_buffer_seconds,
+                         transcribe_input=False,
                          generation=GenerationOptions(max_new_tokens=min(512, context.settings.max_new_tokens)))

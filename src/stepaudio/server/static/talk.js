@@ -244,7 +244,12 @@ export class Conversation {
 }
 
 function sessionFields(settings) {
-  const fields = { type: "realtime", output_modalities: ["audio"], audio: { output: { speed: settings.speed } } };
+  // the page shows what the user said: ask for input transcripts (a model that hears audio makes them after
+  // its reply; one that reads makes them anyway)
+  const fields = {
+    type: "realtime", output_modalities: ["audio"],
+    audio: { input: { transcription: { model: "default" } }, output: { speed: settings.speed } },
+  };
   if (settings.instructions) fields.instructions = settings.instructions;
   if (settings.voice) fields.audio.output.voice = settings.voice;
   return fields;
