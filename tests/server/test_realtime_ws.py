@@ -373,7 +373,5 @@ def test_an_engine_that_hears_gets_input_transcripts_only_when_asked(server_fact
         events = recv_until(ws, "response.done")
     kinds = [e["type"] for e in events]
     assert "conversation.item.input_audio_transcription.completed" in kinds
-    assert kinds.index("response.output_audio.delta") < kinds.index(
-        "conversation.item.input_audio_transcription.completed")  # made after the reply started
     assert kinds.count("conversation.item.input_audio_transcription.completed") == 1
     assert engine.transcriber.heard  # (a speculation discarded after its reply may have made one more)
