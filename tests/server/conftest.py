@@ -33,6 +33,7 @@ from stepaudio.engines.base import (
     ToolCall,
     ToolSpec,
     Transcript,
+    Usage,
     Voice,
 )
 from stepaudio.errors import StepAudioError, TagError
@@ -122,7 +123,9 @@ class EchoChat:
                     return
                 time.sleep(self.delay)
                 yield ChatDelta(text=word if index == 0 else " " + word)
-            yield ChatDelta(finish_reason="length" if len(words) > limit else "stop")
+            prompt = sum(len(m.content.split()) for m in messages)  # one token a word, as this model counts
+            yield ChatDelta(finish_reason="length" if len(words) > limit else "stop",
+                            usage=Usage(prompt, min(len(words), limit)))
             completed = True
         finally:
             if not completed:  # stopped by the token or closed by the caller

@@ -249,7 +249,10 @@ def test_chat_text_and_stream(tiny_server: Any) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "You said:"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
-    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (3, 2)
+    assert completion.usage is not None and completion.usage.prompt_tokens == 4  # "be brief", "good morning"
+    assert completion.usage.total_tokens == 4 + 4
 
 
 def test_chat_tools(tiny_server: Any) -> None:
@@ -373,6 +376,7 @@ def test_step_chat_hears_a_spoken_message_once(server_factory: Any, step_stack: 
     assert 80 <= len(audio_ids) <= 85  # the 2 s message, once
     text = StepTokenizer(step_stack / "Step-Audio-Chat").decode([i for i in chat_prompts[0] if i < 65536])
     assert "听听这个" in text  # and its text beside the audio
+    assert completion.usage is not None and completion.usage.prompt_tokens == len(chat_prompts[0])
 
 
 

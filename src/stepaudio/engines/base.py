@@ -81,12 +81,25 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens the model read (the whole prompt, audio tokens included) and wrote, as counted by the model."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
 class ChatDelta:
-    """A piece of the reply: text as it is generated, finished tool calls, and at the end a finish reason."""
+    """A piece of the reply: text as it is generated, finished tool calls, and at the end a finish reason with
+    the token usage where the model reports it."""
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: Literal["stop", "length", "tool_calls", "cancelled"] | None = None
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from stepaudio.engines.base import (
     ToolCall,
     ToolSpec,
     Transcriber,
+    Usage,
     Voice,
 )
 from stepaudio.engines.tools import ToolRegistry, respond_with_tools
@@ -123,6 +124,7 @@ class TurnDone:
     tool_calls: tuple[ToolCall, ...] = ()
     messages: tuple[ChatMessage, ...] = ()
     timings: TurnTimings = TurnTimings()
+    usage: Usage | None = None  # the chat model's tokens over all rounds, where it reports them
 
 
 TurnEvent = UserHeard | ReplyText | ReplyAudio | ToolCalled | ToolAnswered | TurnDone
@@ -275,6 +277,7 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
     text: list[str] = []  # the reply since the last tool round
     calls: list[ToolCall] = []
     kept: list[ChatMessage] = []
+    usage: Usage | None = None
     for item, produced in _generate_aside(stream, token.cancel if cancel is None else None):
         if item is None:
             llm_total = produced - start
@@ -286,6 +289,8 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
                 yield ToolAnswered(item)
             kept.append(item)
             continue
+        if item.usage is not None:
+            usage = item.usage if usage is None else usage + item.usage
         for call in item.tool_calls:
             calls.append(call)
             yield ToolCalled(call)
@@ -312,7 +317,8 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
     if reply or calls:
         kept.append(ChatMessage("assistant", reply, tool_calls=tuple(calls)))
     yield TurnDone(reply, finish, tuple(calls), tuple(kept),
-                   TurnTimings(llm_first_token=first_token, llm_total=llm_total, tts_first_audio=first_audio))
+                   TurnTimings(llm_first_token=first_token, llm_total=llm_total, tts_first_audio=first_audio),
+                   usage)
 
 
 def _speak(engine: Engine, sentence: str, settings: TurnSettings, cancel: CancelToken) -> Iterator[ReplyAudio]:

@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from stepaudio.engines.base import CancelToken, Synthesizer, ToolCall, Voice
+from stepaudio.engines.base import CancelToken, Synthesizer, ToolCall, Usage, Voice
 from stepaudio.realtime.turn import (
     ReplyAudio,
     ReplyText,
@@ -149,8 +149,16 @@ async def _whole(events: AsyncIterator[TurnEvent], meta: dict[str, Any], spoken:
         message["audio"] = {"id": "audio_" + secrets.token_hex(12), "data": base64.b64encode(data).decode(),
                             "expires_at": int(time.time()) + ctx.settings.audio_expiry_s, "transcript": done.reply}
         message["content"] = None
-    return {**meta, "object": "chat.completion",
+    body = {**meta, "object": "chat.completion",
             "choices": [{"index": 0, "message": message, "finish_reason": _finish(done), "logprobs": None}]}
+    if done.usage is not None:
+        body["usage"] = _usage(done.usage)
+    return body
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
 def _chunk(meta: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -164,6 +172,7 @@ async def _stream(events: AsyncIterator[TurnEvent], meta: dict[str, Any], spoken
     pcm: PcmStream | None = None
     yield _chunk(meta, {"role": "assistant", "content": ""})
     finish = "stop"
+    usage: Usage | None = None
     tool_index = 0
     said = ""  # the transcript so far: each sentence's delta continues it
     async for event in events:
@@ -180,6 +189,7 @@ async def _stream(events: AsyncIterator[TurnEvent], meta: dict[str, Any], spoken
             tool_index += 1
         elif isinstance(event, TurnDone):
             finish = _finish(event)
+            usage = event.usage
     if spoken is not None:
         audio: dict[str, Any] = {"id": audio_id, "expires_at": int(time.time()) + ctx.settings.audio_expiry_s}
         tail = pcm.finish() if pcm is not None else b""
@@ -187,7 +197,6 @@ async def _stream(events: AsyncIterator[TurnEvent], meta: dict[str, Any], spoken
             audio["data"] = base64.b64encode(tail).decode()
         yield _chunk(meta, {"audio": audio})
     yield _chunk(meta, {}, finish)
-    if include_usage:
-        yield sse({**meta, "object": "chat.completion.chunk", "choices": [],
-                   "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+    if include_usage and usage is not None:  # (an engine that does not count its tokens sends none)
+        yield sse({**meta, "object": "chat.completion.chunk", "choices": [], "usage": _usage(usage)})
     yield sse("[DONE]")

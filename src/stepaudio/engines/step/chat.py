@@ -21,6 +21,7 @@ from stepaudio.engines.base import (
     ToolCall,
     ToolSpec,
     Transcript,
+    Usage,
 )
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.step.tools import ToolCallParser, render_call, tools_system_text
@@ -48,10 +49,12 @@ class StepChat:
         lm: Callable[[], LMBackend],
         audio_tokenizer: Callable[[], StepAudioTokenizer],
         settings: ChatSettings | None = None,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self._lm = lm
         self._audio_tokenizer = audio_tokenizer
         self.settings = settings or ChatSettings()
+        self._count_tokens = count_tokens  # the prompt's length in the model's tokens, for `usage`
 
     def prompt(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None) -> str:
         """The prompt string: the newest spoken user turn as audio tokens, earlier ones by transcript."""
@@ -80,7 +83,9 @@ class StepChat:
                                   seed=options.seed)
         parser = ToolCallParser()
         count = 0
-        for token in self._lm().stream(self.prompt(messages, tools), config, cancel):
+        prompt = self.prompt(messages, tools)
+        usage = Usage(self._count_tokens(prompt)) if self._count_tokens is not None else None
+        for token in self._lm().stream(prompt, config, cancel):
             count += 1
             yield from _deltas(parser.push(token.text))
         yield from _deltas(parser.finish())
@@ -90,7 +95,9 @@ class StepChat:
             reason = "tool_calls"
         else:
             reason = "length" if count >= options.max_new_tokens else "stop"
-        yield ChatDelta(finish_reason=reason)  # type: ignore[arg-type]
+        if usage is not None:
+            usage = Usage(usage.prompt_tokens, count)
+        yield ChatDelta(finish_reason=reason, usage=usage)  # type: ignore[arg-type]
 
     def complete(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> str:
         """The whole reply text at once (ASR, evaluation)."""

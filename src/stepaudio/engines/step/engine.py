@@ -90,7 +90,8 @@ def create_engine(**options: Any) -> Engine:
     text_tokenizer = _text_tokenizer(paths)
     system = roleplay_prompt(opts.role) if opts.role else None
     chat = StepChat(chat_lm, audio_tokenizer,
-                    ChatSettings(default_system=system, max_new_tokens=opts.chat_max_tokens))
+                    ChatSettings(default_system=system, max_new_tokens=opts.chat_max_tokens),
+                    count_tokens=_token_counter(text_tokenizer))
     synthesizer = None
     if text_tokenizer is not None:
         voices = VoiceBank(audio_tokenizer, decoders[False].get, paths.speakers)
@@ -170,8 +171,15 @@ def _backend(paths: StepModelPaths, opts: StepOptions, chat: bool) -> LMBackend:
     return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant)
 
 
+def _token_counter(tokenizer: StepTokenizer | None) -> Callable[[str], int] | None:
+    if tokenizer is None:
+        return None
+    return lambda text: len(tokenizer.encode(text))
+
+
 def _text_tokenizer(paths: StepModelPaths) -> StepTokenizer | None:
-    """The TTS prompt is built as ids here, so TTS needs the tokenizer even with a remote LM."""
+    """The TTS prompt is built as ids here, so TTS needs the tokenizer even with a remote LM; the chat prompt's
+    length (usage) is counted with it too (both models share one vocabulary)."""
     for folder in (paths.tts, paths.chat):
         if folder is not None and (Path(folder) / "tokenizer.model").is_file():
             return StepTokenizer(folder)
