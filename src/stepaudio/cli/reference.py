@@ -50,15 +50,23 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_offline(args: argparse.Namespace) -> int:
     """Text question -> text + speech reply; then that speech as the question -> text + speech reply."""
-    from stepaudio.audio.io import load_audio
+    from stepaudio.audio.io import load_audio, save_audio
     from stepaudio.engines.base import ChatMessage
+    from stepaudio.realtime.turn import ReplyAudio, TurnDone, TurnSettings, run_turn
 
     engine = _engine(args)
     out = Path(args.output_dir)
+    settings = TurnSettings(voice=args.speaker)
     turns = [("tqta", ChatMessage("user", args.question))]
-    for name, message in turns:
-        reply = "".join(d.text for d in engine.chat.respond([message]))
-        path = _speak(engine, reply, args.speaker, out / f"output_e2e_{name}.wav")
+    for name, message in turns:  # each a spoken turn of its own, as the reference runs them
+        pieces, reply = [], ""
+        for event in run_turn(engine, [message], settings):
+            if isinstance(event, ReplyAudio):
+                pieces.append(event.chunk.samples)
+            elif isinstance(event, TurnDone):
+                reply = event.reply
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        path = save_audio(out / f"output_e2e_{name}.wav", audio, engine.synthesizer.sample_rate)
         print(f"[{name}] {reply}\n  -> {path}")
         if name == "tqta":
             turns.append(("aqta", ChatMessage("user", "", audio=load_audio(path))))
