@@ -39,3 +39,53 @@ def test_rtf_vs_concurrency_png(tmp_path: Path) -> None:
     assert _png_size(path) == (1000, 420)
     with pytest.raises(StepAudioError, match="no concurrency levels"):
         rtf_vs_concurrency([], tmp_path / "none.png")
+
+
+def _asr_payload(rates: list[tuple[str, int, int]], name: str = "librivox") -> dict:
+    from stepaudio.eval.asr import AsrResult, AsrRow, asr_report, summarize_rows
+    from stepaudio.eval.report import provenance, to_jsonable
+
+    rows = [AsrRow(f"utt{n}", "a.wav", None, unit, "n", "r", "h", "r", "h", errors, 0, 0, 10, errors / 10, 1.0, 0.1)
+            for n, (unit, errors, _) in enumerate(rates)]
+    result = AsrResult(name, "sphinx", False, tuple(rows), summarize_rows(rows), 1.0, 0.1)
+    return to_jsonable(asr_report(result, provenance(command=["t"])))
+
+
+def test_asr_error_rates_png_has_a_panel_per_metric(tmp_path: Path) -> None:
+    from stepaudio.eval.plots import asr_error_rates
+
+    one = asr_error_rates(_asr_payload([("word", 1, 0), ("word", 3, 0), ("word", 25, 0)]), tmp_path / "a.png")
+    width, height = _png_size(one)
+    assert 600 <= width <= 1400 and height == 440
+    other = asr_error_rates(_asr_payload([("word", 2, 0), ("word", 3, 0), ("word", 25, 0)]), tmp_path / "b.png")
+    assert other.read_bytes() != one.read_bytes()  # the bars follow the rows
+    mixed = asr_error_rates(_asr_payload([("word", 1, 0), ("char", 2, 0)], "aishell"), tmp_path / "c.png")
+    assert _png_size(mixed)[1] == 880  # WER and CER: two panels
+    many = asr_error_rates(_asr_payload([("word", n % 7, 0) for n in range(300)]), tmp_path / "d.png")
+    assert _png_size(many)[0] == 1400  # width stops growing; 300 bars drawn as a sorted distribution
+    with pytest.raises(StepAudioError, match="no rows"):
+        asr_error_rates({"rows": []}, tmp_path / "none.png")
+
+
+def test_asr_figure_draws_the_papers_number_where_the_report_has_one(tmp_path: Path) -> None:
+    from stepaudio.eval.plots import asr_error_rates
+
+    rates = [("word", 1, 0), ("word", 2, 0)]
+    with_paper = asr_error_rates(_asr_payload(rates, "librivox"), tmp_path / "paper.png")
+    without = asr_error_rates(_asr_payload(rates, "mine"), tmp_path / "none.png")
+    assert _png_size(with_paper) == _png_size(without) and with_paper.read_bytes() != without.read_bytes()
+
+
+def test_tts_scores_png_with_and_without_speaker_similarity(tmp_path: Path) -> None:
+    from stepaudio.eval.plots import tts_scores
+
+    rows = [{"id": f"case{n}", "error_rate": n / 10, "similarity": 0.5 + n / 20} for n in range(4)]
+    payload = {"testset": {"name": "seed-en", "language": "en"}, "metric": "WER", "rate": 0.15,
+               "similarity": 0.575, "voice_mode": "clone", "asr_model": "whisper-base", "rows": rows}
+    both = tts_scores(payload, tmp_path / "both.png")
+    assert _png_size(both)[1] == 840
+    no_ss = tts_scores({**payload, "similarity": None, "rows": [{**r, "similarity": None} for r in rows]},
+                       tmp_path / "rate.png")
+    assert _png_size(no_ss)[1] == 440
+    with pytest.raises(StepAudioError, match="no rows"):
+        tts_scores({**payload, "rows": []}, tmp_path / "none.png")

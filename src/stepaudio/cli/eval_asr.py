@@ -1,4 +1,5 @@
-"""`stepaudio eval asr`: WER/CER of an engine's recognizer on a local dataset, with a JSON and Markdown report.
+"""`stepaudio eval asr`: WER/CER of an engine's recognizer on a local dataset, with a JSON and Markdown report
+and a PNG of every utterance's error rate beside the corpus rate and the paper's number (asr-NAME.png).
 
     stepaudio eval asr --engine lite --dataset /usr/share/pocketsphinx/test/data/librivox --output-dir docs/eval
 """
@@ -8,6 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from stepaudio.cli.engine_args import add_engine_arguments
 
@@ -30,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", metavar="DIR", help="write asr-NAME.json and asr-NAME.md here")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
     parser.add_argument("--markdown", metavar="PATH", help="write the Markdown report here")
+    parser.add_argument("--no-plots", action="store_true", help="no PNG beside the reports")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -40,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from stepaudio.eval.asr import asr_markdown, asr_report, evaluate_asr
     from stepaudio.eval.datasets import load_asr_dataset
     from stepaudio.eval.engine_models import engine_model_records
-    from stepaudio.eval.report import provenance, seed_everything, spread_note, to_jsonable, write_reports
+    from stepaudio.eval.plots import asr_error_rates
+    from stepaudio.eval.report import (
+        figure_path,
+        provenance,
+        seed_everything,
+        spread_note,
+        to_jsonable,
+        write_reports,
+    )
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dataset = load_asr_dataset(args.dataset, args.format, name=args.name, limit=args.limit)
@@ -57,9 +70,14 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(engine_model_records(args.engine, options, ["asr"]), seeds=seeds,
                       engine={"name": args.engine, "options": options})
     payload = to_jsonable(asr_report(result, prov, description=dataset.description, repeats=runs[1:]))
+    stem = f"asr-{dataset.name}"
+    png = None if args.no_plots else figure_path(stem, output_dir=args.output_dir, json_path=args.json,
+                                                 md_path=args.markdown)
+    if png is not None:
+        add_figure(payload, png, asr_error_rates)
     markdown = asr_markdown(payload, args.engine)
-    written = write_reports(f"asr-{dataset.name}", payload, markdown, output_dir=args.output_dir,
-                            json_path=args.json, md_path=args.markdown)
+    written = write_reports(stem, payload, markdown, output_dir=args.output_dir, json_path=args.json,
+                            md_path=args.markdown)
     for summary in result.summaries:
         print(f"{dataset.name}: {summary.metric} {100 * summary.rate:.2f}% "
               f"({summary.substitutions + summary.deletions + summary.insertions}/{summary.reference_length} "
@@ -68,5 +86,16 @@ def run(args: argparse.Namespace) -> int:
     for metric, stats in payload["repeats"].items():
         print(f"{dataset.name}: {metric} {spread_note(stats)}")
     if written:
-        print("report: " + ", ".join(str(p) for p in written), file=sys.stderr)
+        print("report: " + ", ".join(str(p) for p in [*written, *payload.get("plots", [])]), file=sys.stderr)
     return 0
+
+
+def add_figure(payload: dict[str, Any], path: Path, draw: Callable[[dict[str, Any], Path], Path]) -> None:
+    """Draw the report's PNG and list it in `payload["plots"]`; without matplotlib, say so and go on (the
+    numbers are already measured and their reports still get written)."""
+    from stepaudio.errors import MissingExtraError
+
+    try:
+        payload["plots"] = [str(draw(payload, path))]
+    except MissingExtraError as exc:
+        print(f"warning: no figure: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""`stepaudio eval tts`: SEED-TTS-eval style synthesis, intelligibility (CER/WER) and speaker similarity.
+"""`stepaudio eval tts`: SEED-TTS-eval style synthesis, intelligibility (CER/WER) and speaker similarity, with
+JSON and Markdown reports and a PNG of each case's error rate and similarity beside the paper's (tts-NAME.png).
 
     stepaudio eval tts --engine step --model-path MODELS --testset seedtts_testset/zh --output-dir out
     stepaudio eval tts --engine lite --testset build/eval-data/seed-en     # lite: default voice, not a clone
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", metavar="DIR", help="write tts-NAME.json and tts-NAME.md here")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--markdown", metavar="PATH")
+    parser.add_argument("--no-plots", action="store_true", help="no PNG beside the reports")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -46,11 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stepaudio.cli.engine_args import create_engine_from_args, engine_options
+    from stepaudio.cli.eval_asr import add_figure
     from stepaudio.engines.registry import create_engine
     from stepaudio.errors import StepAudioError, UnsupportedError
     from stepaudio.eval.datasets import load_seed_tts
     from stepaudio.eval.engine_models import engine_model_records
+    from stepaudio.eval.plots import tts_scores
     from stepaudio.eval.report import (
+        figure_path,
         model_record,
         provenance,
         seed_everything,
@@ -94,8 +99,13 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(records, seeds=seeds, engine={"name": args.engine, "options": options})
     payload = to_jsonable(tts_report(result, prov, asr_model=asr_name, speaker_model=speaker_name,
                                      description=testset.description, repeats=runs[1:]))
-    written = write_reports(f"tts-{testset.name}", payload, tts_markdown(payload, args.engine),
-                            output_dir=args.output_dir, json_path=args.json, md_path=args.markdown)
+    stem = f"tts-{testset.name}"
+    png = None if args.no_plots else figure_path(stem, output_dir=args.output_dir, json_path=args.json,
+                                                 md_path=args.markdown)
+    if png is not None:
+        add_figure(payload, png, tts_scores)
+    written = write_reports(stem, payload, tts_markdown(payload, args.engine), output_dir=args.output_dir,
+                            json_path=args.json, md_path=args.markdown)
     similarity = f", SS {result.similarity:.3f}" if result.similarity is not None else ""
     print(f"{testset.name}: {result.metric} {100 * result.rate:.2f}%{similarity} over {len(result.rows)} cases "
           f"[{result.voice_mode}{'; synthetic prompts' if testset.synthetic else ''}], "
@@ -103,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
     for metric, stats in payload["repeats"].items():
         print(f"{testset.name}: {metric} {spread_note(stats, '%' if metric != 'SS' else '')}")
     if written:
-        print("report: " + ", ".join(str(p) for p in written), file=sys.stderr)
+        print("report: " + ", ".join(str(p) for p in [*written, *payload.get("plots", [])]), file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ from stepaudio.eval import paper
 from stepaudio.eval.datasets import AsrDataset, DatasetError
 from stepaudio.eval.report import (
     Column,
+    figures_markdown,
     headline_row,
     markdown_table,
     progress,
@@ -189,7 +190,7 @@ def asr_markdown(payload: Mapping[str, Any], engine: str) -> str:
         ref = paper.nearest_asr_benchmark(data["name"], item["metric"])
         summaries.append({**item, "paper": ref.label if ref else None})
     repeats = payload.get("repeats") or {}
-    lines += [markdown_table(summaries, SUMMARY_COLUMNS), ""]
+    lines += [markdown_table(summaries, SUMMARY_COLUMNS), "", *figures_markdown(payload)]
     for metric, stats in repeats.items():
         lines += [f"{metric} over repeated runs: {spread_note(stats)}; the table and the rows below are the first "
                   "run (Whisper's temperature fallback samples, and its generator cannot be seeded).", ""]

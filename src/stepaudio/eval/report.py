@@ -179,6 +179,25 @@ def write_reports(stem: str, payload: Any, markdown: str, *, output_dir: str | o
     return written
 
 
+def figure_path(stem: str, *, output_dir: str | os.PathLike[str] | None,
+                json_path: str | os.PathLike[str] | None = None,
+                md_path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where an evaluation's PNG goes: beside its Markdown (which shows it), else beside its JSON, else
+    `output_dir/stem.png`; None when the run writes no report at all."""
+    beside = md_path or json_path
+    if beside:
+        return Path(beside).with_name(f"{Path(beside).stem}.png")
+    return Path(output_dir) / f"{stem}.png" if output_dir else None
+
+
+def figures_markdown(payload: Mapping[str, Any]) -> list[str]:
+    """Markdown image lines for the report's `plots` (written beside the page, so linked by file name)."""
+    lines: list[str] = []
+    for plot in payload.get("plots") or ():
+        lines += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
+    return lines
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column | tuple[str, ...]]) -> str:
     """A GitHub Markdown table; columns are `Column`s or (key, header[, fmt]); a missing or None cell is '-'."""
     cols = [c if isinstance(c, Column) else Column(*c) for c in columns]

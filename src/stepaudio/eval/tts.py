@@ -26,6 +26,7 @@ from stepaudio.eval.asr import METRIC, score_pair
 from stepaudio.eval.datasets import DatasetError, TtsCase, TtsTestset
 from stepaudio.eval.report import (
     Column,
+    figures_markdown,
     headline_row,
     markdown_table,
     progress,
@@ -235,6 +236,7 @@ def tts_markdown(payload: Mapping[str, Any], engine: str) -> str:
               "SEED test set (a reference: other sentences, other ASR and speaker models).", "",
               *(f"{metric} over repeated runs: {spread_note(stats, '%' if metric != 'SS' else '')}; the rows below "
                 "are the first run." for metric, stats in (payload.get("repeats") or {}).items()), "",
+              *figures_markdown(payload),
               "## Per case", "", markdown_table(payload["rows"], ROW_COLUMNS), "",
               provenance_markdown(payload["provenance"]), ""]
     return "\n".join(lines)
