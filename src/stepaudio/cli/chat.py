@@ -2,6 +2,7 @@
 
     stepaudio chat --engine lite examples/question_capital.wav --output reply.wav
     stepaudio chat --engine lite            # type text, or the path of a wav file; /reset, /quit
+    stepaudio chat --engine lite --tools my_tools.py --text "What is the weather in Paris?"
 
 Prints the transcript, the answer as it streams, and each stage's time measured from the end of the
 user's speech (VAD, ASR, LLM first token, LLM total, TTS first audio, total).
@@ -21,8 +22,19 @@ from stepaudio.audio.vad import SileroVad
 from stepaudio.cli.engine_args import add_engine_arguments, create_engine_from_args
 from stepaudio.cli.tts import parse_speed, write_audio
 from stepaudio.engines.base import GenerationOptions, SpeechInstructions
+from stepaudio.engines.tools import tools_from_file
 from stepaudio.errors import StepAudioError
-from stepaudio.realtime.turn import Conversation, ReplyAudio, ReplyText, TurnDone, TurnSettings, TurnTimings, UserHeard
+from stepaudio.realtime.turn import (
+    Conversation,
+    ReplyAudio,
+    ReplyText,
+    ToolAnswered,
+    ToolCalled,
+    TurnDone,
+    TurnSettings,
+    TurnTimings,
+    UserHeard,
+)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
@@ -44,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-context-tokens", type=int, default=4096,
                         help="history budget: the oldest turns are dropped beyond it")
     parser.add_argument("--no-warmup", action="store_true", help="skip loading and warming models up front")
+    parser.add_argument("--tools", metavar="FILE.py",
+                        help="a Python file whose public functions the model may call (type hints and docstrings "
+                             "describe them); each call and its result are printed")
     add_engine_arguments(parser)
 
 
@@ -55,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         language=args.language,
         options=GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed),
         transcripts="always" if args.show_transcript else "needed",
+        registry=tools_from_file(args.tools) if args.tools else None,
     )
     vad = None if args.no_vad else _vad_or_none()
     conversation = Conversation(engine, settings, trimmer=vad, max_context_tokens=args.max_context_tokens)
@@ -126,6 +142,14 @@ def _speak_turn(conversation: Conversation, audio: Audio | None,
                 print("reply: ", end="")
                 replying = True
             print(event.text, end="", flush=True)
+        elif isinstance(event, (ToolCalled, ToolAnswered)):
+            if replying:
+                print()
+                replying = False
+            if isinstance(event, ToolCalled):
+                print(f"tool:  {event.call.name}({event.call.arguments})")
+            else:
+                print(f"  ->   {event.message.content}")
         elif isinstance(event, ReplyAudio):
             pieces.append(event.chunk.samples)
             rate = event.chunk.sample_rate

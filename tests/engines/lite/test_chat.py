@@ -1,12 +1,28 @@
+"""The lite chat model: streaming and cancellation on SmolLM2, requests and tool calls held to the declared
+tools by a grammar, and the default model (Qwen2.5-Coder-0.5B-Instruct) running real tools end to end."""
+
 from __future__ import annotations
 
+import ast
 import json
+import operator
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from stepaudio.engines.base import CancelToken, ChatMessage, Engine, GenerationOptions, ToolCall, ToolSpec
-from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat
-from stepaudio.engines.lite.tools import parse_tool_calls, tools_prompt
+from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
+from stepaudio.engines.lite.tools import ANSWER_GRAMMAR, call_grammar, call_schema, looks_like_call, parse_calls
+from stepaudio.engines.tools import ToolRegistry
+from stepaudio.errors import MissingExtraError
+from stepaudio.realtime.turn import Conversation, ToolAnswered, ToolCalled, TurnDone, TurnSettings, run_turn
 
 GREEDY = GenerationOptions(temperature=0.0, seed=0, max_new_tokens=48)
+WEATHER = ToolSpec("get_weather", "The current weather in a city.",
+                   {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+CLOCK = ToolSpec("clock", "tell the time")
 
 
 def test_smollm2_streams_a_short_answer(lite_engine: Engine) -> None:
@@ -34,29 +50,159 @@ def test_the_token_limit_and_cancellation_end_a_reply(lite_engine: Engine) -> No
     assert len(pieces) <= 5
 
 
-def test_requests_carry_the_voice_prompt_history_and_tools() -> None:
+def _request_builder() -> LlamaChat:
     chat = LlamaChat.__new__(LlamaChat)  # request building needs no model
-    from stepaudio.engines.lite.chat import LlamaOptions
-
     chat.options = LlamaOptions()
+    return chat
+
+
+def test_requests_carry_the_voice_prompt_history_tools_and_grammar() -> None:
+    chat = _request_builder()
     history = [ChatMessage("user", "Hi, I am Ann."), ChatMessage("assistant", "Hello Ann!"),
                ChatMessage("assistant", "", tool_calls=(ToolCall("1", "clock", "{}"),)),
                ChatMessage("tool", "12:00", tool_call_id="1", name="clock"), ChatMessage("user", "My name?")]
-    request = chat._request(history, [ToolSpec("clock", "tell the time")], GenerationOptions(max_new_tokens=999))
+    request = chat._request(history, GenerationOptions(max_new_tokens=999), tools=[CLOCK], grammar="G")
     messages = request["messages"]
-    assert messages[0]["role"] == "system" and messages[0]["content"].startswith(VOICE_SYSTEM_PROMPT)
-    assert '"clock"' in messages[0]["content"]
-    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "assistant", "user", "user"]
-    assert json.loads(messages[3]["content"]) == {"tool_calls": [{"name": "clock", "arguments": {}}]}
+    assert messages[0] == {"role": "system", "content": VOICE_SYSTEM_PROMPT}
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "assistant", "tool", "user"]
+    assert messages[3]["tool_calls"] == [{"id": "1", "type": "function",
+                                          "function": {"name": "clock", "arguments": "{}"}}]
+    assert messages[4] == {"role": "tool", "content": "12:00", "tool_call_id": "1"}
+    assert request["tools"][0]["function"]["name"] == "clock" and request["tool_choice"] == "none"
+    assert request["grammar"] == "G"
     assert request["max_tokens"] == chat.options.max_new_tokens and request["stream"] is True
-    own = chat._request([ChatMessage("system", "Be a pirate."), ChatMessage("user", "hi")], None, GenerationOptions())
+    own = chat._request([ChatMessage("system", "Be a pirate."), ChatMessage("user", "hi")], GenerationOptions())
     assert own["messages"][0] == {"role": "system", "content": "Be a pirate."}
+    assert "tools" not in own and "grammar" not in own
 
 
-def test_tool_call_json_is_parsed() -> None:
-    reply = '```json\n{"tool_calls": [{"name": "weather", "arguments": {"city": "Paris"}}]}\n```'
-    text, calls = parse_tool_calls(reply)
-    assert text == "" and calls[0].name == "weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
-    assert parse_tool_calls('{"name": "clock"}')[1][0].name == "clock"
-    assert parse_tool_calls("Paris is lovely {really}.") == ("Paris is lovely {really}.", ())
-    assert "weather" in tools_prompt([ToolSpec("weather", "get the weather")])
+def test_the_call_grammar_names_only_the_declared_tools() -> None:
+    grammar = call_grammar([WEATHER, CLOCK])
+    assert grammar.startswith("%llguidance") and "start: calls | text" in grammar
+    branches = call_schema([WEATHER, CLOCK])["anyOf"]
+    assert [b["properties"]["name"] for b in branches] == [{"const": "get_weather"}, {"const": "clock"}]
+    assert branches[0]["properties"]["arguments"]["additionalProperties"] is False  # no invented arguments
+    assert branches[0]["additionalProperties"] is False and "TOOL" not in grammar
+    assert ANSWER_GRAMMAR.startswith("%llguidance") and "{" in ANSWER_GRAMMAR.split("start:")[1]
+
+
+def test_replies_under_the_grammar_parse_into_checked_calls() -> None:
+    tools = [WEATHER, CLOCK]
+    calls = parse_calls('{"name": "get_weather", "arguments": {"city": "Paris"}}', tools)
+    assert calls is not None and [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather",
+                                                                                        {"city": "Paris"})]
+    two = parse_calls('<tool_call>\n{"name": "clock", "arguments": {}}\n</tool_call>\n'
+                      '{"name": "get_weather", "arguments": {"city": "Oslo"}}', tools)
+    assert two is not None and [c.name for c in two] == ["clock", "get_weather"] and two[0].id != two[1].id
+    assert parse_calls('{"name": "get_weather", "arguments": {"ci', tools) is None  # cut by the token limit
+    assert parse_calls('{"name": "TOOL", "arguments": {}}', tools) is None
+    assert parse_calls("", tools) is None
+    assert looks_like_call(' {"na') is True and looks_like_call("<tool") is True
+    assert looks_like_call("Paris") is False and looks_like_call("  ") is None
+
+
+def test_smollm2_with_tools_never_speaks_a_call(lite_engine: Engine) -> None:
+    """Whatever the small model does, a reply is well-formed calls of the declared tools or text without JSON."""
+    assert lite_engine.chat is not None
+    for question in ("What's the weather in Paris?", "What time is it?", "Say hello."):
+        deltas = list(lite_engine.chat.respond([ChatMessage("user", question)], [WEATHER, CLOCK], GREEDY))
+        text = "".join(d.text for d in deltas)
+        calls = [c for d in deltas for c in d.tool_calls]
+        assert "{" not in text and "<tool_call>" not in text, (question, text)
+        for call in calls:
+            assert call.name in ("get_weather", "clock") and isinstance(json.loads(call.arguments), dict)
+        if calls:
+            assert deltas[-1].finish_reason == "tool_calls"
+        else:
+            assert text.strip() and deltas[-1].finish_reason in ("stop", "length")
+
+
+# --- the default model with real tools ---------------------------------------------------------------------
+
+TOOL_OPTIONS = GenerationOptions(temperature=0.0, seed=0, max_new_tokens=80)
+_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Pow: operator.pow, ast.BitXor: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
+
+
+def _arithmetic(node: ast.AST) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_arithmetic(node.left), _arithmetic(node.right))  # type: ignore[no-any-return]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_arithmetic(node.operand))  # type: ignore[no-any-return]
+    raise ValueError("only numbers and + - * / ^ are allowed")
+
+
+def tool_registry(ran: list[tuple[str, dict[str, Any]]]) -> ToolRegistry:
+    """A weather tool with fixed data and a calculator; `ran` records each call that reached a function."""
+
+    def get_weather(city: str) -> dict[str, Any]:
+        """The current weather in a city.
+
+        Args:
+            city: the city's name
+        """
+        ran.append(("get_weather", {"city": city}))
+        return {"city": city, "temperature_celsius": 17, "sky": "light rain"}
+
+    def calculate(expression: str) -> float:
+        """Evaluate an arithmetic expression such as 2 * (3 + 4).
+
+        Args:
+            expression: the arithmetic expression
+        """
+        ran.append(("calculate", {"expression": expression}))
+        return _arithmetic(ast.parse(expression, mode="eval").body)
+
+    return ToolRegistry.from_functions([get_weather, calculate])
+
+
+@pytest.fixture(scope="module")
+def default_engine() -> Engine:
+    """The lite engine as users get it: its chat model is the packaged Qwen2.5-Coder-0.5B-Instruct."""
+    pytest.importorskip("xllamacpp")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from stepaudio.engines.lite import models, resolver
+    from stepaudio.engines.registry import create_engine
+
+    try:
+        resolver.resolve(models.QWEN25_CODER_05B)
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+    return create_engine("lite")
+
+
+def test_the_default_model_calls_the_weather_tool_and_answers_from_its_result(default_engine: Engine) -> None:
+    ran: list[tuple[str, dict[str, Any]]] = []
+    settings = TurnSettings(registry=tool_registry(ran), speak=False, options=TOOL_OPTIONS)
+    events = list(run_turn(default_engine, [ChatMessage("user", "What's the weather like in Paris?")], settings))
+    assert ran == [("get_weather", {"city": "Paris"})]
+    called = [e.call for e in events if isinstance(e, ToolCalled)]
+    assert [(c.name, json.loads(c.arguments)) for c in called] == [("get_weather", {"city": "Paris"})]
+    answered = [e.message for e in events if isinstance(e, ToolAnswered)]
+    assert len(answered) == 1 and json.loads(answered[0].content)["temperature_celsius"] == 17
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.finish_reason == "stop"
+    assert "17" in done.reply and "rain" in done.reply.lower(), done.reply
+    assert "{" not in done.reply
+    assert [m.role for m in done.messages] == ["user", "assistant", "tool", "assistant"]
+
+
+@pytest.mark.slow
+def test_a_conversation_calls_the_tool_each_question_needs(default_engine: Engine) -> None:
+    ran: list[tuple[str, dict[str, Any]]] = []
+    conversation = Conversation(default_engine, TurnSettings(registry=tool_registry(ran), speak=False,
+                                                             options=TOOL_OPTIONS))
+    replies = []
+    for question in ("What's the weather in Paris?", "What is 17 times 23?", "Hi, who are you?"):
+        done = list(conversation.turn(text=question))[-1]
+        assert isinstance(done, TurnDone)
+        replies.append(done.reply)
+    assert [name for name, _ in ran] == ["get_weather", "calculate"]  # and no tool for the greeting
+    assert ran[0][1] == {"city": "Paris"}
+    assert _arithmetic(ast.parse(ran[1][1]["expression"], mode="eval").body) == 391
+    assert "17" in replies[0] and "391" in replies[1], replies
+    assert all("{" not in reply for reply in replies) and replies[2]

@@ -3,6 +3,13 @@
 The server call blocks and reports each streamed piece to a callback, so it runs in a worker thread that
 feeds a queue; the generator the caller iterates reads that queue. Returning True from the callback stops
 llama.cpp, which is how a `CancelToken` or an abandoned generator ends a generation early.
+
+Tools take two steps, because a 0.5B model decides well whether to call a tool only from the current
+question (with the history before it, it answers from memory, or calls tools for a joke): first the
+question alone, with the tools shown by the model's template and a grammar that allows a declared call or
+text (engines/lite/tools.py); text stops that pass at its first token, and the answer is written from the
+whole history, where a call's results are answered too, in text only. The two prompts keep their
+KV caches in two llama.cpp slots, so each step evaluates only what is new.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepaudio.engines.base import CancelToken, ChatDelta, ChatMessage, GenerationOptions, ToolSpec
-from stepaudio.engines.lite.tools import parse_tool_calls, tools_prompt
+from stepaudio.engines.base import CancelToken, ChatDelta, ChatMessage, GenerationOptions, ToolCall, ToolSpec
+from stepaudio.engines.lite.tools import ANSWER_GRAMMAR, call_grammar, looks_like_call, openai_tools, parse_calls
 from stepaudio.errors import MissingExtraError, StepAudioError
 
 VOICE_SYSTEM_PROMPT = (
@@ -24,12 +31,13 @@ VOICE_SYSTEM_PROMPT = (
     "plain sentences without lists, markdown, code or emoji. Reply in the language the user speaks."
 )
 _DONE = object()
+_SLOTS = 2
 
 
 @dataclass(frozen=True)
 class LlamaOptions:
     threads: int = 1
-    context: int = 2048
+    context: int = 2048  # per slot: the conversation's, and the tool decision's
     system_prompt: str = VOICE_SYSTEM_PROMPT
     max_new_tokens: int = 160
 
@@ -46,11 +54,12 @@ class LlamaChat:
         self.model_path = Path(model_path)
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
-        params.n_ctx = self.options.context
+        params.n_ctx = self.options.context * _SLOTS
         for cpu in (params.cpuparams, params.cpuparams_batch):
             cpu.n_threads = self.options.threads
             cpu.poll = 0  # sleep rather than spin while waiting: the cores are shared with ASR and TTS
-        params.n_parallel = 1
+        params.n_parallel = _SLOTS  # a slot is picked by the prompt it has cached
+        params.kv_unified = False
         params.verbosity = -1
         params.endpoint_metrics = False
         self._server = xllamacpp.Server(params)
@@ -63,11 +72,14 @@ class LlamaChat:
         options: GenerationOptions | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[ChatDelta]:
-        request = self._request(messages, tools, options or GenerationOptions())
-        if tools:
-            yield from self._respond_with_tools(request, cancel)
-        else:
-            yield from self._stream(request, cancel)
+        options = options or GenerationOptions()
+        if tools and not (messages and messages[-1].role == "tool"):
+            yield from self._call_or_answer(messages, tools, options, cancel)
+            return
+        tool_turns = any(m.role == "tool" or m.tool_calls for m in messages)
+        # where tools were offered or ran, the answer is held to text: never a call's JSON spoken aloud
+        grammar = ANSWER_GRAMMAR if tools or tool_turns else None
+        yield from self._stream(self._request(messages, options, grammar=grammar), cancel)
 
     def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None) -> str:
         """The whole reply as one string (no tools)."""
@@ -78,15 +90,12 @@ class LlamaChat:
         for _ in self.respond([ChatMessage("user", "Hi")], options=GenerationOptions(max_new_tokens=1)):
             pass
 
-    def _request(
-        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None, options: GenerationOptions
-    ) -> dict[str, Any]:
+    def _request(self, messages: Sequence[ChatMessage], options: GenerationOptions, *,
+                 tools: Sequence[ToolSpec] = (), grammar: str | None = None) -> dict[str, Any]:
         history = list(messages)
         system = self.options.system_prompt
         if history and history[0].role == "system":
             system = history.pop(0).content
-        if tools:
-            system = system + "\n\n" + tools_prompt(tools)
         chat = [{"role": "system", "content": system}, *(_to_openai(message) for message in history)]
         request: dict[str, Any] = {
             "messages": chat,
@@ -99,6 +108,10 @@ class LlamaChat:
         }
         if options.seed is not None:
             request["seed"] = options.seed
+        if tools:  # the template shows the tools; the grammar, not llama.cpp's parser, shapes a call
+            request.update(tools=openai_tools(tools), tool_choice="none")
+        if grammar is not None:
+            request["grammar"] = grammar
         return request
 
     def _stream(self, request: dict[str, Any], cancel: CancelToken | None) -> Iterator[ChatDelta]:
@@ -139,28 +152,62 @@ class LlamaChat:
             finish = "cancelled"
         yield ChatDelta(finish_reason=_finish(finish))
 
-    def _respond_with_tools(self, request: dict[str, Any], cancel: CancelToken | None) -> Iterator[ChatDelta]:
-        """Tool replies are JSON, which must not be spoken: collect the reply, then emit text or tool calls."""
-        text_parts: list[str] = []
+    def _call_or_answer(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec],
+                        options: GenerationOptions, cancel: CancelToken | None) -> Iterator[ChatDelta]:
+        """Step one on the current question: a call is collected, checked against the tools and sent with the
+        finish reason (one cut short by the token limit is dropped, never spoken); text ends the step at its
+        first visible character, and the answer comes from the whole history."""
+        held: list[str] = []
+        calling: bool | None = None
         finish: str | None = None
-        for delta in self._stream(request, cancel):
-            text_parts.append(delta.text)
-            finish = delta.finish_reason or finish
-        text, calls = parse_tool_calls("".join(text_parts))
-        if calls and finish != "cancelled":
-            yield ChatDelta(text=text, tool_calls=calls, finish_reason="tool_calls")
-        else:
-            yield ChatDelta(text=text, finish_reason=_finish(finish))
+        decision = self._stream(self._request(_current_turn(messages), options, tools=tools,
+                                              grammar=call_grammar(tools)), cancel)
+        try:
+            for delta in decision:
+                finish = delta.finish_reason or finish
+                held.append(delta.text)
+                calling = looks_like_call("".join(held))
+                if calling is False:
+                    break
+        finally:
+            decision.close()
+        if calling is False:
+            yield from self._stream(self._request(messages, options, grammar=ANSWER_GRAMMAR), cancel)
+            return
+        if calling and finish != "cancelled":
+            calls = parse_calls("".join(held), tools)
+            if calls:
+                yield ChatDelta(tool_calls=calls, finish_reason="tool_calls")
+                return
+            finish = "length" if finish == "length" else "stop"
+        yield ChatDelta(finish_reason=_finish(finish))
+
+
+def _current_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The system prompt (when the conversation has its own) and the trailing user messages."""
+    start = len(messages)
+    while start > 0 and messages[start - 1].role == "user":
+        start -= 1
+    system = [messages[0]] if messages and messages[0].role == "system" and start > 0 else []
+    return [*system, *messages[start:]]
 
 
 def _to_openai(message: ChatMessage) -> dict[str, Any]:
-    content = message.content
+    """OpenAI-style messages: llama.cpp renders calls and results with the model's own template."""
     if message.role == "tool":
-        return {"role": "user", "content": f"Result of {message.name or 'the tool'}: {content}"}
+        return {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id or ""}
     if message.role == "assistant" and message.tool_calls:
-        calls = [{"name": call.name, "arguments": json.loads(call.arguments or "{}")} for call in message.tool_calls]
-        return {"role": "assistant", "content": json.dumps({"tool_calls": calls}, ensure_ascii=False)}
-    return {"role": message.role, "content": content}
+        return {"role": "assistant", "content": message.content,
+                "tool_calls": [_call_to_openai(call) for call in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+def _call_to_openai(call: ToolCall) -> dict[str, Any]:
+    try:
+        arguments = json.dumps(json.loads(call.arguments or "{}"), ensure_ascii=False)
+    except ValueError:  # a client's malformed history: the template needs a JSON object
+        arguments = "{}"
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 def _parse_chunk(chunk: Any) -> tuple[str, str | None]:
