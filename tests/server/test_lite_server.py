@@ -1,11 +1,13 @@
 """End to end with real models: the lite engine (Whisper base, SmolLM2, Piper) behind a live server, driven by
 the official `openai` client. The engine is built once per session; tests skip when its packages are absent.
-Marked slow (tens of seconds on the shared 2-core machine): run with `-m slow`."""
+The audio tests are marked slow (tens of seconds on the shared 2-core machine): run with `-m slow`; tool calls
+run on the default chat model (Qwen2.5-Coder-0.5B-Instruct) in the default run."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -88,3 +90,44 @@ def test_chat_with_spoken_question_and_spoken_answer(lite_server: Any) -> None:
                                             messages=[{"role": "user", "content": "Say hello."}])
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text.strip()
+
+
+@pytest.fixture(scope="module")
+def default_lite_server(server_factory: Any) -> Any:
+    """The lite engine as users get it: its chat model is the packaged Qwen2.5-Coder-0.5B-Instruct."""
+    from stepaudio.engines.lite import models, resolver
+    from stepaudio.engines.registry import create_engine
+
+    try:
+        resolver.resolve(models.QWEN25_CODER_05B)
+        engine = create_engine("lite")
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite chat model is not usable here: {exc}")
+    return server_factory(ServerSettings(max_new_tokens=80), engine)
+
+
+def test_chat_completions_hand_out_a_tool_call_and_answer_from_its_result(default_lite_server: Any) -> None:
+    """The client runs the tool the model called (the server declares it, never runs it), sends the result back
+    and gets an answer built on it; ~10 s with the real 0.5B model."""
+    client = default_lite_server.client()
+    tools: Any = [{"type": "function", "function": {
+        "name": "get_weather", "description": "The current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+        {"type": "function", "function": {
+            "name": "calculate", "description": "Evaluate an arithmetic expression such as 2 * (3 + 4).",
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                           "required": ["expression"]}}}]
+    messages: Any = [{"role": "user", "content": "What's the weather like in Paris?"}]
+    first = client.chat.completions.create(model="lite-chat", messages=messages, tools=tools, temperature=0, seed=0)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    calls = choice.message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"})]
+    result = {"city": "Paris", "temperature_celsius": 17, "sky": "light rain"}
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": calls[0].id, "content": json.dumps(result)}]
+    stream = client.chat.completions.create(model="lite-chat", messages=messages, tools=tools, temperature=0,
+                                            seed=0, stream=True)
+    answer = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert "17" in answer and "rain" in answer.lower() and "{" not in answer, answer
