@@ -7,12 +7,21 @@ import ast
 import json
 import operator
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from stepaudio.engines.base import CancelToken, ChatMessage, Engine, GenerationOptions, ToolCall, ToolSpec
+from stepaudio.engines.base import (
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    Engine,
+    GenerationOptions,
+    ToolCall,
+    ToolSpec,
+)
 from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
 from stepaudio.engines.lite.tools import ANSWER_GRAMMAR, call_grammar, call_schema, looks_like_call, parse_calls
 from stepaudio.engines.tools import ToolRegistry
@@ -99,6 +108,72 @@ def test_replies_under_the_grammar_parse_into_checked_calls() -> None:
     assert parse_calls("", tools) is None
     assert looks_like_call(' {"na') is True and looks_like_call("<tool") is True
     assert looks_like_call("Paris") is False and looks_like_call("  ") is None
+
+
+class ScriptedServer:
+    """Stands in for xllamacpp's server: records each request and streams the next scripted reply."""
+
+    def __init__(self, *replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+
+    def handle_chat_completions(self, request: dict[str, Any], on_chunk: Callable[[Any], bool]) -> None:
+        self.requests.append(request)
+        pieces = self.replies.pop(0)
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            finish = ("length" if piece.endswith("...") else "stop") if last else None
+            if on_chunk({"choices": [{"delta": {"content": piece.removesuffix("...")}, "finish_reason": None}]}):
+                return
+            if finish:
+                on_chunk({"choices": [{"delta": {}, "finish_reason": finish}]})
+
+
+def _scripted(*replies: list[str]) -> tuple[LlamaChat, ScriptedServer]:
+    chat = _request_builder()
+    chat._server = ScriptedServer(*replies)
+    chat._lock = threading.Lock()
+    return chat, chat._server
+
+
+HISTORY = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!"),
+           ChatMessage("user", "Weather in Oslo?")]
+
+
+def test_a_call_is_decided_on_the_current_question_and_sent_with_the_finish_reason() -> None:
+    chat, server = _scripted(['{"name": "get_weather", ', '"arguments": {"city": "Oslo"}}'])
+    deltas = list(chat.respond(HISTORY, [WEATHER], GREEDY))
+    assert len(deltas) == 1 and deltas[0].finish_reason == "tool_calls" and not deltas[0].text
+    assert [(c.name, json.loads(c.arguments)) for c in deltas[0].tool_calls] == [("get_weather", {"city": "Oslo"})]
+    (decision,) = server.requests
+    assert [m["content"] for m in decision["messages"]] == ["Be brief.", "Weather in Oslo?"]
+    assert decision["grammar"] == call_grammar([WEATHER]) and decision["tool_choice"] == "none"
+
+
+def test_text_ends_the_decision_and_the_answer_comes_from_the_whole_history() -> None:
+    chat, server = _scripted(["It", " is"], ["Sorry,", " I cannot", " tell."])
+    deltas = list(chat.respond(HISTORY, [WEATHER], GREEDY))
+    assert [d.text for d in deltas] == ["Sorry,", " I cannot", " tell.", ""] and deltas[-1].finish_reason == "stop"
+    decision, answer = server.requests
+    assert len(decision["messages"]) == 2 and len(answer["messages"]) == 4
+    assert "tools" not in answer and answer["grammar"] == ANSWER_GRAMMAR
+    assert server.replies == []
+
+
+def test_a_call_cut_by_the_token_limit_is_never_spoken() -> None:
+    chat, _ = _scripted(['{"name": "get_weather", "argu...'])
+    assert list(chat.respond(HISTORY, [WEATHER], GREEDY)) == [ChatDelta(finish_reason="length")]
+
+
+def test_results_are_answered_in_text_without_offering_the_tools_again() -> None:
+    chat, server = _scripted(["It is 17 degrees."])
+    history = [*HISTORY, ChatMessage("assistant", "", tool_calls=(ToolCall("c1", "get_weather", "{}"),)),
+               ChatMessage("tool", '{"temperature": 17}', tool_call_id="c1")]
+    assert "".join(d.text for d in chat.respond(history, [WEATHER], GREEDY)) == "It is 17 degrees."
+    assert "tools" not in server.requests[0] and server.requests[0]["grammar"] == ANSWER_GRAMMAR
+    chat, server = _scripted(["Hello."])
+    list(chat.respond(HISTORY, None, GREEDY))
+    assert "grammar" not in server.requests[0]  # no tools anywhere: a plain chat, as before
 
 
 def test_smollm2_with_tools_never_speaks_a_call(lite_engine: Engine) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,7 @@ class LlamaChat:
             request["grammar"] = grammar
         return request
 
-    def _stream(self, request: dict[str, Any], cancel: CancelToken | None) -> Iterator[ChatDelta]:
+    def _stream(self, request: dict[str, Any], cancel: CancelToken | None) -> Generator[ChatDelta, None, None]:
         pieces: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
 
@@ -184,10 +184,13 @@ class LlamaChat:
 
 
 def _current_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """The system prompt (when the conversation has its own) and the trailing user messages."""
+    """The system prompt (when the conversation has its own) and the trailing user messages (all messages when
+    none trail)."""
     start = len(messages)
     while start > 0 and messages[start - 1].role == "user":
         start -= 1
+    if start == len(messages):
+        return list(messages)
     system = [messages[0]] if messages and messages[0].role == "system" and start > 0 else []
     return [*system, *messages[start:]]
 
