@@ -57,7 +57,7 @@ def test_a_corrupted_cache_file_is_detected_and_rebuilt(parts_package: tuple[str
     path = resolver.resolve(spec, cache_dir=tmp_path)
     flipped = bytes([content[0] ^ 0xFF]) + content[1:]  # same size, different bytes
     path.write_bytes(flipped)
-    assert not resolver._is_valid(path, spec.files[0])
+    assert not resolver.is_valid(path, spec.files[0])
     assert resolver.resolve(spec, cache_dir=tmp_path).read_bytes() == content
     path.write_bytes(content[:-3])  # truncated
     assert resolver.resolve(spec, cache_dir=tmp_path).read_bytes() == content

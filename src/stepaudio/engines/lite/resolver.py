@@ -61,7 +61,7 @@ def assemble(spec: ModelSpec, cache_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for file in spec.files:
         path = target / file.name
-        if _is_valid(path, file):
+        if is_valid(path, file):
             continue
         _build(spec, file, path)
     return target
@@ -130,7 +130,7 @@ def _build(spec: ModelSpec, file: FileSpec, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_stamp(path, file)
+    write_stamp(path, file)
 
 
 def sha256_file(path: Path) -> str:
@@ -145,7 +145,7 @@ def _stamp_path(path: Path) -> Path:
     return path.with_name(path.name + STAMP_SUFFIX)
 
 
-def _write_stamp(path: Path, file: FileSpec) -> None:
+def write_stamp(path: Path, file: FileSpec) -> None:
     stat = path.stat()
     stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file.sha256}
     tmp = _stamp_path(path).with_name(f".{path.name}.{os.getpid()}.stamp.tmp")
@@ -153,7 +153,7 @@ def _write_stamp(path: Path, file: FileSpec) -> None:
     os.replace(tmp, _stamp_path(path))
 
 
-def _is_valid(path: Path, file: FileSpec) -> bool:
+def is_valid(path: Path, file: FileSpec) -> bool:
     """True when `path` holds `file`: a matching stamp, or a full hash that matches (then stamped)."""
     if not path.is_file():
         return False
@@ -168,6 +168,6 @@ def _is_valid(path: Path, file: FileSpec) -> bool:
         return True
     if sha256_file(path) != file.sha256:
         return False
-    _write_stamp(path, file)
+    write_stamp(path, file)
     return True
 
