@@ -250,8 +250,8 @@ def respond_with_tools(
             if delta.finish_reason:
                 finish = delta
                 delta = replace(delta, finish_reason=None)
-                if not (delta.text or delta.tool_calls):
-                    continue
+                if not (delta.text or delta.tool_calls or delta.usage):
+                    continue  # (each round's usage is passed on: the caller sums them)
             yield delta
         if not calls or (cancel is not None and cancel.cancelled):
             yield ChatDelta(finish_reason=finish.finish_reason if finish else "stop")

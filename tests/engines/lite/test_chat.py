@@ -41,6 +41,9 @@ def test_smollm2_streams_a_short_answer(lite_engine: Engine) -> None:
     assert len([d for d in deltas if d.text]) > 3  # streamed, not one block
     assert deltas[-1].finish_reason in ("stop", "length") and not deltas[-1].text
     assert "Paris" in text
+    usage = deltas[-1].usage  # llama.cpp's own counts
+    assert usage is not None and usage.prompt_tokens > 10
+    assert usage.completion_tokens == len([d for d in deltas if d.text]) or usage.completion_tokens > 3
 
 
 def test_the_token_limit_and_cancellation_end_a_reply(lite_engine: Engine) -> None:
@@ -264,6 +267,7 @@ def test_the_default_model_calls_the_weather_tool_and_answers_from_its_result(de
     assert "17" in done.reply and "rain" in done.reply.lower(), done.reply
     assert "{" not in done.reply
     assert [m.role for m in done.messages] == ["user", "assistant", "tool", "assistant"]
+    assert done.usage is not None and done.usage.prompt_tokens > 100  # the decision's and the answer's, summed
 
 
 @pytest.mark.slow

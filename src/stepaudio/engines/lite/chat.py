@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepaudio.engines.base import CancelToken, ChatDelta, ChatMessage, GenerationOptions, ToolCall, ToolSpec
+from stepaudio.engines.base import (
+    CancelToken,
+    ChatDelta,
+    ChatMessage,
+    GenerationOptions,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from stepaudio.engines.lite.tools import ANSWER_GRAMMAR, call_grammar, looks_like_call, openai_tools, parse_calls
 from stepaudio.errors import MissingExtraError, StepAudioError
 
@@ -105,6 +113,7 @@ class LlamaChat:
             "top_p": options.top_p,
             "top_k": options.top_k,
             "cache_prompt": True,
+            "stream_options": {"include_usage": True},
         }
         if options.seed is not None:
             request["seed"] = options.seed
@@ -134,6 +143,7 @@ class LlamaChat:
         thread = threading.Thread(target=work, name="lite-chat", daemon=True)
         thread.start()
         finish: str | None = None
+        usage: Usage | None = None
         try:
             while True:
                 item = pieces.get()
@@ -141,8 +151,9 @@ class LlamaChat:
                     break
                 if isinstance(item, Exception):
                     raise StepAudioError(f"llama.cpp generation failed: {item}") from item
-                text, reason = _parse_chunk(item)
+                text, reason, counted = _parse_chunk(item)
                 finish = reason or finish
+                usage = counted or usage
                 if text and not (cancel and cancel.cancelled):
                     yield ChatDelta(text=text)
         finally:
@@ -150,7 +161,7 @@ class LlamaChat:
             thread.join()
         if cancel and cancel.cancelled:
             finish = "cancelled"
-        yield ChatDelta(finish_reason=_finish(finish))
+        yield ChatDelta(finish_reason=_finish(finish), usage=usage)
 
     def _call_or_answer(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec],
                         options: GenerationOptions, cancel: CancelToken | None) -> Iterator[ChatDelta]:
@@ -160,11 +171,13 @@ class LlamaChat:
         held: list[str] = []
         calling: bool | None = None
         finish: str | None = None
+        usage: Usage | None = None
         decision = self._stream(self._request(_current_turn(messages), options, tools=tools,
                                               grammar=call_grammar(tools)), cancel)
         try:
             for delta in decision:
                 finish = delta.finish_reason or finish
+                usage = delta.usage or usage
                 held.append(delta.text)
                 calling = looks_like_call("".join(held))
                 if calling is False:
@@ -177,10 +190,10 @@ class LlamaChat:
         if calling and finish != "cancelled":
             calls = parse_calls("".join(held), tools)
             if calls:
-                yield ChatDelta(tool_calls=calls, finish_reason="tool_calls")
+                yield ChatDelta(tool_calls=calls, finish_reason="tool_calls", usage=usage)
                 return
             finish = "length" if finish == "length" else "stop"
-        yield ChatDelta(finish_reason=_finish(finish))
+        yield ChatDelta(finish_reason=_finish(finish), usage=usage)
 
 
 def _current_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -213,7 +226,8 @@ def _call_to_openai(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
-def _parse_chunk(chunk: Any) -> tuple[str, str | None]:
+def _parse_chunk(chunk: Any) -> tuple[str, str | None, Usage | None]:
+    """A streamed chunk's text, finish reason and (on the last one) llama.cpp's token counts."""
     if isinstance(chunk, str):
         chunk = json.loads(chunk)
     if isinstance(chunk, dict) and "error" in chunk:
@@ -221,7 +235,11 @@ def _parse_chunk(chunk: Any) -> tuple[str, str | None]:
     choices = chunk.get("choices") or [{}] if isinstance(chunk, dict) else [{}]
     choice = choices[0]
     delta = choice.get("delta") or choice.get("message") or {}
-    return delta.get("content") or "", choice.get("finish_reason")
+    counted = chunk.get("usage") if isinstance(chunk, dict) else None
+    usage = None
+    if isinstance(counted, dict) and "prompt_tokens" in counted:
+        usage = Usage(int(counted["prompt_tokens"]), int(counted.get("completion_tokens", 0)))
+    return delta.get("content") or "", choice.get("finish_reason"), usage
 
 
 def _finish(reason: str | None) -> Any:
