@@ -38,10 +38,21 @@ $(VENV)/.apt:
 	else echo "note: install $(APT_PACKAGES) with apt for the recorded-speech and browser tests"; fi
 	@mkdir -p $(VENV) && touch $@
 
-setup: $(VENV)/.ready-lite
-setup-dev: $(VENV)/.ready-dev $(VENV)/.apt
+# Kokoro's voice tables (Mandarin, Japanese) come from the npm registry (kokoro-js), checked by sha256 into
+# the model cache; quick when they are already there. Without npm, Mandarin and Japanese fall back to espeak.
+define KOKORO_VOICES
+	@if command -v npm >/dev/null 2>&1; then $(PY) -m stepaudio.engines.lite.kokoro_voices; \
+	else echo "warning: npm not found: Kokoro's Mandarin and Japanese voices are not installed (espeak speaks" \
+		"them instead); install Node.js and npm (apt-get install npm) and run make setup again"; fi
+endef
 
-# The main job: a spoken question answered by the lite engine (Whisper, Qwen2.5-Coder-0.5B-Instruct, Piper), all on CPU.
+setup: $(VENV)/.ready-lite
+	$(KOKORO_VOICES)
+setup-dev: $(VENV)/.ready-dev $(VENV)/.apt
+	$(KOKORO_VOICES)
+
+# The main job: a spoken question answered by the lite engine (Whisper, Qwen2.5-Coder-0.5B-Instruct, Piper/Kokoro),
+# all on CPU.
 demo: setup
 	$(VENV)/bin/stepaudio chat --engine lite $(QUESTION) --output reply.wav
 
