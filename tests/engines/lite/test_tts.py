@@ -50,12 +50,15 @@ def test_speed_factors_give_durations_in_proportion(lite_engine: Engine, voice: 
         assert len(changed) * speed / len(normal) == pytest.approx(1.0, abs=tolerance), speed
 
 
-def test_chinese_japanese_and_cantonese_use_espeak_voices(lite_engine: Engine) -> None:
+def test_chinese_japanese_and_cantonese_each_get_a_voice(lite_engine: Engine) -> None:
+    """Mandarin and Japanese default to Kokoro where it is installed (test_kokoro.py), else espeak; Cantonese
+    and Korean are espeak's; an espeak code names the espeak voice even where Kokoro is there."""
     assert lite_engine.synthesizer is not None
     voices = lite_engine.synthesizer.voices()
     assert {"joe", "cmn", "yue", "ja", "ko"} <= set(voices)
-    for text in ("今天天气很好。", "(粤语)今日天气好好。", "これはペンです。"):
-        chunks = list(lite_engine.synthesizer.synthesize(text))
+    for text, voice in (("今天天气很好。", None), ("(粤语)今日天气好好。", None), ("これはペンです。", None),
+                        ("今天天气很好。", "cmn"), ("안녕하세요.", "zh-yunjian" if "zh-yunjian" in voices else None)):
+        chunks = list(lite_engine.synthesizer.synthesize(text, voice))
         assert len(chunks) == 1 and chunks[0].duration > 0.5 and chunks[0].sample_rate == 22050
 
 
@@ -81,6 +84,9 @@ def test_pitch_raises_the_espeak_voice_and_warns_for_piper(lite_engine: Engine) 
     assert _median_f0(high) > 1.2 * _median_f0(normal)
     with pytest.warns(UserWarning, match="pitch"):
         list(lite_engine.synthesizer.synthesize("Hello.", "joe", SpeechInstructions(pitch=3)))
+    if "ja-alpha" in lite_engine.synthesizer.voices():
+        with pytest.warns(UserWarning, match="pitch"):
+            list(lite_engine.synthesizer.synthesize("はい。", "ja-alpha", SpeechInstructions(pitch=3)))
 
 
 def test_pick_voice_by_script_and_cleanup() -> None:
