@@ -122,11 +122,48 @@ def test_open_cleans_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
 def test_malformed_row_is_never_a_path(tmp_path: Path) -> None:
     VoiceStore(tmp_path).close()
     db = sqlite3.connect(tmp_path / "voices.sqlite3")
-    db.execute("INSERT INTO voices VALUES ('../../x', 'evil', 't', 0, 24000, 1.0)")
+    db.execute("INSERT INTO voices (id, name, transcript, created_at, sample_rate, duration) "
+               "VALUES ('../../x', 'evil', 't', 0, 24000, 1.0)")
     db.commit()
     db.close()
     store = VoiceStore(tmp_path)  # no file for the row: cleanup drops it
     assert store.list() == []
+
+
+def test_designed_voices_are_blends_without_audio(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path)
+    clone = store.add("clone", tone(), "hello")
+    blend = store.add_blend("mix", "zh-yunjian*0.6+zh-xiaobei*0.4")
+    assert blend.is_blend and blend.audio_path is None and not clone.is_blend
+    voice = store.resolve("MIX")
+    assert voice.name == "zh-yunjian*0.6+zh-xiaobei*0.4" and not voice.is_clone
+    with pytest.raises(VoiceExistsError):
+        store.add_blend("Clone", "zh-yunxi")
+    for bad in ("", "x" * 600, "a\x00b"):
+        with pytest.raises(VoiceStoreError):
+            store.add_blend("other", bad)
+    store.close()
+    store = VoiceStore(tmp_path)  # reopening (cleanup) keeps a blend though it has no file
+    assert [(v.name, v.kind) for v in store.list()] == [("clone", "clone"), ("mix", "blend")]
+    assert store.delete("mix").id == blend.id and [v.name for v in store.list()] == ["clone"]
+
+
+def test_a_store_from_before_blends_is_migrated_and_keeps_its_voices(tmp_path: Path) -> None:
+    (tmp_path / "audio").mkdir()
+    voice_id = "voice_" + "b" * 24
+    (tmp_path / "audio" / f"{voice_id}.wav").write_bytes(tone())
+    db = sqlite3.connect(tmp_path / "voices.sqlite3")
+    db.execute("CREATE TABLE voices (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, "
+               "transcript TEXT NOT NULL, created_at INTEGER NOT NULL, sample_rate INTEGER NOT NULL, "
+               "duration REAL NOT NULL)")
+    db.execute("INSERT INTO voices VALUES (?, 'old', 'hello there', 1, 16000, 1.0)", (voice_id,))
+    db.commit()
+    db.close()
+    store = VoiceStore(tmp_path)
+    old = store.get("old")
+    assert old.kind == "clone" and old.audio_path is not None and old.audio_path.is_file()
+    assert store.resolve("old").is_clone
+    assert store.add_blend("new", "ja-alpha").is_blend
 
 
 _WRITER = textwrap.dedent(

@@ -220,11 +220,14 @@ class Abilities:
     `hears_audio`: the chat model takes the user's speech itself (Step-Audio-Chat: interleaved audio tokens),
     so a spoken turn needs no transcript to be answered. `clones_voices`: the synthesizer speaks in a voice
     made from a prompt wav and its transcript. `tool_calls`: the chat model can call declared tools.
+    `designs_voices`: the synthesizer speaks a weighted blend of its built-in voices, named by a formula such as
+    `zh-yunjian*0.6+zh-xiaobei*0.4` wherever a voice name goes (a new voice, not a copy of anyone's).
     """
 
     hears_audio: bool = False
     clones_voices: bool = False
     tool_calls: bool = True
+    designs_voices: bool = False
 
 
 @dataclass(frozen=True)

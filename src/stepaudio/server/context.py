@@ -54,6 +54,12 @@ class ServerContext:
                            "voices (GET /v1/voices), or serve an engine that clones (e.g. --engine step)",
                            code="voice_cloning_unsupported", param="voice")
 
+    def require_design(self) -> None:
+        """Refuse a designed (blended) voice where the engine cannot speak one."""
+        if self.engine.synthesizer is None or not self.engine.abilities.designs_voices:
+            raise ApiError(400, f"the {self.engine.name} engine cannot speak designed voices (blends of built-in "
+                           "voices): serve --engine lite", code="voice_design_unsupported", param="voice")
+
     async def resolve_voice(self, voice: str | VoiceRef | None) -> Voice | str | None:
         """A registered voice (id or name), a built-in voice of the engine, or an OpenAI voice name.
         Lookups run in a worker thread: listing an engine's voices may load its model."""
@@ -62,7 +68,10 @@ class ServerContext:
         key = voice.id if isinstance(voice, VoiceRef) else voice
         stored = await run_blocking(self.store.find, key)
         if stored is not None:
-            self.require_cloning()
+            if stored.is_blend:
+                self.require_design()
+            else:
+                self.require_cloning()
             return stored.as_voice()
         builtins = await run_blocking(self.synthesizer().voices)
         if key in builtins:

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Path
 
-from stepaudio.server import chat, speech, transcription, voices
+from stepaudio.server import chat, speech, transcription, voice_design, voices
 from stepaudio.server.context import Context
 from stepaudio.server.errors import ApiError
 from stepaudio.server.schemas import Health, ModelCard, ModelList
@@ -42,6 +42,6 @@ async def health(ctx: Context) -> Health:
 
 def rest_router() -> APIRouter:
     router = APIRouter()
-    for part in (models_router, speech.router, transcription.router, chat.router, voices.router):
+    for part in (models_router, speech.router, transcription.router, chat.router, voices.router, voice_design.router):
         router.include_router(part)
     return router

@@ -1,11 +1,13 @@
-"""Registered (cloned) voices: rows in SQLite, prompt audio as wav files beside it.
+"""Registered voices: clones (a row in SQLite and its prompt audio as a wav file beside it) and designed voices
+(a row holding a blend of the engine's built-in voices, e.g. `zh-yunjian*0.6+zh-xiaobei*0.4`; no audio).
 
 Names and ids never become paths: ids are generated here and checked against a strict pattern, and a
 file's path is always `<root>/audio/<id>.wav`. A voice is written in an order that survives a kill at any
 point: the wav goes to a temporary file, is fsynced and renamed into place, and only then is the row
 committed; a delete commits the row removal before unlinking the file. Opening a store removes what an
 interrupted write or delete left behind (temporary files, files with no row, rows with no file), so the
-store is meant to be owned by one process at a time.
+store is meant to be owned by one process at a time. A store made before designed voices existed gains the
+`kind` and `blend` columns when opened; its rows stay clones.
 """
 
 from __future__ import annotations
@@ -38,9 +40,16 @@ CREATE TABLE IF NOT EXISTS voices (
     transcript TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     sample_rate INTEGER NOT NULL,
-    duration REAL NOT NULL
+    duration REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'clone',
+    blend TEXT
 )
 """
+_COLUMNS = "id, name, transcript, created_at, sample_rate, duration, kind, blend"
+# columns added since the first schema, for stores written before them
+_MIGRATIONS = (("kind", "ALTER TABLE voices ADD COLUMN kind TEXT NOT NULL DEFAULT 'clone'"),
+               ("blend", "ALTER TABLE voices ADD COLUMN blend TEXT"))
+MAX_BLEND_CHARS = 512
 
 
 class VoiceStoreError(StepAudioError, ValueError):
@@ -57,15 +66,26 @@ class VoiceExistsError(VoiceStoreError):
 
 @dataclass(frozen=True)
 class StoredVoice:
+    """A clone (`audio_path` and `transcript`) or a designed voice (`blend`, no audio: `audio_path` None)."""
+
     id: str
     name: str
     transcript: str
     created_at: int
     sample_rate: int
     duration: float
-    audio_path: Path
+    audio_path: Path | None
+    kind: str = "clone"  # "clone" or "blend"
+    blend: str | None = None
+
+    @property
+    def is_blend(self) -> bool:
+        return self.kind == "blend"
 
     def as_voice(self) -> Voice:
+        """A blend is a built-in voice whose name is its formula: engines that blend read it like any voice name."""
+        if self.blend is not None:
+            return Voice(name=self.blend)
         return Voice(name=self.name, prompt_audio=self.audio_path, prompt_text=self.transcript)
 
 
@@ -124,16 +144,14 @@ class VoiceStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        self._migrate()
         self.cleanup()
 
     # -- reading -------------------------------------------------------------------------------------------
 
     def list(self) -> list[StoredVoice]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, name, transcript, created_at, sample_rate, duration FROM voices "
-                "ORDER BY created_at, rowid"
-            ).fetchall()
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM voices ORDER BY created_at, rowid").fetchall()
         return [self._record(row) for row in rows]
 
     def count(self) -> int:
@@ -145,7 +163,7 @@ class VoiceStore:
         column = "id" if is_voice_id(key) else "name"
         with self._lock:
             row = self._db.execute(
-                f"SELECT id, name, transcript, created_at, sample_rate, duration FROM voices WHERE {column} = ?",
+                f"SELECT {_COLUMNS} FROM voices WHERE {column} = ?",
                 (key.strip() if column == "name" else key,),
             ).fetchone()
         if row is None:
@@ -173,17 +191,15 @@ class VoiceStore:
             raise VoiceStoreError(
                 f"the prompt audio lasts {decoded.duration:.2f} s; at least {self.min_seconds:g} s is needed"
             )
-        if self.find(clean_name) is not None:
-            raise VoiceExistsError(f"a voice named {clean_name!r} already exists")
-        if self.count() >= self.max_voices:
-            raise VoiceStoreError(f"the store already holds {self.max_voices} voices; delete one first")
+        self._check_room(clean_name)
         voice_id = "voice_" + secrets.token_hex(12)
         final = self._audio_dir / f"{voice_id}.wav"
         self._write_atomic(final, decoded)
-        record = (voice_id, clean_name, clean_text, int(time.time()), decoded.sample_rate, decoded.duration)
+        record = (voice_id, clean_name, clean_text, int(time.time()), decoded.sample_rate, decoded.duration,
+                  "clone", None)
         try:
             with self._lock:
-                self._db.execute("INSERT INTO voices VALUES (?, ?, ?, ?, ?, ?)", record)
+                self._db.execute(f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
         except sqlite3.IntegrityError as exc:
             final.unlink(missing_ok=True)
             raise VoiceExistsError(f"a voice named {clean_name!r} already exists") from exc
@@ -192,12 +208,28 @@ class VoiceStore:
             raise
         return self._record(record)
 
+    def add_blend(self, name: str, blend: str) -> StoredVoice:
+        """A designed voice: `blend` is a formula the engine checked (`zh-yunjian*0.6+zh-xiaobei*0.4`)."""
+        clean_name = validate_name(name)
+        formula = blend.strip()
+        if not formula or len(formula) > MAX_BLEND_CHARS or any(unicodedata.category(ch)[0] == "C" for ch in formula):
+            raise VoiceStoreError(f"a voice blend must be 1 to {MAX_BLEND_CHARS} printable characters")
+        self._check_room(clean_name)
+        record = ("voice_" + secrets.token_hex(12), clean_name, "", int(time.time()), 0, 0.0, "blend", formula)
+        try:
+            with self._lock:
+                self._db.execute(f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+        except sqlite3.IntegrityError as exc:
+            raise VoiceExistsError(f"a voice named {clean_name!r} already exists") from exc
+        return self._record(record)
+
     def delete(self, key: str) -> StoredVoice:
         """Remove the row first, then the file: a kill in between leaves only an orphan file for cleanup."""
         voice = self.get(key)
         with self._lock:
             self._db.execute("DELETE FROM voices WHERE id = ?", (voice.id,))
-        voice.audio_path.unlink(missing_ok=True)
+        if voice.audio_path is not None:
+            voice.audio_path.unlink(missing_ok=True)
         return voice
 
     def cleanup(self) -> int:
@@ -208,7 +240,7 @@ class VoiceStore:
                 leftover.unlink()
                 removed += 1
         with self._lock:
-            ids = {row[0] for row in self._db.execute("SELECT id FROM voices")}
+            ids = {row[0] for row in self._db.execute("SELECT id FROM voices WHERE kind = 'clone'")}
         for file in self._audio_dir.iterdir():
             if not (file.suffix == ".wav" and file.stem in ids):
                 with contextlib.suppress(OSError):
@@ -236,12 +268,27 @@ class VoiceStore:
 
     # -- internals -----------------------------------------------------------------------------------------
 
+    def _migrate(self) -> None:
+        """Add the columns a store written by an older version lacks (its rows are clones)."""
+        with self._lock:
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(voices)")}
+            for column, statement in _MIGRATIONS:
+                if column not in present:
+                    self._db.execute(statement)
+
+    def _check_room(self, name: str) -> None:
+        if self.find(name) is not None:
+            raise VoiceExistsError(f"a voice named {name!r} already exists")
+        if self.count() >= self.max_voices:
+            raise VoiceStoreError(f"the store already holds {self.max_voices} voices; delete one first")
+
     def _record(self, row: tuple[Any, ...]) -> StoredVoice:
-        voice_id, name, transcript, created_at, sample_rate, duration = row
+        voice_id, name, transcript, created_at, sample_rate, duration, kind, blend = row
         if not is_voice_id(voice_id):  # a row written by something else: never turn it into a path
             raise VoiceStoreError(f"the store holds a malformed voice id {voice_id!r}")
-        return StoredVoice(voice_id, name, transcript, int(created_at), int(sample_rate), float(duration),
-                           self._audio_dir / f"{voice_id}.wav")
+        audio = None if kind == "blend" else self._audio_dir / f"{voice_id}.wav"
+        return StoredVoice(voice_id, name, transcript, int(created_at), int(sample_rate), float(duration), audio,
+                           kind, blend)
 
     def _write_atomic(self, final: Path, audio: Audio) -> None:
         data = encode_audio(audio.samples, audio.sample_rate, "wav")

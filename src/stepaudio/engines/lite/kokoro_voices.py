@@ -22,7 +22,7 @@ from typing import Literal
 
 from stepaudio.engines.lite import resolver
 from stepaudio.engines.lite.models import FileSpec
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import CheckpointError, StepAudioError
 
 NPM_PACKAGE = "kokoro-js@1.2.1"
 TARBALL_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
@@ -98,7 +98,7 @@ OPENAI_VOICES: dict[str, tuple[bool, str | None]] = {
 }
 
 
-class KokoroVoicesMissing(StepAudioError):
+class KokoroVoicesMissing(CheckpointError):
     """The voice tables are not installed (or fail their sha256); the message names the command that fixes it."""
 
 

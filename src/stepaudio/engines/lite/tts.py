@@ -76,6 +76,10 @@ class LiteSynthesizer:
             names += sorted({info.language for info in self._espeak.voices()})
         return names
 
+    def blendable_voices(self) -> list[str]:
+        """The voices a designed voice may mix (`zh-yunjian*0.6+zh-xiaobei*0.4`): Kokoro's installed ones."""
+        return self._kokoro.voices() if self._kokoro else []
+
     def describe_voices(self) -> dict[str, str]:
         """A line about each listed voice: its language and kind (Cantonese says it is espeak's)."""
         described = {}
