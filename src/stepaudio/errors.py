@@ -7,12 +7,24 @@ class StepAudioError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+def brief(exc: BaseException) -> str:
+    """The first sentence of a third-party error (torch's and onnxruntime's run to paragraphs), for quoting
+    inside one of ours."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    head = first.split(". ")[0].rstrip(".")
+    return head or type(exc).__name__
+
+
 class AudioError(StepAudioError, ValueError):
     """Audio that cannot be used: empty, corrupt, truncated, non-finite or of an unsupported format."""
 
 
 class TagError(StepAudioError, ValueError):
     """An instruction tag or friendly option that the engine does not know."""
+
+
+class OptionError(StepAudioError, ValueError):
+    """An engine option the engine does not know, or a value it cannot take; the message lists the allowed ones."""
 
 
 class CheckpointError(StepAudioError):

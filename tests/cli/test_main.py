@@ -70,3 +70,129 @@ def test_a_target_whose_module_is_missing_answers_with_a_message(capsys: pytest.
     args = parser.parse_args(["ghost"])
     assert run_target(args, "benchmark", args.target) == 2
     assert "no_such_module" in capsys.readouterr().out
+
+
+def _one_line_error(code: int, err: str, command: str = "tts") -> str:
+    """The stderr of a refused command: exit code 2 and a single `stepaudio CMD: error: ...` line, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"stepaudio {command}: error: "), err
+    return err.strip()
+
+
+def _linked_copy(stack: Path, dest: Path, spoil: str | None = None) -> Path:
+    """`stack` linked file by file into `dest`, with `spoil` (a path inside it) a real copy the test may break."""
+    for source in stack.rglob("*"):
+        if source.is_file():
+            target = dest / source.relative_to(stack)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.relative_to(stack) == Path(spoil or ""):
+                target.write_bytes(source.read_bytes())
+            else:
+                target.symlink_to(source)
+    return dest
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("colour=blue", "unknown step engine option colour; the options are api_key, chat_max_tokens,"),
+    ("seed=abc", "step engine option seed takes an integer, not 'abc'"),
+    ("flow_dtype=fp64", "step engine option flow_dtype='fp64' is not one of auto, fp32, bf16, fp16"),
+    ("streaming=maybe", "step engine option streaming takes true or false, not 'maybe'"),
+    ("quant=int3", "quant='int3' is not one of none, int8, int8-weight-only, fp16-weights, bf16-packed, auto"),
+])
+def test_bad_step_options_are_one_line_naming_the_allowed_values(
+        step_stack: Path, option: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["tts", "--engine", "step", "--model-path", str(step_stack), "-O", option, "hi"])
+    assert message in _one_line_error(code, capsys.readouterr().err)
+
+
+TTS_3B = "Step-Audio-TTS-3B"
+
+
+def _drop(name: str):  # type: ignore[no-untyped-def]
+    return lambda root: (root / name).unlink()
+
+
+def _halve(name: str):  # type: ignore[no-untyped-def]
+    def spoil(root: Path) -> None:
+        data = (root / name).read_bytes()
+        (root / name).write_bytes(data[: len(data) // 2])
+    return spoil
+
+
+def _remove_tts(root: Path) -> None:
+    import shutil
+
+    shutil.rmtree(root / TTS_3B)
+
+
+BROKEN_LAYOUTS = {
+    "no TTS-3B folder": (None, _remove_tts, r"no Step-Audio-TTS-3B folder in \S+: download it there "
+                         r"\(huggingface-cli download stepfun-ai/Step-Audio-TTS-3B --local-dir \S+\) or pass "
+                         r"-O tts_path=DIR"),
+    "no tokenizer.model in TTS-3B": (f"{TTS_3B}/tokenizer.model", _drop(f"{TTS_3B}/tokenizer.model"),
+                                     r"tokenizer model not found: \S+/Step-Audio-TTS-3B/tokenizer.model \(to fetch "
+                                     r"the release again: huggingface-cli download stepfun-ai/Step-Audio-TTS-3B"),
+    "shard cut in half": (f"{TTS_3B}/model.safetensors", _halve(f"{TTS_3B}/model.safetensors"),
+                          r"model.safetensors is truncated: \d+ bytes of the \d+ its header lists; re-download the "
+                          r"shard model.safetensors"),
+    "config.json not JSON": (f"{TTS_3B}/config.json", lambda root: (root / TTS_3B / "config.json").write_text("{"),
+                             r"config.json is not valid JSON \(.*\): re-download this config.json"),
+    "CosyVoice without flow.pt": (f"{TTS_3B}/CosyVoice-300M-25Hz/flow.pt",
+                                  _drop(f"{TTS_3B}/CosyVoice-300M-25Hz/flow.pt"),
+                                  r"flow checkpoint not found: \S+/flow.pt \(to fetch the release again: "
+                                  r"huggingface-cli download stepfun-ai/Step-Audio-TTS-3B"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_LAYOUTS))
+def test_broken_model_folders_are_one_line_naming_the_fix(step_stack: Path, tmp_path: Path, case: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    spoil, breaker, message = BROKEN_LAYOUTS[case]
+    root = _linked_copy(step_stack, tmp_path / "models", spoil)
+    breaker(root)
+    code = main(["tts", "--engine", "step", "--model-path", str(root), "-O", "max_segment_tokens=4", "hi",
+                 "-o", str(tmp_path / "out.wav")])
+    assert re.search(message, _one_line_error(code, capsys.readouterr().err))
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_the_tts_folder_given_as_model_path_names_its_parent(step_stack: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["tts", "--engine", "step", "--model-path", str(step_stack / TTS_3B), "hi"])
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert f"is the {TTS_3B} folder itself" in line and f"(--model-path {step_stack})" in line
+
+
+def test_python_m_stepaudio_prints_one_line_and_exits_2(step_stack: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "stepaudio", "tts", "--engine", "step", "--model-path",
+                             str(step_stack), "-O", "seed=abc", "hi"], capture_output=True, text=True, timeout=120)
+    line = _one_line_error(result.returncode, result.stderr)
+    assert line == "stepaudio tts: error: step engine option seed takes an integer, not 'abc'"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only errors raised on purpose become one line: anything else is a bug and must show where it happened."""
+    import stepaudio.cli.tags
+
+    def broken(args: object) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(stepaudio.cli.tags, "run", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["tags", "x"])
+
+
+def test_a_message_with_newlines_is_printed_on_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import stepaudio.cli.tags
+    from stepaudio.errors import CheckpointError
+
+    def refuse(args: object) -> int:
+        raise CheckpointError("config.yaml is not valid YAML: while scanning\n  in line 3\n   ^")
+
+    monkeypatch.setattr(stepaudio.cli.tags, "run", refuse)
+    line = _one_line_error(main(["tags", "x"]), capsys.readouterr().err, "tags")
+    assert line == "stepaudio tags: error: config.yaml is not valid YAML: while scanning in line 3 ^"

@@ -90,3 +90,12 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(MissingExtraError) as err:
         CampPlusEmbedder(tmp_path / "campplus.onnx")
     assert err.value.extra == "step" and err.value.module == "onnxruntime"
+
+
+def test_a_broken_campplus_file_names_the_file_to_download_again(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from stepaudio.errors import CheckpointError
+
+    (tmp_path / "campplus.onnx").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match=r"not a loadable ONNX model \(.*\): re-download campplus.onnx"):
+        CampPlusEmbedder(tmp_path / "campplus.onnx")

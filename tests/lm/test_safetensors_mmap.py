@@ -32,3 +32,15 @@ def test_bad_file_is_a_checkpoint_error(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"\x05")
     with pytest.raises(CheckpointError, match="header"):
         SafetensorsFile(tmp_path / "bad.safetensors")
+
+
+def test_a_cut_or_foreign_file_names_the_shard_to_download_again(tmp_path: Path) -> None:
+    save_file({"w": torch.randn(64, 64)}, tmp_path / "full.safetensors")
+    data = (tmp_path / "full.safetensors").read_bytes()
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"is truncated: \d+ bytes of the \d+ its header lists; re-download "
+                                              r"the shard model-00001-of-00002.safetensors"):
+        SafetensorsFile(tmp_path / "model-00001-of-00002.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00garbage{" * 10)  # a header length of petabytes
+    with pytest.raises(CheckpointError, match=r"claims .* bytes of a 90-byte file.*re-download the shard garbage"):
+        SafetensorsFile(tmp_path / "garbage.safetensors")

@@ -57,11 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(_load(args._module).run(args) or 0)
-    except StepAudioError as exc:
-        print(f"stepaudio {args.command}: error: {exc}", file=sys.stderr)
+    except StepAudioError as exc:  # raised on purpose with a message that names the fix: no traceback
+        print(f"stepaudio {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """The message on one line (a wrapped library message may carry newlines), or the error's type."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

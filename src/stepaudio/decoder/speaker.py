@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from stepaudio.audio.features import kaldi_fbank, mean_normalize
-from stepaudio.errors import AudioError, CheckpointError, MissingExtraError
+from stepaudio.errors import AudioError, CheckpointError, MissingExtraError, brief
 
 CAMPPLUS_SAMPLE_RATE = 16000
 CAMPPLUS_MEL_BINS = 80
@@ -59,9 +59,13 @@ class CampPlusEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
-        self._session: Any = ort.InferenceSession(
-            str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-        )
+        try:
+            self._session: Any = ort.InferenceSession(
+                str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({brief(exc)}): re-download "
+                                  f"{path.name}") from exc
         self.input_name: str = self._session.get_inputs()[0].name
 
     def embed_features(self, feats: torch.Tensor) -> torch.Tensor:

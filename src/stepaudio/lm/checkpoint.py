@@ -27,11 +27,18 @@ def checkpoint_files(directory: Path) -> dict[str, Path]:
     """Key -> file holding it, from the shard index or the single safetensors file."""
     index = directory / INDEX_NAME
     if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            if not isinstance(weight_map, dict):
+                raise TypeError("weight_map is not an object")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index} is not a valid shard index ({type(exc).__name__}: {exc}): "
+                                  f"re-download {INDEX_NAME}") from exc
         files = {key: directory / name for key, name in weight_map.items()}
         for path in set(files.values()):
             if not path.is_file():
-                raise CheckpointError(f"{index} lists {path.name}, which is missing")
+                raise CheckpointError(f"{index} lists {path.name}, which is missing: download that shard into "
+                                      f"{directory}")
         return files
     singles = [directory / "model.safetensors"]
     if not singles[0].is_file():

@@ -34,15 +34,26 @@ class SafetensorsFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        redownload = f"re-download the shard {self.path.name}"
         try:
+            size = self.path.stat().st_size
             with self.path.open("rb") as handle:
                 (header_len,) = struct.unpack("<Q", handle.read(8))
+                if header_len > size - 8:  # garbage or a cut file: do not try to read petabytes
+                    raise ValueError(f"the header claims {header_len} bytes of a {size}-byte file")
                 header = json.loads(handle.read(header_len))
-        except (OSError, ValueError, struct.error) as exc:
-            raise CheckpointError(f"cannot read safetensors header of {self.path}: {exc}") from exc
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
+            ends = [int(e["data_offsets"][1]) for k, e in header.items() if k != "__metadata__"]
+        except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as exc:
+            raise CheckpointError(f"cannot read the safetensors header of {self.path} ({exc}): {redownload}") from exc
         self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
         self.entries: dict[str, dict] = header
         self._data_start = 8 + header_len
+        needed = self._data_start + max(ends, default=0)
+        if size < needed:
+            raise CheckpointError(f"{self.path} is truncated: {size} bytes of the {needed} its header lists; "
+                                  f"{redownload}")
         self._map: mmap.mmap | None = None
 
     def keys(self) -> list[str]:

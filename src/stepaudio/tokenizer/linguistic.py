@@ -94,7 +94,11 @@ class LinguisticTokenizer:
         encoder = load_encoder(encoder_config, load_encoder_state(weights), device=device, dtype=dtype)
         encoder = reduce_encoder_weights(encoder, weight_mode)
         frontend = OnlineFrontend(frontend_config, load_cmvn(model_dir / "am.mvn"))
-        codebook = torch.from_numpy(np.load(codebook_path).astype(np.float32)).to(device)
+        try:
+            codebook = torch.from_numpy(np.load(codebook_path).astype(np.float32)).to(device)
+        except (OSError, ValueError, EOFError) as exc:  # cut, foreign or pickled data
+            raise CheckpointError(f"{codebook_path}: not a readable codebook ({exc}): re-download "
+                                  f"{codebook_path.name}") from exc
         return cls(frontend=frontend, encoder=encoder, codebook=codebook, chunk=chunk or ChunkConfig())
 
     @property

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from stepaudio.audio.features import whisper_log_mel
-from stepaudio.errors import AudioError, CheckpointError, MissingExtraError
+from stepaudio.errors import AudioError, CheckpointError, MissingExtraError, brief
 
 __all__ = [
     "MIN_WINDOW_SAMPLES",
@@ -108,7 +108,7 @@ class SemanticTokenizer:
                 str(path), sess_options=options, providers=list(providers or default_providers())
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from exc
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({brief(exc)}): re-download {path.name}") from exc
         inputs = session.get_inputs()
         if len(inputs) != 2 or len(inputs[0].shape) != 3:
             shapes = [(i.name, i.shape) for i in inputs]

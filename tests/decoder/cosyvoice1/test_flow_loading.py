@@ -96,5 +96,6 @@ def test_unreadable_files_raise(tmp_path: Path) -> None:
         load_flow(tmp_path / "nope.pt", TINY)
     bad = tmp_path / "flow.pt"
     bad.write_bytes(b"not a pickle")
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="not a readable flow checkpoint") as caught:
         load_flow(bad, TINY)
+    assert "\n" not in str(caught.value) and str(caught.value).endswith("re-download flow.pt")

@@ -139,3 +139,20 @@ def test_missing_and_unexpected_keys_are_errors() -> None:
         load_hift(extra, CONFIG)
     with pytest.raises(CheckpointError, match="not found"):
         load_hift(Path("/nonexistent/hift.pt"), CONFIG)
+
+
+@pytest.mark.parametrize("name", ["hift.pt", "hift.safetensors"])
+def test_a_cut_checkpoint_is_one_line_naming_the_file_to_download_again(tmp_path: Path, name: str) -> None:
+    from stepaudio.decoder.cosyvoice1.hift_loading import read_checkpoint
+
+    path = tmp_path / name
+    if name.endswith(".pt"):
+        torch.save({"w": torch.randn(64, 64)}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.randn(64, 64)}, str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"not a readable HiFT checkpoint .*: re-download {name}") as caught:
+        read_checkpoint(path)
+    assert "\n" not in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from stepaudio.engines.base import ChatMessage, SpeechInstructions, ToolCall, To
 from stepaudio.engines.registry import create_engine
 from stepaudio.engines.step.chat import StepChat
 from stepaudio.engines.tools import ToolRegistry, respond_with_tools
-from stepaudio.errors import CheckpointError, StepAudioError, TagError
+from stepaudio.errors import CheckpointError, OptionError, StepAudioError, TagError, UnsupportedError
 from stepaudio.testing.tiny_stack import write_tiny_step_stack
 
 CAP = 40  # audio tokens per segment: about one second of speech
@@ -126,23 +127,58 @@ def test_asr_through_the_chat_model(engine, stack: Path) -> None:  # type: ignor
 def test_missing_folders_are_clear(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a directory"):
         create_engine("step", model_path=str(tmp_path / "nope"))
-    empty = create_engine("step", model_path=str(tmp_path))
-    assert empty.synthesizer is None and empty.chat is None
-    with pytest.raises(TypeError, match="unknown step engine option"):
+    with pytest.raises(CheckpointError, match="holds none of Step-Audio-Tokenizer/, Step-Audio-TTS-3B/"):
+        create_engine("step", model_path=str(tmp_path))  # an empty folder is a mistake, not an engine of nothing
+    with pytest.raises(OptionError, match=r"unknown step engine option colour; the options are api_key, "):
         create_engine("step", model_path=str(tmp_path), colour="blue")
+    with pytest.raises(OptionError, match=r"unknown step engine option flow_dtpye \(did you mean flow_dtype\?\)"):
+        create_engine("step", model_path=str(tmp_path), flow_dtpye="fp32")
 
 
 def test_flow_dtype_auto_tokenizer_weights_and_their_errors(tmp_path: Path) -> None:
     import torch
 
     from stepaudio.engines.step.engine import StepOptions, flow_dtype
-    from stepaudio.errors import UnsupportedError
     from stepaudio.hardware import cpu_has_amx
 
     assert flow_dtype(StepOptions()) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
     assert flow_dtype(StepOptions(device="cuda")) == torch.bfloat16
     assert flow_dtype(StepOptions(flow_dtype="fp32")) == torch.float32
-    with pytest.raises(UnsupportedError, match="flow_dtype must be auto or one of"):
+    with pytest.raises(OptionError, match="flow_dtype='fp64' is not one of auto, fp32, bf16, fp16"):
         create_engine("step", model_path=str(tmp_path), flow_dtype="fp64")
-    with pytest.raises(UnsupportedError, match="tokenizer_weights must be one of"):
+    with pytest.raises(OptionError, match="tokenizer_weights='int4' is not one of fp32, fp32-packed"):
         create_engine("step", model_path=str(tmp_path), tokenizer_weights="int4")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"seed": "abc"}, "seed takes an integer, not 'abc'"),
+    ({"seed": 1.5}, "seed takes an integer, not 1.5"),
+    ({"chat_max_tokens": True}, "chat_max_tokens takes an integer"),
+    ({"max_segment_tokens": -5}, "max_segment_tokens must be at least 1, not -5"),
+    ({"streaming": "maybe"}, "streaming takes true or false"),
+    ({"dtype": "fp13"}, "dtype='fp13' is not one of fp32, bf16, fp16"),
+    ({"quant": "int3"}, "quant='int3' is not one of none, int8, "),
+    ({"device": "tpu"}, "device 'tpu' is not a torch device: use cpu, cuda, cuda:N or mps"),
+    ({"voice": ["a"]}, "voice takes text"),
+])
+def test_bad_option_values_name_the_allowed_ones(tmp_path: Path, options: dict, message: str) -> None:
+    with pytest.raises(OptionError, match=re.escape(message)):
+        create_engine("step", model_path=str(tmp_path), **options)
+
+
+def test_option_values_from_the_command_line_become_their_types() -> None:
+    from stepaudio.engines.step.engine import StepOptions
+
+    opts = StepOptions.from_options({"seed": "7", "streaming": "off", "voice": 2, "max_segment_tokens": 30,
+                                     "chat_url": None})
+    assert (opts.seed, opts.streaming, opts.voice, opts.max_segment_tokens) == (7, False, "2", 30)
+    assert StepOptions.from_options({"streaming": True}).streaming is True
+
+
+def test_a_gpu_device_without_a_gpu_is_refused_before_loading(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(UnsupportedError, match=r"device 'cuda:1': this torch sees no CUDA GPU.*use --device cpu"):
+        create_engine("step", model_path=str(tmp_path), device="cuda:1")

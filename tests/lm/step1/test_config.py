@@ -35,6 +35,12 @@ def test_invalid_configs_are_rejected(tmp_path: Path) -> None:
         Step1Config.from_json(tmp_path)
     with pytest.raises(CheckpointError, match=r"no config\.json"):
         Step1Config.from_json(tmp_path / "absent")
+    (tmp_path / "config.json").write_text('{"hidden_size": 8,')  # a download cut short
+    with pytest.raises(CheckpointError, match=r"config.json is not valid JSON \(.*\): re-download this config.json"):
+        Step1Config.from_json(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="holds a JSON list, not an object"):
+        Step1Config.from_json(tmp_path)
 
 
 @pytest.mark.conformance

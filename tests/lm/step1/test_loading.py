@@ -87,7 +87,11 @@ def test_directory_layout_errors(tiny_model: Factory, tmp_path: Path) -> None:
     (tmp_path / "lib" / "liboptimus_ths-torch2.5-cu124.cpython-310-x86_64-linux-gnu.so").write_bytes(b"\0")
     load_step1(tmp_path)  # unrelated files are ignored
     next(tmp_path.glob("model-00002-*.safetensors")).unlink()
-    with pytest.raises(CheckpointError, match="missing"):
+    with pytest.raises(CheckpointError, match="missing: download that shard into"):
+        load_step1(tmp_path)
+    (tmp_path / INDEX_NAME).write_text('{"weight_map": {"model.embed')  # an index cut short
+    with pytest.raises(CheckpointError, match=rf"{INDEX_NAME} is not a valid shard index \(JSONDecodeError: .*\): "
+                                              rf"re-download {INDEX_NAME}"):
         load_step1(tmp_path)
 
 

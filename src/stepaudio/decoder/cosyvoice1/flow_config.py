@@ -276,7 +276,11 @@ def _resolve(value: Any, root: Mapping[str, Any], depth: int = 0) -> Any:
 
 def read_tagged_yaml(text: str) -> dict[str, Any]:
     """Plain data of a HyperPyYAML document: tags dropped, `!ref` resolved, nothing instantiated."""
-    data = yaml.load(text, Loader=_PlainDataLoader)  # a SafeLoader subclass: plain data only
+    try:
+        data = yaml.load(text, Loader=_PlainDataLoader)  # a SafeLoader subclass: plain data only
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"cosyvoice.yaml is not valid YAML ({reason}): re-download it") from exc
     if not isinstance(data, dict):
         raise CheckpointError("cosyvoice.yaml: top level is not a mapping")
     resolved = _resolve(data, data)

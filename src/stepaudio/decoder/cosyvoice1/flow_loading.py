@@ -14,7 +14,7 @@ import torch
 
 from stepaudio.decoder.cosyvoice1.flow import MaskedDiffWithXvec
 from stepaudio.decoder.cosyvoice1.flow_config import FlowConfig
-from stepaudio.errors import CheckpointError
+from stepaudio.errors import CheckpointError, brief
 
 # our key suffix -> reference key suffixes concatenated along dim 0, in order
 FUSED_KEYS: dict[str, tuple[str, ...]] = {
@@ -41,14 +41,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"flow checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return dict(load_file(str(path)))
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path)))
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or non-weights pickle
-        raise CheckpointError(f"{path}: not a readable torch state dict ({exc})") from exc
+    except Exception as exc:  # a cut file or a non-weights pickle; torch's messages run to many lines
+        raise CheckpointError(f"{path}: not a readable flow checkpoint ({brief(exc)}): re-download "
+                              f"{path.name}") from exc
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):

@@ -134,7 +134,11 @@ def load_hyperpyyaml(text: str) -> dict[str, Any]:
     """Parse HyperPyYAML safely: `!ref <a>` and `!ref <a[b]> * 2` are resolved, objects kept as YamlTagged."""
     import yaml
 
-    tree = yaml.load(text, Loader=_make_loader())  # a SafeLoader subclass
+    try:
+        tree = yaml.load(text, Loader=_make_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"cosyvoice yaml is not valid YAML ({reason}): re-download it") from exc
     if not isinstance(tree, dict):
         raise CheckpointError("cosyvoice yaml: top level is not a mapping")
     return {k: _resolve(v, tree, depth=0) for k, v in tree.items()}

@@ -16,7 +16,7 @@ import torch
 
 from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
 from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
-from stepaudio.errors import CheckpointError
+from stepaudio.errors import CheckpointError, brief
 
 # Modules that the reference wraps in weight_norm (dim 0). Everything else is stored plainly.
 WEIGHT_NORMED = re.compile(
@@ -64,12 +64,16 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"HiFT checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many kinds on a cut or foreign file
+        raise CheckpointError(f"{path}: not a readable HiFT checkpoint ({brief(exc)}): re-download "
+                              f"{path.name}") from exc
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):

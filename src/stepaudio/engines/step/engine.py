@@ -7,8 +7,10 @@ decoders always run here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import difflib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,25 @@ from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
 from stepaudio.engines.step.chat import ChatSettings, StepChat, StepTranscriber
-from stepaudio.engines.step.native_lm import NativeLM
-from stepaudio.engines.step.paths import StepModelPaths
+from stepaudio.engines.step.native_lm import DTYPES, NativeLM
+from stepaudio.engines.step.paths import TTS_DIR, StepModelPaths, download_hint
 from stepaudio.engines.step.roleplay import roleplay_prompt
 from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
 from stepaudio.engines.step.voices import VoiceBank
-from stepaudio.errors import UnsupportedError
+from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
+from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES
 
 FLOW_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Options with a fixed set of values, and integer options with their least value (None: any integer).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS, "flow_dtype": ("auto", *FLOW_DTYPES),
+    "tokenizer_weights": WEIGHT_MODES,
+}
+INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1}
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -57,24 +67,59 @@ class StepOptions:
     max_segment_tokens: int | None = None
     chat_max_tokens: int = 2048
 
+    def __post_init__(self) -> None:
+        """Bad values fail here, naming the allowed ones, not as a traceback at the first use."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise OptionError(f"step engine option {name}={value!r} is not one of {', '.join(allowed)}")
+        for name, least in INTEGERS.items():
+            value = getattr(self, name)
+            if value is not None and least is not None and value < least:
+                raise OptionError(f"step engine option {name} must be at least {least}, not {value}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise OptionError(f"step engine device {self.device!r} is not a torch device: use cpu, cuda, cuda:N "
+                              "or mps") from exc
+
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> StepOptions:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
+        """Keyword options (the CLI's `-O KEY=VALUE`, JSON-parsed) checked and converted to their field types."""
+        known = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise TypeError(f"unknown step engine option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise OptionError(f"unknown step engine option {', '.join(unknown)}{hint}; the options are "
+                              f"{', '.join(known)}")
         values = {k: v for k, v in options.items() if v is not None}
-        if "streaming" in values:
-            values["streaming"] = str(values["streaming"]).lower() not in ("0", "false", "no")
-        for key in ("seed", "max_segment_tokens", "chat_max_tokens"):
-            if key in values:
-                values[key] = int(values[key])
+        for key, value in values.items():
+            values[key] = _option_value(key, value)
         return cls(**values)
+
+
+def _option_value(key: str, value: Any) -> Any:
+    """One option's value as its field's type: integers, on/off, or text (a number given for a text option,
+    e.g. `-O voice=2`, is that text)."""
+    if key in INTEGERS:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and
+                                                                       value.strip().lstrip("+-").isdigit())):
+            raise OptionError(f"step engine option {key} takes an integer, not {value!r}")
+        return int(value)
+    if key == "streaming":
+        flag = BOOLEANS.get(str(value).lower())
+        if flag is None:
+            raise OptionError(f"step engine option streaming takes true or false, not {value!r}")
+        return flag
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise OptionError(f"step engine option {key} takes text, not {value!r}")
+    return str(value)
 
 
 def create_engine(**options: Any) -> Engine:
     opts = StepOptions.from_options(options)
-    flow_dtype(opts), tokenizer_weights(opts)  # bad values fail here, not at the first use
+    _check_device_available(opts.device)
     paths = StepModelPaths.resolve(
         opts.model_path, tokenizer=opts.tokenizer_path, tts=opts.tts_path, chat=opts.chat_path,
         speakers=opts.speakers_dir,
@@ -132,9 +177,29 @@ def _warmups(chat: bool, speech: bool, chat_lm: Lazy[LMBackend], tts_lm: Lazy[LM
     return tuple(steps)
 
 
+def _check_device_available(device: str) -> None:
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedError(f"device {device!r}: this torch sees no CUDA GPU (torch.cuda.is_available() is "
+                               "False); use --device cpu, or a CUDA build of torch on a machine with a GPU")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UnsupportedError(f"device {device!r}: Apple's MPS is not available here; use --device cpu")
+
+
+@contextmanager
+def _release(part: str, folder: Path) -> Iterator[None]:
+    """A broken file while loading `part` from `folder`: the message also says which release to fetch again."""
+    try:
+        yield
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (to fetch the release again: {download_hint(part, folder)})") from exc
+
+
 def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokenizer:
-    tokenizer = StepAudioTokenizer.from_pretrained(
-        paths.require("tokenizer"), device=opts.device, weight_mode=tokenizer_weights(opts))
+    folder = paths.require("tokenizer")
+    with _release("tokenizer", folder):
+        tokenizer = StepAudioTokenizer.from_pretrained(folder, device=opts.device,
+                                                       weight_mode=tokenizer_weights(opts))
     if tokenizer.linguistic.encoder.steady_step is not None:
         tokenizer.linguistic.warm_up()  # compile now (minutes), not inside the first live stream
     return tokenizer
@@ -143,22 +208,20 @@ def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokeni
 def tokenizer_weights(opts: StepOptions) -> str:
     if opts.tokenizer_weights is None:
         return "fp32-packed" if opts.device == "cpu" else "fp32"
-    if opts.tokenizer_weights not in WEIGHT_MODES:
-        raise UnsupportedError(f"tokenizer_weights must be one of {WEIGHT_MODES}, got {opts.tokenizer_weights!r}")
     return opts.tokenizer_weights
 
 
 def flow_dtype(opts: StepOptions) -> torch.dtype:
     if opts.flow_dtype == "auto":
         return preferred_flow_dtype(opts.device)
-    if opts.flow_dtype not in FLOW_DTYPES:
-        raise UnsupportedError(f"flow_dtype must be auto or one of {sorted(FLOW_DTYPES)}, got {opts.flow_dtype!r}")
-    return FLOW_DTYPES[opts.flow_dtype]
+    return FLOW_DTYPES[opts.flow_dtype]  # a known name: StepOptions checked it
 
 
 def _decoder_builder(paths: StepModelPaths, opts: StepOptions, music: bool):  # type: ignore[no-untyped-def]
     def build() -> Token2Wav:
-        return Token2Wav.from_dir(paths.cosyvoice(music), device=opts.device, flow_dtype=flow_dtype(opts))
+        folder = paths.cosyvoice(music)
+        with _release("tts", folder.parent):
+            return Token2Wav.from_dir(folder, device=opts.device, flow_dtype=flow_dtype(opts))
 
     return build
 
@@ -167,8 +230,10 @@ def _backend(paths: StepModelPaths, opts: StepOptions, chat: bool) -> LMBackend:
     url = opts.chat_url if chat else opts.tts_url
     if url:
         return RemoteLM(url, opts.chat_model if chat else opts.tts_model, api_key=opts.api_key)
-    folder = paths.require("chat" if chat else "tts")
-    return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant)
+    part = "chat" if chat else "tts"
+    folder = paths.require(part)
+    with _release(part, folder):
+        return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant)
 
 
 def _token_counter(tokenizer: StepTokenizer | None) -> Callable[[str], int] | None:
@@ -179,8 +244,14 @@ def _token_counter(tokenizer: StepTokenizer | None) -> Callable[[str], int] | No
 
 def _text_tokenizer(paths: StepModelPaths) -> StepTokenizer | None:
     """The TTS prompt is built as ids here, so TTS needs the tokenizer even with a remote LM; the chat prompt's
-    length (usage) is counted with it too (both models share one vocabulary)."""
+    length (usage) is counted with it too (both models share one vocabulary). A TTS folder without it
+    anywhere is a broken download, said now rather than as a missing synthesizer later."""
     for folder in (paths.tts, paths.chat):
         if folder is not None and (Path(folder) / "tokenizer.model").is_file():
-            return StepTokenizer(folder)
+            part = "tts" if folder == paths.tts else "chat"
+            with _release(part, Path(folder)):
+                return StepTokenizer(folder)
+    if paths.tts is not None and paths.tts.is_dir():
+        raise CheckpointError(f"{paths.tts / 'tokenizer.model'} is missing: the {TTS_DIR} download is incomplete; "
+                              f"fetch it again ({download_hint('tts', paths.tts)})")
     return None

@@ -10,6 +10,7 @@ import torch
 
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
+from stepaudio.errors import OptionError
 from stepaudio.lm import GenerationConfig, TokenStream
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.lm.step1 import Step1ForCausalLM, load_step1
@@ -41,7 +42,7 @@ class NativeLM:
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+            raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         model = load_step1(directory, device=device, dtype=DTYPES[dtype] if dtype else None)
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))

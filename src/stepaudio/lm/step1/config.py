@@ -75,7 +75,13 @@ class Step1Config:
             path = path / "config.json"
         if not path.is_file():
             raise CheckpointError(f"no config.json at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+            raise CheckpointError(f"{path} is not valid JSON ({exc}): re-download this config.json") from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object: re-download it")
+        return cls.from_dict(data)
 
     @classmethod
     def resolve(cls, name_or_path: str | Path) -> Step1Config:

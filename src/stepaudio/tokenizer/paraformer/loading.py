@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from stepaudio.errors import CheckpointError
+from stepaudio.errors import CheckpointError, brief
 from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder, ParaformerEncoderConfig
 from stepaudio.tokenizer.paraformer.frontend import FrontendConfig
 
@@ -74,7 +74,7 @@ def _plain_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_PlainLoader)  # a SafeLoader subclass: no object construction
     except yaml.YAMLError as exc:
-        raise CheckpointError(f"config.yaml is not valid YAML: {exc}") from exc
+        raise CheckpointError(f"config.yaml is not valid YAML ({' '.join(str(exc).split())}): re-download it") from exc
 
 
 def _pick(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,7 +136,8 @@ def load_encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle that needs code, or a corrupt file
-        raise CheckpointError(f"{path}: not a loadable weights-only torch checkpoint: {exc}") from exc
+        raise CheckpointError(f"{path}: not a loadable weights-only torch checkpoint ({brief(exc)}): re-download "
+                              f"{path.name}") from exc
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
