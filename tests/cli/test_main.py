@@ -133,6 +133,10 @@ BROKEN_LAYOUTS = {
     "no tokenizer.model in TTS-3B": (f"{TTS_3B}/tokenizer.model", _drop(f"{TTS_3B}/tokenizer.model"),
                                      r"tokenizer model not found: \S+/Step-Audio-TTS-3B/tokenizer.model \(to fetch "
                                      r"the release again: huggingface-cli download stepfun-ai/Step-Audio-TTS-3B"),
+    "no tokenizer.model anywhere": (None, lambda root: [(root / d / "tokenizer.model").unlink()
+                                                        for d in (TTS_3B, "Step-Audio-Chat")],
+                                    r"Step-Audio-TTS-3B/tokenizer.model is missing: the Step-Audio-TTS-3B download is "
+                                    r"incomplete; fetch it again \(huggingface-cli download"),
     "shard cut in half": (f"{TTS_3B}/model.safetensors", _halve(f"{TTS_3B}/model.safetensors"),
                           r"model.safetensors is truncated: \d+ bytes of the \d+ its header lists; re-download the "
                           r"shard model.safetensors"),
