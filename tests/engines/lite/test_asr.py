@@ -43,6 +43,18 @@ def test_spoken_language_is_detected_in_one_pass(lite_engine: Engine) -> None:
     assert transcript.language == "en" and transcript.text == "What is the capital of France?"
 
 
+@pytest.mark.parametrize(("name", "text", "language"), [
+    ("question_capital_zh.wav", "法国的首都是哪里", "zh"),
+    ("question_mountain_ja.wav", "日本で一番高い山は何ですか", "ja")])
+def test_synthetic_mandarin_and_japanese_questions_are_heard(lite_engine: Engine, name: str, text: str,
+                                                            language: str) -> None:
+    """The examples made with Kokoro (synthetic, see examples/README.md): the language is detected, not given."""
+    assert lite_engine.transcriber is not None
+    transcript = lite_engine.transcriber.transcribe(load_audio(EXAMPLES / name))
+    assert transcript.language == language
+    assert error_rate([(text, transcript.text)], unit="char") <= 0.1, transcript.text
+
+
 def test_words_are_timed_in_order_within_the_audio(lite_engine: Engine) -> None:
     assert isinstance(lite_engine.transcriber, WordTranscriber)
     audio = load_audio(EXAMPLES / "question_capital.wav")

@@ -153,8 +153,11 @@ class LazySynthesizer:
         return self._model.get().synthesize(text, voice, instructions, cancel)
 
     def warmup(self) -> None:
-        for _ in self._model.get().synthesize("Hi."):
-            pass
+        """Piper, and Kokoro with its Mandarin G2P where installed (else the first Mandarin reply loads them)."""
+        model = self._model.get()
+        for text in ("Hi.", "你好。") if "zh-yunjian" in model.voices() else ("Hi.",):
+            for _ in model.synthesize(text):
+                pass
 
 
 def _build_synthesizer(config: LiteConfig) -> Any:

