@@ -13,6 +13,8 @@
                                    the engine can transcribe): a cloned voice. GET lists, GET /{id} shows,
                                    DELETE /{id} removes. Also at /v1/audio/voices for the OpenAI client.
   GET    /v1/models, /v1/models/{id}, /health (open without the API key)
+  GET    /openapi.json             the schema of all of these, true to this server (api_schema.py): its
+                                   limits, its refusals and every error status it can answer.
 
 Errors are `{"error": {"message", "type", "param", "code"}}` with 400/401/403/404/405/408/409/413/415/422/503
 (403: a browser page on another origin; see origin.py).

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stepaudio import __version__
 from stepaudio.engines.base import Engine
+from stepaudio.server.api_schema import install_openapi
 from stepaudio.server.context import ServerContext
 from stepaudio.server.errors import install_error_handlers
 from stepaudio.server.guard import EdgeGuard
@@ -44,6 +45,7 @@ def create_app(
     if mount_realtime is not None:  # /v1/realtime: WebSocket sessions (server/realtime_ws.py)
         mount_realtime(app, context)
     _mount_page(app)
+    install_openapi(app, context)
     app.add_middleware(EdgeGuard, settings=settings)
     if settings.cors_origins:  # outermost, so preflight and error responses carry the CORS headers
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),

@@ -34,8 +34,8 @@ from stepaudio.realtime.turn import (
 from stepaudio.server.audio_out import PcmStream, check_format, encode
 from stepaudio.server.chat_convert import convert_request
 from stepaudio.server.context import Context, ServerContext
-from stepaudio.server.errors import ApiError
-from stepaudio.server.schemas import ChatRequest
+from stepaudio.server.errors import ApiError, error_responses
+from stepaudio.server.schemas import ChatCompletion, ChatRequest, sse_content
 from stepaudio.server.streaming import (
     SSE_HEADERS,
     ClosingStreamingResponse,
@@ -58,8 +58,14 @@ class _Spoken:
     fmt: str
 
 
-@router.post("/v1/chat/completions", responses={200: {"content": {"application/json": {},
-                                                                  "text/event-stream": {}}}})
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the completion, or with `stream` its `chat.completion.chunk` server-sent events",
+          "model": ChatCompletion, "content": sse_content()},
+    **error_responses(400, 404, 413, 503),
+}
+
+
+@router.post("/v1/chat/completions", responses=_RESPONSES)
 async def create_chat_completion(body: ChatRequest, ctx: Context) -> Response:
     ctx.chat()
     spoken = await _spoken(body, ctx)

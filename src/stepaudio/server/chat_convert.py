@@ -17,10 +17,24 @@ from stepaudio.audio.io import Audio, from_pcm16, load_audio, resample
 from stepaudio.engines.base import ChatMessage, GenerationOptions, Role, ToolCall, ToolSpec
 from stepaudio.errors import AudioError
 from stepaudio.server.errors import ApiError
-from stepaudio.server.schemas import AudioPart, ChatRequest, Message, TextPart
+from stepaudio.server.schemas import (
+    TURN_ROLES,
+    AssistantMessage,
+    AudioPart,
+    ChatRequest,
+    Message,
+    TextPart,
+    ToolMessage,
+)
 from stepaudio.server.settings import ServerSettings
 
 PCM16_RATE = 24000
+
+
+def base64_chars(size: int) -> int:
+    """The length of `size` bytes in padded base64: the longest `input_audio.data` an upload limit admits
+    (the schema's maxLength says the same)."""
+    return 4 * -(-size // 3)
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ def convert_request(request: ChatRequest, settings: ServerSettings) -> Converted
     if len(request.messages) > settings.max_chat_messages:
         raise ApiError(413, f"{len(request.messages)} messages; at most {settings.max_chat_messages} are allowed",
                        code="too_many_messages", param="messages")
-    if all(m.role in ("system", "developer") for m in request.messages):
+    if all(m.role not in TURN_ROLES for m in request.messages):
         raise ApiError(400, "messages need at least one user, assistant or tool turn after the system prompt",
                        code="invalid_value", param="messages")
     budget = _Budget(settings)
@@ -73,7 +87,7 @@ class _Budget:
     def audio(self, part: AudioPart, where: str) -> Audio:
         encoded = part.input_audio.data
         limit = self.settings.max_upload_bytes
-        if len(encoded) * 3 // 4 > limit:
+        if len(encoded) > base64_chars(limit):
             raise ApiError(413, f"{where}: the audio is larger than the {limit} bytes allowed",
                            code="file_too_large", param=where)
         try:
@@ -95,6 +109,8 @@ class _Budget:
 
 
 def _message(message: Message, index: int, budget: _Budget) -> ChatMessage:
+    """The message's role decides what it may hold (schemas.py): only user messages carry input_audio, only
+    tool messages (and always) a tool_call_id, only assistant messages tool calls."""
     where = f"messages.{index}"
     role: Role = "system" if message.role == "developer" else message.role
     texts: list[str] = []
@@ -105,17 +121,13 @@ def _message(message: Message, index: int, budget: _Budget) -> ChatMessage:
         for part in message.content:
             if isinstance(part, TextPart):
                 texts.append(budget.text(part.text))
-            elif role != "user":
-                raise ApiError(400, f"{where}: only user messages may carry input_audio", code="invalid_value",
-                               param=where)
             else:
                 clips.append(budget.audio(part, where))
     calls = tuple(ToolCall(c.id, c.function.name, budget.text(c.function.arguments))
-                  for c in message.tool_calls or ())
-    if role == "tool" and not message.tool_call_id:
-        raise ApiError(400, f"{where}: a tool message needs tool_call_id", code="invalid_value", param=where)
+                  for c in (message.tool_calls or () if isinstance(message, AssistantMessage) else ()))
+    tool_call_id = message.tool_call_id if isinstance(message, ToolMessage) else None
     return ChatMessage(role=role, content="\n".join(t for t in texts if t), audio=_join(clips), tool_calls=calls,
-                       tool_call_id=message.tool_call_id, name=message.name)
+                       tool_call_id=tool_call_id, name=message.name)
 
 
 def _join(clips: list[Audio]) -> Audio | None:

@@ -14,8 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stepaudio.errors import AudioError, CheckpointError, MissingExtraError, StepAudioError, TagError
+from stepaudio.server.schemas import ErrorResponse
 from stepaudio.store.voices import VoiceExistsError, VoiceNotFoundError, VoiceStoreError
 
 log = logging.getLogger("stepaudio.server")
@@ -24,6 +26,34 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error",
           413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
           503: "server_busy_error"}
+
+# What each status means here, for the published schema.
+STATUS_DESCRIPTIONS = {
+    400: "a request the server refuses (bad value, unusable audio, unknown Host header)",
+    401: "missing or invalid API key",
+    403: "a browser page on another origin",
+    404: "no such model, voice or capability",
+    408: "the request body stalled",
+    409: "the voice name is taken",
+    413: "over a size, length, count or duration limit",
+    415: "the body is not of the content type the route reads",
+    422: "the body or a parameter does not match this schema",
+    500: "the engine or the server failed",
+    503: "the engine is busy (retry after `Retry-After` seconds) or a model is unavailable",
+}
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+_HEADERS = {401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+            503: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds, when busy"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, each with the error envelope as its body."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        responses[status] = {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[status]}
+        if status in _HEADERS:
+            responses[status]["headers"] = _HEADERS[status]
+    return responses
 
 
 class ApiError(StarletteHTTPException):
@@ -79,6 +109,14 @@ def to_api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "internal server error", code="internal_error")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names only the first route that matched
+    the path, but GET and DELETE of one resource are separate routes; each method is tried on the routes."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_package_error(request: Request, exc: Exception) -> JSONResponse:
         error = to_api_error(exc)
@@ -89,9 +127,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {request.url.path}; use {' or '.join(allowed)}"
+        return error_response(exc.status_code, message, headers=headers or None)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -34,6 +34,23 @@ class BodyRule:
     content_types: tuple[str, ...]
 
 
+def body_rule(settings: ServerSettings, method: str, path: str) -> BodyRule | None:
+    """The size cap and content types of a route's body; None for routes that read no body (every body route is
+    a POST: another method there is left to the router's 405)."""
+    if method != "POST":
+        return None
+    if path in UPLOAD_ROUTES:
+        return BodyRule(settings.max_upload_bytes + _UPLOAD_SLACK, _FORM_TYPES)
+    if path in JSON_ROUTES:
+        return BodyRule(settings.max_json_bytes, ("application/json",))
+    return None
+
+
+def key_required(settings: ServerSettings, path: str) -> bool:
+    """Whether a request to `path` needs the API key: the /v1 routes, when a key is configured."""
+    return bool(settings.api_key) and path.startswith("/v1") and path not in OPEN_PATHS
+
+
 class EdgeGuard:
     """Pure ASGI middleware: rejects early with JSON errors, and bounds what a request body can cost."""
 
@@ -64,7 +81,7 @@ class EdgeGuard:
                 raise refusal
             if scope["method"] != "OPTIONS":
                 self._check_key(path, headers)
-            rule = self._rule(scope["method"], path)
+            rule = body_rule(self.settings, scope["method"], path)
             if rule is not None:
                 self._check_declared(rule, headers)
         except ApiError as exc:
@@ -92,7 +109,7 @@ class EdgeGuard:
         """The key from `Authorization: Bearer`, `X-Api-Key`, or for browsers' WebSockets (which cannot set
         headers) the subprotocol `openai-insecure-api-key.<key>`, as OpenAI's realtime API accepts it."""
         key = self.settings.api_key
-        if not key or path in OPEN_PATHS or not path.startswith("/v1"):
+        if not key or not key_required(self.settings, path):
             return True
         scheme, _, token = headers.get("authorization", "").partition(" ")
         candidates = [token.strip() if scheme.lower() == "bearer" else "", headers.get("x-api-key", "")]
@@ -101,15 +118,6 @@ class EdgeGuard:
             protocols = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
             candidates += [p[len(prefix):] for p in protocols if p.startswith(prefix)]
         return any(hmac.compare_digest(given.encode(), key.encode()) for given in candidates if given)
-
-    def _rule(self, method: str, path: str) -> BodyRule | None:
-        if method not in ("POST", "PUT", "PATCH"):
-            return None
-        if path in UPLOAD_ROUTES:
-            return BodyRule(self.settings.max_upload_bytes + _UPLOAD_SLACK, _FORM_TYPES)
-        if path in JSON_ROUTES:
-            return BodyRule(self.settings.max_json_bytes, ("application/json",))
-        return None
 
     @staticmethod
     def _check_declared(rule: BodyRule, headers: dict[str, str]) -> None:

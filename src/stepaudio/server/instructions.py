@@ -8,6 +8,7 @@ input text are left for the engine and checked here only in strict mode.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from stepaudio.engines.base import SpeechInstructions
 from stepaudio.errors import TagError
@@ -17,6 +18,8 @@ from stepaudio.text.tags import FRIENDLY, KNOWN_TAGS, OPTION_FAMILY, TagFamily, 
 _FIELD_OF = {TagFamily.EMOTION: "emotion", TagFamily.LANGUAGE: "dialect", TagFamily.MUSIC: "style",
              TagFamily.SPEED: "speed"}
 _WORDS = re.compile(r"[\s,;:.!?，。；：！？]+")
+# Python's `\s` spelled out, so that schema validators (which read `\s` as Unicode White_Space) agree with it.
+PY_SPACE = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def _family_of(word: str) -> TagFamily | None:
@@ -58,3 +61,27 @@ def speech_instructions(request: SpeechRequest) -> SpeechInstructions:
     return SpeechInstructions(emotion=fields["emotion"], dialect=fields["dialect"], speed=speed,
                               style=fields["style"], pitch=request.pitch, volume=request.volume,
                               tags=tuple(tags), strict=strict)
+
+
+def strict_rule() -> dict[str, Any]:
+    """What `strict` refuses, as a JSON-schema rule of the speech request: with `strict`, the leading tags of
+    `input` are known tags, `instructions` holds only known tags and friendly words, `tags` only known tags,
+    and `emotion`, `dialect` and `style` name a value of their family (in the canonical spelling)."""
+    known = "|".join(re.escape(tag) for tag in KNOWN_TAGS)
+    tag = rf"[(（]{PY_SPACE}*(?:{known}){PY_SPACE}*[)）]"
+    separator = _WORDS.pattern.replace("\\s", PY_SPACE[1:-1]).removesuffix("+")
+    words = sorted({key for table in FRIENDLY.values() for key in table} | set(KNOWN_TAGS), key=len, reverse=True)
+    word = "(?:" + "|".join(re.escape(w) for w in words) + ")"
+    # After the known leading tags, `input` must not open another complete (so unknown) tag.
+    untagged = rf"{PY_SPACE}*(?:$|[^(（{PY_SPACE[1:-1]}]|[(（][^()（）]*(?:$|[(（]))"
+    options = {name: sorted({*FRIENDLY[family], *(t for t, f in KNOWN_TAGS.items() if f is family), ""})
+               for name, family in OPTION_FAMILY.items() if name in ("emotion", "dialect", "style")}
+    properties: dict[str, Any] = {
+        "input": {"pattern": rf"^(?:{PY_SPACE}*{tag})*{untagged}"},
+        "instructions": {"anyOf": [{"type": "null"},
+                                   {"pattern": rf"^(?:{PY_SPACE}*{tag})*{separator}*(?:{word}{separator}+)*{word}?$"}]},
+        "tags": {"anyOf": [{"type": "null"}, {"items": {"enum": list(KNOWN_TAGS)}}]},
+        **{name: {"anyOf": [{"type": "null"}, {"enum": values}]} for name, values in options.items()},
+    }
+    return {"if": {"properties": {"strict": {"const": True}}, "required": ["strict"]},
+            "then": {"properties": properties}}

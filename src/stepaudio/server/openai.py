@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from stepaudio.server import chat, speech, transcription, voice_design, voices
 from stepaudio.server.context import Context
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_responses
 from stepaudio.server.schemas import Health, ModelCard, ModelList
 
 models_router = APIRouter(tags=["models"])
@@ -21,7 +21,7 @@ async def list_models(ctx: Context) -> ModelList:
     return ModelList(data=[ModelCard(id=name, created=_STARTED) for name in ctx.model_ids()])
 
 
-@models_router.get("/v1/models/{model_id}", response_model=ModelCard)
+@models_router.get("/v1/models/{model_id}", response_model=ModelCard, responses=error_responses(404))
 async def get_model(ctx: Context, model_id: str = Path(max_length=256)) -> ModelCard:
     if model_id not in ctx.model_ids():
         raise ApiError(404, f"the model {model_id!r} does not exist; see GET /v1/models", code="model_not_found",

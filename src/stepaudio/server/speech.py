@@ -21,9 +21,9 @@ from stepaudio.server.audio_out import (
     streaming_wav_header,
 )
 from stepaudio.server.context import Context
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_responses
 from stepaudio.server.instructions import speech_instructions
-from stepaudio.server.schemas import SpeechRequest
+from stepaudio.server.schemas import SpeechRequest, sse_content
 from stepaudio.server.streaming import (
     SSE_HEADERS,
     ClosingStreamingResponse,
@@ -37,8 +37,9 @@ from stepaudio.server.streaming import (
 router = APIRouter(tags=["audio"])
 
 _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"content": {media: {} for media in sorted(set(MEDIA_TYPES.values()))} | {"text/event-stream": {}},
+    200: {"content": {media: {} for media in sorted(set(MEDIA_TYPES.values()))} | sse_content(),
           "description": "the audio, or server-sent `speech.audio.delta` / `speech.audio.done` events"},
+    **error_responses(400, 404, 413, 503),
 }
 
 

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from stepaudio.engines.base import Segment, Transcript, WordTranscriber
 from stepaudio.server.context import Context
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_responses
+from stepaudio.server.schemas import Transcription, TranscriptionVerbose, sse_content
 from stepaudio.server.streaming import SSE_HEADERS, run_blocking, sse
 
 router = APIRouter(tags=["audio"])
@@ -36,8 +37,16 @@ async def read_upload(file: UploadFile, limit: int, field: str = "file") -> byte
     return data
 
 
-@router.post("/v1/audio/transcriptions", responses={200: {"content": {"application/json": {}, "text/plain": {},
-                                                                      "text/event-stream": {}}}})
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "json or verbose_json, text, srt or vtt, or `transcript.text.*` server-sent events",
+          "model": Transcription | TranscriptionVerbose,
+          "content": {"text/plain": {"schema": {"type": "string"}},
+                      **sse_content()}},
+    **error_responses(400, 404, 413, 503),
+}
+
+
+@router.post("/v1/audio/transcriptions", responses=_RESPONSES)
 async def create_transcription(
     ctx: Context,
     file: Annotated[UploadFile, File(description="audio: wav, flac, mp3, ogg/opus")],

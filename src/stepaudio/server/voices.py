@@ -12,11 +12,11 @@ from fastapi import APIRouter, File, Form, Path, UploadFile
 
 from stepaudio.audio.io import load_audio
 from stepaudio.server.context import Context
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_responses
 from stepaudio.server.schemas import VoiceCard, VoiceDeleted, VoiceList
 from stepaudio.server.streaming import run_blocking
 from stepaudio.server.transcription import read_upload
-from stepaudio.store.voices import StoredVoice
+from stepaudio.store.voices import MAX_NAME_CHARS, MAX_TRANSCRIPT_CHARS, StoredVoice
 
 router = APIRouter(tags=["voices"])
 VoiceKey = Annotated[str, Path(min_length=1, max_length=256)]
@@ -27,14 +27,15 @@ def card(voice: StoredVoice) -> VoiceCard:
                      duration=round(voice.duration, 3))
 
 
-@router.post("/v1/voices", response_model=VoiceCard, status_code=201)
+@router.post("/v1/voices", response_model=VoiceCard, status_code=201,
+             responses=error_responses(400, 409, 413, 503))
 @router.post("/v1/audio/voices", response_model=VoiceCard, status_code=201, include_in_schema=False)
 async def create_voice(
     ctx: Context,
-    name: Annotated[str, Form(min_length=1, max_length=256)],
+    name: Annotated[str, Form(min_length=1, max_length=MAX_NAME_CHARS)],
     file: Annotated[UploadFile | None, File(description="prompt audio, 0.5-30 s")] = None,
     audio_sample: Annotated[UploadFile | None, File(description="alias of file (OpenAI client)")] = None,
-    transcript: Annotated[str | None, Form(max_length=4000)] = None,
+    transcript: Annotated[str | None, Form(max_length=MAX_TRANSCRIPT_CHARS)] = None,
     consent: Annotated[str | None, Form(max_length=256)] = None,
 ) -> VoiceCard:
     ctx.require_cloning()  # before reading anything: a voice this engine cannot use is not stored
@@ -60,7 +61,7 @@ async def create_voice(
     return card(stored)
 
 
-@router.get("/v1/voices", response_model=VoiceList)
+@router.get("/v1/voices", response_model=VoiceList, responses=error_responses(503))
 @router.get("/v1/audio/voices", response_model=VoiceList, include_in_schema=False)
 async def list_voices(ctx: Context) -> VoiceList:
     """Registered voices, then the engine's built-in ones (`type` 'builtin')."""
@@ -71,12 +72,12 @@ async def list_voices(ctx: Context) -> VoiceList:
     return VoiceList(data=cards)
 
 
-@router.get("/v1/voices/{voice_id}", response_model=VoiceCard)
+@router.get("/v1/voices/{voice_id}", response_model=VoiceCard, responses=error_responses(404))
 async def get_voice(voice_id: VoiceKey, ctx: Context) -> VoiceCard:
     return card(await run_blocking(ctx.store.get, voice_id))
 
 
-@router.delete("/v1/voices/{voice_id}", response_model=VoiceDeleted)
+@router.delete("/v1/voices/{voice_id}", response_model=VoiceDeleted, responses=error_responses(404))
 @router.delete("/v1/audio/voices/{voice_id}", response_model=VoiceDeleted, include_in_schema=False)
 async def delete_voice(voice_id: VoiceKey, ctx: Context) -> VoiceDeleted:
     deleted = await run_blocking(ctx.store.delete, voice_id)

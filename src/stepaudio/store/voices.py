@@ -32,6 +32,7 @@ from stepaudio.errors import StepAudioError
 VOICE_ID_PATTERN = re.compile(r"voice_[0-9a-f]{24}")
 MAX_NAME_CHARS = 64
 MAX_TRANSCRIPT_CHARS = 2000
+NAME_REFUSED = frozenset({"Cc", "Cf", "Cs"})  # control, format and surrogate characters: not shown, or not text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS voices (
@@ -98,7 +99,7 @@ def validate_name(name: str) -> str:
     cleaned = unicodedata.normalize("NFC", name).strip()
     if not cleaned or len(cleaned) > MAX_NAME_CHARS:
         raise VoiceStoreError(f"a voice name must have 1 to {MAX_NAME_CHARS} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in cleaned):
+    if any(unicodedata.category(ch) in NAME_REFUSED for ch in cleaned):
         raise VoiceStoreError("a voice name must not contain control or format characters")
     if is_voice_id(cleaned):
         raise VoiceStoreError("a voice name must not look like a voice id (voice_...)")
