@@ -206,7 +206,10 @@ class UpsampleConformerEncoderV2(nn.Module):
         key_mask = None
         if lengths is not None and bool((lengths < t).any()):
             key_mask = torch.arange(t, device=x.device)[None, :] < lengths[:, None].to(x.device)
-        x = self.pre_lookahead_layer(self.embed(x) * self.xscale)
+        x = self.embed(x) * self.xscale
+        if key_mask is not None:  # the look-ahead conv must see zeros past an item's end, as a single run does
+            x = x * key_mask[:, :, None].to(x.dtype)
+        x = self.pre_lookahead_layer(x)
         pos = self._pos(t, x)
         for layer in self.encoders:
             x, _ = layer(x, pos, key_mask)
