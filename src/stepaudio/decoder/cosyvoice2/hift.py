@@ -5,7 +5,9 @@ v1 family's `HiFTGenerator` with 24 kHz sizes. What differs is the source: `Sine
 at the mel frame rate (linear down-sampling of the per-sample increments, cumulative sum, linear
 up-sampling back), so the sines are smooth across frames. Its two random draws per call are injectable
 (`HiFTDraws`): the initial phases `[B, H]` (uniform in [0, 1) cycles, harmonic 0 zeroed) and the noise
-`[B, L, H]`; the reference's second draw (the unused noise branch) is not made.
+`[B, L, H]`; the reference's second draw (the unused noise branch) is not made. The phase draw is added to
+sample 0 only, which the down-sampling to the frame rate never reads (it reads samples 239/240 of each frame):
+it does not change the output, in the reference either, but is drawn to keep the draw sequence.
 """
 
 from __future__ import annotations
