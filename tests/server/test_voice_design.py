@@ -50,7 +50,7 @@ def test_a_designed_voice_is_stored_and_speaks(kokoro_server: Any) -> None:
                                                          {"voice": "zh-xiaobei", "weight": 0.25}]
     client = kokoro_server.client()
     listed = {v["name"]: v for v in client.get("/voices", cast_to=object)["data"]}  # type: ignore[index]
-    assert listed["warm narrator"]["id"] == card["id"]
+    assert listed["warm narrator"]["id"] == card["id"] and listed["warm narrator"]["type"] == "blend"
     for voice in ("warm narrator", card["id"]):
         speech = client.audio.speech.create(model="tts-1", voice=voice, input="你好，欢迎光临。", response_format="wav")
         samples, rate = sf.read(io.BytesIO(speech.content), dtype="float32")

@@ -214,7 +214,7 @@ class VoiceCard(BaseModel):
     id: str
     object: Literal["audio.voice"] = "audio.voice"
     name: str
-    type: Literal["audio_sample", "builtin"] = "audio_sample"
+    type: Literal["audio_sample", "builtin", "blend"] = "audio_sample"
     created_at: int
     transcript: str | None = None
     duration: float | None = None

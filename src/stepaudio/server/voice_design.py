@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from stepaudio.server.context import Context
-from stepaudio.server.errors import ApiError
+from stepaudio.server.errors import ApiError, error_responses
 from stepaudio.server.streaming import run_blocking
 from stepaudio.store.voices import MAX_NAME_CHARS, StoredVoice
 
@@ -56,7 +56,8 @@ def designed(voice: StoredVoice) -> DesignedVoice:
     return DesignedVoice(id=voice.id, name=voice.name, created_at=voice.created_at, blend=parts)
 
 
-@router.post("/v1/voices/design", response_model=DesignedVoice, status_code=201)
+@router.post("/v1/voices/design", response_model=DesignedVoice, status_code=201,
+             responses=error_responses(400, 409, 503))
 async def design_voice(body: VoiceDesignRequest, ctx: Context) -> DesignedVoice:
     """Store a blend of built-in voices as a new named voice (not a clone)."""
     ctx.require_design()

@@ -24,7 +24,7 @@ VoiceKey = Annotated[str, Path(min_length=1, max_length=256)]
 
 def card(voice: StoredVoice) -> VoiceCard:
     return VoiceCard(id=voice.id, name=voice.name, created_at=voice.created_at, transcript=voice.transcript,
-                     duration=round(voice.duration, 3))
+                     duration=round(voice.duration, 3), type="blend" if voice.is_blend else "audio_sample")
 
 
 @router.post("/v1/voices", response_model=VoiceCard, status_code=201,
