@@ -28,6 +28,8 @@ ENGINES: dict[str, EngineSpec] = {
                    "small packaged CPU models: Whisper, Qwen2.5-Coder-0.5B-Instruct GGUF, Piper / espeak-ng"),
         EngineSpec("step", "stepaudio.engines.step.engine", "create_engine", "step",
                    "Step-Audio models: tokenizer, TTS-3B, Chat (local or vLLM-served), flow + HiFT"),
+        EngineSpec("editx", "stepaudio.engines.editx.engine", "create_engine", "step",
+                   "Step-Audio-EditX: zero-shot cloning and iterative speech editing (3B Step1 LM, 24 kHz decoder)"),
     )
 }
 
