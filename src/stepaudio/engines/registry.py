@@ -30,6 +30,8 @@ ENGINES: dict[str, EngineSpec] = {
                    "Step-Audio models: tokenizer, TTS-3B, Chat (local or vLLM-served), flow + HiFT"),
         EngineSpec("editx", "stepaudio.engines.editx.engine", "create_engine", "step",
                    "Step-Audio-EditX: zero-shot cloning and iterative speech editing (3B Step1 LM, 24 kHz decoder)"),
+        EngineSpec("step2", "stepaudio.engines.step2.engine", "create_engine", "step",
+                   "Step-Audio 2 mini: audio in as encoder features, Qwen2.5 LM, CosyVoice2 token2wav at 24 kHz"),
     )
 }
 

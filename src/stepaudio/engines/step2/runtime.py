@@ -1,0 +1,116 @@
+"""The loaded Step-Audio 2 model with its tokenizer: audio in as mels, a prompt's segments in as ids and
+spliced embeddings, the generated stream out split into text and speech (REFERENCE-SA2.md §2, §4, §6).
+
+Generated ids below `<audio_start>` are text, `<audio_N>` ids are speech codes (N = 6561 is padding, dropped
+as the reference drops it before token2wav); the specials in between (`<tts_start>`, `<tts_end>`, ...) carry no
+text and are dropped. Generation stops on `<|EOT|>` (the reference's only eos) or the Qwen end ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepaudio.audio.io import Audio, resample, to_mono
+from stepaudio.audio_encoder.frontend import SAMPLE_RATE, audio_mels, placeholder_count
+from stepaudio.engines.base import CancelToken
+from stepaudio.engines.step2.model import Step2Model, load_step2
+from stepaudio.engines.step2.tokenizer import Step2Tokenizer
+from stepaudio.errors import AudioError
+from stepaudio.lm import GenerationConfig, TokenStream
+from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
+from stepaudio.text.step2_prompts import Audio as AudioItem
+from stepaudio.text.step2_prompts import Segment, prompt_ids
+
+
+@dataclass(frozen=True)
+class SpeechCode:
+    """A speech token of the reply (a CosyVoice2 code, 0..6560)."""
+
+    code: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt ready to run: its ids and the mels of its audio pieces, in prompt order."""
+
+    ids: tuple[int, ...]
+    mels: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class Counted:
+    """Iterate `source` once, counting what went by (the tokens a reply took)."""
+
+    source: Iterator[int]
+    count: int = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for token in self.source:
+            self.count += 1
+            yield token
+
+
+class Step2Runtime:
+    """One model and tokenizer; thread-compatible (each call builds its own cache)."""
+
+    def __init__(self, model: Step2Model, tokenizer: Step2Tokenizer) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.vocab = tokenizer.vocab
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None,
+             quant: str | None = None) -> Step2Runtime:
+        """The release folder: tokenizer first (its ids place the splice), then both model parts; `quant` is
+        an `lm.quant` weight format for the LM's linears (None: the fastest exact one here)."""
+        tokenizer = Step2Tokenizer.from_dir(folder)
+        model = load_step2(folder, device=device, dtype=dtype, vocab=tokenizer.vocab)
+        weight_dtype = model.lm.lm_head.weight.dtype
+        apply_weight_format(model.lm, resolve_weight_format(quant or "auto", device, weight_dtype))
+        return cls(model, tokenizer)
+
+    def audio(self, audio: Audio) -> tuple[AudioItem, list[torch.Tensor]]:
+        """A spoken item: its placeholder counts and its mels (one per 25 s piece)."""
+        samples = resample(to_mono(np.asarray(audio.samples, dtype=np.float32)), audio.sample_rate, SAMPLE_RATE)
+        if samples.size == 0:
+            raise AudioError("empty audio")
+        mels = audio_mels(torch.from_numpy(np.ascontiguousarray(samples)), self.model.audio.config.n_mels)
+        return AudioItem(tuple(placeholder_count(m.shape[1]) for m in mels)), mels
+
+    def prompt(self, segments: Sequence[Segment], mels: Sequence[torch.Tensor]) -> Prompt:
+        return Prompt(tuple(prompt_ids(segments, self.tokenizer.encode)), tuple(mels))
+
+    def run(self, prompt: Prompt, config: GenerationConfig, cancel: CancelToken | None = None) -> Iterator[int]:
+        """Generated ids, the stop id left out; the audio reaches the LM as encoder rows spliced into the
+        prompt's embeddings."""
+        embeds = self.model.prompt_embeds(prompt.ids, list(prompt.mels))
+        stream = TokenStream(self.model.lm, [list(prompt.ids)], config,
+                             cancel_event=cancel.event if cancel is not None else None, prompt_embeds=[embeds])
+        for step in stream:
+            token = step.tokens[0]
+            if token < 0 or token in config.stop_ids:
+                return
+            yield token
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        return self.vocab.stop_ids
+
+    def split(self, ids: Iterator[int]) -> Iterator[str | SpeechCode]:
+        """Text deltas and speech codes of a generated stream, in order."""
+        vocab = self.vocab
+        text = self.tokenizer.stream()
+        for token in ids:
+            if token < vocab.text_ids_below:
+                delta = text.push(token)
+                if delta:
+                    yield delta
+            elif vocab.is_audio_id(token):
+                code = token - vocab.audio_offset
+                if code < vocab.audio_codes:
+                    yield SpeechCode(code)
