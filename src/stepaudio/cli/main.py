@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("stepaudio.cli.eval", "evaluate engines on local data: asr, tts, chat, latency"),
     "chat": ("stepaudio.cli.chat", "talk to a voice assistant: a wav question or an interactive conversation"),
     "tts": ("stepaudio.cli.tts", "speak text with an engine's voices (speed, pitch, dialect)"),
+    "edit": ("stepaudio.cli.edit", "edit speech with EditX: emotion, style, speed, non-verbal sounds, noise, silence"),
     "asr": ("stepaudio.cli.asr", "transcribe audio files with an engine's speech recognizer"),
     "train": ("stepaudio.cli.train", "train or fine-tune the Step1 TTS model on a generated dataset (full or LoRA)"),
     "serve": ("stepaudio.cli.serve", "run the OpenAI-compatible HTTP server (speech, transcription, chat, voices)"),

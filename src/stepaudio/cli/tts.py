@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from stepaudio.cli.engine_args import add_engine_arguments, create_engine_from_args
-from stepaudio.engines.base import SpeechInstructions
+from stepaudio.engines.base import SpeechInstructions, Voice
 from stepaudio.errors import StepAudioError
 
 
@@ -17,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", nargs="?", help="text to speak; may start with tags such as (粤语)")
     parser.add_argument("-o", "--output", default="tts.wav", help="output audio file (wav, flac, ogg, mp3)")
     parser.add_argument("--voice", help="voice name (lite: joe, cmn, yue, ja, ...; see --list-voices)")
+    parser.add_argument("--voice-wav", help="clone this voice from a prompt wav (step, editx)")
+    parser.add_argument("--voice-text", help="what --voice-wav says (editx can transcribe it: -O transcriber=lite)")
     parser.add_argument("--speed", help="slow, fast, slower, faster, or a factor such as 1.2")
     parser.add_argument("--pitch", type=float, help="pitch shift in semitones (lite: espeak voices)")
     parser.add_argument("--volume", type=float, help="gain factor")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     pieces, first = [], None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for chunk in synthesizer.synthesize(args.text, args.voice, instructions):
+        for chunk in synthesizer.synthesize(args.text, _voice(args), instructions):
             first = first or time.perf_counter() - start
             pieces.append(chunk.samples)
             print(f"  {chunk.duration:5.2f} s  {chunk.text}")
@@ -67,6 +70,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({duration:.2f} s); first audio {first or 0:.2f} s, total {total:.2f} s, "
           f"RTF {total / max(duration, 1e-9):.3f}")
     return 0
+
+
+def _voice(args: argparse.Namespace) -> Voice | str | None:
+    """A clone when --voice-wav is given (named by --voice), else the named voice."""
+    if not args.voice_wav:
+        return args.voice  # type: ignore[no-any-return]
+    if not Path(args.voice_wav).is_file():
+        raise StepAudioError(f"--voice-wav {args.voice_wav} not found")
+    return Voice(args.voice or "clone", Path(args.voice_wav), args.voice_text)
 
 
 def write_audio(path: str, samples: np.ndarray, rate: int, target_rate: int | None = None) -> str:
