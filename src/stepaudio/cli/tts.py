@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _voice(args: argparse.Namespace) -> Voice | str | None:
     """A clone when --voice-wav is given (named by --voice), else the named voice."""
     if not args.voice_wav:
-        return args.voice  # type: ignore[no-any-return]
+        return args.voice
     if not Path(args.voice_wav).is_file():
         raise StepAudioError(f"--voice-wav {args.voice_wav} not found")
     return Voice(args.voice or "clone", Path(args.voice_wav), args.voice_text)
