@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from stepaudio.engines.base import ChatModel, Synthesizer, Transcriber
+from stepaudio.engines.base import ChatModel, Engine, Synthesizer, Transcriber
 from stepaudio.engines.lite.engine import LiteConfig, create_engine
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import MissingExtraError, StepAudioError
 
 
 def test_engine_creation_is_lazy_and_implements_the_interfaces(tmp_path: Path) -> None:
@@ -28,8 +31,77 @@ def test_options_are_checked() -> None:
         LiteConfig.from_options({"device": "cuda"})
 
 
+def test_asr_languages_come_from_a_comma_list_or_a_list() -> None:
+    assert LiteConfig().asr_languages == ("zh", "en", "ja", "ko")
+    assert LiteConfig.from_options({"asr_languages": "zh, ja"}).asr_languages == ("zh", "ja")
+    assert LiteConfig.from_options({"asr_languages": ["en"]}).asr_languages == ("en",)
+    assert LiteConfig.from_options({"asr_languages": ""}).asr_languages == ()  # any language
+
+
 def test_whisper_small_explains_why_it_is_not_packaged() -> None:
     from stepaudio.engines.lite.engine import _resolve
 
     with pytest.raises(StepAudioError, match="incomplete"):
         _resolve("small", None)
+
+
+# The spoken Mandarin questions of examples/questions-zh (synthetic: Kokoro voices, see examples/README.md).
+QUESTIONS_ZH = Path(__file__).resolve().parents[3] / "examples" / "questions-zh"
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def qwen_engine() -> Engine:
+    """The lite engine as users get it (Qwen2.5-Coder-0.5B-Instruct), Kokoro's voices not needed."""
+    pytest.importorskip("xllamacpp")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from stepaudio.engines.lite import models, resolver
+
+    try:
+        resolver.resolve(models.QWEN25_CODER_05B)
+        resolver.resolve(models.WHISPER_BASE)
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+    return create_engine()
+
+
+def _questions() -> list[dict[str, str]]:
+    return [json.loads(line) for line in (QUESTIONS_ZH / "manifest.jsonl").read_text("utf-8").splitlines()]
+
+
+def _spoken_turn(engine: Engine, question: dict[str, str]) -> tuple[str, str]:
+    """What Whisper heard (no language given: detected) and the chat model's reply, greedily."""
+    from stepaudio.audio.io import load_audio
+    from stepaudio.engines.base import GenerationOptions
+    from stepaudio.realtime.turn import Conversation, TurnDone, TurnSettings, UserHeard
+
+    settings = TurnSettings(speak=False, options=GenerationOptions(temperature=0.0, seed=0))
+    heard, reply = "", ""
+    for event in Conversation(engine, settings).turn(audio=load_audio(QUESTIONS_ZH / question["audio"])):
+        if isinstance(event, UserHeard):
+            heard = event.text
+        elif isinstance(event, TurnDone):
+            reply = event.reply
+    return heard, reply
+
+
+def _understood_and_answered_in_mandarin(question: dict[str, str], heard: str, reply: str) -> bool:
+    from stepaudio.eval.bench.lite import error_rate
+
+    return error_rate([(question["text"], heard)], unit="char") <= 0.2 and len(_CJK.findall(reply)) >= 2
+
+
+def test_a_spoken_mandarin_question_is_answered_in_mandarin(qwen_engine: Engine) -> None:
+    question = _questions()[0]
+    heard, reply = _spoken_turn(qwen_engine, question)
+    assert _understood_and_answered_in_mandarin(question, heard, reply), (heard, reply)
+    assert "北京" in reply, reply
+
+
+@pytest.mark.slow  # six spoken turns through Whisper base and Qwen: ~30 s on two cores
+def test_five_of_six_spoken_mandarin_questions_are_understood_and_answered_in_mandarin(qwen_engine: Engine) -> None:
+    questions = _questions()
+    assert len(questions) == 6 and len({q["voice"] for q in questions}) == 6
+    turns = [_spoken_turn(qwen_engine, q) for q in questions]
+    passed = sum(_understood_and_answered_in_mandarin(q, *turn) for q, turn in zip(questions, turns, strict=True))
+    assert passed >= 5, turns

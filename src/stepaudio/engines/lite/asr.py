@@ -1,4 +1,10 @@
-"""Speech to text with faster-whisper (CTranslate2 int8 on CPU) and the packaged Whisper base or small."""
+"""Speech to text with faster-whisper (CTranslate2 int8 on CPU) and the packaged Whisper base.
+
+Without a language, Whisper's own detection is constrained to the languages the engine is configured for
+(`WhisperOptions.languages`, default zh/en/ja/ko): a clear Mandarin question whose tones Whisper base would
+otherwise take for Japanese, Spanish or Welsh is decoded as the likeliest *allowed* language, with that
+language's decoding settings, from the same encoder pass that detected it.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +33,18 @@ LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh",
                   "english": "en", "japanese": "ja", "korean": "ko"}
 
 
+# What detection chooses among by default: the languages Step-Audio and the lite engine's voices speak (Cantonese
+# is decoded as zh, see LANGUAGE_CODES).
+SPOKEN_LANGUAGES = ("zh", "en", "ja", "ko")
+
+
 @dataclass(frozen=True)
 class WhisperOptions:
     beam_size: int = 1
     threads: int = 2
     compute_type: str = "int8"
     device: str = "cpu"
+    languages: tuple[str, ...] = SPOKEN_LANGUAGES  # detection picks among these; () = any Whisper knows
 
 
 class WhisperTranscriber:
@@ -50,9 +62,10 @@ class WhisperTranscriber:
         self._simplify = _simplifier()
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
-        """Without a language, each 30 s window's language is read from the same encoder pass that decodes it
-        (faster-whisper's up-front detection would run the encoder twice, doubling the cost of a short turn);
-        the language reported is then inferred from the script of the text."""
+        """Without a language, the likeliest of `options.languages` is read from the first 30 s window's encoder
+        pass, and the same pass is decoded (faster-whisper's up-front detection would run the encoder twice,
+        doubling the cost of a short turn). With `languages=()` each window's language is detected freely while
+        decoding, and the language reported is inferred from the script of the text."""
         return self._transcribe(audio, language, words=False)
 
     def transcribe_words(self, audio: Audio, language: str | None = None) -> Transcript:
@@ -62,9 +75,13 @@ class WhisperTranscriber:
     def _transcribe(self, audio: Audio, language: str | None, words: bool) -> Transcript:
         samples = _as_16k(audio)
         code = normalize_language(language)
+        features, encoded = None, None
+        allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
+        if code is None and allowed:
+            features, encoded, code = self._detect(samples, allowed)
         simplify = self._simplify
         prompt = None if simplify else INITIAL_PROMPTS.get(code or "")
-        segments, _ = self._model.transcribe(
+        segments, info = self._model.transcribe(
             samples,
             language=code or "en",
             multilingual=code is None,
@@ -74,6 +91,11 @@ class WhisperTranscriber:
             vad_filter=False,
             word_timestamps=words,
         )
+        if encoded is not None:  # decode the pass detection already ran (the generator above has not started)
+            from faster_whisper.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=code)
+            segments = self._model.generate_segments(features, tokenizer, info.transcription_options, False, encoded)
         decoded = list(segments)
         parts = tuple(Segment(float(s.start), float(s.end), _without_prompt(s.text.strip(), prompt))
                       for s in decoded)
@@ -86,6 +108,16 @@ class WhisperTranscriber:
         text = _join([part.text for part in parts], detected)
         return Transcript(text=text, language=detected, segments=parts, duration=len(samples) / SAMPLE_RATE,
                           words=timed)
+
+    def _detect(self, samples: np.ndarray, allowed: tuple[str, ...]) -> tuple[np.ndarray, Any, str]:
+        """Features, the first window's encoder output, and the likeliest language of `allowed` on it."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self._model
+        features = model.feature_extractor(samples)
+        encoded = model.encode(pad_or_trim(features[:, :model.feature_extractor.nb_max_frames]))
+        ranked = [token[2:-2] for token, _ in model.model.detect_language(encoded)[0]]
+        return features, encoded, min(allowed, key=lambda c: ranked.index(c) if c in ranked else len(ranked))
 
     def warmup(self) -> None:
         """One tiny decode so the first real request does not pay CTranslate2's start-up."""

