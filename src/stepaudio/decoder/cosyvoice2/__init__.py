@@ -4,9 +4,7 @@ Flow `CausalMaskedDiffWithXvec` (UpsampleConformerEncoderV2 with a pre-lookahead
 estimator), then HiFT with the `SineGen2` source; `token2wav` runs them offline, `token2wav_stream` chunk by
 chunk with the reference's caches.
 
-EditX's decoder (REFERENCE-EDITX.md section 6) is meant to live here too; what it changes: its config is the
-`flow:` / `hift:` nodes of `cosyvoice.yaml` (`config.flow_config_from_tree` takes any parsed tree), the token
-embedding looks up vq02 and vq06 codes in one half-width table and concatenates them (`input_embedding` of the
-flow would become a module of its own), the prompt mel is nearest-resized instead of replicate-padded
-(`prompt.fit_prompt_mel`), the vocoder sizes come from the yaml, and it decodes offline only.
+EditX's decoder (REFERENCE-EDITX.md section 6) is the same flow and HiFT24k read from one `cosyvoice.yaml`, with a
+dual-codebook half-width token embedding and a nearest-resized prompt mel: `editx` (config, embedding, key map)
+and `editx_token2wav` (offline, as the release decodes).
 """
