@@ -14,6 +14,8 @@ tokenizer does (UTF-8 bytes -> 0..255).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from stepaudio.testing.tiny_stack import speech_like
 from stepaudio.text.vocab import STEP_AUDIO2, audio_piece
 from stepaudio.tokenizer.s3_model import S3Config, export_s3_onnx
 
-__all__ = ["TINY_STEP2_FLOW_YAML", "VOICES", "step2_specials", "tiny_step2_tokenizer", "write_tiny_step2_stack"]
+__all__ = ["TINY_STEP2_FLOW_YAML", "VOICES", "PromptSpy", "step2_specials", "tiny_step2_tokenizer",
+           "write_tiny_step2_stack"]
 
 VOICES = ("default_female", "default_male")
 AUDIO_PIECES = STEP_AUDIO2.audio_pad_code + 1  # <audio_0> .. <audio_6561> (the last one is padding)
@@ -197,3 +200,24 @@ def write_tiny_step2_stack(root: str | Path, *, seed: int = 0, max_shard_bytes: 
     for index, name in enumerate(VOICES):
         save_audio(voices / f"{name}.wav", speech_like(1.5, 16000, seed + 10 + index), 16000)
     return base
+
+
+@dataclass
+class PromptSpy:
+    """What reached the model: the ids and mels of each `Step2Model.prompt_embeds` call. Install with
+    `monkeypatch.setattr(Step2Model, "prompt_embeds", spy.wrap(Step2Model.prompt_embeds))`."""
+
+    calls: list[tuple[list[int], list[torch.Tensor]]] = field(default_factory=list)
+    patch_ids: list[int] = field(default_factory=list)
+
+    def wrap(self, original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def prompt_embeds(model: Step2Model, input_ids: Sequence[int], mels: Sequence[torch.Tensor]) -> torch.Tensor:
+            self.calls.append((list(input_ids), list(mels)))
+            self.patch_ids.append(model.vocab.audio_patch_id)
+            return original(model, input_ids, mels)
+
+        return prompt_embeds
+
+    def placeholders(self, call: int = -1) -> int:
+        """`<audio_patch>` ids in a call's prompt: the rows the audio encoder filled."""
+        return self.calls[call][0].count(self.patch_ids[call])
