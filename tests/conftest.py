@@ -127,3 +127,22 @@ def chat_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     monkeypatch.setattr(NativeLM, "stream", recording)
     return prompts
 
+
+
+@pytest.fixture(scope="session")
+def lite_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`http://127.0.0.1:PORT` of the project's server with the lite engine (SmolLM2, Piper), up to 8 realtime
+    sessions; one per test session (judge for `eval chat`, target for `eval latency`)."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("websockets")
+    from stepaudio.engines.registry import create_engine
+    from stepaudio.errors import StepAudioError
+    from stepaudio.server.inprocess import InProcessServer
+
+    try:
+        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=32)
+        engine.warmup("chat", "synthesizer")
+    except (StepAudioError, ImportError) as exc:
+        pytest.skip(f"the lite engine is not usable here: {exc}")
+    with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 8) as ws_url:
+        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")

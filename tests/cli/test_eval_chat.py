@@ -6,30 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stepaudio.cli.main import main
-from stepaudio.errors import StepAudioError
 
 QUESTION_WAV = Path(__file__).resolve().parents[2] / "examples" / "question_capital.wav"
-
-
-@pytest.fixture(scope="module")
-def judge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("uvicorn")
-    from stepaudio.engines.registry import create_engine
-    from stepaudio.server.inprocess import InProcessServer
-
-    try:
-        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=32)
-        engine.chat.warmup()  # type: ignore[union-attr]
-    except (StepAudioError, ImportError) as exc:
-        pytest.skip(f"the lite engine is not usable here: {exc}")
-    with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 2) as ws_url:
-        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
 
 
 @pytest.fixture()
@@ -47,11 +30,11 @@ def conversations_file(tmp_path: Path) -> Path:
     return file
 
 
-def test_cli_writes_json_and_markdown_with_provenance(judge_url: str, conversations_file: Path,
+def test_cli_writes_json_and_markdown_with_provenance(lite_server_url: str, conversations_file: Path,
                                                       tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["eval", "chat", "--conversations", str(conversations_file), "--input", "text", "--engine", "lite",
-                 "-O", "chat_model=smollm2", "--judge-url", judge_url, "--judge-model", "lite-chat",
+                 "-O", "chat_model=smollm2", "--judge-url", lite_server_url, "--judge-model", "lite-chat",
                  "--judge-max-tokens", "32", "--max-new-tokens", "16", "--category", "reasoning", "--out", str(out)])
     assert code == 0
     payload = json.loads((out / "chat.json").read_text())

@@ -5,42 +5,24 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stepaudio.cli.main import main
-from stepaudio.errors import StepAudioError
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("uvicorn")
-    pytest.importorskip("websockets")
-    from stepaudio.engines.registry import create_engine
-    from stepaudio.server.inprocess import InProcessServer
-
-    try:
-        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=24)
-        for part in (engine.chat, engine.synthesizer):
-            part.warmup()  # type: ignore[union-attr]
-    except (StepAudioError, ImportError) as exc:
-        pytest.skip(f"the lite engine is not usable here: {exc}")
-    with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 8) as ws_url:
-        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
-
-
-def _sweep(server_url: str, out: Path, modes: str) -> dict:
-    code = main(["eval", "latency", "--url", server_url, "--modes", modes, "--concurrency", "1,2", "--requests", "2",
+def _sweep(lite_server_url: str, out: Path, modes: str) -> dict:
+    code = main(["eval", "latency", "--url", lite_server_url, "--modes", modes, "--concurrency", "1,2",
+                 "--requests", "2",
                  "--text", "Good morning. The park is open.", "--max-tokens", "16", "--out", str(out)])
     assert code == 0
     return json.loads((out / "latency.json").read_text())
 
 
-def test_cli_sweep_writes_report_and_plots(server_url: str, tmp_path: Path) -> None:
+def test_cli_sweep_writes_report_and_plots(lite_server_url: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    payload = _sweep(server_url, out, "speech,chat")
+    payload = _sweep(lite_server_url, out, "speech,chat")
     levels = {(lv["mode"], lv["concurrency"]): lv for lv in payload["levels"]}
     assert set(levels) == {(m, c) for m in ("speech", "chat") for c in (1, 2)}
     assert all(lv["errors"] == 0 and lv["requests"] == 2 for lv in levels.values())
@@ -58,8 +40,8 @@ def test_cli_sweep_writes_report_and_plots(server_url: str, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_all_three_modes(server_url: str, tmp_path: Path) -> None:
-    payload = _sweep(server_url, tmp_path / "out", "speech,chat,realtime")
+def test_all_three_modes(lite_server_url: str, tmp_path: Path) -> None:
+    payload = _sweep(lite_server_url, tmp_path / "out", "speech,chat,realtime")
     assert {(lv["mode"], lv["concurrency"]) for lv in payload["levels"]} == {
         (m, c) for m in ("speech", "chat", "realtime") for c in (1, 2)}
     assert all(lv["errors"] == 0 for lv in payload["levels"])

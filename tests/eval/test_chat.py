@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ def lite() -> Engine:
     return engine
 
 
-@pytest.fixture(scope="module")
-def judge_url(lite: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("uvicorn")
-    from stepaudio.server.inprocess import InProcessServer
-
-    with InProcessServer(lite, Path(tmp_path_factory.mktemp("store")), 2) as ws_url:
-        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
-
-
 @pytest.fixture()
 def conversations_file(tmp_path: Path) -> Path:
     shutil.copy(QUESTION_WAV, tmp_path / "q.wav")
@@ -58,9 +48,10 @@ def conversations_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_spoken_and_text_turns_answered_and_judged(lite: Engine, judge_url: str, conversations_file: Path) -> None:
+def test_spoken_and_text_turns_answered_and_judged(lite: Engine, lite_server_url: str,
+                                                   conversations_file: Path) -> None:
     conversations = load_conversations(conversations_file)
-    judge = Judge(JudgeConfig(judge_url, model="lite-chat", max_tokens=40, retries=0))
+    judge = Judge(JudgeConfig(lite_server_url, model="lite-chat", max_tokens=40, retries=0))
     seen: list[TurnResult] = []
     results = run_chat_eval(conversations, lite, judge, ChatEvalConfig(max_new_tokens=24, language="en"),
                             on_turn=seen.append)

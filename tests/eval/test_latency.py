@@ -4,47 +4,27 @@ turn, failures as counted errors, the level summary (the whole sweep and its rep
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from stepaudio.errors import StepAudioError
 from stepaudio.eval.latency import Client, LatencyConfig, LatencyError, Sample, run_sweep, summarize_level
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("uvicorn")
-    pytest.importorskip("websockets")
-    from stepaudio.engines.registry import create_engine
-    from stepaudio.server.inprocess import InProcessServer
-
-    try:
-        engine = create_engine("lite", chat_model="smollm2", max_new_tokens=24)
-        for part in (engine.chat, engine.synthesizer):
-            part.warmup()  # type: ignore[union-attr]
-    except (StepAudioError, ImportError) as exc:
-        pytest.skip(f"the lite engine is not usable here: {exc}")
-    with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 8) as ws_url:
-        yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
-
-
-def test_realtime_turn(server_url: str) -> None:
-    client = Client(LatencyConfig(server_url))
+def test_realtime_turn(lite_server_url: str) -> None:
+    client = Client(LatencyConfig(lite_server_url))
     sample = client.request("realtime", 1)
     assert sample.error is None and sample.first_audio_s is not None
     assert 0 < sample.first_audio_s <= sample.total_s and sample.audio_s > 0.3 and sample.rtf is not None
 
 
-def test_failed_requests_are_counted_not_raised(server_url: str) -> None:
-    config = LatencyConfig(server_url, modes=("speech",), concurrency=(1,), requests=2, voice="no-such-voice",
+def test_failed_requests_are_counted_not_raised(lite_server_url: str) -> None:
+    config = LatencyConfig(lite_server_url, modes=("speech",), concurrency=(1,), requests=2, voice="no-such-voice",
                            warmup=False)
     samples, levels = run_sweep(config)
     assert levels[0].errors == 2 and levels[0].rtf_p50 is None and levels[0].throughput == 0.0
     assert all("HTTP 4" in (s.error or "") for s in samples)
     with pytest.raises(LatencyError, match="warm-up speech request failed"):
-        run_sweep(LatencyConfig(server_url, modes=("speech",), concurrency=(1,), voice="no-such-voice"))
+        run_sweep(LatencyConfig(lite_server_url, modes=("speech",), concurrency=(1,), voice="no-such-voice"))
 
 
 def test_unreachable_or_bad_urls() -> None:
