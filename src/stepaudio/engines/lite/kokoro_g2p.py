@@ -10,6 +10,7 @@ IPA (the bundled libespeak-ng) mapped to Kokoro's symbols as misaki's espeak fal
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 import warnings
@@ -69,6 +70,7 @@ class KokoroG2P:
                 from misaki.zh import ZHG2P
             except ImportError as exc:
                 raise MissingExtraError("lite", "misaki[zh]") from exc
+            logging.getLogger("jieba").setLevel(logging.WARNING)  # its dictionary-built notices are not ours
             zh = ZHG2P()  # version None: v1.0's phonemes; it writes numbers out with cn2an first
             self._mandarin = lambda chunk: str(zh(chunk)[0])
         parts = []
