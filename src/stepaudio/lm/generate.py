@@ -1,7 +1,8 @@
 """Prefill + decode as a streaming, cancellable iterator over a (possibly padded) batch of prompts.
 
 Drives any `lm.protocol.CausalLM`; the prompt may come as ids alone or with its embeddings (a family
-that splices audio-encoder rows into the prompt hands those rows in here).
+that splices audio-encoder rows into the prompt hands those rows in here). With a `PrefixCache`, the K/V of
+prompt prefixes seen before are copied in and only the rest is prefilled.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from stepaudio.lm.cache import StaticKVCache
+from stepaudio.lm.prefix_cache import PrefixCache
 from stepaudio.lm.protocol import CausalLM, new_cache
 from stepaudio.lm.sampling import GREEDY, SamplingConfig, choose_tokens
 
@@ -77,6 +79,10 @@ class TokenStream:
 
     `prompt_embeds`, when given, holds each prompt's input embeddings [len(prompt), H] and replaces the
     embedding of its ids during prefill; the ids still count as history for the repetition rules.
+
+    `prefix_cache`, when given, supplies the K/V of each prompt's longest stored prefix and keeps the K/V of
+    what this stream prefilled (also the finished chunks of a cancelled prefill); `reused_tokens` counts the
+    prompt tokens per row that were not prefilled. It keys state by ids, so it excludes `prompt_embeds`.
     """
 
     def __init__(
@@ -89,7 +95,10 @@ class TokenStream:
         cancel_event: threading.Event | None = None,
         decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None,
         prompt_embeds: Sequence[torch.Tensor] | None = None,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
+        if prompt_embeds is not None and prefix_cache is not None:
+            raise ValueError("prefix reuse keys K/V by ids alone; it cannot serve prompts given as embeddings")
         if prompt_embeds is not None:
             if len(prompt_embeds) != len(prompts):
                 raise ValueError(f"{len(prompt_embeds)} prompt embeddings for {len(prompts)} prompts")
@@ -105,6 +114,8 @@ class TokenStream:
         self.generated: list[list[int]] = [[] for _ in self.prompts]
         self._decode_fn = decode_fn
         self._prompt_embeds = prompt_embeds
+        self.prefix_cache = prefix_cache
+        self.reused_tokens: list[int] = [0 for _ in self.prompts]
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -135,9 +146,15 @@ class TokenStream:
             return
         with torch.inference_mode():
             last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
-            prefilled = _prefill(
-                model, ids, embeds, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event
+            first = 0
+            if self.prefix_cache is not None:
+                self.reused_tokens = self.prefix_cache.restore(model, cache, self.prompts, valid)
+                first = cache.length
+            prefilled, reached = _prefill(
+                model, ids, embeds, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event, first
             )
+            if self.prefix_cache is not None and reached > first:
+                self.prefix_cache.store(model, cache, self.prompts, valid, reached)
             if prefilled is None:
                 self.stop_reason = "cancelled"
                 return
@@ -177,22 +194,25 @@ def _prefill(
     last: torch.Tensor,
     chunk: int,
     cancel: threading.Event,
-) -> torch.Tensor | None:
-    """Feed the prompt (its `embeds`, or the embedded ids) in chunks; logits [B, V] at each row's index
-    `last` (None if cancelled)."""
+    first: int = 0,
+) -> tuple[torch.Tensor | None, int]:
+    """Feed the prompt (its `embeds`, or the embedded ids) in chunks from column `first` (the cache holds the
+    columns before it); logits [B, V] at each row's index `last` (None if cancelled) and the column reached."""
     rows = torch.arange(ids.shape[0], device=ids.device)
     picked: torch.Tensor | None = None
-    for start in range(0, ids.shape[1], max(1, chunk)):
+    reached = first
+    for start in range(first, ids.shape[1], max(1, chunk)):
         if cancel.is_set():
-            return None
+            return None, reached
         end = min(start + max(1, chunk), ids.shape[1])
         x = embeds[:, start:end] if embeds is not None else model.embed(ids[:, start:end])
         hidden = model.hidden(x, positions[:, start:end], cache, valid[:, start:end])
         here = hidden[rows, (last - start).clamp(0, end - start - 1)]
         inside = ((last >= start) & (last < end))[:, None]
         picked = here if picked is None else torch.where(inside, here, picked)
+        reached = end
     assert picked is not None
-    return model.logits(picked)
+    return model.logits(picked), reached
 
 
 def _eager_decode(model: CausalLM, cache: StaticKVCache) -> DecodeFn:
@@ -209,9 +229,11 @@ def generate(
     *,
     padding_side: str = "left",
     prompt_embeds: Sequence[torch.Tensor] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[list[int]]:
     """Run a TokenStream to the end; the new ids per row, stop ids removed."""
-    stream = TokenStream(model, prompts, config, padding_side=padding_side, prompt_embeds=prompt_embeds)
+    stream = TokenStream(model, prompts, config, padding_side=padding_side, prompt_embeds=prompt_embeds,
+                         prefix_cache=prefix_cache)
     for _ in stream:
         pass
     return [[t for t in row if t not in config.stop_ids] for row in stream.generated]
