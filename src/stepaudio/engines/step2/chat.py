@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from stepaudio.audio.io import Audio
 from stepaudio.decoder.cosyvoice2.token2wav import Token2Wav
 from stepaudio.engines.base import (
     AudioChunk,
@@ -143,8 +144,9 @@ class Step2Chat:
             opened = think_prefill(thinking) if self.settings.think else ""
             tail = opened + (runtime.vocab.tts_start if speech else "")
             prompt = runtime.prompt(render([*turns, Turn("assistant", tail or None, eot=False)], runtime.vocab), mels)
-            out = SpeechOut(self._decoder(), self._voices.prompt(voice)) if speech and self._decoder and \
-                self._voices else None
+            out = None
+            if speech and self._decoder is not None and self._voices is not None:
+                out = SpeechOut(self._decoder(), self._voices.prompt(voice))
             parser = ToolCallParser()
             text: list[str] = []
             ids = Counted(runtime.run(prompt, config, cancel))
@@ -206,11 +208,7 @@ class Step2Transcriber:
         self._runtime = runtime
         self.max_new_tokens = max_new_tokens
 
-    def transcribe(self, audio: object, language: str | None = None) -> Transcript:
-        from stepaudio.audio.io import Audio
-
-        if not isinstance(audio, Audio):
-            raise TypeError(f"expected Audio, got {type(audio).__name__}")
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         runtime = self._runtime()
         item, mels = runtime.audio(audio)
         segments = render([Turn("system", ASR_SYSTEM), Turn("user", (item,)), Turn("assistant", None)], runtime.vocab)
