@@ -22,7 +22,7 @@ from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
 from stepaudio.engines.step.chat import ChatSettings, StepChat, StepTranscriber
-from stepaudio.engines.step.native_lm import DTYPES, NativeLM
+from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM
 from stepaudio.engines.step.paths import TTS_DIR, StepModelPaths, download_hint
 from stepaudio.engines.step.roleplay import roleplay_prompt
 from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
@@ -39,7 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS, "flow_dtype": ("auto", *FLOW_DTYPES),
     "tokenizer_weights": WEIGHT_MODES,
 }
-INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1}
+INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1, "prefix_cache_mb": 0}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -66,6 +66,8 @@ class StepOptions:
     seed: int | None = None
     max_segment_tokens: int | None = None
     chat_max_tokens: int = 2048
+    # MiB of prompt-prefix K/V kept per in-process LM (voice prompts, chat history); 0 turns reuse off
+    prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
 
     def __post_init__(self) -> None:
         """Bad values fail here, naming the allowed ones, not as a traceback at the first use."""
@@ -233,7 +235,8 @@ def _backend(paths: StepModelPaths, opts: StepOptions, chat: bool) -> LMBackend:
     part = "chat" if chat else "tts"
     folder = paths.require(part)
     with _release(part, folder):
-        return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant)
+        return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant,
+                             prefix_cache_mb=opts.prefix_cache_mb)
 
 
 def _token_counter(tokenizer: StepTokenizer | None) -> Callable[[str], int] | None:

@@ -1,4 +1,9 @@
-"""The in-process language-model backend: a Step1 checkpoint run by `stepaudio.lm`."""
+"""The in-process language-model backend: a Step1 checkpoint run by `stepaudio.lm`.
+
+Prompts repeat their heads: every sentence of a voice starts with the same ~480-token voice prompt, every
+chat turn with the system prompt and the earlier turns. A `PrefixCache` keeps those heads' K/V, so a request
+prefills only what is new; it is on by default (`DEFAULT_PREFIX_CACHE_MB` per model, 0 turns it off).
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,22 @@ from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
 from stepaudio.errors import OptionError
 from stepaudio.lm import GenerationConfig, TokenStream
+from stepaudio.lm.prefix_cache import PrefixCache, prefix_cache_of_size
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.lm.step1 import Step1ForCausalLM, load_step1
 from stepaudio.text.detokenize import IncrementalDetokenizer
 from stepaudio.text.tokenizer import StepTokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Per model: TTS-3B keeps 32 KiB of bf16 K/V a token, so ~16k tokens (30+ voices with their sentences).
+DEFAULT_PREFIX_CACHE_MB = 512
 
 
 @dataclass
 class NativeLM:
     model: Step1ForCausalLM
     tokenizer: StepTokenizer
+    prefix_cache: PrefixCache | None = None
 
     @classmethod
     def load(
@@ -33,20 +42,24 @@ class NativeLM:
         device: str = "cpu",
         dtype: str | None = None,
         quant: str | None = None,
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
     ) -> NativeLM:
         """Load a model folder (config.json, safetensors, tokenizer.model).
 
         `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (FBGEMM-packed, fastest on
         CPU), `int8-weight-only`, `fp16-weights`, `bf16-packed`, `none`, or `auto` (the default: the fastest
-        16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
+        16-bit format for a bf16 model on this CPU, see `resolve_weight_format`). `prefix_cache_mb` bounds the K/V
+        of prompt prefixes kept for reuse (0: none kept).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
             raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if prefix_cache_mb < 0:
+            raise OptionError(f"prefix_cache_mb is a size in MiB (0 turns reuse off), not {prefix_cache_mb}")
         model = load_step1(directory, device=device, dtype=DTYPES[dtype] if dtype else None)
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
-        return cls(model=model, tokenizer=StepTokenizer(directory))
+        return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb))
 
     def stream(
         self,
@@ -55,7 +68,8 @@ class NativeLM:
         cancel: CancelToken | None = None,
     ) -> Iterator[GeneratedToken]:
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
-        tokens = TokenStream(self.model, [ids], config, cancel_event=cancel.event if cancel else None)
+        tokens = TokenStream(self.model, [ids], config, cancel_event=cancel.event if cancel else None,
+                             prefix_cache=self.prefix_cache)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         for step in tokens:
             token = step.tokens[0]
