@@ -198,6 +198,20 @@ class ChatModel(Protocol):
     ) -> Iterator[ChatDelta]: ...
 
 
+class SpeakingChat(ChatModel, Protocol):
+    """A chat model that speaks its reply itself in one pass (Step-Audio 2: text and speech tokens
+    interleaved): text deltas and audio chunks, streamed together. Declared by `Abilities.speaks`."""
+
+    def speak(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] | None = None,
+        options: GenerationOptions | None = None,
+        cancel: CancelToken | None = None,
+        voice: Voice | str | None = None,
+    ) -> Iterator[ChatDelta | AudioChunk]: ...
+
+
 @runtime_checkable
 class Synthesizer(Protocol):
     sample_rate: int
@@ -222,12 +236,17 @@ class Abilities:
     made from a prompt wav and its transcript. `tool_calls`: the chat model can call declared tools.
     `designs_voices`: the synthesizer speaks a weighted blend of its built-in voices, named by a formula such as
     `zh-yunjian*0.6+zh-xiaobei*0.4` wherever a voice name goes (a new voice, not a copy of anyone's).
+    `edits_speech`: the synthesizer is also an `Editor` (engines/editx/editor.py): it changes the emotion, style,
+    speed, paralinguistics, noise or silence of given speech one instruction at a time. `speaks`: the chat model
+    is a `SpeakingChat`: a spoken reply comes from the model itself, not from the synthesizer reading its text.
     """
 
     hears_audio: bool = False
     clones_voices: bool = False
     tool_calls: bool = True
     designs_voices: bool = False
+    edits_speech: bool = False
+    speaks: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from stepaudio.engines.base import WordTranscriber
 from stepaudio.server.audio_out import MEDIA_TYPES, available_formats
 from stepaudio.server.chat_convert import base64_chars
 from stepaudio.server.context import ServerContext
+from stepaudio.server.edits import document_form, editor_of
 from stepaudio.server.errors import STATUS_DESCRIPTIONS, ApiError, error_responses
 from stepaudio.server.guard import body_rule, key_required
 from stepaudio.server.instructions import PY_SPACE, strict_rule
@@ -105,6 +106,8 @@ def openapi_document(app: FastAPI, context: ServerContext) -> dict[str, Any]:
     _transcription_form(doc, context)
     if "post" in doc["paths"].get("/v1/voices", {}):
         _voice_form(doc, context)
+    if "post" in doc["paths"].get("/v1/audio/edits", {}):
+        _edit_form(doc, context)
     if context.settings.api_key:
         doc["components"]["securitySchemes"] = copy.deepcopy(_SECURITY)
     return doc
@@ -118,9 +121,11 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
 
 def _unoffered(doc: dict[str, Any], context: ServerContext) -> None:
     """Leave out the operations this engine refuses whatever the request (the route's own up-front check says
-    so): registering a cloned voice where it cannot clone, designing one where it cannot blend."""
+    so): registering a cloned voice where it cannot clone, designing one where it cannot blend, editing speech
+    where it cannot edit."""
     for path, method, check in (("/v1/voices", "post", context.require_cloning),
-                                ("/v1/voices/design", "post", context.require_design)):
+                                ("/v1/voices/design", "post", context.require_design),
+                                ("/v1/audio/edits", "post", lambda: editor_of(context))):
         try:
             check()
         except ApiError:
@@ -228,6 +233,15 @@ def _transcription_form(doc: dict[str, Any], context: ServerContext) -> None:
              "required": ["timestamp_granularities[]"]}
     schema["allOf"] = [{"if": words, "then": {"properties": {"response_format": {"const": "verbose_json"}},
                                               "required": ["response_format"]}}]
+
+
+def _edit_form(doc: dict[str, Any], context: ServerContext) -> None:
+    _, schema = _form_schema(doc, "/v1/audio/edits")
+    document_form(schema, context)
+    content = doc["paths"]["/v1/audio/edits"]["post"]["responses"]["200"]["content"]
+    for fmt, kind in MEDIA_TYPES.items():
+        if fmt not in available_formats():
+            content.pop(kind, None)
 
 
 def _voice_form(doc: dict[str, Any], context: ServerContext) -> None:

@@ -21,7 +21,7 @@ from stepaudio.server.errors import ApiError, error_body
 from stepaudio.server.origin import OriginPolicy
 from stepaudio.server.settings import ServerSettings
 
-UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/voices", "/v1/audio/voices")
+UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/voices", "/v1/audio/voices", "/v1/audio/edits")
 JSON_ROUTES = ("/v1/audio/speech", "/v1/chat/completions", "/v1/voices/design")
 OPEN_PATHS = ("/health", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible REST surface: speech, transcriptions, chat, voices, models, and health."""
+"""The OpenAI-compatible REST surface: speech, transcriptions, chat, voices, speech edits, models, and health."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import time
 
 from fastapi import APIRouter, Path
 
-from stepaudio.server import chat, speech, transcription, voice_design, voices
+from stepaudio.engines.editx.editor import Editor
+from stepaudio.server import chat, edits, speech, transcription, voice_design, voices
 from stepaudio.server.context import Context
 from stepaudio.server.errors import ApiError, error_responses
 from stepaudio.server.schemas import Health, ModelCard, ModelList
@@ -35,6 +36,7 @@ async def health(ctx: Context) -> Health:
     capabilities = {"transcription": engine.transcriber is not None, "chat": engine.chat is not None,
                     "speech": engine.synthesizer is not None,
                     "voice_cloning": engine.synthesizer is not None and engine.abilities.clones_voices,
+                    "speech_editing": engine.abilities.edits_speech and isinstance(engine.synthesizer, Editor),
                     "audio_input": engine.chat is not None and engine.abilities.hears_audio,
                     "tools": engine.chat is not None and engine.abilities.tool_calls}
     return Health(engine=engine.name, capabilities=capabilities, voices=ctx.store.count())
@@ -42,6 +44,7 @@ async def health(ctx: Context) -> Health:
 
 def rest_router() -> APIRouter:
     router = APIRouter()
-    for part in (models_router, speech.router, transcription.router, chat.router, voices.router, voice_design.router):
+    for part in (models_router, speech.router, transcription.router, chat.router, voices.router, voice_design.router,
+                 edits.router):
         router.include_router(part)
     return router

@@ -112,7 +112,7 @@ def create_engine(**options: Any) -> Engine:
 
     steps: list[tuple[Part, Callable[[], None]]] = [("synthesizer", speak)]
     return Engine(name="editx", transcriber=transcriber, chat=None, synthesizer=synthesizer,
-                  abilities=Abilities(clones_voices=True, tool_calls=False), warmups=tuple(steps))
+                  abilities=Abilities(clones_voices=True, tool_calls=False, edits_speech=True), warmups=tuple(steps))
 
 
 def _audio_tokenizer(paths: EditXPaths, opts: EditXOptions) -> StepAudioTokenizer:
