@@ -67,8 +67,10 @@ unit: setup-dev
 
 test: lint typecheck unit
 
-# Reproduces docs/eval: lite-engine ASR on the pocketsphinx-testdata recordings and a synthetic Mandarin set,
-# SEED-TTS-eval style TTS on sets built from them (build/eval-data), and the index page docs/eval/README.md.
+# Reproduces docs/eval: lite-engine ASR on the pocketsphinx-testdata recordings, a synthetic Mandarin set and the
+# spoken Mandarin questions of examples/questions-zh (language detected), SEED-TTS-eval style TTS on sets built
+# from them (build/eval-data; English by Piper, the default, and by Kokoro for comparison; Mandarin and Japanese
+# by Kokoro), `stepaudio bench lite` (RTF, first audio, latency, peak memory) and the index docs/eval/README.md.
 EVAL_DATA ?= build/eval-data
 EVAL_OUT ?= docs/eval
 SPHINX_DATA ?= /usr/share/pocketsphinx/test/data
@@ -78,8 +80,13 @@ eval-report: setup-dev
 	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(SPHINX_DATA)/librivox --output-dir $(EVAL_OUT)
 	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(SPHINX_DATA)/cards --output-dir $(EVAL_OUT)
 	$(VENV)/bin/stepaudio eval asr --engine lite --dataset $(EVAL_DATA)/zh-synthetic --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval asr --engine lite --dataset examples/questions-zh --repeats 3 --output-dir $(EVAL_OUT)
 	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-en --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-en --voice en-heart --name seed-en-kokoro \
+		--repeats 3 --output-dir $(EVAL_OUT)
 	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-zh-synthetic --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio eval tts --engine lite --testset $(EVAL_DATA)/seed-ja-synthetic --repeats 3 --output-dir $(EVAL_OUT)
+	$(VENV)/bin/stepaudio bench lite --json $(EVAL_OUT)/bench-lite.json --markdown $(EVAL_OUT)/bench-lite.md
 	$(PY) -m stepaudio.eval.report summarize $(EVAL_OUT) --title "stepaudio evaluation (lite engine, CPU)" \
 		--preamble $(EVAL_OUT)/notes.md --png error-rates.png
 

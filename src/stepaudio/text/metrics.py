@@ -25,6 +25,7 @@ _APOSTROPHE_EDGES = re.compile(r"(^|\s)'+|'+(\s|$)")
 _SPACES = re.compile(r"\s+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,11 @@ NORMALIZERS: dict[str, Callable[[str], str]] = {
 
 
 def language_unit(language: str | None, text: str = "") -> str:
-    """'char' for Chinese (by code or by script), 'word' otherwise."""
+    """'char' for Chinese and Japanese (by code or by script: neither spaces its words), 'word' otherwise."""
     if language:
-        return "char" if language.lower().split("-")[0] in ("zh", "cmn", "yue", "chinese", "mandarin") else "word"
-    return "char" if _CJK.search(text) else "word"
+        return "char" if language.lower().split("-")[0] in ("zh", "cmn", "yue", "chinese", "mandarin", "ja",
+                                                            "japanese") else "word"
+    return "char" if _CJK.search(text) or _KANA.search(text) else "word"
 
 
 def score(

@@ -29,8 +29,8 @@ SMALL: dict[str, tuple[str, ...]] = {
     "decoder": ("--parts", "hift", "--seconds", "1", "--repeats", "1", "--warmup", "0"),
     "tokenizer": ("--seconds", "2", "--modes", "fp32", "--blocks", "4", "--repeats", "1"),
     "realtime": ("--conversations", "8", "--turns", "3"),
-    "lite": ("--only", "asr,tts,latency", "--chat-model", "smollm2", "--questions", "2", "--zh-voices", "cmn",
-             "--zh-rates", "150"),
+    "lite": ("--only", "asr,tts,latency", "--chat-model", "smollm2", "--questions", "2", "--zh-questions", "1",
+             "--voices", "en:joe,zh:zh-yunjian", "--tts-threads", "1"),
     "decoder-stream": ("--seconds", "1", "--no-offline"),
     "server-load": ("--sessions", "2", "--seconds", "10", "-O", "chat_model=smollm2"),
 }
@@ -265,10 +265,10 @@ def _lite(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, part in r.get("tts", {}).items():
         if "wer" in part:
             rows.append(_metric("lite", f"TTS round-trip WER ({name})", part["wer"], "%",
-                                paper.seed_tts_reference("en", "WER"), note))
+                                paper.seed_tts_reference(part.get("language", "en"), "WER"), note))
         if "cer" in part:
             rows.append(_metric("lite", f"TTS round-trip CER ({name})", part["cer"], "%",
-                                paper.seed_tts_reference("zh", "CER"), note))
+                                paper.seed_tts_reference(part.get("language", "zh"), "CER"), note))
     summary = r.get("latency", {}).get("summary", {})
     for key in ("first_audio_p50", "first_audio_p90"):
         if key in summary:
