@@ -4,6 +4,7 @@ carries the first in its history."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,17 @@ def test_committed_speech_is_heard_as_audio_features(engine: Engine, monkeypatch
         session.send(ev.ResponseCreate())
         assert session.wait_idle(120)
         first = _drain(session)
+        # the reply is the model's own speech: the response ends once it has been played out
+        played = sum(o.samples.size / o.sample_rate for o in first if isinstance(o, ev.OutputAudioDelta))
+        time.sleep(played + 0.05)
+        session.tick()
         session.append_audio(speech_like(0.8, 16000, 5), 16000)
         session.send(ev.InputAudioCommit())
         session.send(ev.ResponseCreate())
         assert session.wait_idle(120)
         second = _drain(session)
     heard = [(ids, [m.shape[1] for m in mels]) for ids, mels in spy.calls if mels]
-    assert len(heard) == 2
+    assert len(heard) == 2, (first, second)
     (_, first_frames), (ids, both_frames) = heard
     # the buffer is cut in whole VAD frames (32 ms): the first question may gain up to one frame of padding
     assert len(first_frames) == 1 and mel_frames(19200) <= first_frames[0] <= mel_frames(19200 + 512)

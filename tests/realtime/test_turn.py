@@ -15,6 +15,7 @@ from stepaudio.audio.io import Audio, load_audio
 from stepaudio.audio.vad import SileroVad
 from stepaudio.engines.base import (
     Abilities,
+    AudioChunk,
     CancelToken,
     ChatDelta,
     ChatMessage,
@@ -238,3 +239,38 @@ def test_a_spoken_question_gets_a_spoken_answer(lite_engine: Engine) -> None:
     assert None not in (t.vad, t.asr, t.llm_first_token, t.tts_first_audio)
     assert t.vad <= t.asr <= t.llm_first_token <= t.tts_first_audio <= t.total  # type: ignore[operator]
     assert [m.role for m in conversation.context.messages()] == ["user", "assistant"]
+
+
+class SpeakingScript(ScriptedChat):
+    """Writes and speaks its reply itself: each text piece is followed by that piece's speech."""
+
+    def speak(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
+              options: GenerationOptions | None = None, cancel: CancelToken | None = None,
+              voice: object = None) -> Iterator[ChatDelta | AudioChunk]:
+        self.seen.append(list(messages))
+        for piece in self.pieces:
+            yield ChatDelta(text=piece)
+            yield AudioChunk(np.full(240, 0.1, np.float32), 24000)
+        yield ChatDelta(finish_reason="stop")
+
+
+class Mute:
+    sample_rate = 24000
+
+    def voices(self) -> list[str]:
+        return []
+
+    def synthesize(self, *args: object, **kwargs: object) -> Iterator[AudioChunk]:
+        raise AssertionError("a model that speaks itself needs no synthesizer")
+
+
+def test_a_model_that_speaks_itself_is_heard_directly() -> None:
+    chat = SpeakingScript(["Hello there.", " Bye."])
+    engine = Engine("speaks", None, chat, Mute(), Abilities(hears_audio=True, speaks=True))  # type: ignore[arg-type]
+    events = list(run_turn(engine, [ChatMessage("user", "", audio=clip())], TurnSettings()))
+    assert [e.sentence for e in events if isinstance(e, ReplyAudio)] == ["Hello there.", "Bye."]
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.reply == "Hello there. Bye."
+    assert done.timings.tts_first_audio is not None
+    written = list(run_turn(engine, [ChatMessage("user", "hi")], TurnSettings(speak=False)))
+    assert not any(isinstance(e, ReplyAudio) for e in written)  # text only: its speech is not asked for

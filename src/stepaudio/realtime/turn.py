@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from stepaudio.audio.io import Audio
 from stepaudio.audio.vad import Trimmer
@@ -30,6 +30,7 @@ from stepaudio.engines.base import (
     ChatMessage,
     Engine,
     GenerationOptions,
+    SpeakingChat,
     SpeechInstructions,
     ToolCall,
     ToolSpec,
@@ -257,17 +258,23 @@ def _as_text(message: ChatMessage) -> ChatMessage:
 
 def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings, cancel: CancelToken | None,
             start: float) -> Iterator[TurnEvent]:
-    """Stream the reply (with tool rounds) and speak it sentence by sentence."""
+    """Stream the reply (with tool rounds) and speak it: sentence by sentence through the synthesizer, or, for a
+    model that speaks itself, its own speech as it comes (labelled with the text written since the last piece)."""
     assert engine.chat is not None
     token = cancel or CancelToken()  # ours is cancelled when the caller stops listening
     voice_cancel = cancel or CancelToken()  # speech stops only when the caller cancels
-    speak = settings.speak and engine.synthesizer is not None
+    itself = settings.speak and engine.abilities.speaks and settings.registry is None
+    speak = settings.speak and engine.synthesizer is not None and not itself
     splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars)
-    if settings.registry is not None:
+    stream: Iterator[ChatDelta | ChatMessage | AudioChunk]
+    if itself:
+        speaker = cast(SpeakingChat, engine.chat)  # declared by Abilities.speaks
+        stream = iter(speaker.speak(messages, list(settings.tools) or None, settings.options, token, settings.voice))
+    elif settings.registry is not None:
         registry = settings.registry
         if settings.tools:
             registry = replace(registry, specs=tuple(settings.tools) + tuple(registry.specs))
-        stream: Iterator[ChatDelta | ChatMessage] = respond_with_tools(
+        stream = respond_with_tools(
             engine.chat, messages, registry, max_rounds=settings.max_tool_rounds, options=settings.options,
             cancel=token)
     else:
@@ -278,10 +285,17 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
     calls: list[ToolCall] = []
     kept: list[ChatMessage] = []
     usage: Usage | None = None
+    unspoken = ""  # text the model wrote since its last piece of speech
     for item, produced in _generate_aside(stream, token.cancel if cancel is None else None):
         if item is None:
             llm_total = produced - start
             break
+        if isinstance(item, AudioChunk):
+            if item.samples.size and not voice_cancel.cancelled:
+                first_audio = first_audio or time.perf_counter() - start
+                yield ReplyAudio(item, unspoken.strip())
+                unspoken = ""
+            continue
         if isinstance(item, ChatMessage):  # a tool round the loop ran: the assistant's calls, then results
             if item.role == "assistant":
                 text, calls = [], []
@@ -300,6 +314,7 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
             continue
         first_token = first_token or produced - start
         text.append(item.text)
+        unspoken += item.text
         yield ReplyText(item.text)
         for sentence in splitter.push(item.text) if speak else ():
             for event in _speak(engine, sentence, settings, voice_cancel):
@@ -334,11 +349,11 @@ def _speak(engine: Engine, sentence: str, settings: TurnSettings, cancel: Cancel
 
 
 def _generate_aside(
-    items: Iterator[ChatDelta | ChatMessage], on_close: Callable[[], None] | None
-) -> Iterator[tuple[ChatDelta | ChatMessage | None, float]]:
+    items: Iterator[ChatDelta | ChatMessage | AudioChunk], on_close: Callable[[], None] | None
+) -> Iterator[tuple[ChatDelta | ChatMessage | AudioChunk | None, float]]:
     """Run the chat stream in a thread, so it keeps writing while sentences are spoken; yields (item, time it
     was produced) and finally (None, time the reply was complete)."""
-    pieces: queue.Queue[tuple[ChatDelta | ChatMessage | BaseException | None, float]] = queue.Queue()
+    pieces: queue.Queue[tuple[ChatDelta | ChatMessage | AudioChunk | BaseException | None, float]] = queue.Queue()
     done = threading.Event()
 
     def work() -> None:

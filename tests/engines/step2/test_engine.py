@@ -3,6 +3,7 @@ voice, and a multi-turn spoken conversation through the turn service."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -66,7 +67,9 @@ def test_a_spoken_conversation_through_the_turn_service(step2_stack: Path, engin
     scripted = ScriptedRuntime(step2_runtime, ["Hello there.", "Fine, thanks."])
     chat = Step2Chat(lambda: scripted)
     assert engine.synthesizer is not None and engine.transcriber is not None
-    speaking = Engine("step2", engine.transcriber, chat, engine.synthesizer, engine.abilities)
+    # this chat has no decoder: its replies are read by the synthesizer (the model's own speech: test_chat.py)
+    speaking = Engine("step2", engine.transcriber, chat, engine.synthesizer,
+                      dataclasses.replace(engine.abilities, speaks=False))
     conversation = Conversation(speaking, TurnSettings(transcripts="always",
                                                        options=GenerationOptions(max_new_tokens=50)))
     first = list(conversation.turn(audio=Audio(speech_like(1.0, 16000, 1), 16000)))

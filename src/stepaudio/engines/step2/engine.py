@@ -118,7 +118,8 @@ def create_engine(**options: Any) -> Engine:
         transcriber=Step2Transcriber(runtime.get, max_new_tokens=min(512, opts.chat_max_tokens)),
         chat=chat,
         synthesizer=synthesizer,
-        abilities=Abilities(hears_audio=True, clones_voices=synthesizer is not None, tool_calls=True),
+        abilities=Abilities(hears_audio=True, clones_voices=synthesizer is not None, tool_calls=True,
+                            speaks=decoder is not None),
         warmups=_warmups(runtime, decoder, voices),
     )
 
