@@ -26,13 +26,19 @@ def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys
         "--tokenizer", str(conformance_dir / "text" / "tokenizer.model"), "--dtype", "fp32", "--quant", "none",
         "--repeats", "1", "--text", "(高兴1)今天天气真好。", "--json", str(out)])
     assert tts.run(args) == 0
-    (row,) = json.loads(out.read_text(encoding="utf-8"))
-    assert row["layers"] == 2 and row["chars"] == len("(高兴1)今天天气真好。")
-    assert row["decoded_tokens"] == 20  # first hop (12) + look-ahead (8): the decoder's first chunk
-    assert row["prompt_tokens"] > 125  # the voice's 3 s of audio tokens and the texts
-    parts = row["prefill_s"] + row["decode_s"] + row["decoder_first_chunk_s"]
-    assert parts == pytest.approx(row["first_audio_s"], abs=0.05)
-    assert row["first_chunk_audio_s"] > 0
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [row["prefix_reuse"] for row in rows] == ["off", "on"]  # the default times both, same run
+    for row in rows:
+        assert row["layers"] == 2 and row["chars"] == len("(高兴1)今天天气真好。")
+        assert row["decoded_tokens"] == 20  # first hop (12) + look-ahead (8): the decoder's first chunk
+        assert row["prompt_tokens"] > 125  # the voice's 3 s of audio tokens and the texts
+        parts = row["prefill_s"] + row["decode_s"] + row["decoder_first_chunk_s"]
+        assert parts == pytest.approx(row["first_audio_s"], abs=0.05)
+        assert row["first_chunk_audio_s"] > 0
+    off, on = rows
+    assert off["reused_tokens"] == 0
+    # the voice prompt (its 125 audio tokens and more) is reused, the new sentence is not
+    assert 125 < on["reused_tokens"] < on["prompt_tokens"] - len("今天天气真好。")
     assert "first_audio_s" in capsys.readouterr().out
 
 

@@ -7,6 +7,11 @@ so that the random model speaks, as the real one does. A built-in voice with a 3
 tokens) is prepared once, as the engine caches it. Per sentence it reports the time to the first audio
 chunk and its parts: prompt prefill (time to the first generated token), decoding up to the decoder's
 first chunk (first hop + look-ahead tokens), and the decoder's first chunk.
+
+`--prefix-reuse` times each sentence as a later sentence of its voice with the prompt-prefix K/V reuse the
+engine does (`on`: another sentence of the voice ran just before, nothing else is cached, so the voice
+prompt is reused but not the sentence), without it (`off`: the whole prompt is prefilled), or both,
+alternating run by run so that both see the same machine.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from stepaudio.eval.bench.table import format_rows
 
 DEFAULT_SENTENCES = ("今天天气真好，我们一起去公园散步吧。", "(高兴1)明天就要放假了，大家都很开心！")
 PROMPT_TEXT = "那等我们到海洋馆之后，给妈妈买个礼物，好不好呀？"
+WARM_UP = "你好。"  # the first sentence of the voice (kernels warm up; with reuse, the voice prompt is cached)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="runs per sentence (best and median reported)")
+    parser.add_argument("--prefix-reuse", choices=("both", "on", "off"), default="both",
+                        help="time later sentences of the voice with the voice prompt's K/V reused, without, or both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--omp-wait", choices=("default", "passive"), default="default",
                         help="OpenMP wait policy; passive helps only when other processes share the cores")
@@ -70,16 +78,25 @@ def find_tokenizer(explicit: str | None) -> Path:
 
 
 class TimedLM:
-    """An LM backend that records when each generated token left the model (for the latency breakdown)."""
+    """An LM backend that records when each generated token left the model (for the latency breakdown) and how
+    many prompt tokens its prefix cache supplied; `inner` is set to the NativeLM with or without reuse."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.times: list[float] = []
+        self.reused_tokens = 0
+        self.on_first_token: Any = None
 
     def stream(self, prompt: Any, config: Any, cancel: Any = None) -> Iterator[Any]:
         self.prompt_tokens = len(prompt)
+        store = getattr(self.inner, "prefix_cache", None)
+        before = store.stats().reused_tokens if store is not None else 0
         for token in self.inner.stream(prompt, config, cancel):
             self.times.append(time.perf_counter())
+            if store is not None and len(self.times) == 1:
+                self.reused_tokens = store.stats().reused_tokens - before
+            if self.on_first_token is not None and len(self.times) == 1:
+                self.on_first_token()
             yield token
 
 
@@ -113,16 +130,18 @@ def speaking_head(model: Any) -> None:
         weight[end:] = 0
 
 
-def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
+def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str, Any]]:
+    """The synthesizer over a TimedLM, and the NativeLM per `--prefix-reuse` mode (`off` and `on`) sharing one model."""
     import dataclasses
 
     import torch
 
-    from stepaudio.engines.step.native_lm import NativeLM
+    from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, NativeLM
     from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
     from stepaudio.engines.step.voices import PromptVoice, VoiceBank
     from stepaudio.eval.bench.decoder_stream import random_token2wav
     from stepaudio.eval.bench.lm import random_model
+    from stepaudio.lm.prefix_cache import prefix_cache_of_size
     from stepaudio.lm.step1.config import Step1Config
     from stepaudio.text.tokenizer import StepTokenizer
     from stepaudio.text.vocab import STEP1
@@ -139,7 +158,10 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
         quant = resolve_weight_format("auto", args.device, dtype)
     model = random_model(cfg, dtype, quant, torch.device(args.device))
     speaking_head(model)
-    lm = TimedLM(NativeLM(model=model, tokenizer=tokenizer))
+    backends = {"off": NativeLM(model=model, tokenizer=tokenizer),
+                "on": NativeLM(model=model, tokenizer=tokenizer,
+                               prefix_cache=prefix_cache_of_size(DEFAULT_PREFIX_CACHE_MB))}
+    lm = TimedLM(backends["off"])
     shapes: dict[str, Any] = {}
     if args.decoder_yaml:
         from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
@@ -152,11 +174,26 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM]:
     lm_ids = tuple(int(i) + STEP1.audio_offset for i in prompt.flow_tokens.tolist())
     voices.add("Tingting", PromptVoice(name="Tingting", prompt_text=PROMPT_TEXT, lm_ids=lm_ids, features=prompt))
     synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w, TTSSettings(seed=args.seed))
-    return synthesizer, lm
+    return synthesizer, lm, backends
 
 
 def _no_tokenizer() -> Any:
     raise RuntimeError("the benchmark voice is prepared up front")
+
+
+def prime_voice(synthesizer: Any, lm: TimedLM, text: str) -> None:
+    """Forget every cached prefix, then prefill one other sentence of the voice (cancelled at its first token):
+    what a voice holds when a later sentence comes, without that sentence itself."""
+    from stepaudio.engines.base import CancelToken
+
+    lm.inner.prefix_cache.clear()
+    cancel = CancelToken()
+    lm.on_first_token = cancel.cancel
+    try:
+        for _ in synthesizer.synthesize(text, "Tingting", cancel=cancel):
+            pass
+    finally:
+        lm.on_first_token = None
 
 
 def time_first_audio(synthesizer: Any, lm: TimedLM, text: str) -> dict[str, Any]:
@@ -165,6 +202,7 @@ def time_first_audio(synthesizer: Any, lm: TimedLM, text: str) -> dict[str, Any]
 
     cancel = CancelToken()
     lm.times = []
+    lm.reused_tokens = 0
     start = time.perf_counter()
     chunks = synthesizer.synthesize(text, "Tingting", cancel=cancel)
     first = next(c for c in chunks if c.samples.size)
@@ -176,11 +214,13 @@ def time_first_audio(synthesizer: Any, lm: TimedLM, text: str) -> dict[str, Any]
     hop_tokens = len([t for t in lm.times if t <= at])
     last_needed = lm.times[min(hop_tokens, len(lm.times)) - 1]
     return {"first_audio_s": at - start, "prefill_s": first_token, "prompt_tokens": lm.prompt_tokens,
+            "reused_tokens": lm.reused_tokens,
             "decode_s": last_needed - lm.times[0], "decoded_tokens": hop_tokens,
             "decoder_first_chunk_s": at - last_needed, "first_chunk_audio_s": first.samples.size / first.sample_rate}
 
 
-_COLUMNS = (("text", "{}"), ("chars", "{}"), ("prompt_tokens", "{}"), ("first_audio_s", "{:.2f}"),
+_COLUMNS = (("text", "{}"), ("chars", "{}"), ("prefix_reuse", "{}"), ("prompt_tokens", "{}"),
+            ("reused_tokens", "{}"), ("first_audio_s", "{:.2f}"),
             ("first_audio_median_s", "{:.2f}"), ("prefill_s", "{:.2f}"), ("decode_s", "{:.2f}"),
             ("decoded_tokens", "{}"), ("decoder_first_chunk_s", "{:.2f}"))
 
@@ -198,19 +238,29 @@ def run(args: argparse.Namespace) -> int:
     texts = args.text or list(DEFAULT_SENTENCES)
     print(f"building TTS-3B-shape LM ({args.dtype}, {args.quant}) and CosyVoice-300M-shape decoder "
           f"({args.flow_dtype}) with random weights on {args.device} ...", flush=True)
-    synthesizer, lm = build_synthesizer(args)
+    synthesizer, lm, backends = build_synthesizer(args)
+    modes = ("off", "on") if args.prefix_reuse == "both" else (args.prefix_reuse,)
     with torch.inference_mode():
-        time_first_audio(synthesizer, lm, "你好。")  # warm-up: kernels, allocator, voice
+        time_first_audio(synthesizer, lm, WARM_UP)  # warm-up: kernels, allocator, voice
         rows = []
         for text in texts:
-            runs = [time_first_audio(synthesizer, lm, text) for _ in range(max(1, args.repeats))]
-            best = min(runs, key=lambda r: r["first_audio_s"])
-            row = {"text": text, "chars": len(text), **best,
-                   "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs),
-                   "device": args.device, "dtype": args.dtype, "quant": args.quant, "flow_dtype": args.flow_dtype,
-                   "threads": args.threads, "layers": len(synthesizer._lm().inner.model.model.layers)}
-            rows.append(row)
-            print(json.dumps(row, ensure_ascii=False), flush=True)
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+            for _ in range(max(1, args.repeats)):
+                for mode in modes:
+                    lm.inner = backends[mode]
+                    if mode == "on":
+                        prime_voice(synthesizer, lm, WARM_UP if text != WARM_UP else DEFAULT_SENTENCES[0])
+                    runs[mode].append(time_first_audio(synthesizer, lm, text))
+            for mode in modes:
+                best = min(runs[mode], key=lambda r: r["first_audio_s"])
+                row = {"text": text, "chars": len(text), "prefix_reuse": mode, **best,
+                       "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs[mode]),
+                       "first_audio_all_s": [round(r["first_audio_s"], 3) for r in runs[mode]],
+                       "device": args.device, "dtype": args.dtype, "quant": args.quant,
+                       "flow_dtype": args.flow_dtype, "threads": args.threads,
+                       "layers": len(backends[mode].model.model.layers)}
+                rows.append(row)
+                print(json.dumps(row, ensure_ascii=False), flush=True)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
