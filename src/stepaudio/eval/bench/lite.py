@@ -229,7 +229,8 @@ def _bench_questions_zh(engine: Any, asr_model: str, threads: int) -> dict[str, 
     free.warmup()
     out: dict[str, Any] = {}
     for mode, transcriber in (("constrained", engine.transcriber), ("free", free)):
-        pairs, rows, seconds = [], [], []
+        pairs, seconds = [], []
+        rows: list[dict[str, Any]] = []
         for item in questions:
             audio = load_audio(QUESTIONS_ZH / item["audio"])
             start = time.perf_counter()
