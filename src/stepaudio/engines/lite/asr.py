@@ -26,7 +26,8 @@ _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Whisper writes Mandarin in traditional or simplified characters at random. With `opencc` installed (as
 # stepaudio.text.metrics uses it) the text is converted to simplified; without it, a simplified prompt
-# steers the decoder instead, which costs accuracy (Mandarin round-trip CER 23% converted vs 32% prompted).
+# steers the decoder instead, which costs accuracy (round trip of espeak's formant Mandarin: CER 23% converted vs
+# 32% prompted).
 INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 # Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
 LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh", "yue": "zh", "cantonese": "zh",
