@@ -176,7 +176,73 @@ def test_the_page_shows_only_what_the_engine_can_do(server_factory: Any, make_en
     speaker = dataclasses.replace(make_engine(), chat=None, abilities=Abilities(clones_voices=False))
     page = open_page(server_factory(ServerSettings(), speaker).url + "/", [("silence", 1.0)])
     assert page.is_visible("#tts") and not page.is_visible("#clone") and not page.is_visible("#talk")
+    assert not page.is_visible("#edit")  # the tiny engine does not edit speech
     assert "voice cloning" not in page.inner_text("#health")
+    assert page.errors == []
+
+
+EDITX_PROMPT_TEXT = "一段测试的语音。"
+STEP_DURATIONS = """() => Promise.all([...document.querySelectorAll('#edit-steps audio')].map((audio) =>
+    new Promise((resolve) => {
+        if (audio.readyState >= 1) resolve(audio.duration); else audio.onloadedmetadata = () => resolve(audio.duration);
+    })))"""
+
+
+def test_edit_panel_chains_edits_with_undo_and_download(server_factory: Any, open_page: Any, conformance_dir: Path,
+                                                        tmp_path_factory: pytest.TempPathFactory,
+                                                        one_torch_thread: None) -> None:
+    """The tiny EditX release folder behind the page: speak in a registered clone, take that speech into the edit
+    panel, apply three edits (each step playable), undo one, download the latest."""
+    from stepaudio.engines.registry import create_engine
+    from stepaudio.testing.tiny_editx import write_tiny_editx_stack
+
+    stack = write_tiny_editx_stack(tmp_path_factory.mktemp("editx"), conformance_dir / "text" / "tokenizer.model")
+    server = server_factory(ServerSettings(max_voice_seconds=10.0),
+                            create_engine("editx", model_path=str(stack), seed=0, max_new_tokens=40))
+    voice = server.store.add("Tester", stack / "prompt.wav", EDITX_PROMPT_TEXT)
+    page = open_page(server.url + "/", [("silence", 1.0)])
+    assert page.is_visible("#edit") and "speech editing" in page.inner_text("#health")
+    page.wait_for_function("() => document.querySelectorAll('#edit-type option').length === 6")
+    page.set_input_files("#edit-file", str(stack / "prompt.wav"))  # an upload starts a chain
+    page.wait_for_selector("#edit-steps li.current audio")
+    assert page.get_attribute("#edit-steps li a", "download") == "prompt.wav"
+    page.fill("#tts-text", "我觉得这个计划可行。")  # speech in the clone becomes a new chain's source
+    page.select_option("#tts-voice", voice.id)
+    page.click("#tts-form button[type=submit]")
+    page.wait_for_selector("#tts-status.ok", timeout=30000)
+    page.click("#edit-use-tts")
+    page.wait_for_function("() => document.querySelector('#edit-text').value === '我觉得这个计划可行。'")
+    assert page.locator("#edit-steps li").count() == 1
+    edits = [("paralinguistic", None, "我觉得[Uhm]这个计划可行。"), ("emotion", "sad", None),
+             ("style", "whisper", None)]
+    for count, (kind, option, new_text) in enumerate(edits, start=2):
+        page.select_option("#edit-type", kind)
+        assert page.is_visible("#edit-option") is (option is not None)
+        if option:
+            page.select_option("#edit-option", option)
+        if new_text:
+            page.fill("#edit-new-text", new_text)
+        page.click("#edit-apply")
+        page.wait_for_function(f"() => document.querySelectorAll('#edit-steps li').length === {count}", timeout=30000)
+        assert page.get_attribute("#edit-status", "class") == "status ok"
+    titles = page.locator("#edit-steps .step-title").all_inner_texts()
+    assert [t.split(" · ")[1].split(" — ")[0] for t in titles] == ["speech", "paralinguistic", "emotion: sad",
+                                                                   "style: whisper"]
+    assert titles[-1].endswith("“我觉得[Uhm]这个计划可行。”")  # the paralinguistic text carries on
+    durations = page.evaluate(STEP_DURATIONS)
+    assert len(durations) == 4 and all(d > 0 for d in durations)
+    page.click("#edit-undo")
+    page.wait_for_function("() => document.querySelectorAll('#edit-steps li').length === 3")
+    assert page.input_value("#edit-text") == "我觉得[Uhm]这个计划可行。"
+    latest = page.locator("#edit-steps li.current a")
+    assert latest.get_attribute("download") == "edit-step2.wav"
+    with page.expect_download() as download_info:
+        latest.click()
+    saved = download_info.value.path()
+    info = sf.info(saved)
+    assert info.samplerate == 24000 and info.frames / 24000 == pytest.approx(durations[2], abs=0.01)
+    if os.environ.get("STEPAUDIO_SCREENSHOT_EDIT"):
+        page.screenshot(path=os.environ["STEPAUDIO_SCREENSHOT_EDIT"], full_page=True)
     assert page.errors == []
 
 

@@ -1,6 +1,7 @@
-// The page: API key, server health, the conversation controls, the TTS playground and voice cloning.
+// The page: API key, server health, the conversation controls, the TTS playground, voice cloning and speech editing.
 
 import { $, api, initApiKey, setStatus } from "./common.js";
+import { initEditing, loadEditTypes } from "./edit.js";
 import { initCloning, initSpeech, loadVoices } from "./playground.js";
 import { Conversation } from "./talk.js";
 
@@ -16,6 +17,8 @@ async function showHealth() {
     $("#talk").hidden = !can.chat;
     $("#tts").hidden = !can.speech;
     $("#clone").hidden = !can.voice_cloning;
+    $("#edit").hidden = !can.speech_editing;
+    if (can.speech_editing) loadEditTypes();
   } catch (error) {
     setStatus($("#health"), `server unreachable: ${error.message}`, "bad");
   }
@@ -65,3 +68,4 @@ loadVoices();
 initTalk();
 initSpeech();
 initCloning();
+initEditing();
