@@ -53,8 +53,8 @@ def test_models_and_health(tiny_server: Any) -> None:
         client.models.retrieve("gpt-9")
     health = httpx.get(tiny_server.url + "/health").json()
     assert health["engine"] == "tiny" and health["capabilities"] == {
-        "transcription": True, "chat": True, "speech": True, "voice_cloning": True, "audio_input": False,
-        "tools": True}
+        "transcription": True, "chat": True, "speech": True, "voice_cloning": True, "speech_editing": False,
+        "audio_input": False, "tools": True}
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
