@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote
 
 import httpx
@@ -28,7 +28,7 @@ from stepaudio.engines.base import Abilities, Engine
 from stepaudio.engines.editx.editor import Editor, EditResult
 from stepaudio.server.api_schema import openapi_document
 from stepaudio.server.app import create_app
-from stepaudio.server.edits import MAX_ITERATIONS, EditTypeList
+from stepaudio.server.edits import MAX_ITERATIONS, EditType, EditTypeList
 from stepaudio.server.settings import ServerSettings
 from stepaudio.store.voices import VoiceStore
 from stepaudio.text.editx_prompts import EDIT_OPTIONS, EDIT_TYPES, Edit
@@ -180,7 +180,7 @@ def test_engines_that_cannot_edit_refuse_before_any_work(server_factory: Any, to
 def test_health_and_the_options_list(edit_server: Any) -> None:
     assert httpx.get(edit_server.url + "/health").json()["capabilities"]["speech_editing"] is True
     listing = EditTypeList.model_validate(httpx.get(edit_server.url + "/v1/audio/edits/options").json())
-    assert [card.edit for card in listing.data] == list(EDIT_TYPES)
+    assert [card.edit for card in listing.data] == list(EDIT_TYPES) == list(get_args(EditType))
     assert {card.edit: tuple(card.options) for card in listing.data} == dict(EDIT_OPTIONS)
     assert [card.edit for card in listing.data if not card.needs_text] == ["vad", "denoise"]
     assert [card.edit for card in listing.data if card.needs_new_text] == ["paralinguistic"]

@@ -14,7 +14,7 @@ the audio (base64 wav), its text and every step. The server keeps nothing: a cha
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import quote
 
 import numpy as np
@@ -34,7 +34,7 @@ from stepaudio.text.editx_prompts import EDIT_OPTIONS, EDIT_TYPES, PARALINGUISTI
 
 router = APIRouter(tags=["audio"])
 
-EditType = Literal["emotion", "style", "vad", "denoise", "paralinguistic", "speed"]
+EditType = Literal["emotion", "style", "vad", "denoise", "paralinguistic", "speed"]  # = EDIT_TYPES (a test checks)
 EditFormat = Literal["wav", "mp3", "flac", "opus", "pcm", "json"]
 TEXTLESS = ("denoise", "vad")  # edits whose instruction does not quote the audio's text
 MAX_ITERATIONS = 5
@@ -134,7 +134,10 @@ async def create_edit(
     response_format: Annotated[EditFormat, Form(description="the audio format, or json")] = "wav",
     model: Annotated[str | None, Form(max_length=256, description="accepted; the served engine edits")] = None,
 ) -> Response:
-    """Edit `file` one instruction at a time; the audio comes back with what it now says."""
+    """Edit speech with one instruction (`iterations` times, each output the next input). The answer is the edited
+    audio in `response_format` with what it now says in the `X-Edit-Text` header (percent-encoded UTF-8), or with
+    `json` an `AudioEdit` object (base64 wav, text, every step). The server keeps nothing: to chain edits, send
+    each answer back with its text. Engines that cannot edit speech (/health `speech_editing`) answer 400."""
     editor = editor_of(ctx)
     change = parse_edit(edit, option, new_text)
     limit = ctx.settings.max_input_chars
@@ -176,7 +179,7 @@ async def list_edit_types(ctx: Context) -> EditTypeList:
         types = EDIT_TYPES
     except ApiError:
         types = ()
-    cards = [EditTypeCard(edit=name, options=list(EDIT_OPTIONS[name]), needs_text=name not in TEXTLESS,
+    cards = [EditTypeCard(edit=cast(EditType, name), options=list(EDIT_OPTIONS[name]), needs_text=name not in TEXTLESS,
                           needs_new_text=name == "paralinguistic") for name in types]
     return EditTypeList(data=cards, paralinguistic_tags=list(PARALINGUISTIC_TAGS), max_iterations=MAX_ITERATIONS,
                         max_seconds=MAX_EDIT_SECONDS)
@@ -199,7 +202,7 @@ def _headers(text: str, sample_rate: int) -> dict[str, str]:
 def _json_body(steps: list[EditResult], input_text: str) -> dict[str, Any]:
     last = steps[-1]
     wav = encode_audio(np.asarray(last.samples, dtype=np.float32), last.sample_rate, "wav")
-    cards = [EditStep(edit=step.edit.edit_type, option=step.edit.option, new_text=step.edit.new_text,
+    cards = [EditStep(edit=cast(EditType, step.edit.edit_type), option=step.edit.option, new_text=step.edit.new_text,
                       text=step.text, duration=round(step.duration, 3)) for step in steps if step.edit is not None]
     return AudioEdit(text=last.text, input_text=input_text, duration=round(last.duration, 3),
                      sample_rate=last.sample_rate, audio=EditedAudio(data=base64.b64encode(wav).decode()),
