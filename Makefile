@@ -9,7 +9,7 @@ APT_PACKAGES ?= pocketsphinx-testdata chromium
 PYTEST_ARGS ?=
 QUESTION ?= examples/question_capital.wav
 
-.PHONY: setup setup-dev apt demo test lint typecheck unit clean eval-report
+.PHONY: setup setup-dev apt demo test lint typecheck unit clean eval-report gpu-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,13 @@ eval-report: setup-dev
 	$(VENV)/bin/stepaudio bench lite --json $(EVAL_OUT)/bench-lite.json --markdown $(EVAL_OUT)/bench-lite.md
 	$(PY) -m stepaudio.eval.report summarize $(EVAL_OUT) --title "stepaudio evaluation (lite engine, CPU)" \
 		--preamble $(EVAL_OUT)/notes.md --png error-rates.png
+
+# For a short GPU loan (<= 10 minutes on one H100/H200, setup included): its own venv with a CUDA torch, the
+# gpu-marked tests and the GPU benches, one report in $(GPU_CHECK_OUT)/gpu-check.{json,md}. Exits at once
+# without an NVIDIA GPU. GPU_CHECK_BUDGET: seconds for tests and benches (default 420).
+GPU_CHECK_OUT ?= gpu-check
+gpu-check:
+	GPU_CHECK_OUT=$(GPU_CHECK_OUT) PYTHON=$(PYTHON) scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
