@@ -135,3 +135,16 @@ def test_run_tests_counts_a_real_pytest_run(tmp_path: Path) -> None:
     result = gpu_check.run_tests(out, 120.0, [str(tests)])
     assert (result["passed"], result["failed"], result["skipped"]) == (1, 1, 0) and result["returncode"] == 1
     assert result["failures"][0]["test"].endswith("test_bad") and "different" in result["failures"][0]["message"]
+
+
+def test_every_planned_step_parses_with_its_bench() -> None:
+    """A bench option renamed elsewhere must fail here, not in the middle of a GPU loan."""
+    import argparse
+
+    from stepaudio.eval.bench.targets import TARGETS
+
+    for step in gpu_check.plan_steps(300.0):
+        parser = argparse.ArgumentParser(exit_on_error=False)
+        __import__(TARGETS[step.target][0], fromlist=["add_arguments"]).add_arguments(parser)
+        args = parser.parse_args([*step.argv, "--json", "x.json"])
+        assert args.device == "cuda", step.name
