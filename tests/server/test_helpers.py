@@ -11,7 +11,7 @@ import soundfile as sf
 
 from stepaudio.audio.io import to_pcm16
 from stepaudio.engines.base import Segment, Transcript
-from stepaudio.errors import AudioError, CheckpointError, StepAudioError, TagError
+from stepaudio.errors import AudioError, CheckpointError, StepAudioError, TagError, UnsupportedError
 from stepaudio.server.audio_out import (
     PCM_RATE,
     PcmStream,
@@ -88,6 +88,7 @@ def test_error_mapping() -> None:
         (AudioError("x is larger than the 5 bytes allowed"), 413, "file_too_large"),
         (AudioError("cannot decode"), 400, "invalid_audio"),
         (TagError("bad tag"), 400, "invalid_instruction"),
+        (UnsupportedError("the editx engine only clones"), 400, "unsupported"),
         (StepAudioError("engine broke"), 500, "engine_error"),
         (CheckpointError("model.safetensors is missing"), 503, "model_unavailable"),
         (RuntimeError("secret detail"), 500, "internal_error"),

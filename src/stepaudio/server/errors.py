@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from stepaudio.errors import AudioError, CheckpointError, MissingExtraError, StepAudioError, TagError
+from stepaudio.errors import (
+    AudioError,
+    CheckpointError,
+    MissingExtraError,
+    StepAudioError,
+    TagError,
+    UnsupportedError,
+)
 from stepaudio.server.schemas import ErrorResponse
 from stepaudio.store.voices import VoiceExistsError, VoiceNotFoundError, VoiceStoreError
 
@@ -100,6 +107,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, message, code="invalid_audio")
     if isinstance(exc, TagError):
         return ApiError(400, str(exc), code="invalid_instruction", param="instructions")
+    if isinstance(exc, UnsupportedError):  # asked of an engine that cannot do it (a voice it cannot speak in...)
+        return ApiError(400, str(exc), code="unsupported")
     if isinstance(exc, MissingExtraError):
         return ApiError(503, str(exc), code="missing_dependency")
     if isinstance(exc, CheckpointError):
