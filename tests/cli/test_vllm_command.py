@@ -57,3 +57,10 @@ def test_table_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "needs --model-path" in capsys.readouterr().err
     assert main(["vllm-command", "--model-path", "/m", "--model", "chat", "--tp", "3"]) == 2
     assert "does not divide" in capsys.readouterr().err
+
+
+def test_docs_serving_table_is_the_printed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vllm-command", "--table"]) == 0
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
+    for line in capsys.readouterr().out.splitlines():
+        assert line in doc, f"docs/serving.md lacks the table line {line!r}: paste `vllm-command --table` there"
