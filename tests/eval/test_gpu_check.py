@@ -53,6 +53,12 @@ def test_plan_runs_on_cuda_within_the_budget(monkeypatch: pytest.MonkeyPatch) ->
     assert int4.argv[-2:] == ("--quant", "int4")
 
 
+def test_gpu_test_files_are_found() -> None:
+    files = {Path(f).relative_to(REPO).as_posix() for f in gpu_check.gpu_test_files(REPO / "tests")}
+    assert {"tests/lm/test_gpu.py", "tests/decoder/test_gpu.py", "tests/audio/test_features.py"} <= files
+    assert "tests/lm/test_generate.py" not in files
+
+
 def test_spec_bandwidth_from_cuda_names() -> None:
     assert gpu_check.spec_bandwidth("NVIDIA H100 80GB HBM3") == 3350
     assert gpu_check.spec_bandwidth("NVIDIA H200") == 4800

@@ -113,6 +113,11 @@ def plan_steps(budget: float) -> list[Step]:
     return [Step(s.name, s.target, s.argv, s.seconds * budget) for s in steps]
 
 
+def gpu_test_files(root: Path) -> list[str]:
+    """Test files that mark anything `gpu`: collecting only these saves the loan a full-suite collection."""
+    return sorted(str(path) for path in root.rglob("test_*.py") if "mark.gpu" in path.read_text(encoding="utf-8"))
+
+
 def run_tests(out: Path, seconds: float, paths: Sequence[str]) -> dict[str, Any]:
     """`pytest -m gpu` in a subprocess; counts and failures read from its JUnit XML."""
     xml_path, log_path = out / "pytest-gpu.xml", out / "pytest-gpu.log"
@@ -209,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stepaudio.eval.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="report folder")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for tests and benches together")
-    parser.add_argument("--tests", nargs="*", default=["tests"], help="test paths for pytest -m gpu")
+    parser.add_argument("--tests", nargs="*", default=None,
+                        help="test paths for pytest -m gpu (default: the files under tests/ that mark gpu tests)")
     args = parser.parse_args(argv)
     problem = cuda_problem()
     if problem is not None:
@@ -224,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment()
     print(f"gpu-check: {env['gpu']}, torch {env['torch']} (CUDA {env['cuda']})", flush=True)
-    tests = run_tests(args.out, 0.3 * args.budget, args.tests) if args.tests else {"error": "no test paths"}
+    paths = args.tests if args.tests is not None else gpu_test_files(Path("tests"))
+    tests = run_tests(args.out, 0.3 * args.budget, paths) if paths else {"error": "no gpu-marked test files found"}
     print(f"gpu-check: tests {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed", flush=True)
     benches, metrics = [], []
     deadline = start + args.budget
