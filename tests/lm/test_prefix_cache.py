@@ -137,12 +137,39 @@ def test_state_is_per_model_dtype_and_ids(tiny_model: Callable[..., CausalLM]) -
     assert store.stats().nodes < nodes  # a collected model's state is dropped
 
 
+def test_spliced_embeddings_are_keyed_by_what_they_hold(family: Callable[..., CausalLM]) -> None:
+    """Rows that replace their ids' embeddings (audio-encoder output) reuse state only for the same content."""
+    model = family(seed=11)
+    with torch.no_grad():
+        base = model.embed(torch.tensor(VOICE))
+    audio = {name: torch.randn(5, base.shape[1], generator=torch.Generator().manual_seed(seed))
+             for name, seed in (("a", 1), ("b", 2))}
+    store = PrefixCache(1 << 20)
+
+    def run(name: str, tail: list[int]) -> tuple[list[list[int]], list[int]]:
+        prompt = VOICE + tail
+        embeds = torch.cat([base, model.embed(torch.tensor(tail)).detach()])
+        embeds[3:8] = audio[name]
+        keys = [*VOICE[:3], *((name, i) for i in range(5)), *prompt[8:]]
+        stream = TokenStream(model, [prompt], GREEDY_6, prompt_embeds=[embeds], prefix_cache=store,
+                             prefix_keys=[keys])
+        tokens = [[s.tokens[0] for s in stream]]
+        assert tokens == generate(model, [prompt], GREEDY_6, prompt_embeds=[embeds])
+        return tokens, stream.reused_tokens
+
+    run("a", [40, 41])
+    assert run("b", [40, 41])[1] == [3]  # the same ids, other audio: only the text before it
+    assert run("a", [30])[1] == [len(VOICE)]
+
+
 def test_misuse_is_refused(tiny_model: Callable[..., CausalLM]) -> None:
     model = tiny_model()
     with torch.no_grad():
         embeds = [model.embed(torch.tensor(VOICE))]
-    with pytest.raises(ValueError, match="embeddings"):
+    with pytest.raises(ValueError, match="needs prefix_keys"):
         TokenStream(model, [VOICE], GREEDY_6, prompt_embeds=embeds, prefix_cache=PrefixCache(1 << 20))
+    with pytest.raises(ValueError, match="one key per prompt token"):
+        TokenStream(model, [VOICE], GREEDY_6, prefix_cache=PrefixCache(1 << 20), prefix_keys=[VOICE[1:]])
     with pytest.raises(ValueError, match="positive"):
         PrefixCache(0)
     assert prefix_cache_of_size(0) is None

@@ -8,7 +8,7 @@ prompt prefixes seen before are copied in and only the rest is prefilled.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -82,7 +82,9 @@ class TokenStream:
 
     `prefix_cache`, when given, supplies the K/V of each prompt's longest stored prefix and keeps the K/V of
     what this stream prefilled (also the finished chunks of a cancelled prefill); `reused_tokens` counts the
-    prompt tokens per row that were not prefilled. It keys state by ids, so it excludes `prompt_embeds`.
+    prompt tokens per row that were not prefilled. It keys each token by its id, or by its entry of
+    `prefix_keys` (one hashable per prompt token, required with `prompt_embeds`: whatever fixes that token's
+    embedding, e.g. its id for text and a digest of the audio plus the row index for spliced encoder rows).
     """
 
     def __init__(
@@ -96,9 +98,13 @@ class TokenStream:
         decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None,
         prompt_embeds: Sequence[torch.Tensor] | None = None,
         prefix_cache: PrefixCache | None = None,
+        prefix_keys: Sequence[Sequence[Hashable]] | None = None,
     ) -> None:
-        if prompt_embeds is not None and prefix_cache is not None:
-            raise ValueError("prefix reuse keys K/V by ids alone; it cannot serve prompts given as embeddings")
+        if prefix_keys is not None and [len(k) for k in prefix_keys] != [len(p) for p in prompts]:
+            raise ValueError("prefix keys need one key per prompt token")
+        if prompt_embeds is not None and prefix_cache is not None and prefix_keys is None:
+            raise ValueError("prefix reuse of prompts given as embeddings needs prefix_keys (what fixes each "
+                             "embedding); ids alone do not say which audio rows were spliced in")
         if prompt_embeds is not None:
             if len(prompt_embeds) != len(prompts):
                 raise ValueError(f"{len(prompt_embeds)} prompt embeddings for {len(prompts)} prompts")
@@ -115,6 +121,7 @@ class TokenStream:
         self._decode_fn = decode_fn
         self._prompt_embeds = prompt_embeds
         self.prefix_cache = prefix_cache
+        self._prefix_keys: Sequence[Sequence[Hashable]] = prefix_keys if prefix_keys is not None else self.prompts
         self.reused_tokens: list[int] = [0 for _ in self.prompts]
 
     def cancel(self) -> None:
@@ -148,13 +155,13 @@ class TokenStream:
             last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, width - 1)
             first = 0
             if self.prefix_cache is not None:
-                self.reused_tokens = self.prefix_cache.restore(model, cache, self.prompts, valid)
+                self.reused_tokens = self.prefix_cache.restore(model, cache, self._prefix_keys, valid)
                 first = cache.length
             prefilled, reached = _prefill(
                 model, ids, embeds, positions, valid, cache, last, cfg.prefill_chunk, self.cancel_event, first
             )
             if self.prefix_cache is not None and reached > first:
-                self.prefix_cache.store(model, cache, self.prompts, valid, reached)
+                self.prefix_cache.store(model, cache, self._prefix_keys, valid, reached)
             if prefilled is None:
                 self.stop_reason = "cancelled"
                 return

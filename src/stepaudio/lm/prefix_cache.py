@@ -5,16 +5,17 @@ Prompts are stored per model in a token trie (a radix tree): a prefix shared by 
 TTS voice prompt, a session's history) is held once, each node with the K/V of its own tokens. A new prompt
 takes the longest stored prefix, which may end mid-way through a node. The K/V of token i depends only on
 tokens 0..i at positions 0..i, so a copied prefix is the prefix a full prefill would compute. Memory is
-bounded in bytes; the least recently used leaves go first. Only ids key the state: prompts whose embeddings
-are not their ids' (spliced audio-encoder rows) must not use it, and after changing a model's weights in
-place call `clear()`.
+bounded in bytes; the least recently used leaves go first. Each prompt token is keyed by what fixes its input:
+its id, or, for an embedding that is not its id's (a spliced audio-encoder row), a key the caller derives from
+that input (e.g. a digest of the audio and the row's index). After changing a model's weights in place call
+`clear()`.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,16 +50,16 @@ class _ModelKey:
 
 
 class _Node:
-    """A run of tokens after its parent's, with their K/V [layers, kv_heads, n, head_dim]."""
+    """A run of token keys after its parent's, with their K/V [layers, kv_heads, n, head_dim]."""
 
     __slots__ = ("children", "ids", "k", "parent", "used", "v")
 
-    def __init__(self, ids: tuple[int, ...], k: torch.Tensor | None, v: torch.Tensor | None,
+    def __init__(self, ids: tuple[Hashable, ...], k: torch.Tensor | None, v: torch.Tensor | None,
                  parent: _Node | None, used: int) -> None:
         self.ids = ids
         self.k, self.v = k, v
         self.parent = parent
-        self.children: dict[int, _Node] = {}
+        self.children: dict[Hashable, _Node] = {}
         self.used = used
 
     @property
@@ -75,7 +76,8 @@ _Match = list[tuple[_Node, int]]
 class PrefixCache:
     """Prompt-prefix K/V of any `CausalLM`, bounded by `max_bytes`, safe to share between threads and models.
 
-    `TokenStream(..., prefix_cache=cache)` calls `restore` before its prefill and `store` after it.
+    `TokenStream(..., prefix_cache=cache)` calls `restore` before its prefill and `store` after it. A prompt is
+    a sequence of token keys (its ids, unless embeddings replace them: see the module note).
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -100,13 +102,13 @@ class PrefixCache:
             self._roots.clear()
             self._bytes = 0
 
-    def cached_length(self, model: CausalLM, prompt: Sequence[int]) -> int:
+    def cached_length(self, model: CausalLM, prompt: Sequence[Hashable]) -> int:
         """How many leading tokens of `prompt` have stored K/V (the whole prompt may match)."""
         with self._lock:
             root = self._roots.get(_key(model))
             return sum(n for _, n in _match(root, prompt)) if root is not None else 0
 
-    def restore(self, model: CausalLM, cache: StaticKVCache, prompts: Sequence[Sequence[int]],
+    def restore(self, model: CausalLM, cache: StaticKVCache, prompts: Sequence[Sequence[Hashable]],
                 valid: torch.Tensor) -> list[int]:
         """Fill the first columns of an empty `cache` from stored prefixes; the tokens reused per row.
 
@@ -137,7 +139,7 @@ class PrefixCache:
             cache.record(step, positions[:, :column], valid[:, :column])
         return reused
 
-    def store(self, model: CausalLM, cache: StaticKVCache, prompts: Sequence[Sequence[int]],
+    def store(self, model: CausalLM, cache: StaticKVCache, prompts: Sequence[Sequence[Hashable]],
               valid: torch.Tensor, end: int) -> None:
         """Keep the K/V of each row's prompt tokens in columns before `end` (all prefilled), then evict the least
         recently used leaves down to the size bound."""
@@ -152,7 +154,7 @@ class PrefixCache:
             for row, (prompt, start) in enumerate(zip(prompts, starts, strict=True)):
                 count = min(end, start + len(prompt)) - start
                 if count > 0:
-                    self._insert(root, tuple(int(i) for i in prompt[:count]),
+                    self._insert(root, tuple(prompt[:count]),
                                  cache.k[:, row, :, start : start + count], cache.v[:, row, :, start : start + count])
             self._evict()
 
@@ -163,7 +165,7 @@ class PrefixCache:
             if root is not None:
                 self._bytes -= sum(n.nbytes for n in _descendants(root))
 
-    def _insert(self, root: _Node, ids: tuple[int, ...], k: torch.Tensor, v: torch.Tensor) -> None:
+    def _insert(self, root: _Node, ids: tuple[Hashable, ...], k: torch.Tensor, v: torch.Tensor) -> None:
         node, at = root, 0
         node.used = self._clock
         while at < len(ids):
@@ -216,7 +218,7 @@ def _descendants(root: _Node) -> list[_Node]:
     return out
 
 
-def _common_length(stored: tuple[int, ...], ids: Sequence[int], at: int) -> int:
+def _common_length(stored: tuple[Hashable, ...], ids: Sequence[Hashable], at: int) -> int:
     n = min(len(stored), len(ids) - at)
     for i in range(n):
         if stored[i] != ids[at + i]:
@@ -224,11 +226,11 @@ def _common_length(stored: tuple[int, ...], ids: Sequence[int], at: int) -> int:
     return n
 
 
-def _match(root: _Node, prompt: Sequence[int]) -> _Match:
+def _match(root: _Node, prompt: Sequence[Hashable]) -> _Match:
     out: _Match = []
     node, at = root, 0
     while at < len(prompt):
-        child = node.children.get(int(prompt[at]))
+        child = node.children.get(prompt[at])
         if child is None:
             break
         common = _common_length(child.ids, prompt, at)

@@ -13,7 +13,8 @@ from stepaudio.lm.step1.config import Step1Config
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
 
 
-def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   recwarn: pytest.WarningsRecorder) -> None:
     cfg = Step1Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_attention_groups=2,
                       num_hidden_layers=2, vocab_size=74752)
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
@@ -39,6 +40,7 @@ def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys
     assert off["reused_tokens"] == 0
     # the voice prompt (its 125 audio tokens and more) is reused, the new sentence is not
     assert 125 < on["reused_tokens"] < on["prompt_tokens"] - len("今天天气真好。")
+    assert not [w for w in recwarn if "budget" in str(w.message)]  # every run stopped early (priming too)
     assert "first_audio_s" in capsys.readouterr().out
 
 

@@ -91,11 +91,11 @@ class TimedLM:
         self.prompt_tokens = len(prompt)
         store = getattr(self.inner, "prefix_cache", None)
         before = store.stats().reused_tokens if store is not None else 0
-        for token in self.inner.stream(prompt, config, cancel):
+        for index, token in enumerate(self.inner.stream(prompt, config, cancel)):
             self.times.append(time.perf_counter())
-            if store is not None and len(self.times) == 1:
+            if index == 0 and store is not None:
                 self.reused_tokens = store.stats().reused_tokens - before
-            if self.on_first_token is not None and len(self.times) == 1:
+            if index == 0 and self.on_first_token is not None:
                 self.on_first_token()
             yield token
 
