@@ -89,9 +89,11 @@ class PrefixCache:
         self._bytes = 0
         self._clock = 0
         self._lookups = self._hits = self._reused = 0
+        self._dead: list[_ModelKey] = []  # models collected since the last call (see `_forget`)
 
     def stats(self) -> PrefixCacheStats:
         with self._lock:
+            self._purge()
             nodes = [n for root in self._roots.values() for n in _descendants(root)]
             return PrefixCacheStats(nodes=len(nodes), tokens=sum(len(n.ids) for n in nodes), bytes=self._bytes,
                                     max_bytes=self.max_bytes, lookups=self._lookups, hits=self._hits,
@@ -105,6 +107,7 @@ class PrefixCache:
     def cached_length(self, model: CausalLM, prompt: Sequence[Hashable]) -> int:
         """How many leading tokens of `prompt` have stored K/V (the whole prompt may match)."""
         with self._lock:
+            self._purge()
             root = self._roots.get(_key(model))
             return sum(n for _, n in _match(root, prompt)) if root is not None else 0
 
@@ -121,6 +124,7 @@ class PrefixCache:
             raise ValueError("prefix K/V goes into an empty cache")
         starts = _starts(valid)
         with self._lock:
+            self._purge()
             self._clock += 1
             root = self._roots.get(_key(model))
             matches = [_match(root, prompt) if root is not None else [] for prompt in prompts]
@@ -146,6 +150,7 @@ class PrefixCache:
         starts = _starts(valid)
         key = _key(model)
         with self._lock:
+            self._purge()
             self._clock += 1
             root = self._roots.get(key)
             if root is None:
@@ -159,9 +164,13 @@ class PrefixCache:
             self._evict()
 
     def _forget(self, key: _ModelKey) -> None:
-        """The model is gone: its K/V can never be used again (and its `id` may be reused)."""
-        with self._lock:
-            root = self._roots.pop(key, None)
+        """The model is gone: its K/V can never be used again (and its `id` may be reused). Only noted here: a
+        collection may run this inside one of our own locked calls, on this thread."""
+        self._dead.append(key)
+
+    def _purge(self) -> None:
+        while self._dead:
+            root = self._roots.pop(self._dead.pop(), None)
             if root is not None:
                 self._bytes -= sum(n.nbytes for n in _descendants(root))
 
