@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 row = {"text": text, "chars": len(text), "prefix_reuse": mode, **best,
                        "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs[mode]),
                        "first_audio_all_s": [round(r["first_audio_s"], 3) for r in runs[mode]],
+                       "prefill_all_s": [round(r["prefill_s"], 3) for r in runs[mode]],
                        "device": args.device, "dtype": args.dtype, "quant": args.quant,
                        "flow_dtype": args.flow_dtype, "threads": args.threads,
                        "layers": len(backends[mode].model.model.layers)}
