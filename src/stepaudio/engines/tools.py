@@ -264,3 +264,56 @@ def respond_with_tools(
             history.append(result)
             yield result
     yield ChatDelta(finish_reason="length")
+
+
+class MarkedCallParser:
+    """Splits a streamed reply into text and tool calls written between two markers (each family names its
+    markers and how a call's body reads): `push` each delta, `finish` once; a marker split across deltas is
+    held back until it is whole, and a call cut off by the token limit is still reported as a call."""
+
+    def __init__(self, start: str, end: str, parse: Callable[[str, str], ToolCall], id_prefix: str = "call_"
+                 ) -> None:
+        self.start, self.end, self.parse, self.id_prefix = start, end, parse, id_prefix
+        self.calls: list[ToolCall] = []
+        self._buffer = ""
+        self._in_call = False
+
+    def push(self, delta: str) -> Iterator[str | ToolCall]:
+        self._buffer += delta
+        while True:
+            marker = self.end if self._in_call else self.start
+            index = self._buffer.find(marker)
+            if index < 0:
+                if not self._in_call:
+                    safe = len(self._buffer) - _partial_suffix(self._buffer, self.start)
+                    if safe > 0:
+                        yield self._buffer[:safe]
+                        self._buffer = self._buffer[safe:]
+                return
+            before, self._buffer = self._buffer[:index], self._buffer[index + len(marker):]
+            if self._in_call:
+                yield self._call(before)
+            elif before:
+                yield before
+            self._in_call = not self._in_call
+
+    def finish(self) -> Iterator[str | ToolCall]:
+        rest, self._buffer = self._buffer, ""
+        if self._in_call:
+            self._in_call = False
+            yield self._call(rest)
+        elif rest:
+            yield rest
+
+    def _call(self, body: str) -> ToolCall:
+        call = self.parse(body, f"{self.id_prefix}{len(self.calls) + 1}")
+        self.calls.append(call)
+        return call
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `marker`."""
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepaudio.engines.base import ToolCall, ToolSpec
+from stepaudio.engines.tools import MarkedCallParser
 
 CALL_START = "<|CALL_START|>"
 CALL_END = "<|CALL_END|>"
@@ -68,55 +68,8 @@ def _arguments_json(arguments: Any) -> str:
     return json.dumps(arguments, ensure_ascii=False)
 
 
-@dataclass
-class ToolCallParser:
-    """Splits a streamed reply into text and tool calls: `push` each delta, `finish` once; markers split across
-    deltas are held back."""
+class ToolCallParser(MarkedCallParser):
+    """Step-Audio-Chat's calls: between <|CALL_START|> and <|CALL_END|>."""
 
-    id_prefix: str = "call_"
-    _buffer: str = ""
-    _in_call: bool = False
-    _count: int = 0
-    calls: list[ToolCall] = field(default_factory=list)
-
-    def push(self, delta: str) -> Iterator[str | ToolCall]:
-        self._buffer += delta
-        while True:
-            marker = CALL_END if self._in_call else CALL_START
-            index = self._buffer.find(marker)
-            if index < 0:
-                if not self._in_call:
-                    safe = len(self._buffer) - _partial_suffix(self._buffer, CALL_START)
-                    if safe > 0:
-                        yield self._buffer[:safe]
-                        self._buffer = self._buffer[safe:]
-                return
-            before, self._buffer = self._buffer[:index], self._buffer[index + len(marker) :]
-            if self._in_call:
-                yield self._finish_call(before)
-            elif before:
-                yield before
-            self._in_call = not self._in_call
-
-    def finish(self) -> Iterator[str | ToolCall]:
-        """The rest, at the end of generation; an unterminated call is still reported as a call."""
-        rest, self._buffer = self._buffer, ""
-        if self._in_call:
-            self._in_call = False
-            yield self._finish_call(rest)
-        elif rest:
-            yield rest
-
-    def _finish_call(self, body: str) -> ToolCall:
-        self._count += 1
-        call = parse_call(body, f"{self.id_prefix}{self._count}")
-        self.calls.append(call)
-        return call
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `marker`."""
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
-    return 0
+    def __init__(self, id_prefix: str = "call_") -> None:
+        super().__init__(CALL_START, CALL_END, parse_call, id_prefix)

@@ -12,11 +12,11 @@ Chinese description of it"; name and schema as StepFun's StepEval-Audio-Toolcall
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepaudio.engines.base import ToolCall, ToolSpec
+from stepaudio.engines.tools import MarkedCallParser
 
 CALL_START = "<tool_call>"
 CALL_END = "</tool_call>"
@@ -56,53 +56,8 @@ def parse_call(body: str, call_id: str) -> ToolCall:
     return ToolCall(call_id, name or "invalid", arguments)
 
 
-@dataclass
-class ToolCallParser:
-    """Splits a streamed reply into text and calls: `push` each delta, `finish` once. A marker split across
-    deltas is held back until it is whole."""
+class ToolCallParser(MarkedCallParser):
+    """Step-Audio 2's calls: between <tool_call> and </tool_call>."""
 
-    id_prefix: str = "call_"
-    calls: list[ToolCall] = field(default_factory=list)
-    _buffer: str = ""
-    _in_call: bool = False
-
-    def push(self, delta: str) -> Iterator[str | ToolCall]:
-        self._buffer += delta
-        while True:
-            marker = CALL_END if self._in_call else CALL_START
-            index = self._buffer.find(marker)
-            if index < 0:
-                if not self._in_call:
-                    safe = len(self._buffer) - _partial_suffix(self._buffer, CALL_START)
-                    if safe > 0:
-                        yield self._buffer[:safe]
-                        self._buffer = self._buffer[safe:]
-                return
-            before, self._buffer = self._buffer[:index], self._buffer[index + len(marker):]
-            if self._in_call:
-                yield self._call(before)
-            elif before:
-                yield before
-            self._in_call = not self._in_call
-
-    def finish(self) -> Iterator[str | ToolCall]:
-        """The rest; a call cut off by the token limit is still reported as a call."""
-        rest, self._buffer = self._buffer, ""
-        if self._in_call:
-            self._in_call = False
-            yield self._call(rest)
-        elif rest:
-            yield rest
-
-    def _call(self, body: str) -> ToolCall:
-        call = parse_call(body, f"{self.id_prefix}{len(self.calls) + 1}")
-        self.calls.append(call)
-        return call
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `marker`."""
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
-    return 0
+    def __init__(self, id_prefix: str = "call_") -> None:
+        super().__init__(CALL_START, CALL_END, parse_call, id_prefix)
