@@ -79,3 +79,24 @@ def test_packed_bf16_model_matches_the_plain_model(tiny_model: Factory) -> None:
     packed = apply_weight_format(tiny_model(seed=3).to(torch.bfloat16), "bf16-packed")
     out = packed(ids).float()
     assert (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("name", ["int8", "int8-weight-only", "fp16-weights", "bf16-packed"])
+def test_biased_qwen2_linears_change_format_and_keep_their_bias(tiny_qwen2: Callable[..., nn.Module],
+                                                               name: str) -> None:
+    from stepaudio.lm.quant import BiasAdded
+
+    if name == "bf16-packed" and not onednn_can_pack(torch.bfloat16):
+        pytest.skip("this CPU cannot pack bf16 weights for oneDNN (no AVX-512)")
+    dtype = torch.bfloat16 if name == "bf16-packed" else torch.float32
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+    ref = tiny_qwen2(seed=5, dtype=dtype)(ids).float()
+    model = apply_weight_format(tiny_qwen2(seed=5, dtype=dtype), name)
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj, BiasAdded) and not any(isinstance(m, nn.Linear) for m in model.modules())
+    out = model(ids).float()
+    limit = 0.12 if name.startswith("int8") else 0.02
+    assert (out - ref).abs().max().item() < limit * ref.abs().max().item()
+    with torch.no_grad():  # the bias is used: dropping it moves the logits well past that
+        q_proj.bias.zero_()
+    assert (model(ids).float() - ref).abs().max().item() > 2 * (out - ref).abs().max().item()

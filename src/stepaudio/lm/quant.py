@@ -106,14 +106,31 @@ def half_linears(model: nn.Module) -> nn.Module:
 def _replace_linears(
     model: nn.Module, make: Callable[[nn.Linear], nn.Module], skip: Callable[[str], bool] | None = None
 ) -> nn.Module:
-    """Swap every bias-free nn.Linear (but those `skip` names) for `make(linear)`, one at a time, so peak
-    memory stays one layer above the model's."""
+    """Swap every nn.Linear (but those `skip` names) for `make(linear)`, one at a time, so peak memory stays one
+    layer above the model's. A biased linear (Qwen2's q/k/v) gets `make` of its weight alone, its bias added after."""
     targets = [(name, m) for name, m in model.named_modules()
                if isinstance(m, nn.Linear) and not (skip and skip(name))]
     for name, linear in targets:
-        if linear.bias is not None:
-            raise ValueError(f"{name}: only bias-free linears can change weight format")
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, make(linear))
+        if linear.bias is None:
+            setattr(parent, child, make(linear))
+            continue
+        bare = nn.Linear(linear.in_features, linear.out_features, bias=False, device="meta")
+        bare.weight = linear.weight
+        setattr(parent, child, BiasAdded(make(bare), linear.bias.detach()))
     return model
+
+
+class BiasAdded(nn.Module):
+    """A bias-free linear of any weight format, then the float bias (kept in the model dtype; one add)."""
+
+    def __init__(self, inner: nn.Module, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.bias: torch.Tensor
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out + self.bias.to(out.dtype)
