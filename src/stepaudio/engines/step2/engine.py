@@ -21,7 +21,7 @@ from stepaudio.engines.base import Abilities, Engine, Part
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.step2.chat import ChatSettings, Step2Chat, Step2Transcriber
 from stepaudio.engines.step2.paths import Step2Paths, download_hint
-from stepaudio.engines.step2.runtime import Step2Runtime
+from stepaudio.engines.step2.runtime import DEFAULT_PREFIX_CACHE_MB, Step2Runtime
 from stepaudio.engines.step2.tts import Step2Synthesizer, TTSSettings
 from stepaudio.engines.step2.voices import Step2Voices
 from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
@@ -49,6 +49,7 @@ class Step2Options:
     seed: int | None = None
     chat_max_tokens: int = 2048
     max_segment_tokens: int | None = None
+    prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB  # K/V of earlier prompts kept for reuse (0: off)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -59,6 +60,9 @@ class Step2Options:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"step2 engine option {name} must be at least 1, not {value}")
+        if self.prefix_cache_mb < 0:
+            raise OptionError(f"step2 engine option prefix_cache_mb is a size in MiB (0 turns reuse off), "
+                              f"not {self.prefix_cache_mb}")
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
@@ -127,7 +131,7 @@ def create_engine(**options: Any) -> Engine:
 def _load_runtime(paths: Step2Paths, opts: Step2Options) -> Step2Runtime:
     try:
         return Step2Runtime.load(paths.release, device=opts.device, dtype=DTYPES[opts.dtype] if opts.dtype else None,
-                                 quant=opts.quant)
+                                 quant=opts.quant, prefix_cache_mb=opts.prefix_cache_mb)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (to fetch the release again: {download_hint(paths.release)})") from exc
 

@@ -4,11 +4,17 @@ spliced embeddings, the generated stream out split into text and speech (REFEREN
 Generated ids below `<audio_start>` are text, `<audio_N>` ids are speech codes (N = 6561 is padding, dropped
 as the reference drops it before token2wav); the specials in between (`<tts_start>`, `<tts_end>`, ...) carry no
 text and are dropped. Generation stops on `<|EOT|>` (the reference's only eos) or the Qwen end ids.
+
+Multi-turn chat repeats its head every turn (system prompt, tools, earlier turns and their audio), so a
+`PrefixCache` keeps the K/V of what was prefilled and the next prompt prefills only what is new. Its key for
+each prompt row is the id, or for a spliced audio row a digest of that piece's mel with the row's index: the
+same ids over other audio never match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +28,13 @@ from stepaudio.engines.step2.model import Step2Model, load_step2
 from stepaudio.engines.step2.tokenizer import Step2Tokenizer
 from stepaudio.errors import AudioError
 from stepaudio.lm import GenerationConfig, TokenStream
+from stepaudio.lm.prefix_cache import PrefixCache, prefix_cache_of_size
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.text.step2_prompts import Audio as AudioItem
 from stepaudio.text.step2_prompts import Segment, prompt_ids
+
+# The 7B LM keeps 56 KiB of bf16 K/V a token: ~9k tokens, a dozen minutes of spoken history.
+DEFAULT_PREFIX_CACHE_MB = 512
 
 
 @dataclass(frozen=True)
@@ -56,23 +66,25 @@ class Counted:
 
 
 class Step2Runtime:
-    """One model and tokenizer; thread-compatible (each call builds its own cache)."""
+    """One model and tokenizer; thread-compatible (each call builds its own KV cache; the prefix cache locks)."""
 
-    def __init__(self, model: Step2Model, tokenizer: Step2Tokenizer) -> None:
+    def __init__(self, model: Step2Model, tokenizer: Step2Tokenizer, prefix_cache: PrefixCache | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.vocab = tokenizer.vocab
+        self.prefix_cache = prefix_cache
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None,
-             quant: str | None = None) -> Step2Runtime:
+             quant: str | None = None, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB) -> Step2Runtime:
         """The release folder: tokenizer first (its ids place the splice), then both model parts; `quant` is
-        an `lm.quant` weight format for the LM's linears (None: the fastest exact one here)."""
+        an `lm.quant` weight format for the LM's linears (None: the fastest exact one here); `prefix_cache_mb`
+        bounds the K/V kept for reuse by later prompts (0: none)."""
         tokenizer = Step2Tokenizer.from_dir(folder)
         model = load_step2(folder, device=device, dtype=dtype, vocab=tokenizer.vocab)
         weight_dtype = model.lm.lm_head.weight.dtype
         apply_weight_format(model.lm, resolve_weight_format(quant or "auto", device, weight_dtype))
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, prefix_cache_of_size(prefix_cache_mb))
 
     def audio(self, audio: Audio) -> tuple[AudioItem, list[torch.Tensor]]:
         """A spoken item: its placeholder counts and its mels (one per 25 s piece)."""
@@ -89,13 +101,34 @@ class Step2Runtime:
         """Generated ids, the stop id left out; the audio reaches the LM as encoder rows spliced into the
         prompt's embeddings."""
         embeds = self.model.prompt_embeds(prompt.ids, list(prompt.mels))
+        keys = [self.prefix_keys(prompt)] if self.prefix_cache is not None else None
         stream = TokenStream(self.model.lm, [list(prompt.ids)], config,
-                             cancel_event=cancel.event if cancel is not None else None, prompt_embeds=[embeds])
+                             cancel_event=cancel.event if cancel is not None else None, prompt_embeds=[embeds],
+                             prefix_cache=self.prefix_cache, prefix_keys=keys)
         for step in stream:
             token = step.tokens[0]
             if token < 0 or token in config.stop_ids:
                 return
             yield token
+
+    def prefix_keys(self, prompt: Prompt) -> list[Hashable]:
+        """What fixes each prompt row's embedding: its id, or for the rows of the k-th audio piece (the
+        `<audio_patch>` run after the k-th `<audio_start>`, as `splice_audio` fills them) the piece's digest
+        and the row's index in it."""
+        digests = [_digest(mel) for mel in prompt.mels]
+        keys: list[Hashable] = []
+        piece, row = -1, -1
+        for token in prompt.ids:
+            if token == self.vocab.audio_start_id:
+                piece, row = piece + 1, 0
+                keys.append(token)
+            elif token == self.vocab.audio_patch_id and row >= 0 and piece < len(digests):
+                keys.append((digests[piece], row))
+                row += 1
+            else:
+                row = -1
+                keys.append(token)
+        return keys
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -114,3 +147,9 @@ class Step2Runtime:
                 code = token - vocab.audio_offset
                 if code < vocab.audio_codes:
                     yield SpeechCode(code)
+
+
+def _digest(mel: torch.Tensor) -> str:
+    """A mel's shape and values as a short hex digest."""
+    data = mel.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.blake2b(repr(data.shape).encode() + data.tobytes(), digest_size=16).hexdigest()
