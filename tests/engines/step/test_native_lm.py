@@ -123,3 +123,21 @@ def test_size_option_reaches_the_engine_models(step_stack: Path, monkeypatch: py
         create_engine("step", model_path=str(step_stack), prefix_cache_mb=-1)
     with pytest.raises(OptionError, match="0 turns reuse off"):
         NativeLM.load(step_stack / "Step-Audio-TTS-3B", prefix_cache_mb=-1)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_decode_gives_the_eager_tokens(model_dir: Path) -> None:
+    """On CUDA each request's decode steps replay a captured graph; the tokens are the eager ones."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    graphs = NativeLM.load(model_dir, device="cuda", prefix_cache_mb=0)
+    eager = NativeLM.load(model_dir, device="cuda", prefix_cache_mb=0, cuda_graphs=False)
+    assert graphs.cuda_graphs and not eager.cuda_graphs
+    prompt = build_tts_prompt(graphs.tokenizer, text="今天天气真好。", prompt_text=VOICE_TEXT,
+                              prompt_audio_ids=VOICE_AUDIO, speaker="Tingting")
+    long_greedy = GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_ids=())
+    assert ids_of(graphs, prompt, long_greedy) == ids_of(eager, prompt, long_greedy)
+    sampled = GenerationConfig(max_new_tokens=16, sampling=TTS_SAMPLING, stop_ids=STEP1.stop_ids, seed=5)
+    assert ids_of(graphs, prompt, sampled) == ids_of(eager, prompt, sampled)

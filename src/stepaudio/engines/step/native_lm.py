@@ -3,6 +3,10 @@
 Prompts repeat their heads: every sentence of a voice starts with the same ~480-token voice prompt, every
 chat turn with the system prompt and the earlier turns. A `PrefixCache` keeps those heads' K/V, so a request
 prefills only what is new; it is on by default (`DEFAULT_PREFIX_CACHE_MB` per model, 0 turns it off).
+
+On CUDA a decode step of a 3B model is ~1,000 small kernels, so launching them costs more than the weights'
+reads: each request's decode steps replay one captured CUDA graph instead (`cuda_graphs`, on by default;
+measured on an H200, TTS-3B bf16: 62 tok/s eager, 216 tok/s replayed).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
 from stepaudio.errors import OptionError
 from stepaudio.lm import GenerationConfig, TokenStream
+from stepaudio.lm.accel import StaticDecoder
 from stepaudio.lm.prefix_cache import PrefixCache, prefix_cache_of_size
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.lm.step1 import Step1ForCausalLM, load_step1
@@ -33,6 +38,7 @@ class NativeLM:
     model: Step1ForCausalLM
     tokenizer: StepTokenizer
     prefix_cache: PrefixCache | None = None
+    cuda_graphs: bool = True
 
     @classmethod
     def load(
@@ -43,13 +49,15 @@ class NativeLM:
         dtype: str | None = None,
         quant: str | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        cuda_graphs: bool = True,
     ) -> NativeLM:
         """Load a model folder (config.json, safetensors, tokenizer.model).
 
         `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (FBGEMM-packed, fastest on
         CPU), `int8-weight-only`, `fp16-weights`, `bf16-packed`, `none`, or `auto` (the default: the fastest
         16-bit format for a bf16 model on this CPU, see `resolve_weight_format`). `prefix_cache_mb` bounds the K/V
-        of prompt prefixes kept for reuse (0: none kept).
+        of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay decode steps as CUDA graphs
+        (ignored off CUDA).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
@@ -59,7 +67,8 @@ class NativeLM:
         model = load_step1(directory, device=device, dtype=DTYPES[dtype] if dtype else None)
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
-        return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb))
+        return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb),
+                   cuda_graphs=cuda_graphs)
 
     def stream(
         self,
@@ -68,8 +77,10 @@ class NativeLM:
         cancel: CancelToken | None = None,
     ) -> Iterator[GeneratedToken]:
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        graphs = self.cuda_graphs and self.model.device.type == "cuda"
         tokens = TokenStream(self.model, [ids], config, cancel_event=cancel.event if cancel else None,
-                             prefix_cache=self.prefix_cache)
+                             prefix_cache=self.prefix_cache,
+                             decode_fn=StaticDecoder.factory(self.model, use_graph=True) if graphs else None)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         for step in tokens:
             token = step.tokens[0]

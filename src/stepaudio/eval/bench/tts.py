@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def find_tokenizer(explicit: str | None) -> Path:
-    """The text tokenizer: given, else a Step model folder's, else the conformance copy beside the checkout."""
+    """The text tokenizer: given, else a Step model folder's, else the conformance copy beside or in the checkout."""
     from stepaudio.errors import CheckpointError
 
     if explicit:
@@ -70,7 +70,8 @@ def find_tokenizer(explicit: str | None) -> Path:
         if os.environ.get(variable):
             candidates.append(Path(os.environ[variable]) / relative)
     checkout = Path(__file__).resolve().parents[4]
-    candidates.append(checkout.parent / "shared" / "conformance" / "text" / "tokenizer.model")
+    for shared in (checkout.parent / "shared", checkout / "shared"):  # beside the checkout, or copied into it
+        candidates.append(shared / "conformance" / "text" / "tokenizer.model")
     for path in candidates:
         if path.is_file():
             return path
