@@ -282,9 +282,15 @@ def _server_load(r: Mapping[str, Any]) -> list[dict[str, Any]]:
             _metric("server-load", "peak RSS", r.get("rss_peak_mb"), "MB")]
 
 
+def _step2(r: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from stepaudio.eval.bench.step2 import key_rows
+
+    return [_metric("step2", metric, value, unit) for metric, value, unit in key_rows(r)]
+
+
 EXTRACTORS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "lm": _lm, "decoder": _decoder, "decoder-stream": _decoder_stream, "tokenizer": _tokenizer,
-    "realtime": _realtime, "lite": _lite, "server-load": _server_load,
+    "realtime": _realtime, "lite": _lite, "server-load": _server_load, "step2": _step2,
 }
 
 

@@ -126,3 +126,9 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
     head_dim = data.get("head_dim")
     if head_dim is not None and head_dim * data.get("num_attention_heads", 0) != data.get("hidden_size"):
         raise CheckpointError(f"head_dim {head_dim} other than hidden_size / num_attention_heads is not supported")
+
+
+# Step-Audio 2 mini's LM: the Qwen2.5-7B shape with Step's larger vocabulary (REFERENCE-SA2.md §1), for the
+# speed bench and the serving arithmetic (no checkpoint needed).
+STEP_AUDIO2_MINI = Qwen2Config(hidden_size=3584, intermediate_size=18944, num_attention_heads=28,
+                               num_key_value_heads=4, num_hidden_layers=28, vocab_size=158720, rope_theta=1e6)
