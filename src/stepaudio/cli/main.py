@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("stepaudio.cli.train", "train or fine-tune the Step1 TTS model on a generated dataset (full or LoRA)"),
     "serve": ("stepaudio.cli.serve", "run the OpenAI-compatible HTTP server (speech, transcription, chat, voices)"),
     "data": ("stepaudio.cli.data", "generate a labelled TTS dataset with any engine, or summarise one"),
+    "quantize": ("stepaudio.cli.quantize", "write an int4 / int8 / fp8 compressed-tensors Step1 folder (vLLM, native)"),
 }
 
 

@@ -44,8 +44,14 @@ def load_step1(
     dtype: torch.dtype | None = None,
     strict: bool = True,
 ) -> Step1ForCausalLM:
-    """Load a Step1 model directory. dtype defaults to the checkpoint's own (bf16 for the releases)."""
+    """Load a Step1 model directory. dtype defaults to the checkpoint's own (bf16 for the releases).
+
+    A compressed-tensors folder (`stepaudio quantize`) loads onto the int8/int4 kernels (`lm.compressed`)."""
     directory = Path(path)
+    from stepaudio.lm.compressed import load_compressed_step1, read_quantization_config
+
+    if read_quantization_config(directory) is not None:
+        return load_compressed_step1(directory, device=device, dtype=dtype, strict=strict)
     cfg = Step1Config.from_json(directory)
     model = Step1ForCausalLM(cfg, device="meta", dtype=dtype or torch.float32)
     load_weights(model, directory, expected_shapes(cfg), device=device, dtype=dtype, strict=strict)
