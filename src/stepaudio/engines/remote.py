@@ -14,7 +14,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,36 +81,37 @@ class RemoteLM:
     ) -> Iterator[GeneratedToken]:
         """Stream a completion. The repetition-aware TTS ban needs the logits, which no completions API
         exposes; vLLM-served TTS runs without it (ours applies it, see `stepaudio serve-lm`)."""
-        request = urllib.request.Request(
-            self.completions_url,
-            data=json.dumps(self.request_body(prompt, config)).encode(),
-            headers=self._headers(),
-            method="POST",
-        )
+        events = post_events(self.completions_url, self.request_body(prompt, config), self.api_key, self.timeout)
+        for event in events:
+            if cancel is not None and cancel.cancelled:
+                events.close()
+                return
+            yield from _tokens_of(event, config.stop_ids, self.audio_offset)
+
+
+def post_events(url: str, body: dict[str, Any], api_key: str | None = None,
+                timeout: float = 600.0) -> Generator[dict[str, Any], None, None]:
+    """POST a streamed request and yield its events (see `read_events`); refusals, unreachable servers and
+    streams that stop answering raise RemoteLMError. Closing the generator closes the connection."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        detail = error_message(exc.read().decode(errors="replace"))
+        raise RemoteLMError(f"{url} answered {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RemoteLMError(f"cannot reach {url}: {exc}") from exc
+    with response:
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            detail = _error_message(exc.read().decode(errors="replace"))
-            raise RemoteLMError(f"{self.completions_url} answered {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise RemoteLMError(f"cannot reach {self.completions_url}: {exc}") from exc
-        with response:
-            try:
-                for event in _events(response, self.completions_url):
-                    if cancel is not None and cancel.cancelled:
-                        return
-                    yield from _tokens_of(event, config.stop_ids, self.audio_offset)
-            except OSError as exc:  # a read timeout or a dropped connection in the middle of the stream
-                raise RemoteLMError(f"{self.completions_url} stopped answering: {exc}") from exc
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
+            yield from read_events(response, url)
+        except OSError as exc:  # a read timeout or a dropped connection in the middle of the stream
+            raise RemoteLMError(f"{url} stopped answering: {exc}") from exc
 
 
-def _events(response: Any, url: str) -> Iterator[dict[str, Any]]:
+def read_events(response: Any, url: str) -> Iterator[dict[str, Any]]:
     """The completion events of an SSE stream up to `[DONE]`; a plain JSON completion (a server that ignored
     `stream`) is one event. Errors reported in the stream, bodies that are neither, and streams cut before
     `[DONE]` raise RemoteLMError."""
@@ -143,11 +144,11 @@ def _checked(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise RemoteLMError(f"the server sent {type(event).__name__} where a completion event belongs")
     if "error" in event or event.get("object") == "error":
-        raise RemoteLMError(f"the server reported an error: {_error_message(event)}")
+        raise RemoteLMError(f"the server reported an error: {error_message(event)}")
     return event
 
 
-def _error_message(body: str | dict[str, Any]) -> str:
+def error_message(body: str | dict[str, Any]) -> str:
     """The message of an OpenAI / vLLM / FastAPI error body, else the body's start."""
     data: Any = body
     if isinstance(body, str):
