@@ -5,6 +5,7 @@ the prompt audio's own interleaved ids (from the trimmed 16 kHz wav, made by the
 the prompt mel (`mel_conf`) and the CAM++ x-vector come from the untrimmed wav and are rounded through bf16;
 the mel is nearest-resized to `up_rate` frames per prompt frame pair (trimmed codes, untrimmed mel). Noise as
 the reference: one fixed flow noise per instance (seeded here), HiFT draws per call (seeded, injectable).
+`stream` decodes chunk by chunk as the reference's `token2wav_stream` (see `editx_stream`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stepaudio.decoder.cosyvoice2.editx import (
     editx_config_from_yaml,
     load_editx_flow,
 )
+from stepaudio.decoder.cosyvoice2.editx_stream import EditXStreamConfig, EditXToken2WavStream
 from stepaudio.decoder.cosyvoice2.hift import HiFT24k, HiFTDraws, SeededDraws
 from stepaudio.decoder.cosyvoice2.hift_loading import load_hift24k
 from stepaudio.decoder.speaker import CAMPPLUS_SAMPLE_RATE, CampPlusEmbedder
@@ -141,3 +143,10 @@ class EditXToken2Wav:
         """Whole utterance -> float32 waveform at 24 kHz (480 samples per mel frame)."""
         wav, _ = self.hift(self.mel(flow_ids, prompt), draws or SeededDraws(self.seed))
         return np.asarray(wav[0].cpu().numpy(), dtype=np.float32)
+
+    def stream(self, prompt: EditXPrompt, *, config: EditXStreamConfig | None = None,
+               draws: HiFTDraws | None = None) -> EditXToken2WavStream:
+        """A streaming decoder for one utterance with this prompt (`push` / `finish`, float32 speech): the
+        reference's chunking, not equal to `__call__` (see `editx_stream`)."""
+        return EditXToken2WavStream(self.flow, self.hift, prompt.flow_ids, prompt.mel, prompt.embedding, self.noise,
+                                    draws or SeededDraws(self.seed), config)

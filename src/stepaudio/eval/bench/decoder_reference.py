@@ -33,8 +33,13 @@ DRIVER = Path(__file__).with_name("reference_driver.py")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--source", required=True, type=Path, help="a Step-Audio checkout (the folder holding cosyvoice/)"
+        "--source", required=True, type=Path,
+        help="a Step-Audio checkout (the folder holding cosyvoice/); with --family editx a Step-Audio-EditX "
+             "checkout (the folder holding stepvocoder/)",
     )
+    parser.add_argument("--family", choices=["v1", "editx"], default="v1",
+                        help="v1: Step-Audio's CosyVoice decoder; editx: EditX's CosyVoice-300M-25Hz (offline and "
+                             "streamed, float32 reference; see decoder_reference_editx)")
     parser.add_argument(
         "--python",
         default=sys.executable,
@@ -165,6 +170,10 @@ def _our_rows(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.family == "editx":
+        from stepaudio.eval.bench.decoder_reference_editx import run as run_editx
+
+        return run_editx(args)
     import torch
 
     from stepaudio.decoder.cosyvoice1.flow_config import cosyvoice_300m_config, flow_config_from_yaml
