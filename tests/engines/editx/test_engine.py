@@ -47,6 +47,23 @@ def test_options_are_checked() -> None:
     with pytest.raises(OptionError, match="no ASR"):
         EditXOptions.from_options({"transcriber": "editx"})
     assert EditXOptions.from_options({"seed": "7", "device": "cpu"}).seed == 7
+    assert EditXOptions.from_options({"streaming": "off"}).streaming is False
+    assert EditXOptions.from_options({"streaming": True, "prefix_cache_mb": "0"}).prefix_cache_mb == 0
+    with pytest.raises(OptionError, match="on or off"):
+        EditXOptions.from_options({"streaming": "sometimes"})
+    with pytest.raises(OptionError, match="at least 0"):
+        EditXOptions.from_options({"prefix_cache_mb": -1})
+
+
+def test_prefix_cache_and_streaming_reach_the_parts(editx_stack: Path) -> None:
+    default = create_engine("editx", model_path=str(editx_stack))
+    synth = default.synthesizer
+    assert isinstance(synth, EditXSynthesizer) and synth.streaming
+    cache = synth.model._lm().prefix_cache
+    assert cache is not None and cache.stats().max_bytes == EditXOptions().prefix_cache_mb << 20
+    off = create_engine("editx", model_path=str(editx_stack), prefix_cache_mb=0, streaming="off")
+    assert isinstance(off.synthesizer, EditXSynthesizer) and not off.synthesizer.streaming
+    assert off.synthesizer.model._lm().prefix_cache is None
 
 
 def test_folders_are_found_as_the_release_names_them(editx_stack: Path, tmp_path: Path) -> None:

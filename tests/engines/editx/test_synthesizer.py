@@ -140,3 +140,51 @@ def test_emotion_instruction_is_an_edit_after_the_clone(editx_engine: Engine, ed
     assert second[: 2] == [STEP1.bos_id, STEP1.bot_id]
     start = second.index(STEP1.eot_id) + 1 + len(tokenizer.encode("human\n")) + 1
     assert second[start : start + len(human)] == human
+
+
+def test_speech_streams_before_the_generation_ends(editx_engine: Engine, editx_stack: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio.engines.step.native_lm import NativeLM
+
+    generated: list[int] = []
+    stream = NativeLM.stream
+
+    def counting(self: NativeLM, *args: object, **kwargs: object) -> object:
+        for token in stream(self, *args, **kwargs):  # type: ignore[arg-type]
+            generated.append(token.id)
+            yield token
+
+    monkeypatch.setattr(NativeLM, "stream", counting)
+    synth = _synth(editx_engine)
+    voice = Voice("me", editx_stack / "prompt.wav", PROMPT_TEXT)
+    seen = [(len(generated), chunk.samples.size) for chunk in synth.synthesize("今天天气好得很。", voice)]
+    audio_ids = [i for i in generated if STEP1.is_audio_piece_id(i)]
+    assert len(audio_ids) == len(generated) == 40  # the tiny LM speaks until max_new_tokens
+    # first audio once 15 frame pairs (25 ids) and the 5 look-ahead ids are in, while the LM still generates
+    assert next(count for count, size in seen if size) == 30
+    streamed = sum(size for _, size in seen)
+    assert streamed == 8 * 3 * 2 * 480  # 40 ids = 8 groups = 24 pairs = 48 mel frames
+    generated.clear()
+    try:
+        synth.streaming = False
+        offline = [chunk.samples.size for chunk in synth.synthesize("今天天气好得很。", voice)]
+    finally:
+        synth.streaming = True
+    assert offline == [streamed, 0]  # one offline decode of the same length, then the closing chunk
+
+
+def test_a_voice_prompt_is_prefilled_once(editx_engine: Engine, editx_stack: Path,
+                                          lm_prompts: list[list[int]]) -> None:
+    synth = _synth(editx_engine)
+    cache = synth.model._lm().prefix_cache
+    assert cache is not None
+    voice = Voice("me", editx_stack / "prompt.wav", PROMPT_TEXT)
+    list(synth.synthesize("第一句话。", voice))
+    before = cache.stats().reused_tokens
+    list(synth.synthesize("然后是完全不同的第二句。", voice))
+    first, second = lm_prompts[-2:]
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    # the system turn holds the voice (name, transcript, audio ids): everything up to the target text is reused
+    system_end = first.index(STEP1.eot_id) + 1
+    assert shared > system_end > 100
+    assert cache.stats().reused_tokens - before == shared

@@ -4,7 +4,11 @@ Options: `model_path` (the parent of Step-Audio-Tokenizer/ and Step-Audio-EditX/
 (each folder directly), `device`, `dtype` / `quant` (the LM, as the step engine's), `tokenizer_weights`, `seed`
 (None: unseeded, as the reference), `max_new_tokens` (a cap under the reference's 8192-token total),
 `transcriber` (an engine name, e.g. `lite`, that transcribes a prompt given without its text), `voice_cache`
-(clone prompts kept prepared). Its synthesizer clones (a `Voice` with a prompt wav) and is also an `Editor`.
+(clone prompts kept prepared), `prefix_cache_mb` (MiB of prompt-prefix K/V kept for reuse: a voice's clone prompt
+is prefilled once, later sentences prefill only their own text; 0 turns it off), `streaming` (decode speech
+chunk by chunk as the release's streaming decoder does, so the first audio comes before the clip is generated;
+off: one offline decode, as the release's apps do). Its synthesizer clones (a `Voice` with a prompt wav) and is
+also an `Editor`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from stepaudio.engines.base import Abilities, Engine, Part, Transcriber
 from stepaudio.engines.editx.paths import EditXPaths, download_hint
 from stepaudio.engines.editx.synthesizer import EditXModel, EditXSynthesizer
 from stepaudio.engines.lazy import Lazy
-from stepaudio.engines.step.native_lm import DTYPES, NativeLM
+from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM
 from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
@@ -30,7 +34,8 @@ from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES
 
 CHOICES: dict[str, tuple[str, ...]] = {"dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS,
                                        "tokenizer_weights": WEIGHT_MODES}
-INTEGERS = {"seed": None, "max_new_tokens": 1, "voice_cache": 1}
+INTEGERS = {"seed": None, "max_new_tokens": 1, "voice_cache": 1, "prefix_cache_mb": 0}
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class EditXOptions:
     max_new_tokens: int | None = None
     transcriber: str | None = None
     voice_cache: int = 8
+    prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
+    streaming: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -82,6 +89,10 @@ class EditXOptions:
                 if isinstance(value, bool) or not str(value).strip().lstrip("+-").isdigit():
                     raise OptionError(f"editx engine option {key} takes an integer, not {value!r}")
                 value = int(value)
+            elif key == "streaming":
+                if not isinstance(value, bool) and str(value).strip().lower() not in BOOLEANS:
+                    raise OptionError(f"editx engine option streaming is on or off, not {value!r}")
+                value = value if isinstance(value, bool) else BOOLEANS[str(value).strip().lower()]
             elif isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise OptionError(f"editx engine option {key} takes text, not {value!r}")
             else:
@@ -103,7 +114,8 @@ def create_engine(**options: Any) -> Engine:
     transcriber = _transcriber(opts.transcriber)
     model = EditXModel(text_tokenizer, audio_tokenizer, lm, decoder, seed=opts.seed,
                        max_new_tokens=opts.max_new_tokens)
-    synthesizer = EditXSynthesizer(model, transcriber=transcriber, voice_cache=opts.voice_cache)
+    synthesizer = EditXSynthesizer(model, transcriber=transcriber, voice_cache=opts.voice_cache,
+                                   streaming=opts.streaming)
 
     def speak() -> None:
         lm.get()
@@ -128,7 +140,8 @@ def _lm(paths: EditXPaths, opts: EditXOptions) -> NativeLM:
     """The Step1 LM; its head is always the checkpoint's own `lm_head.weight`, never the embedding (the release's
     config.json has no `tie_word_embeddings`, and tying makes it speak silence)."""
     try:
-        return NativeLM.load(paths.lm, device=opts.device, dtype=opts.dtype, quant=opts.quant)
+        return NativeLM.load(paths.lm, device=opts.device, dtype=opts.dtype, quant=opts.quant,
+                             prefix_cache_mb=opts.prefix_cache_mb)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (fetch it again: {download_hint('Step-Audio-EditX', paths.lm)})") from exc
 

@@ -4,7 +4,9 @@
 ban, at most 8192 tokens prompt included, stop on `<|EOT|>`) and the decoder with the input audio's own ids,
 mel and x-vector as its prompt. `EditXSynthesizer` is the engine's `Synthesizer` (clone a `Voice`: a prompt
 wav and its transcript; dialect tags; emotion, style and speed words become edits after the clone) and its
-`Editor`. Speech is decoded offline, once per utterance, as the release does.
+`Editor`. Speech that is spoken (`synthesize`) is decoded as it is generated, with the release's streaming
+decoder (`streaming=False`: offline, once per utterance, as the release's apps do); results that are edited
+further or returned whole (`clone`, `edit`) are decoded offline.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class EditXModel:
 
     def generate(self, prompt: Sequence[int], cancel: CancelToken | None = None) -> list[int]:
         """LM audio ids after `prompt` (text ids the model writes are dropped with a warning)."""
+        return list(self.audio_ids(prompt, cancel))
+
+    def audio_ids(self, prompt: Sequence[int], cancel: CancelToken | None = None) -> Iterator[int]:
+        """The LM audio ids after `prompt` as they are generated (text ids are dropped with a warning)."""
         budget = MAX_LENGTH - len(prompt)
         if budget <= 0:
             raise StepAudioError(f"the prompt has {len(prompt)} tokens, over EditX's {MAX_LENGTH}: use shorter audio")
@@ -68,19 +74,18 @@ class EditXModel:
             budget = min(budget, self.max_new_tokens)
         config = GenerationConfig(max_new_tokens=budget, stop_ids=STEP1.stop_ids, sampling=TTS_SAMPLING,
                                   seed=self.seed)
-        audio: list[int] = []
-        skipped = 0
+        audio = skipped = 0
         for token in self._lm().stream(list(prompt), config, cancel):
             if token.id is not None and STEP1.is_audio_piece_id(token.id) and token.id - STEP1.audio_offset < 5120:
-                audio.append(token.id)
+                audio += 1
+                yield token.id
             else:
                 skipped += 1
         if skipped:
             warnings.warn(f"the EditX model wrote {skipped} non-audio tokens; they were dropped", RuntimeWarning,
                           stacklevel=3)
-        if len(audio) + skipped >= budget:
+        if audio + skipped >= budget:
             warnings.warn(f"generation reached its budget of {budget} tokens and was cut", RuntimeWarning, stacklevel=3)
-        return audio
 
     def speak(self, prompt: Sequence[int], source: PreparedAudio, cancel: CancelToken | None = None) -> np.ndarray:
         """Generate and decode with `source` (the clone prompt or the edited input) as the decoder's prompt."""
@@ -91,14 +96,35 @@ class EditXModel:
             raise StepAudioError("the EditX model wrote no audio tokens")
         return self._decoder()([i - STEP1.audio_offset for i in ids], source.features)
 
+    def speak_stream(self, prompt: Sequence[int], source: PreparedAudio,
+                     cancel: CancelToken | None = None) -> Iterator[np.ndarray]:
+        """As `speak`, decoded chunk by chunk while the LM generates (the release's streaming decoder): float32
+        pieces, the first after 30 audio ids."""
+        stream = self._decoder().stream(source.features)
+        spoken = False
+        for lm_id in self.audio_ids(prompt, cancel):
+            spoken = True
+            piece = stream.push([lm_id - STEP1.audio_offset])
+            if piece.size:
+                yield piece
+        if cancel is not None and cancel.cancelled:
+            return
+        if not spoken:
+            raise StepAudioError("the EditX model wrote no audio tokens")
+        tail = stream.finish()
+        if tail.size:
+            yield tail
+
 
 class EditXSynthesizer:
     """Clones (`synthesize` with a clone `Voice`, or `clone`) and edits (`edit`): a Synthesizer and an Editor."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: EditXModel, *, transcriber: Transcriber | None = None, voice_cache: int = 8) -> None:
+    def __init__(self, model: EditXModel, *, transcriber: Transcriber | None = None, voice_cache: int = 8,
+                 streaming: bool = True) -> None:
         self.model = model
+        self.streaming = streaming
         self._transcriber = transcriber
         self._voices: OrderedDict[object, tuple[PreparedAudio, str, str]] = OrderedDict()
         self._limit = voice_cache
@@ -120,37 +146,54 @@ class EditXSynthesizer:
         target = apply_dialect(text, instructions.dialect)
         if not target.strip():
             raise TagError("there is no text to speak")
-        result = self.clone(target, voice.prompt_audio, voice.prompt_text, cancel)
+        # every step but the last feeds the next one whole; the last one is what the listener hears
+        prompt, source = self._clone_prompt(target, voice.prompt_audio, voice.prompt_text)
+        said = target
         for edit in edits:
+            heard = self.model.speak(prompt, source, cancel)
             if cancel is not None and cancel.cancelled:
                 return
-            result = self.edit(result.samples, result.sample_rate, result.text, edit, cancel)
-        samples = result.samples
-        if instructions.volume is not None and instructions.volume != 1.0:
-            samples = np.clip(samples * float(instructions.volume), -1.0, 1.0).astype(np.float32)
-        if samples.size:
-            yield AudioChunk(samples, self.sample_rate, text=text)
+            prompt, source = self._edit_prompt(heard, self.sample_rate, said, edit)
+            said = edit.result_text(said)
+        pieces = (self.model.speak_stream(prompt, source, cancel) if self.streaming
+                  else iter([self.model.speak(prompt, source, cancel)]))
+        volume = instructions.volume
+        for samples in pieces:
+            if volume is not None and volume != 1.0:
+                samples = np.clip(samples * float(volume), -1.0, 1.0).astype(np.float32)
+            if samples.size:
+                yield AudioChunk(samples, self.sample_rate, text=text)
         yield AudioChunk(np.zeros(0, dtype=np.float32), self.sample_rate, text=text, is_last=True)
 
     def clone(self, text: str, prompt_audio: Path | str | bytes | Audio, prompt_text: str | None,
               cancel: CancelToken | None = None) -> EditResult:
         """`text` (as given: dialect tags, pinyin) in the voice of `prompt_audio`, whose transcript is
         `prompt_text` (transcribed by the configured transcriber when missing)."""
-        prepared, speaker, transcript = self._voice(prompt_audio, prompt_text)
-        prompt = build_clone_prompt(self.model.tokenizer, target_text=text, prompt_text=transcript, speaker=speaker,
-                                    prompt_audio_ids=prepared.lm_ids)
+        prompt, prepared = self._clone_prompt(text, prompt_audio, prompt_text)
         return EditResult(self.model.speak(prompt, prepared, cancel), self.sample_rate, text, None, "clone")
 
     def edit(self, samples: np.ndarray, sample_rate: int, audio_text: str, edit: Edit,
              cancel: CancelToken | None = None) -> EditResult:
         """One edit of `samples` (mono or `[channels, n]`) that say `audio_text`."""
+        prompt, prepared = self._edit_prompt(samples, sample_rate, audio_text, edit)
+        out = self.model.speak(prompt, prepared, cancel)
+        return EditResult(out, self.sample_rate, edit.result_text(audio_text), edit, edit.label)
+
+    def _clone_prompt(self, text: str, prompt_audio: Path | str | bytes | Audio,
+                      prompt_text: str | None) -> tuple[list[int], PreparedAudio]:
+        prepared, speaker, transcript = self._voice(prompt_audio, prompt_text)
+        prompt = build_clone_prompt(self.model.tokenizer, target_text=text, prompt_text=transcript, speaker=speaker,
+                                    prompt_audio_ids=prepared.lm_ids)
+        return prompt, prepared
+
+    def _edit_prompt(self, samples: np.ndarray, sample_rate: int, audio_text: str,
+                     edit: Edit) -> tuple[list[int], PreparedAudio]:
         if not audio_text.strip() and edit.edit_type not in ("denoise", "vad"):
             raise OptionError(f"a {edit.edit_type} edit needs the text the audio says")
         prepared = self.model.prepare(read_raw(samples, sample_rate))
         prompt = build_edit_prompt(self.model.tokenizer, instruction=edit.instruction(audio_text),
                                    prompt_audio_ids=prepared.lm_ids)
-        out = self.model.speak(prompt, prepared, cancel)
-        return EditResult(out, self.sample_rate, edit.result_text(audio_text), edit, edit.label)
+        return prompt, prepared
 
     def _voice(self, source: Path | str | bytes | Audio, prompt_text: str | None) -> tuple[PreparedAudio, str, str]:
         """A clone prompt prepared once per (file, size, mtime, transcript); bounded LRU."""
