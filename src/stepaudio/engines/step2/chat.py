@@ -176,7 +176,7 @@ class Step2Chat:
                 break
             assert self._voices is not None
             turns.append(Turn("assistant", "".join(text) + "".join(render_call(c) for c in switches)))
-            turns.append(Turn(TOOL_RESULT_ROLE, "\n".join(self._voices.switch(_query(c)) for c in switches)))
+            turns.append(Turn(TOOL_RESULT_ROLE, "\n".join(self._voices.switch(timbre_query(c)) for c in switches)))
             voice = None  # the switched voice speaks the rest of the reply
         yield ChatDelta(finish_reason=reason, usage=usage)
 
@@ -228,7 +228,8 @@ def _emit(piece: str | ToolCall, text: list[str], switching: bool) -> Iterator[C
         yield ChatDelta(text=piece)
 
 
-def _query(call: ToolCall) -> str:
+def timbre_query(call: ToolCall) -> str:
+    """The timbre description a `timbre_rag` call asks for (its arguments as written when they are not JSON)."""
     try:
         arguments = json.loads(call.arguments)
     except json.JSONDecodeError:

@@ -4,6 +4,10 @@ Chat hears the user's audio itself (the audio encoder's rows spliced into the pr
 reply is spoken by the synthesizer, which runs the same model in its speech mode and token2wav in a prompt
 voice (`Step2Chat.speak` gives the reference's one-pass spoken reply, text and speech from one generation).
 ASR is the model with the reference's ASR prompt. Options come as `-O KEY=VALUE`.
+
+With `server_url` the model runs behind the vendor's vLLM server (`stepaudio vllm-command --model step2`):
+chat, ASR and TTS go there as chat completions and its speech codes come back to token2wav here, from the
+release folder's `token2wav/` when `model_path` is given (without it the engine only writes and hears).
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from stepaudio.engines.base import Abilities, Engine, Part
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.step2.chat import ChatSettings, Step2Chat, Step2Transcriber
 from stepaudio.engines.step2.paths import Step2Paths, download_hint
+from stepaudio.engines.step2.remote import (
+    SERVED_NAME,
+    Step2RemoteChat,
+    Step2RemoteSynthesizer,
+    Step2RemoteTranscriber,
+    Step2Server,
+)
 from stepaudio.engines.step2.runtime import DEFAULT_PREFIX_CACHE_MB, Step2Runtime
 from stepaudio.engines.step2.tts import Step2Synthesizer, TTSSettings
 from stepaudio.engines.step2.voices import Step2Voices
@@ -50,6 +61,9 @@ class Step2Options:
     chat_max_tokens: int = 2048
     max_segment_tokens: int | None = None
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB  # K/V of earlier prompts kept for reuse (0: off)
+    server_url: str | None = None  # a served Step-Audio 2 (vLLM): the LM runs there
+    server_model: str = SERVED_NAME
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -102,21 +116,17 @@ def create_engine(**options: Any) -> Engine:
     opts = Step2Options.from_options(options)
     if torch.device(opts.device).type == "cuda" and not torch.cuda.is_available():
         raise UnsupportedError(f"device {opts.device!r}: this torch sees no CUDA GPU; use --device cpu")
+    if opts.server_url and not opts.model_path:
+        return _served(opts, None)
     paths = Step2Paths.resolve(opts.model_path, opts.voices_dir)
+    if opts.server_url:
+        return _served(opts, paths)
     runtime = Lazy(lambda: _load_runtime(paths, opts))
-    decoder: Lazy[Token2Wav] | None = None
-    voices = None
+    decoder, voices = _speech(paths, opts)
     synthesizer = None
-    if paths.token2wav is not None:
-        folder = paths.token2wav
-        decoder = Lazy(lambda: Token2Wav.from_dir(folder, device=opts.device, seed=opts.seed or 0))
-        tokenizer = Lazy(lambda: _prompt_tokenizer(folder))
-        voices = Step2Voices(paths.voices, decoder.get, tokenizer.get, opts.voice)
-        synthesizer = Step2Synthesizer(runtime.get, decoder.get, voices,
-                                       TTSSettings(max_segment_tokens=opts.max_segment_tokens, seed=opts.seed))
-    settings = ChatSettings(default_system=opts.system, max_new_tokens=opts.chat_max_tokens, think=opts.think,
-                            history="audio" if opts.history == "audio" else "text", voice_switch=opts.voice_switch)
-    chat = Step2Chat(runtime.get, settings, decoder.get if decoder else None, voices)
+    if decoder is not None and voices is not None:
+        synthesizer = Step2Synthesizer(runtime.get, decoder.get, voices, _tts_settings(opts))
+    chat = Step2Chat(runtime.get, _chat_settings(opts), decoder.get if decoder else None, voices)
     return Engine(
         name="step2",
         transcriber=Step2Transcriber(runtime.get, max_new_tokens=min(512, opts.chat_max_tokens)),
@@ -126,6 +136,51 @@ def create_engine(**options: Any) -> Engine:
                             speaks=decoder is not None),
         warmups=_warmups(runtime, decoder, voices),
     )
+
+
+def _served(opts: Step2Options, paths: Step2Paths | None) -> Engine:
+    """The engine over a served model: the same chat, ASR and TTS, the LM behind `server_url`."""
+    server = Step2Server(str(opts.server_url), opts.server_model, opts.api_key)
+    decoder, voices = _speech(paths, opts) if paths is not None else (None, None)
+    synthesizer = None
+    if decoder is not None and voices is not None:
+        synthesizer = Step2RemoteSynthesizer(server, decoder.get, voices, _tts_settings(opts))
+    steps: tuple[tuple[Part, Callable[[], None]], ...] = ()
+    if voices is not None and voices.names():
+        prepare = voices
+
+        def speak() -> None:
+            prepare.prompt(None)  # token2wav, CAM++, the S3 tokenizer and the default voice
+
+        steps = (("synthesizer", speak),)
+    return Engine(
+        name="step2",
+        transcriber=Step2RemoteTranscriber(server, max_new_tokens=min(512, opts.chat_max_tokens)),
+        chat=Step2RemoteChat(server, _chat_settings(opts), decoder.get if decoder else None, voices),
+        synthesizer=synthesizer,
+        abilities=Abilities(hears_audio=True, clones_voices=synthesizer is not None, tool_calls=True,
+                            speaks=decoder is not None),
+        warmups=steps,
+    )
+
+
+def _speech(paths: Step2Paths, opts: Step2Options) -> tuple[Lazy[Token2Wav] | None, Step2Voices | None]:
+    """token2wav and the voices, when the release folder has `token2wav/`."""
+    if paths.token2wav is None:
+        return None, None
+    folder = paths.token2wav
+    decoder = Lazy(lambda: Token2Wav.from_dir(folder, device=opts.device, seed=opts.seed or 0))
+    tokenizer = Lazy(lambda: _prompt_tokenizer(folder))
+    return decoder, Step2Voices(paths.voices, decoder.get, tokenizer.get, opts.voice)
+
+
+def _chat_settings(opts: Step2Options) -> ChatSettings:
+    return ChatSettings(default_system=opts.system, max_new_tokens=opts.chat_max_tokens, think=opts.think,
+                        history="audio" if opts.history == "audio" else "text", voice_switch=opts.voice_switch)
+
+
+def _tts_settings(opts: Step2Options) -> TTSSettings:
+    return TTSSettings(max_segment_tokens=opts.max_segment_tokens, seed=opts.seed)
 
 
 def _load_runtime(paths: Step2Paths, opts: Step2Options) -> Step2Runtime:
