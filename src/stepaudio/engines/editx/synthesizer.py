@@ -24,7 +24,7 @@ from stepaudio.decoder.cosyvoice2.editx_token2wav import EditXToken2Wav
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Transcriber, Voice
 from stepaudio.engines.editx.audio import PreparedAudio, RawAudio, prepare, read_raw
 from stepaudio.engines.editx.editor import EditResult
-from stepaudio.engines.step.native_lm import NativeLM
+from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.errors import OptionError, StepAudioError, TagError, UnsupportedError
 from stepaudio.lm import TTS_SAMPLING, GenerationConfig
 from stepaudio.text.editx_prompts import (
@@ -49,7 +49,7 @@ class EditXModel:
     """The loaded parts (built on first use) and one prompt -> speech step."""
 
     def __init__(self, tokenizer: StepTokenizer, audio_tokenizer: Callable[[], StepAudioTokenizer],
-                 lm: Callable[[], NativeLM], decoder: Callable[[], EditXToken2Wav], *, seed: int | None = None,
+                 lm: Callable[[], LMBackend], decoder: Callable[[], EditXToken2Wav], *, seed: int | None = None,
                  max_new_tokens: int | None = None) -> None:
         self.tokenizer = tokenizer
         self._audio_tokenizer = audio_tokenizer

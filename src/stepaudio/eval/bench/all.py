@@ -33,6 +33,7 @@ SMALL: dict[str, tuple[str, ...]] = {
              "--voices", "en:joe,zh:zh-yunjian", "--tts-threads", "1"),
     "decoder-stream": ("--seconds", "1", "--no-offline"),
     "server-load": ("--sessions", "2", "--seconds", "10", "-O", "chat_model=smollm2"),
+    "editx": ("--layers", "2", "--decoder-shape", "tiny", "--prefix-reuse", "both"),
 }
 DEFAULT_TARGETS = ("lm", "decoder", "tokenizer", "realtime", "lite")
 NEEDS_USER_INPUT = ("decoder-reference",)  # e.g. --extra decoder-reference="--source DIR --python PY"
@@ -288,9 +289,16 @@ def _step2(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [_metric("step2", metric, value, unit) for metric, value, unit in key_rows(r)]
 
 
+def _editx(r: Any) -> list[dict[str, Any]]:
+    from stepaudio.eval.bench.editx import key_rows
+
+    return [_metric("editx", metric, value, unit) for metric, value, unit in key_rows(r)]
+
+
 EXTRACTORS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "lm": _lm, "decoder": _decoder, "decoder-stream": _decoder_stream, "tokenizer": _tokenizer,
     "realtime": _realtime, "lite": _lite, "server-load": _server_load, "step2": _step2,
+    "editx": _editx,
 }
 
 

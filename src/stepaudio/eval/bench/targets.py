@@ -19,6 +19,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),
     "tts": ("stepaudio.eval.bench.tts", "Step TTS time to first audio at the TTS-3B / CosyVoice shapes"),
+    "editx": ("stepaudio.eval.bench.editx",
+              "EditX clone time to first audio at the 3B shape, voice prompt reused or not"),
     "step2": ("stepaudio.eval.bench.step2",
               "Step-Audio 2 mini: 7B-shape decode tok/s per weight format vs the bandwidth bound, token2wav RTF"),
     "lite": ("stepaudio.eval.bench.lite", "lite engine: ASR WER, TTS round-trip WER/CER, speech-to-reply latency"),
