@@ -254,12 +254,18 @@ def _packed_linear(
         assert w.group_size is not None
         group_size = w.group_size
     _check(name, "weight_scale", tuple(scale.shape), (out_features, in_features // group_size))
-    from stepaudio.kernels.int4 import Int4Linear
+    from stepaudio.kernels.int4 import Int4Linear, check_shape
 
+    try:
+        check_shape(shape, group_size)
+    except ValueError as exc:
+        raise CheckpointError(f"{name}: the CPU int4 kernel cannot take this layer ({exc}); serve this folder "
+                              "with vLLM or re-quantize with a group size the kernel takes") from exc
     if zeros is None:  # symmetric: the stored value is q + 8, q in -8..7
-        return Int4Linear.from_groups((values - offset).to(torch.int8), scale, None, group_size), keys
-    # asymmetric: stored q + 8 and zero + 8, so their difference is q - zero; both lie in 0..15
-    return Int4Linear.from_groups(values.to(torch.int8), scale, zeros.to(torch.int8), group_size), keys
+        layer = Int4Linear.from_groups((values - offset).to(torch.int8), scale, None, group_size)
+    else:  # asymmetric: stored q + 8 and zero + 8, so their difference is q - zero; both lie in 0..15
+        layer = Int4Linear.from_groups(values.to(torch.int8), scale, zeros.to(torch.int8), group_size)
+    return layer.to(device), keys
 
 
 def _check_g_idx(g_idx: torch.Tensor, name: str, w: QuantArgs, in_features: int) -> None:

@@ -49,7 +49,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 @dataclass(frozen=True)
 class QuantizeConfig:
     scheme: str
-    group_size: int = 128  # int4 only; vLLM's Marlin kernels take 32, 64 or 128
+    group_size: int = 128  # int4 only; the CPU int4 kernel takes 32-256, vLLM's Marlin 32, 64 or 128
     max_prompts: int = 256  # calibration prompts (a seeded sample when the source has more)
     max_length: int = 2048  # tokens per calibration prompt (longer ones are cut)
     dampening: float = 0.01  # GPTQ's Hessian dampening fraction
@@ -210,14 +210,20 @@ def _cpu_only_workarounds() -> Iterator[None]:
         yield
 
 
-def _check_group_size(model: torch.nn.Module, config: QuantizeConfig) -> None:
+def _check_int4_shapes(model: torch.nn.Module, config: QuantizeConfig) -> None:
+    """int4 folders must load natively too: every quantized layer must suit the CPU int4 kernel (group sizes
+    32-256 dividing in_features, out_features a multiple of 16), which vLLM's Marlin kernels also need."""
     if not config.scheme.startswith("int4"):
         return
+    from stepaudio.kernels.int4 import check_shape
+
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head") and \
-                module.in_features % config.group_size:
-            raise OptionError(f"{name}: {module.in_features} input features are not a multiple of the group size "
-                              f"{config.group_size}; pass a --group-size that divides them")
+        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+            try:
+                check_shape((module.out_features, module.in_features), config.group_size)
+            except ValueError as exc:
+                raise OptionError(f"{name}: int4 with group size {config.group_size} does not fit ({exc}); pass "
+                                  "another --group-size") from exc
 
 
 def quantize_step1(
@@ -240,7 +246,7 @@ def quantize_step1(
     if read_quantization_config(src) is not None:
         raise CheckpointError(f"{src} is already quantized: quantize the bf16 release folder")
     model = load_step1(src, dtype=dtype)
-    _check_group_size(model, config)
+    _check_int4_shapes(model, config)
     register_config()
     wrapper = Step1ForCalibration(model, src)
     batches = [{"input_ids": torch.tensor([list(p)]), "attention_mask": torch.ones(1, len(p), dtype=torch.long)}
