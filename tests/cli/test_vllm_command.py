@@ -64,3 +64,35 @@ def test_docs_serving_table_is_the_printed_one(capsys: pytest.CaptureFixture[str
     doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
     for line in capsys.readouterr().out.splitlines():
         assert line in doc, f"docs/serving.md lacks the table line {line!r}: paste `vllm-command --table` there"
+
+
+def test_step2_recipes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["vllm-command", "--model", "step2", "--model-path", "/models"]) == 0
+    out = capsys.readouterr().out
+    (argv,) = _commands(out)
+    docker = argv[: argv.index("--")]
+    assert docker[:2] == ["docker", "run"] and "stepfun2025/vllm:step-audio-2-v20250909" in docker
+    assert docker[docker.index("-v") + 1] == "/models/Step-Audio-2-mini:/Step-Audio-2-mini"
+    serve = argv[argv.index("--") + 1 :]
+    assert serve[:3] == ["vllm", "serve", "/Step-Audio-2-mini"]
+    for flag, value in [("--served-model-name", "step-audio-2-mini"), ("--tool-call-parser", "step_audio_2"),
+                        ("--tokenizer-mode", "step_audio_2"), ("--chat_template_content_format", "string"),
+                        ("--audio-parser", "step_audio_2_tts_ta4"), ("--max-model-len", "16384"),
+                        ("--tensor-parallel-size", "1")]:
+        assert serve[serve.index(flag) + 1] == value, flag
+    assert "--trust-remote-code" in serve and "--enable-auto-tool-choice" in serve
+    assert "16.6 GB of weights" in out and "-O server_url=http://127.0.0.1:8000/v1" in out
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "config.json").write_text("{}")
+    assert main(["vllm-command", "--model", "step2", "--model-path", str(release), "--no-docker", "--tp", "2",
+                 "--port", "9000"]) == 0
+    (argv,) = _commands(capsys.readouterr().out)
+    assert argv[:3] == ["vllm", "serve", str(release)] and argv[argv.index("--tensor-parallel-size") + 1] == "2"
+    assert main(["vllm-command", "--model", "step2", "--model-path", str(release), "--omni"]) == 0
+    (argv,) = _commands(capsys.readouterr().out)
+    assert argv[:4] == ["vllm", "serve", str(release), "--omni"]
+    assert main(["vllm-command", "--model", "step2", "--model-path", "/m", "--format", "int4"]) == 2
+    assert "served in bf16" in capsys.readouterr().err
+    assert main(["vllm-command", "--model", "step2", "--model-path", "/m", "--tp", "8"]) == 2
+    assert "28 heads" in capsys.readouterr().err

@@ -145,3 +145,15 @@ def test_explicit_sizes_are_checked() -> None:
     assert not served.memory.fits and "WARNING" in (served.note or "")
     with pytest.raises(ServingPlanError, match="unknown model"):
         recipe("video", Path("/m"))
+
+
+def test_step2_sizes_are_the_modules_that_load_the_release() -> None:
+    from stepaudio.engines.vllm import step2_recipe, step2_sizes
+
+    sizes = step2_sizes()
+    # docs/serving.md's arithmetic: 28 x (linear + q/k/v biases + norms) + embedding + lm_head + final norm
+    assert sizes.lm_params == 28 * (233_046_016 + 4_608 + 7_168) + 2 * 568_852_480 + 3_584
+    assert sizes.audio_params == 636_968_960 + 14_883_584  # Whisper-style encoder, adaptor
+    assert sizes.kv_bytes_per_token == 2 * 28 * 4 * 128 * 2
+    recipe, _, usable = step2_recipe(Path("/models"), gpu="rtx4090")
+    assert recipe.tensor_parallel == 1 and sizes.bf16_bytes + sizes.kv_bytes_per_token * 16384 <= usable

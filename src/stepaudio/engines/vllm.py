@@ -443,3 +443,137 @@ def memory_table(context: int | None = None, gpus_per_node: int = 8) -> list[dic
                                 else f"{plan.gpus} ({plan.tensor_parallel}x{plan.pipeline_parallel} PP)")
             rows.append(row)
     return rows
+
+
+# Step-Audio 2 mini ------------------------------------------------------------------------------------------
+# Not in upstream vLLM's registry. The vendor serves it with its fork (branch `step-audio2-mini`) in a docker
+# image, with its own tokenizer mode, tool-call parser and audio parser: flags and image as the vendor's README
+# gives them (verified there; not run here). vLLM-Omni serves it as two stages (thinker + token2wav) with
+# `--omni` (its examples' README; inferred, not run here); it renders the speech itself, so the step2 engine's
+# client, which reads the fork's `<audio_N>` codes, gets only the text from it.
+
+STEP2_FORK_URL = "https://github.com/stepfun-ai/vllm/tree/step-audio2-mini"
+STEP2_IMAGE = "stepfun2025/vllm:step-audio-2-v20250909"
+STEP2_FOLDER = "Step-Audio-2-mini"
+STEP2_SERVED = "step-audio-2-mini"
+STEP2_MAX_MODEL_LEN = 16384  # the vendor's command
+STEP2_MAX_NUM_SEQS = 32
+# The fork's server options for this model (README): the tokenizer, tool-call and audio parsers it registers.
+STEP2_FORK_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "step_audio_2", "--tokenizer-mode",
+                    "step_audio_2", "--chat_template_content_format", "string", "--audio-parser",
+                    "step_audio_2_tts_ta4", "--trust-remote-code")
+
+
+@dataclass(frozen=True)
+class Step2Sizes:
+    """Parameters of Step-Audio 2 mini, counted on the modules of this codebase built without memory."""
+
+    lm_params: int
+    audio_params: int  # Whisper-style encoder + adaptor
+    kv_bytes_per_token: int  # bf16 K and V of every layer
+
+    @property
+    def params(self) -> int:
+        return self.lm_params + self.audio_params
+
+    @property
+    def bf16_bytes(self) -> int:
+        return 2 * self.params
+
+
+def step2_sizes() -> Step2Sizes:
+    """The real shapes (REFERENCE-SA2 §1) on the meta device: exact for the modules that load the release."""
+    import torch
+
+    from stepaudio.audio_encoder.config import AudioEncoderConfig
+    from stepaudio.audio_encoder.model import AudioEncoder
+    from stepaudio.lm.qwen2.config import STEP_AUDIO2_MINI
+    from stepaudio.lm.qwen2.model import Qwen2ForCausalLM
+
+    audio_config = AudioEncoderConfig(n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20,
+                                      n_audio_layer=32, llm_dim=STEP_AUDIO2_MINI.hidden_size)
+    lm = Qwen2ForCausalLM(STEP_AUDIO2_MINI, device="meta")
+    with torch.device("meta"):
+        audio = AudioEncoder(audio_config)
+    shape = STEP_AUDIO2_MINI
+    return Step2Sizes(lm_params=sum(p.numel() for p in lm.parameters()),
+                      audio_params=sum(p.numel() for p in audio.parameters()),
+                      kv_bytes_per_token=2 * shape.num_hidden_layers * shape.kv_dim * 2)
+
+
+@dataclass(frozen=True)
+class Step2Recipe:
+    """How to serve Step-Audio 2 mini on `tensor_parallel` GPUs of one type: the vendor's docker image (default),
+    its fork installed (`docker=False`), or vLLM-Omni (`omni=True`)."""
+
+    model_dir: Path
+    gpu: Gpu
+    tensor_parallel: int
+    port: int = 8000
+    max_model_len: int = STEP2_MAX_MODEL_LEN
+    docker: bool = True
+    omni: bool = False
+
+    def argv(self) -> list[str]:
+        if self.omni:
+            return ["vllm", "serve", str(self.model_dir), "--omni", "--served-model-name", STEP2_SERVED, "--port",
+                    str(self.port), "--trust-remote-code", "--enforce-eager"]
+        served = "/" + STEP2_FOLDER if self.docker else str(self.model_dir)
+        serve = ["vllm", "serve", served, "--served-model-name", STEP2_SERVED, "--port", str(self.port),
+                 "--max-model-len", str(self.max_model_len), "--max-num-seqs", str(STEP2_MAX_NUM_SEQS),
+                 "--tensor-parallel-size", str(self.tensor_parallel), *STEP2_FORK_FLAGS]
+        if not self.docker:
+            return serve
+        return ["docker", "run", "--rm", "-ti", "--gpus", "all", "-v", f"{self.model_dir}:/{STEP2_FOLDER}",
+                "-p", f"{self.port}:{self.port}", STEP2_IMAGE, "--", *serve]
+
+    def command(self) -> str:
+        return " ".join(shlex.quote(part) for part in self.argv())
+
+    def lines(self, sizes: Step2Sizes, usable_bytes: float) -> Iterator[str]:
+        per_gpu = sizes.bf16_bytes / self.tensor_parallel
+        kv = sizes.kv_bytes_per_token / min(self.tensor_parallel, 4) * self.max_model_len
+        yield (f"# {STEP2_FOLDER} ({sizes.params / 1e9:.2f} B parameters: LM {sizes.lm_params / 1e9:.2f} B + audio "
+               f"encoder/adaptor {sizes.audio_params / 1e9:.2f} B) in bf16: {sizes.bf16_bytes / 1e9:.1f} GB of weights")
+        yield (f"# {self.tensor_parallel} x {self.gpu.name}: per GPU {per_gpu / GIB:.1f} GiB weights + {kv / GIB:.2f} "
+               f"GiB KV for one {self.max_model_len}-token sequence <= {usable_bytes / GIB:.1f} GiB usable")
+        if self.omni:
+            yield ("# vLLM-Omni (pip install vllm-omni): thinker + token2wav stages; it returns rendered speech, so "
+                   "the step2 engine's client reads only its text [inferred from vLLM-Omni's examples, not run here]")
+        elif self.docker:
+            yield (f"# the vendor's vLLM fork ({STEP2_FORK_URL}) in its image; flags as the Step-Audio2 README gives "
+                   "them [verified in the README, not run here]; mount the release folder by its absolute path")
+        else:
+            yield f"# the vendor's vLLM fork installed from {STEP2_FORK_URL} [flags verified in the README]"
+        yield self.command()
+
+
+def step2_recipe(model_path: Path, *, gpu: str = "h100", tensor_parallel: int | None = None, port: int = 8000,
+                 max_model_len: int | None = None, fmt: str | None = None, docker: bool = True,
+                 omni: bool = False) -> tuple[Step2Recipe, Step2Sizes, float]:
+    """The recipe with the fewest GPUs (1, 2 or 4: 28 heads and 4 KV heads) holding the bf16 release and one
+    full-length sequence; the per-GPU memory vLLM may use (as `memory_plan` reckons it)."""
+    if gpu not in GPUS:
+        raise ServingPlanError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
+    if fmt not in (None, "bf16"):
+        raise ServingPlanError(f"Step-Audio 2 mini is served in bf16 (the release); {fmt} has no published "
+                               "checkpoint or recipe: the native step2 engine runs int8/int4 on CPU")
+    model_dir = model_path if (model_path / "config.json").is_file() or model_path.name == STEP2_FOLDER \
+        else model_path / STEP2_FOLDER
+    sizes = step2_sizes()
+    chosen = GPUS[gpu]
+    usable = 0.9 * chosen.memory_bytes - 3.0 * GIB
+    length = max_model_len or STEP2_MAX_MODEL_LEN
+    allowed = (1, 2, 4)
+    if tensor_parallel is not None and tensor_parallel not in allowed:
+        raise ServingPlanError(f"tensor parallel {tensor_parallel} does not divide Step-Audio 2 mini's 28 heads and "
+                               f"4 KV heads; use one of {list(allowed)}")
+
+    def fits(t: int) -> bool:
+        return sizes.bf16_bytes / t + sizes.kv_bytes_per_token / min(t, 4) * length <= usable
+
+    size = tensor_parallel or next((t for t in allowed if fits(t)), None)
+    if size is None:
+        raise ServingPlanError(f"{STEP2_FOLDER} in bf16 does not fit 4 x {chosen.name}")
+    recipe = Step2Recipe(model_dir.absolute() if docker else model_dir, chosen, size, port, length, docker, omni)
+    return recipe, sizes, usable
