@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from stepaudio.hardware import cpu_has_amx, onednn_can_pack
+from stepaudio.hardware import onednn_can_pack
+from stepaudio.kernels.choices import BF16_QUESTION, ChoiceCache, Measured
 from stepaudio.kernels.linear import HalfLinear, Int8Linear
 from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_needs_reduce_range
 from stepaudio.lm.quant import (
     apply_weight_format,
-    fp16_matvec_is_faster,
     half_linears,
     quantize_int8,
     resolve_weight_format,
@@ -49,9 +50,16 @@ def test_half_linears_stay_close_and_keep_the_model_dtype(tiny_model: Factory) -
     assert (out - ref).abs().max().item() < 0.01 * ref.abs().max().item()
 
 
+def test_auto_resolves_through_the_measured_kernel_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPAUDIO_CACHE", str(tmp_path))
+    monkeypatch.delenv("STEPAUDIO_REMEASURE", raising=False)
+    for kernel, fmt in (("bf16", "none"), ("fp16", "fp16-weights"), ("bf16-packed", "bf16-packed")):
+        ChoiceCache().put(BF16_QUESTION, Measured(kernel, {"decode": {kernel: 1.0}}))
+        assert resolve_weight_format("auto", "cpu", torch.bfloat16) == fmt
+    assert resolve_weight_format("auto", "cuda", torch.bfloat16) == "none"
+
+
 def test_weight_formats_resolve_and_apply() -> None:
-    want = "bf16-packed" if cpu_has_amx() else "fp16-weights" if fp16_matvec_is_faster() else "none"
-    assert resolve_weight_format("auto", "cpu", torch.bfloat16) == want
     assert resolve_weight_format("auto", "cpu", torch.float32) == "none"
     assert resolve_weight_format(None, "cpu", torch.bfloat16) == "none"
     with pytest.raises(ValueError, match="unknown weight format"):

@@ -23,7 +23,6 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from stepaudio.hardware import cpu_has_amx, onednn_can_pack
 from stepaudio.kernels.linear import HalfLinear, Int8Linear, quantize_weight
 from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
@@ -33,9 +32,11 @@ WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-pack
 
 
 def resolve_weight_format(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
-    """`auto`: a bf16 checkpoint on CPU gets oneDNN-packed bf16 weights where AMX makes bf16 fast, else fp16
-    weights (bf16-exact) where this CPU's fp16 matrix-vector kernel beats its bf16 one (measured once: it
-    depends on the CPU); everything else stays as loaded."""
+    """`auto`: a bf16 checkpoint on CPU gets the bf16-exact format this CPU runs fastest, measured once and
+    cached (`stepaudio.kernels.choices.bf16_product_kernel`): plain bf16 (`none`), fp16 weights or oneDNN
+    pre-blocked bf16. Weights are stored once, so the measure is a whole request (a 128-token prefill and
+    128 decode steps): decode dominates unless a kernel's prefill is far slower, as emulated bf16 is on
+    AVX2-only CPUs. Everything else stays as loaded."""
     name = name or "none"
     if name not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {name!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
@@ -43,9 +44,10 @@ def resolve_weight_format(name: str | None, device: torch.device | str, dtype: t
         return name
     if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
         return "none"
-    if cpu_has_amx() and onednn_can_pack(torch.bfloat16):
-        return "bf16-packed"
-    return "fp16-weights" if fp16_matvec_is_faster() else "none"
+    from stepaudio.kernels.choices import bf16_product_kernel
+
+    kernel = bf16_product_kernel().choice
+    return {"fp16": "fp16-weights", "bf16-packed": "bf16-packed"}.get(kernel, "none")
 
 
 @lru_cache(maxsize=1)
