@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 # stepaudio.lm.quant.WEIGHT_FORMATS, spelled out so that building the parser does not import torch
-WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-packed", "auto")
+WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "int4", "fp16-weights", "bf16-packed", "auto")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: the checkpoint's")
     parser.add_argument("--quant", choices=WEIGHT_FORMATS, default="auto",
-                        help="weight format: int8 (fastest on CPU), int8-weight-only, fp16-weights, bf16-packed, "
-                             "none, auto (the fastest 16-bit one for bf16 on this CPU)")
+                        help="weight format: int8 (fastest on CPU), int8-weight-only, int4 (4-bit groups), "
+                             "fp16-weights, bf16-packed, none, auto (the fastest 16-bit one for bf16 on this CPU)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -298,8 +298,8 @@ def _unpack_cpu(packed: torch.Tensor, out_features: int, in_features: int) -> to
         nibbles[start:start + count] = ordered.transpose(1, 2).reshape(count, in_features)
         start += count
     for first in {0, (out_features - 1) // block * block}:
-        rows = slice(first, first + block)
-        again = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles[rows].to(torch.int32), 1)
-        if not torch.equal(again, packed[rows]):
+        span = slice(first, first + block)
+        again = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles[span].to(torch.int32), 1)
+        if not torch.equal(again, packed[span]):
             raise UnsupportedError("unrecognised CPU int4 packing in this torch build; cannot unpack int4 weights")
     return nibbles

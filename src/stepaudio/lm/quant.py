@@ -10,6 +10,11 @@ int8 (per output channel, symmetric), three kernels, all reading one byte per we
   slower on current CPUs.
 Off the CPU the weights are dequantised per call (correct, memory-saving, not faster).
 
+int4 (`Int4Linear`, groups of 128 along the input, symmetric round-to-nearest; torch's int4 kernels on CPU
+and CUDA): half a byte per weight. The head keeps 8 bits where int8 is fast (the CPU: what the `int8` format
+gives it) and the model dtype elsewhere, since 4-bit logits cost the most accuracy for the fewest bytes;
+the embedding stays as loaded, as with int8. A layer whose in_features no group size divides stays as loaded.
+
 16-bit: `bf16-packed` (oneDNN pre-blocked bf16, the choice with AMX) or `half_linears` (fp16 weights,
 exact for bf16 values in fp16's normal range, behind a cast of the activations) where this CPU's fp16
 matrix-vector kernel beats its bf16 one. Only the products change; norms and residuals keep the model dtype.
@@ -23,12 +28,13 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from stepaudio.kernels.int4 import Int4Linear, fits
 from stepaudio.kernels.linear import HalfLinear, Int8Linear, quantize_weight
 from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
 QUANT_MODES = ("dynamic", "weight-only", "packed")  # packed: FBGEMM (stepaudio.kernels.packed), CPU
 # What users pick (engine `quant=`, `serve-lm --quant`): the weight format of every linear layer.
-WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "fp16-weights", "bf16-packed", "auto")
+WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "int4", "fp16-weights", "bf16-packed", "auto")
 
 
 def resolve_weight_format(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
@@ -72,8 +78,9 @@ def fp16_matvec_is_faster() -> bool:
 def apply_weight_format(model: nn.Module, name: str) -> nn.Module:
     """Convert every linear layer of a loaded model to the format `name` (after resolve_weight_format)."""
     if name == "int8":
-        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-        return quantize_int8(model, "packed" if on_cpu and fbgemm_available() else "dynamic")
+        return quantize_int8(model, _int8_mode(model))
+    if name == "int4":
+        return quantize_int4(model)
     if name == "int8-weight-only":
         return quantize_int8(model, "weight-only")
     if name == "fp16-weights":
@@ -92,12 +99,44 @@ def quantize_int8(model: nn.Module, mode: str = "dynamic", *, include_head: bool
     if mode not in QUANT_MODES:
         raise ValueError(f"unknown int8 mode {mode!r}; choose one of {QUANT_MODES}")
 
-    def make(linear: nn.Linear) -> nn.Module:
-        if mode == "packed":
-            return PackedInt8Linear(*quantize_weight(linear.weight.detach()))
-        return Int8Linear.from_linear(linear, mode)
+    skip = None if include_head else (lambda name: name.endswith("lm_head"))
+    return _replace_linears(model, lambda linear: _int8_layer(linear, mode), skip=skip)
 
-    return _replace_linears(model, make, skip=None if include_head else (lambda name: name.endswith("lm_head")))
+
+def _int8_mode(model: nn.Module) -> str:
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return "packed" if on_cpu and fbgemm_available() else "dynamic"
+
+
+def quantize_int4(model: nn.Module, group_size: int = 128, *, symmetric: bool = True) -> nn.Module:
+    """Replace every nn.Linear but the head by an Int4Linear (bias kept inside), in place, one at a time.
+
+    Each layer takes `group_size`, or the largest smaller group size that divides its in_features; a layer
+    none fits stays as it is. The head (`lm_head`) gets int8 on CPU, as the int8 format gives it, and stays
+    in the model dtype on other devices (int8 there dequantises per call: slower than the plain head)."""
+    def is_head(name: str) -> bool:
+        return name.endswith("lm_head")
+
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) and not is_head(name)]
+    for name, linear in targets:
+        size = fits(linear.out_features, linear.in_features, group_size)
+        if size is None:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        bias = None if linear.bias is None else linear.bias.detach()
+        setattr(parent, child, Int4Linear.quantize(linear.weight.detach(), bias, group_size=size,
+                                                   symmetric=symmetric))
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        mode = _int8_mode(model)
+        _replace_linears(model, lambda linear: _int8_layer(linear, mode), skip=lambda name: not is_head(name))
+    return model
+
+
+def _int8_layer(linear: nn.Linear, mode: str) -> nn.Module:
+    if mode == "packed":
+        return PackedInt8Linear(*quantize_weight(linear.weight.detach()))
+    return Int8Linear.from_linear(linear, mode)
 
 
 def half_linears(model: nn.Module) -> nn.Module:
