@@ -98,7 +98,7 @@ def _linked_copy(stack: Path, dest: Path, spoil: str | None = None) -> Path:
     ("seed=abc", "step engine option seed takes an integer, not 'abc'"),
     ("flow_dtype=fp64", "step engine option flow_dtype='fp64' is not one of auto, fp32, bf16, fp16"),
     ("streaming=maybe", "step engine option streaming takes true or false, not 'maybe'"),
-    ("quant=int3", "quant='int3' is not one of none, int8, int8-weight-only, fp16-weights, bf16-packed, auto"),
+    ("quant=int3", "quant='int3' is not one of none, int8, int8-weight-only, int4, fp16-weights, bf16-packed, auto"),
 ])
 def test_bad_step_options_are_one_line_naming_the_allowed_values(
         step_stack: Path, option: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:

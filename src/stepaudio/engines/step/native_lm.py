@@ -54,10 +54,10 @@ class NativeLM:
         """Load a model folder (config.json, safetensors, tokenizer.model).
 
         `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (FBGEMM-packed, fastest on
-        CPU), `int8-weight-only`, `fp16-weights`, `bf16-packed`, `none`, or `auto` (the default: the fastest
-        16-bit format for a bf16 model on this CPU, see `resolve_weight_format`). `prefix_cache_mb` bounds the K/V
-        of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay decode steps as CUDA graphs
-        (ignored off CUDA).
+        CPU), `int8-weight-only`, `int4` (4-bit groups, CPU and CUDA), `fp16-weights`, `bf16-packed`, `none`, or
+        `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
+        `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
+        decode steps as CUDA graphs (ignored off CUDA).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
