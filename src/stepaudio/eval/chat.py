@@ -211,6 +211,10 @@ def engine_models(engine_name: str, options: dict[str, Any]) -> list[Any]:
     sha256 (the resolver checks them before loading); other engines are named with their options."""
     from stepaudio.eval.report import ModelFile, ModelRecord
 
+    if engine_name == "step2":
+        from stepaudio.eval.engine_models import engine_model_records
+
+        return engine_model_records(engine_name, options, ["chat"])
     if engine_name != "lite":
         return [ModelRecord("engine", engine_name, (), note=f"options {options}")]
     from stepaudio.engines.lite import models

@@ -21,6 +21,8 @@ def engine_model_records(engine: str, options: Mapping[str, Any], roles: Iterabl
         return _lite(options, wanted)
     if engine == "step":
         return _step(options, wanted)
+    if engine == "step2":
+        return _step2(options, wanted)
     return [ModelRecord(role, f"{engine} engine", (), None, "files unknown for this engine") for role in sorted(wanted)]
 
 
@@ -90,4 +92,34 @@ def _step(options: Mapping[str, Any], roles: set[str]) -> list[ModelRecord]:
                 continue
             seen.add(name)
             records.append(model_record(role, name, base / name))
+    return records
+
+
+def _step2(options: Mapping[str, Any], roles: set[str]) -> list[ModelRecord]:
+    """The release folder's own files (config, shards, tokenizer) for every role, `token2wav/` and the voices
+    for tts and chat (speech comes out of them); a served model is named by its URL (its weights are there)."""
+    from stepaudio.engines.step2.paths import TOKEN2WAV_DIR, VOICES_DIR
+
+    root, served = options.get("model_path"), options.get("server_url")
+    records = []
+    for role in sorted(roles):
+        if served:
+            records.append(ModelRecord(role, f"Step-Audio 2 mini served at {served}", (),
+                                       str(options.get("server_model") or "step-audio-2-mini"),
+                                       "LM and audio encoder run on the server"))
+        elif root:
+            release = Path(str(root))
+            files = tuple(f for path in sorted(release.iterdir()) if path.is_file()
+                          for f in model_record(role, path.name, path).files)
+            records.append(ModelRecord(role, f"{release.name} (LM, audio encoder, tokenizer)", files))
+        if not root:
+            if not served:
+                records.append(ModelRecord(role, "step2 engine", (), None, "no --model-path given"))
+            continue
+        if role in ("tts", "chat"):
+            base = Path(str(root))
+            voices = Path(str(options["voices_dir"])) if options.get("voices_dir") else base / VOICES_DIR
+            for name, folder in (("token2wav", base / TOKEN2WAV_DIR), ("voices", voices)):
+                if folder.is_dir():
+                    records.append(model_record(role, name, folder))
     return records
