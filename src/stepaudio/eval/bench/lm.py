@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="tts-3b", help="named shape (tts-3b, chat-130b) or a config.json path")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--quant", default="none",
-                        choices=["none", "int8", "int8-intmm", "int8-weight-only", "fp16-weights", "bf16-packed"],
-                        help="int8: what the engine uses (FBGEMM-packed on x86 CPUs); int8-intmm: torch._int_mm")
+                        choices=["none", "int8", "int8-intmm", "int8-weight-only", "int4", "fp16-weights",
+                                 "bf16-packed"],
+                        help="int8: what the engine uses (FBGEMM-packed on x86 CPUs); int8-intmm: torch._int_mm; "
+                        "int4: groups of 128 (head int8 on CPU, as the engine)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
     parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
@@ -101,6 +103,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
     import torch
     from torch import nn
 
+    from stepaudio.kernels.int4 import Int4Linear
     from stepaudio.kernels.linear import HalfLinear, Int8Linear
     from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
     from stepaudio.lm.step1.fuse import fuse_projections
@@ -115,7 +118,13 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         bound = (3.0 / n_in) ** 0.5
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        if quant == "none":
+        on_cpu = torch.device(device).type == "cpu"
+        head = name.endswith("lm_head")
+        if quant == "int4" and not head:  # as lm.quant.quantize_int4: 4-bit groups of 128, no bias in Step1
+            q = torch.randint(-8, 8, (n_out, n_in), dtype=torch.int8, device=device)
+            scales = torch.full((n_out, n_in // 128), bound / 7.5, device=device)
+            setattr(parent, child, Int4Linear.from_groups(q, scales, None, 128))
+        elif quant == "none" or (quant == "int4" and not on_cpu):  # int4 leaves the head as loaded off the CPU
             weight = torch.empty(n_out, n_in, dtype=dtype, device=device).uniform_(-bound, bound)
             linear.weight = nn.Parameter(weight, requires_grad=False)
         elif quant == "fp16-weights":
@@ -127,7 +136,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         else:
             q = torch.empty(n_out, n_in, dtype=torch.int8, device=device).random_(-127, 128)
             scale = torch.full((n_out,), bound / 127.0, device=device)
-            if quant == "int8" and torch.device(device).type == "cpu" and fbgemm_available():
+            if quant in ("int8", "int4") and on_cpu and fbgemm_available():
                 setattr(parent, child, PackedInt8Linear(q, scale))
                 continue
             mode = "weight-only" if quant == "int8-weight-only" else "dynamic"
@@ -145,11 +154,14 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
 
 def decode_weight_bytes(model: Any) -> int:
     """Bytes one decode step must read: every weight (and int8 scale) except the embedding table."""
+    from stepaudio.kernels.int4 import Int4Linear
     from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear
 
-    total = sum(m.weight_bytes for m in model.modules() if isinstance(m, PackedInt8Linear | PackedBf16Linear))
+    total = sum(m.weight_bytes for m in model.modules()
+                if isinstance(m, PackedInt8Linear | PackedBf16Linear | Int4Linear))
+    counted = {id(t) for m in model.modules() if isinstance(m, Int4Linear) for t in m.buffers()}
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if "embed_tokens" not in name and name != "alibi_slopes":
+        if "embed_tokens" not in name and name != "alibi_slopes" and id(tensor) not in counted:
             total += tensor.numel() * tensor.element_size()
     return int(total)
 
