@@ -154,3 +154,28 @@ def test_vocoder_span_reproduces_the_reference_waveform(conformance_dir: Path) -
     wav, f0 = vocode_span(model, v["inputs.mel"], 0, v["inputs.sine_phase"], _SavedNoise(v["inputs.sine_noise"][0]))
     torch.testing.assert_close(f0, v["outputs.f0"], atol=2e-3, rtol=1e-4)
     torch.testing.assert_close(wav, v["outputs.waveform"][0], atol=2e-3, rtol=0)
+
+
+def test_preferred_flow_dtype_follows_the_measured_choice(tmp_path: Path) -> None:
+    from stepaudio.decoder.cosyvoice1.token2wav import FLOW_DTYPE_QUESTION, preferred_flow_dtype
+    from stepaudio.kernels.choices import ChoiceCache, Measured
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STEPAUDIO_CACHE", str(tmp_path))
+        patch.delenv("STEPAUDIO_REMEASURE", raising=False)
+        cache = ChoiceCache()
+        for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+            cache.put(FLOW_DTYPE_QUESTION, Measured(name, {"step": {name: 1.0}}))
+            assert preferred_flow_dtype("cpu") == dtype
+        assert preferred_flow_dtype("cuda") == torch.bfloat16
+        assert preferred_flow_dtype("mps") == torch.float32
+
+
+@pytest.mark.slow
+def test_measure_flow_dtypes_times_both_candidates_and_keeps_the_global_generator() -> None:
+    from stepaudio.decoder.cosyvoice1.token2wav import FLOW_CANDIDATES, measure_flow_dtypes
+
+    state = torch.get_rng_state()
+    measured = measure_flow_dtypes()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert set(measured.timings["step"]) == set(FLOW_CANDIDATES) and measured.choice in FLOW_CANDIDATES

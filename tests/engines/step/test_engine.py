@@ -135,13 +135,23 @@ def test_missing_folders_are_clear(tmp_path: Path) -> None:
         create_engine("step", model_path=str(tmp_path), flow_dtpye="fp32")
 
 
-def test_flow_dtype_auto_tokenizer_weights_and_their_errors(tmp_path: Path) -> None:
+def test_flow_dtype_auto_tokenizer_weights_and_their_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from stepaudio.engines.step.engine import StepOptions, flow_dtype
-    from stepaudio.hardware import cpu_has_amx
+    from stepaudio.decoder.cosyvoice1.token2wav import FLOW_DTYPE_QUESTION
+    from stepaudio.engines.step.engine import StepOptions, flow_dtype, tokenizer_weights
+    from stepaudio.kernels.choices import ChoiceCache, Measured
+    from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODE_QUESTION
 
-    assert flow_dtype(StepOptions()) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+    monkeypatch.setenv("STEPAUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("STEPAUDIO_REMEASURE", raising=False)
+    for flow, vq02 in (("bf16", "fp32"), ("fp32", "fp32-packed")):  # auto follows what was measured here
+        ChoiceCache().put(FLOW_DTYPE_QUESTION, Measured(flow, {"step": {flow: 1.0}}))
+        ChoiceCache().put(WEIGHT_MODE_QUESTION, Measured(vq02, {"decode": {vq02: 1.0}}))
+        assert flow_dtype(StepOptions()) == {"bf16": torch.bfloat16, "fp32": torch.float32}[flow]
+        assert tokenizer_weights(StepOptions()) == vq02
+    assert tokenizer_weights(StepOptions(tokenizer_weights="int8")) == "int8"
+    assert tokenizer_weights(StepOptions(device="cuda")) == "fp32"
     assert flow_dtype(StepOptions(device="cuda")) == torch.bfloat16
     assert flow_dtype(StepOptions(flow_dtype="fp32")) == torch.float32
     with pytest.raises(OptionError, match="flow_dtype='fp64' is not one of auto, fp32, bf16, fp16"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -69,3 +71,26 @@ def test_fp32_mode_is_identity_and_unknown_mode_fails() -> None:
     assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), same.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="weight mode"):
         reduce_encoder_weights(base, "fp8")
+
+
+def test_preferred_weight_mode_follows_the_measured_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio.kernels.choices import ChoiceCache, Measured
+    from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODE_QUESTION, preferred_weight_mode
+
+    monkeypatch.setenv("STEPAUDIO_CACHE", str(tmp_path))
+    monkeypatch.delenv("STEPAUDIO_REMEASURE", raising=False)
+    for mode in ("fp32", "fp32-packed"):
+        ChoiceCache().put(WEIGHT_MODE_QUESTION, Measured(mode, {"decode": {mode: 1.0}}))
+        assert preferred_weight_mode("cpu") == (mode if torch.backends.mkldnn.is_available() else "fp32")
+    assert preferred_weight_mode("cuda") == "fp32"
+
+
+def test_measure_weight_modes_times_both_exact_modes() -> None:
+    from stepaudio.tokenizer.paraformer.fast import measure_weight_modes
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("needs oneDNN")
+    measured = measure_weight_modes()
+    for use in ("prefill", "decode"):
+        assert set(measured.timings[use]) == {"fp32", "fp32-packed"}
+    assert measured.choice in ("fp32", "fp32-packed")

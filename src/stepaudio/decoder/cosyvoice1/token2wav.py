@@ -9,7 +9,8 @@ with seed s all see the same noise for the same frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +34,52 @@ from stepaudio.decoder.cosyvoice1.token2wav_stream import (
 )
 from stepaudio.decoder.speaker import CAMPPLUS_SAMPLE_RATE, CampPlusEmbedder
 from stepaudio.errors import AudioError, CheckpointError
-from stepaudio.hardware import cpu_has_amx
+from stepaudio.kernels.choices import Measured
 
 __all__ = ["PromptFeatures", "StreamingConfig", "Token2Wav", "Token2WavStream"]
 
 MEL_SAMPLE_RATE = 22050
 
 
-def preferred_flow_dtype(device: str | torch.device) -> torch.dtype:
-    """bf16 where matrix units make it fast (CUDA; CPUs with AMX: 1.9x float32 there), float32 elsewhere:
-    without AMX a bf16 flow is 2-12x slower than float32 (emulated bf16 products, e.g. AMD Zen 3)."""
+FLOW_DTYPE_QUESTION = "flow-dtype/1"
+FLOW_CANDIDATES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def preferred_flow_dtype(device: str | torch.device, *, remeasure: bool | None = None) -> torch.dtype:
+    """bf16 on CUDA; on a CPU, float32 unless bf16 runs the estimator faster here, timed once and cached
+    (`stepaudio.kernels.choices`): bf16 wins where the CPU multiplies bf16 natively (AMX: 1.9x float32, AVX-512
+    bf16 EPYCs: about 1.7x) and loses 2-12x where it is emulated (AVX2-only CPUs such as AMD Zen 3).
+    Either stays within the reference's own distance from exact (its shipped flow is bf16)."""
     kind = torch.device(device).type
-    if kind == "cuda" or (kind == "cpu" and cpu_has_amx()):
+    if kind == "cuda":
         return torch.bfloat16
-    return torch.float32
+    if kind != "cpu":
+        return torch.float32
+    from stepaudio.kernels.choices import choose
+
+    return FLOW_CANDIDATES[choose(FLOW_DTYPE_QUESTION, measure_flow_dtypes, remeasure=remeasure).choice]
+
+
+def measure_flow_dtypes() -> Measured:
+    """Median time of one ResNet block and one transformer block of the estimator at its real width (256
+    channels, 8 x 64 heads) over a guidance pair of 128 frames, per candidate dtype; float32 first."""
+    from stepaudio.decoder.cosyvoice1.estimator import ResnetBlock1D, TransformerBlock
+    from stepaudio.kernels.choices import fastest, time_calls
+
+    frames, width = 128, 256
+    with torch.random.fork_rng(devices=[]):  # module init draws: leave the caller's generator as it was
+        torch.manual_seed(0)
+        resnet, block = ResnetBlock1D(width, width, 4 * width), TransformerBlock(width, 8, 64, "gelu")
+    x, temb = torch.randn(2, width, frames), torch.randn(2, 4 * width)
+
+    def run(dtype: torch.dtype) -> Callable[[], object]:
+        r, b = copy.deepcopy(resnet).to(dtype), copy.deepcopy(block).to(dtype)
+        xd, td = x.to(dtype), temb.to(dtype)
+        return lambda: b(r(xd, None, td).transpose(1, 2), None)
+
+    with torch.inference_mode():
+        times = time_calls({name: run(dtype) for name, dtype in FLOW_CANDIDATES.items()}, repeats=7, budget_s=0.5)
+    return Measured(fastest(times), {"step": times})
 
 
 class Token2Wav:

@@ -30,7 +30,7 @@ from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
-from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES
+from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES, preferred_weight_mode
 
 CHOICES: dict[str, tuple[str, ...]] = {"dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS,
                                        "tokenizer_weights": WEIGHT_MODES}
@@ -128,7 +128,7 @@ def create_engine(**options: Any) -> Engine:
 
 
 def _audio_tokenizer(paths: EditXPaths, opts: EditXOptions) -> StepAudioTokenizer:
-    weights = opts.tokenizer_weights or ("fp32-packed" if opts.device == "cpu" else "fp32")
+    weights = opts.tokenizer_weights or preferred_weight_mode(opts.device)
     try:
         return StepAudioTokenizer.from_pretrained(paths.tokenizer, device=opts.device, weight_mode=weights)
     except CheckpointError as exc:

@@ -31,7 +31,7 @@ from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
-from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES
+from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES, preferred_weight_mode
 
 FLOW_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Options with a fixed set of values, and integer options with their least value (None: any integer).
@@ -53,7 +53,7 @@ class StepOptions:
     device: str = "cpu"
     dtype: str | None = None  # LM dtype; default the checkpoint's (bf16)
     quant: str | None = None  # a stepaudio.lm.quant weight format; None: auto (the fastest 16-bit one on CPU)
-    tokenizer_weights: str | None = None  # vq02 weight mode; None: fp32-packed on CPU (exact), fp32 elsewhere
+    tokenizer_weights: str | None = None  # vq02 weight mode; None: fp32 precision, packed where measured faster
     flow_dtype: str = "auto"  # fp32, bf16, fp16, or auto (bf16 on CUDA / AMX CPUs, else fp32)
     chat_url: str | None = None
     chat_model: str = "step-audio-chat"
@@ -209,7 +209,7 @@ def _load_tokenizer(paths: StepModelPaths, opts: StepOptions) -> StepAudioTokeni
 
 def tokenizer_weights(opts: StepOptions) -> str:
     if opts.tokenizer_weights is None:
-        return "fp32-packed" if opts.device == "cpu" else "fp32"
+        return preferred_weight_mode(opts.device)
     return opts.tokenizer_weights
 
 

@@ -15,6 +15,8 @@ TARGETS: dict[str, tuple[str, str]] = {
                        "streaming token2wav: first-chunk latency and RTF vs offline"),
     "decoder-reference": ("stepaudio.eval.bench.decoder_reference",
                           "decoder vs the public reference (your Step-Audio checkout): same weights, noise, time"),
+    "kernels": ("stepaudio.eval.bench.kernels",
+                "what every auto (LM weight format, flow dtype, vq02 weights) picks on this CPU; --remeasure"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),

@@ -10,16 +10,20 @@ default; this is a wrapper applied to a loaded encoder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stepaudio.hardware import require_onednn_packing
+from stepaudio.kernels.choices import Measured
 from stepaudio.kernels.linear import quantize_weight
 from stepaudio.kernels.packed import PackedInt8Linear
 from stepaudio.tokenizer.paraformer.encoder import ParaformerEncoder
 
-__all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "PackedLinear", "reduce_encoder_weights"]
+__all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "PackedLinear", "preferred_weight_mode",
+           "reduce_encoder_weights"]
 
 # "-packed": the same precision with weights pre-reordered once for oneDNN (CPU only); plain
 # F.linear re-packs the weight on every call, which at 9 rows costs as much as the product.
@@ -28,6 +32,50 @@ __all__ = ["WEIGHT_MODES", "Bf16Linear", "FbgemmInt8Linear", "Int8Linear", "Pack
 # "fp32-compiled": float32 weights frozen into one inductor graph of the steady streaming step
 # (stepaudio.tokenizer.paraformer.compiled); compiling takes minutes, see LinguisticTokenizer.warm_up.
 WEIGHT_MODES = ("fp32", "fp32-packed", "fp32-compiled", "bf16", "bf16-packed", "int8", "int8-packed")
+
+
+WEIGHT_MODE_QUESTION = "vq02-weight-mode/1"
+
+
+def preferred_weight_mode(device: str | torch.device, *, remeasure: bool | None = None) -> str:
+    """The default: float32 precision (the codes of the reference), with the weights oneDNN-packed on a CPU
+    where that is measured faster here (`stepaudio.kernels.choices`), else as loaded. The reduced modes
+    change codes near centroid ties and `fp32-compiled` compiles for minutes, so they stay opt-in."""
+    if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return "fp32"
+    from stepaudio.kernels.choices import choose
+
+    return choose(WEIGHT_MODE_QUESTION, measure_weight_modes, remeasure=remeasure).choice
+
+
+def measure_weight_modes() -> Measured:
+    """`fp32` against `fp32-packed` on the encoder's feed-forward shape (512 -> 2048): a streaming step's 9
+    rows through twelve layers' weights (48 MB, more than an L3) and a 270-row utterance through one.
+    Weights are set once for both uses, so a request is one utterance against the 30 steps of the same audio."""
+    from stepaudio.kernels.choices import cheapest_request, time_calls
+
+    layers = []
+    for _ in range(12):
+        linear = nn.Linear(512, 2048, bias=True)
+        with torch.no_grad():  # constant weights: a dense product's speed does not depend on the values
+            linear.weight.fill_(0.01)
+            linear.bias.zero_()
+        layers.append(linear)
+    modes: dict[str, list[nn.Module]] = {"fp32": list(layers), "fp32-packed": [PackedLinear(lin, torch.float32)
+                                                                               for lin in layers]}
+    step, utterance = torch.full((9, 512), 0.5), torch.full((270, 512), 0.5)
+
+    def streaming(mods: list[nn.Module]) -> Callable[[], object]:
+        return lambda: [m(step) for m in mods]
+
+    def offline(mod: nn.Module) -> Callable[[], object]:
+        return lambda: mod(utterance)
+
+    with torch.inference_mode():
+        steps = time_calls({name: streaming(mods) for name, mods in modes.items()}, repeats=9, budget_s=0.3)
+        whole = time_calls({name: offline(mods[0]) for name, mods in modes.items()}, repeats=9, budget_s=0.3)
+    steps = {name: t / len(layers) for name, t in steps.items()}
+    return Measured(cheapest_request(whole, steps, 30), {"prefill": whole, "decode": steps})
 
 
 class Bf16Linear(nn.Module):
