@@ -99,7 +99,7 @@ def plan_steps(budget: float) -> list[Step]:
           "--repeats", "3", "--bandwidth-mib", "2048")
     steps = [Step("lm-bf16-eager", "lm", lm, 0.12), Step("lm-bf16-cuda-graph", "lm", (*lm, "--cuda-graph"), 0.12)]
     if "int4" in bench_options("lm").get("--quant", []):
-        steps.append(Step("lm-int4", "lm", (*lm, "--quant", "int4"), 0.12))
+        steps.append(Step("lm-int4-cuda-graph", "lm", (*lm, "--quant", "int4", "--cuda-graph"), 0.12))
     steps += [
         Step("decoder", "decoder", ("--device", "cuda", "--parts", "flow", "hift", "--seconds", "1", "5",
                                     "--dtypes", "fp32", "bf16", "--repeats", "3"), 0.16),
