@@ -44,7 +44,7 @@ def test_plan_runs_on_cuda_within_the_budget(monkeypatch: pytest.MonkeyPatch) ->
     names = [s.name for s in steps]
     assert names[:2] == ["lm-bf16-eager", "lm-bf16-cuda-graph"] and {"decoder", "decoder-stream", "tts"} <= set(names)
     assert all(s.argv[s.argv.index("--device") + 1] == "cuda" for s in steps)
-    assert ("lm-int4" in names) == ("int4" in gpu_check.bench_options("lm")["--quant"])
+    assert ("lm-int4-cuda-graph" in names) == ("int4" in gpu_check.bench_options("lm")["--quant"])
     assert sum(s.seconds for s in steps if s.name != "lm-int4") <= 300.0
     real = gpu_check.bench_options
     monkeypatch.setattr(gpu_check, "bench_options",
