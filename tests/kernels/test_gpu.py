@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from stepaudio.kernels.int4 import Int4Linear
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
@@ -19,16 +24,33 @@ def test_cuda_int4_linear_equals_its_dequantised_product(symmetric: bool) -> Non
     layer = Int4Linear.quantize(weight, bias, group_size=128, symmetric=symmetric)
     on_cpu = layer.dequantize().float()
     layer = layer.to("cuda")
+    assert layer.packed.device.type == "cuda" and layer.packed.dtype == torch.int32  # the tensor-core layout
     assert torch.equal(layer.dequantize().float().cpu(), on_cpu)  # the CUDA repack keeps every value
     x = torch.randn(5, 512, generator=gen).to(torch.bfloat16)
     got = layer(x.cuda()).float().cpu()
     expected = x.float() @ on_cpu.t() + bias
-    assert float((got - expected).norm() / expected.norm()) < 1e-2
+    assert _rel(got, expected) < 1e-2
+    back = layer.to("cpu")  # and back: the CPU packing again, the same values
+    assert back.packed.dtype == torch.uint8 and torch.equal(back.dequantize(), on_cpu)
 
 
-def _int4_step1() -> torch.nn.Module:
-    """A small random Step1 whose linears are all int4 (widths that fit groups of 128)."""
-    from stepaudio.lm.quant import apply_weight_format
+@pytest.mark.parametrize("group_size", [32, 64, 256])
+def test_cuda_int4_from_groups_built_on_the_gpu(group_size: int) -> None:
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randint(0, 16, (64, 512), generator=gen, dtype=torch.int8)
+    zeros = torch.randint(0, 16, (64, 512 // group_size), generator=gen, dtype=torch.int8)
+    scales = torch.rand(64, 512 // group_size, generator=gen) * 0.02 + 0.001
+    layer = Int4Linear.from_groups(q.cuda(), scales.cuda(), zeros.cuda(), group_size)
+    weight = layer.dequantize().cpu()
+    x = torch.randn(3, 512, generator=gen).to(torch.bfloat16)
+    assert _rel(layer(x.cuda()).float().cpu(), x.float() @ weight.t()) < 1e-2
+    back_q, _, back_zeros = layer.groups()
+    assert back_zeros is not None
+    assert torch.equal(back_q.cpu(), q) and torch.equal(back_zeros.cpu(), zeros)
+
+
+def _step1() -> nn.Module:
+    """A small random bf16 Step1 whose widths fit groups of 128."""
     from stepaudio.lm.step1.config import Step1Config
     from stepaudio.lm.step1.model import Step1ForCausalLM
 
@@ -39,15 +61,36 @@ def _int4_step1() -> torch.nn.Module:
     with torch.no_grad():
         for name, param in model.named_parameters():
             param.copy_(1.0 + 0.1 * torch.randn_like(param) if "norm" in name else torch.randn_like(param) / 16)
-    apply_weight_format(model.eval(), "int4")
-    return model
+    return model.eval()
 
 
-def test_int4_step1_on_cuda_gives_the_cpu_logits() -> None:
-    model = _int4_step1()
-    ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(3))
+def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        on_cpu = model.logits(model.hidden(model.embed(ids))).float()
-        model = model.to("cuda")
-        on_gpu = model.logits(model.hidden(model.embed(ids.cuda()))).float().cpu()
-    assert float((on_gpu - on_cpu).norm() / on_cpu.norm()) < 2e-2
+        return model.logits(model.hidden(model.embed(ids))).float().cpu()
+
+
+def test_int4_step1_moved_to_cuda_gives_the_cpu_logits() -> None:
+    """The same int4 layers (quantised on the CPU, the head left in bf16) moved to the GPU: repacked for its
+    kernel, the logits stay those of the CPU kernel."""
+    model = _step1()
+    for name, linear in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]:
+        if not name.endswith("lm_head"):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, Int4Linear.quantize(linear.weight))
+    ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(3))
+    on_cpu = _logits(model, ids)
+    on_gpu = _logits(model.to("cuda"), ids.cuda())
+    assert _rel(on_gpu, on_cpu) < 2e-2
+
+
+def test_int4_weight_format_on_cuda_is_near_the_cpu_one() -> None:
+    """What NativeLM does with device=cuda: load there, then the int4 format (quantised on the GPU, the head
+    kept in bf16 there). Against the CPU int4 model: same nibbles, the CPU's head in int8 (~1-2 % apart)."""
+    from stepaudio.lm.quant import apply_weight_format
+
+    ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(4))
+    on_cpu = _logits(apply_weight_format(_step1(), "int4"), ids)
+    gpu_model = apply_weight_format(_step1().to("cuda"), "int4")
+    assert isinstance(gpu_model.model.layers[0].mlp.down_proj, Int4Linear)
+    assert isinstance(gpu_model.lm_head, nn.Linear) and gpu_model.lm_head.weight.dtype == torch.bfloat16
+    assert _rel(_logits(gpu_model, ids.cuda()), on_cpu) < 5e-2
