@@ -102,7 +102,7 @@ def test_int4_folder_loads_onto_int4_kernels_with_the_stored_weights(
         assert isinstance(layer, Int4Linear) and layer.symmetric == symmetric, name
         bf16_scale = scale.to(torch.bfloat16).float().repeat_interleave(32, dim=1)
         expected = (q - zero.repeat_interleave(32, dim=1)) * bf16_scale
-        torch.testing.assert_close(layer.dequantize(), expected, rtol=0, atol=1e-2 * bf16_scale.max().item())
+        torch.testing.assert_close(layer.dequantize(), expected, rtol=0, atol=0.05 * bf16_scale.max().item())
         with torch.no_grad():  # the reference: the original model carrying the stored int4 weights
             model.get_submodule(name).weight.copy_(expected)
     assert isinstance(loaded.lm_head, torch.nn.Linear)  # ignored: plain

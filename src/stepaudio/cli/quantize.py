@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompts", type=Path, metavar="FILE",
                         help=".jsonl of {\"ids\": [...]} or {\"text\": ...}, or one text a line (<audio_N> allowed)")
     parser.add_argument("--num-prompts", type=int, default=256, help="calibration prompts used (default 256)")
-    parser.add_argument("--max-length", type=int, default=2048, help="tokens per prompt, longer are cut (2048)")
+    parser.add_argument("--max-length", type=int, default=2048,
+                        help="tokens per prompt; longer ones keep their last N (default 2048)")
     parser.add_argument("--group-size", type=int, default=128,
                         help="int4 weights per scale (default 128; vLLM's Marlin takes 32, 64, 128)")
     parser.add_argument("--dampening", type=float, default=0.01, help="GPTQ dampening fraction (default 0.01)")

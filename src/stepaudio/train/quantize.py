@@ -51,7 +51,7 @@ class QuantizeConfig:
     scheme: str
     group_size: int = 128  # int4 only; the CPU int4 kernel takes 32-256, vLLM's Marlin 32, 64 or 128
     max_prompts: int = 256  # calibration prompts (a seeded sample when the source has more)
-    max_length: int = 2048  # tokens per calibration prompt (longer ones are cut)
+    max_length: int = 2048  # tokens per calibration prompt (longer ones keep their last max_length)
     dampening: float = 0.01  # GPTQ's Hessian dampening fraction
     dtype: str | None = None  # bf16 / fp16 / fp32 for calibration and the output's plain tensors; None: the folder's
     seed: int = 0
@@ -114,7 +114,8 @@ def load_calibration_prompts(
 ) -> list[list[int]]:
     """Token ids of the calibration prompts: a dataset folder's TTS examples (prompt + audio answer), or a
     prompt file (.jsonl of {"ids": [...]} or {"text": ...}; otherwise one text a line, `<audio_N>` pieces
-    allowed). At most `limit` (a seeded sample), each cut to `max_length`; at least one must hold speech tokens.
+    allowed). At most `limit` (a seeded sample), each cut to its last `max_length` tokens (a TTS example ends
+    in its speech answer); at least one must hold speech tokens.
     """
     path = Path(source)
     if (path / INFO_FILE).is_file():
@@ -132,7 +133,7 @@ def load_calibration_prompts(
         if bad:
             raise DatasetError(f"{path}: prompt {n + 1} holds id {bad[0]}, outside the model's vocabulary "
                                f"0..{vocab_size - 1}")
-    prompts = [ids[:max_length] for ids in prompts if len(ids) >= 2]
+    prompts = [ids[-max_length:] for ids in prompts if len(ids) >= 2]  # the tail: the speech answer
     if not prompts:
         raise DatasetError(f"{path}: no calibration prompts of two or more tokens")
     if len(prompts) > limit:
