@@ -39,6 +39,14 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         return (lambda layer: layer(x)), (lambda: PackedInt8Linear(torch.empty(n_out, n_in, dtype=torch.int8)
                                                                  .random_(-127, 128), scale))
 
+    def int4_grouped() -> tuple[Callable[[Any], Any], Callable[[], Any]]:
+        from stepaudio.kernels.int4 import Int4Linear
+
+        x = torch.randn(1, n_in).to(torch.bfloat16)
+        scales = torch.full((n_out, n_in // 128), 0.01)
+        return (lambda layer: layer(x)), (lambda: Int4Linear.from_groups(
+            torch.randint(-8, 8, (n_out, n_in), dtype=torch.int8), scales, None, 128))
+
     kernels = {
         "linear fp32": fp(torch.float32),
         "linear bf16": fp(torch.bfloat16),
@@ -47,6 +55,7 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         "int8 weight, bf16 act (_weight_int8pack_mm)": int8_weight_only(torch.bfloat16),
         "int8 weight, fp32 act (_weight_int8pack_mm)": int8_weight_only(torch.float32),
         "int8 FBGEMM packed, dynamic act (PackedInt8Linear)": int8_fbgemm(),
+        "int4 groups of 128, bf16 act (Int4Linear)": int4_grouped(),
     }
     results = {}
     for name, (fn, make) in kernels.items():
