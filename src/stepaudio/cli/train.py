@@ -1,4 +1,5 @@
-"""`stepaudio train tts --dataset DIR --out DIR (--init MODEL_DIR | --config CONFIG)`: train the Step1 TTS LM.
+"""`stepaudio train tts --dataset DIR --out DIR (--init MODEL_DIR | --config CONFIG)`: train the Step1 TTS LM
+(Step-Audio-TTS-3B, or Step-Audio-EditX with its clone and edit prompts).
 
 Thin: flags -> `TTSTrainingJob` -> `stepaudio.train.run.train_tts`. Multi-GPU: run the same command under
 `torchrun --nproc-per-node N` (see docs/training.md).
@@ -26,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tts.add_argument("--model-path", type=Path,
                      help="MODELS folder: prompt with its speakers/ (tokenised by its Step-Audio-Tokenizer) "
                           "exactly as inference does; default: each voice's first dataset row")
+    tts.add_argument("--format", dest="prompt_format", choices=("auto", "step", "editx"), default="auto",
+                     help="prompts of the examples: step (TTS-3B, with speakers) or editx (Step-Audio-EditX clone "
+                          "prompts, and edit prompts from DATASET/edits.jsonl); auto: editx when --init is a "
+                          "Step-Audio-EditX folder. With editx, --model-path is the EditX MODEL_PATH (its "
+                          "Step-Audio-Tokenizer tokenises clone prompts that are no dataset row)")
     tts.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
     tts.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
     tts.add_argument("--lora-dropout", type=float, default=0.0)
@@ -85,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     )
     job = TTSTrainingJob(dataset=args.dataset, out=args.out, train=config, init=args.init, config=args.config,
                          tokenizer=args.tokenizer, model_path=args.model_path, merge=args.merge, resume=args.resume,
-                         max_length=args.max_length, eval_fraction=args.eval_fraction)
+                         max_length=args.max_length, eval_fraction=args.eval_fraction,
+                         prompt_format=args.prompt_format)
     summary = train_tts(job)
     if summary:
         print(json.dumps(summary, indent=2, ensure_ascii=False))

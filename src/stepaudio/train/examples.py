@@ -234,13 +234,13 @@ def load_examples(
         if row.id in table.skipped_rows:
             continue
         if is_clone(row):
-            example = build_example(tokenizer, row, _clone_prompt(root, row, by_audio, tokenize), None)
+            example = build_example(tokenizer, row, resolve_clone_prompt(root, row, by_audio, tokenize), None)
         else:
             example = build_example(tokenizer, row, table.prompt_for(row, tagged_text(row)), row.voice)
         if len(example) > max_length:
             skipped["too long"] += 1
             continue
-        (held if _is_held_out(row.id, eval_fraction) else train).append(example)
+        (held if is_held_out(row.id, eval_fraction) else train).append(example)
     if not train:
         raise DatasetError(f"{root}: no trainable rows ({_describe(skipped)})")
     return ExampleSet(tuple(train), tuple(held), table, {k: v for k, v in skipped.items() if v})
@@ -250,7 +250,7 @@ def _row_prompt(row: DatasetRow, root: Path) -> SpeakerPrompt:
     return SpeakerPrompt(tagged_text(row), tuple(STEP1.audio_offset + t for t in row.audio_tokens), root / row.audio)
 
 
-def _clone_prompt(
+def resolve_clone_prompt(
     root: Path, row: DatasetRow, by_audio: Mapping[str, DatasetRow], tokenize: Tokenize | None
 ) -> SpeakerPrompt:
     assert row.prompt_text and row.prompt_audio
@@ -266,7 +266,7 @@ def _clone_prompt(
     return SpeakerPrompt(row.prompt_text, tuple(int(i) for i in tokenize(path)), path)
 
 
-def _is_held_out(row_id: str, fraction: float) -> bool:
+def is_held_out(row_id: str, fraction: float) -> bool:
     return int(row_id[:8], 16) / 0x100000000 < fraction
 
 

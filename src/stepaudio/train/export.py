@@ -48,7 +48,8 @@ def export_final(
 
     From `init_dir` (the release folder fine-tuned), the remote-code and tokenizer config files are copied
     (vLLM loads `model_type: step1` with them) and the CosyVoice decoder folders are linked, so that
-    `OUT/model` is a complete drop-in `Step-Audio-TTS-3B/`.
+    `OUT/model` is a complete drop-in `Step-Audio-TTS-3B/` (or `Step-Audio-EditX/`: its decoder has the same
+    folder name).
     """
     out = Path(out_dir)
     model = model.eval()
@@ -75,7 +76,8 @@ def export_final(
     return Exported(folder, adapter, exported_speakers)
 
 
-SIDE_FILES = ("configuration_step1.py", "modeling_step1.py", "tokenizer_config.json", "generation_config.json")
+SIDE_FILES = ("configuration_step1.py", "modeling_step1.py", "tokenizer_config.json", "generation_config.json",
+              "configuration.json")
 
 
 def _carry_release_files(init_dir: Path, directory: Path) -> None:

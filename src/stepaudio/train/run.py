@@ -1,8 +1,9 @@
 """`train_tts(job)`: the whole `stepaudio train tts` run as a library call (the CLI only parses flags).
 
 Model from `--init` (a Step1 folder: fine-tuning) or `--config` (a config.json or a named shape such as
-`tts-3b`: from scratch, weights N(0, 0.02), norms 1); dataset read and validated into examples; the loop;
-then the final folders (see `export`) and `summary.json`.
+`tts-3b`: from scratch, weights N(0, 0.02), norms 1); dataset read and validated into examples (TTS-3B prompts,
+or Step-Audio-EditX clone and edit prompts for an EditX folder: `editx_examples`); the loop; then the final
+folders (see `export`) and `summary.json`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stepaudio.lm.step1.loading import load_step1
 from stepaudio.lm.step1.model import Step1ForCausalLM
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.train.distributed import init_distributed, shutdown
+from stepaudio.train.editx_examples import load_editx_examples
 from stepaudio.train.examples import SpeakerTable, Tokenize, folder_speakers, load_examples
 from stepaudio.train.export import export_final
 from stepaudio.train.loop import DTYPES, TrainConfig, Trainer, TrainResult
@@ -41,6 +43,7 @@ class TTSTrainingJob:
     resume: bool = False
     max_length: int | None = None
     eval_fraction: float = 0.05
+    prompt_format: str = "auto"  # "step" (TTS-3B prompts), "editx" (EditX clone/edit prompts), "auto": by --init
 
 
 def init_from_config(config: Step1Config, seed: int) -> Step1ForCausalLM:
@@ -78,6 +81,46 @@ def _tokenizer_file(job: TTSTrainingJob) -> Path:
     return path
 
 
+PROMPT_FORMATS = ("auto", "step", "editx")
+
+
+def prompt_format(job: TTSTrainingJob) -> str:
+    """`editx` when asked, or (auto) when `--init` is a Step-Audio-EditX folder: its decoder's cosyvoice.yaml is
+    the EditX family's; else `step`."""
+    if job.prompt_format not in PROMPT_FORMATS:
+        raise StepAudioError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}, not {job.prompt_format!r}")
+    if job.prompt_format != "auto":
+        return job.prompt_format
+    if job.init is None:
+        return "step"
+    from stepaudio.decoder.cosyvoice2.editx import editx_config_from_yaml
+    from stepaudio.engines.editx.paths import DECODER_DIR
+
+    try:
+        editx_config_from_yaml(job.init / DECODER_DIR / "cosyvoice.yaml")
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return "step"
+    return "editx"
+
+
+def _editx_tokenize(job: TTSTrainingJob) -> Tokenize | None:
+    """Clone prompts that are no dataset row are tokenised as the editx engine prepares a prompt: mono, peak
+    capped at 0.6, 16 kHz, trimmed (with --model-path: the EditX MODEL_PATH holding Step-Audio-Tokenizer/)."""
+    if job.model_path is None:
+        return None
+    from stepaudio.engines.editx.audio import cap_peak, read_raw
+    from stepaudio.engines.editx.paths import TOKENIZER_DIR
+    from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
+
+    audio_tokenizer = StepAudioTokenizer.from_pretrained(job.model_path / TOKENIZER_DIR)
+
+    def tokenize(wav: Path) -> list[int]:
+        raw = read_raw(wav)
+        return list(audio_tokenizer.lm_ids(cap_peak(raw.mono()), raw.sample_rate, trim=True))
+
+    return tokenize
+
+
 def _speakers(job: TTSTrainingJob) -> tuple[SpeakerTable | None, Tokenize | None]:
     if job.model_path is None:
         return None, None
@@ -104,20 +147,28 @@ def train_tts(job: TTSTrainingJob) -> dict[str, Any]:
         train_config = replace(job.train, device=str(ctx.device))
         tokenizer_file = _tokenizer_file(job)
         model = _model(job)
-        speakers, tokenize = _speakers(job)
         max_length = min(model.config.max_seq_len, job.max_length or model.config.max_seq_len)
-        examples = load_examples(job.dataset, StepTokenizer(tokenizer_file), vocab_size=model.config.vocab_size,
-                                 max_length=max_length, speakers=speakers, tokenize=tokenize,
-                                 eval_fraction=job.eval_fraction)
+        editx = prompt_format(job) == "editx"
+        if editx:
+            examples = load_editx_examples(job.dataset, StepTokenizer(tokenizer_file),
+                                           vocab_size=model.config.vocab_size, max_length=max_length,
+                                           tokenize=_editx_tokenize(job), eval_fraction=job.eval_fraction)
+        else:
+            speakers, tokenize = _speakers(job)
+            examples = load_examples(job.dataset, StepTokenizer(tokenizer_file), vocab_size=model.config.vocab_size,
+                                     max_length=max_length, speakers=speakers, tokenize=tokenize,
+                                     eval_fraction=job.eval_fraction)
         trainer = Trainer(model, examples, train_config, job.out, ctx)
         result = trainer.run(resume=job.resume)
         summary: dict[str, Any] = {}
         if ctx.is_main:
             exported = export_final(trainer.model, job.out, lora=train_config.lora, merge=job.merge,
                                     dtype=DTYPES[train_config.dtype], tokenizer_model=tokenizer_file,
-                                    base_model=str(job.init or job.config), speakers=examples.speakers,
+                                    base_model=str(job.init or job.config),
+                                    speakers=None if editx else examples.speakers,
                                     init_dir=job.init)
             summary = _summary(result, examples.skipped, len(examples.train), len(examples.eval), exported)
+            summary["prompt_format"] = "editx" if editx else "step"
             (job.out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         return summary
     finally:

@@ -139,3 +139,18 @@ def test_stream_edges(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
     assert ids_for_frames(15) == 25 and ids_for_frames(48) == 80
     with pytest.raises(ValueError, match="whole groups"):
         EditXStreamConfig(chunk_frames=(16,))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_offline_and_stream_on_cuda_equal_cpu(decoder_dir: Path, decoder: EditXToken2Wav,
+                                              prompt: EditXPrompt) -> None:
+    gpu = EditXToken2Wav.from_dir(decoder_dir, device="cuda", seed=1)
+    ids = _ids(50, 6)[:-1]
+    torch.testing.assert_close(gpu.mel(ids, prompt).cpu(), decoder.mel(ids, prompt), atol=2e-3, rtol=1e-3)
+    cpu_pieces, cpu_mel = _streamed(decoder, prompt, ids, 1)
+    gpu_pieces, gpu_mel = _streamed(gpu, prompt, ids, 1)
+    assert [p.shape for p in gpu_pieces] == [p.shape for p in cpu_pieces]
+    torch.testing.assert_close(gpu_mel.cpu(), cpu_mel, atol=2e-3, rtol=1e-3)
+    cpu_wav, gpu_wav = np.concatenate(cpu_pieces).astype(np.float64), np.concatenate(gpu_pieces).astype(np.float64)
+    assert 10 * np.log10((cpu_wav**2).sum() / ((cpu_wav - gpu_wav) ** 2).sum()) > 40.0

@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
 
 
-def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]:
-    """The EditXModel over a TimedLM, its backends per reuse mode, the voice (prepared audio) and the tokenizer."""
+def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any], Any, Any, str]:
+    """The EditXModel over a TimedLM, its backends per reuse mode, the voice (prepared audio), the tokenizer and
+    the LM's weight format."""
     import dataclasses
 
     import torch
@@ -96,7 +97,7 @@ def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any
                            torch.randn(192, generator=g))
     voice = PreparedAudio(tuple(i + STEP1.audio_offset for i in flow_ids), features, args.prompt_seconds)
     editx = EditXModel(tokenizer, _no_tokenizer, lambda: lm, lambda: t2w, seed=args.seed)
-    return editx, lm, backends, voice, tokenizer
+    return editx, lm, backends, voice, tokenizer, quant
 
 
 def _no_tokenizer() -> Any:
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     modes = ("off", "on") if args.prefix_reuse == "both" else (args.prefix_reuse,)
     rows = []
     with tempfile.TemporaryDirectory(prefix="stepaudio-bench-editx-") as tmp, torch.inference_mode():
-        editx, lm, backends, voice, tokenizer = build(args, Path(tmp))
+        editx, lm, backends, voice, tokenizer, weight_format = build(args, Path(tmp))
         time_first_audio(editx, lm, voice, tokenizer, PRIMING_SENTENCE)  # warm-up: kernels, allocator
         for text in texts:
             runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                        "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs[mode]),
                        "first_audio_all_s": [round(r["first_audio_s"], 3) for r in runs[mode]],
                        "prefill_all_s": [round(r["prefill_s"], 3) for r in runs[mode]],
-                       "device": args.device, "dtype": args.dtype, "quant": args.quant,
+                       "device": args.device, "dtype": args.dtype, "quant": args.quant, "weight_format": weight_format,
                        "decoder_shape": args.decoder_shape, "prompt_seconds": args.prompt_seconds,
                        "threads": args.threads, "layers": len(backends[mode].model.model.layers)}
                 rows.append(row)
