@@ -159,3 +159,14 @@ def test_sigkill_mid_run_then_resume_finishes_from_a_complete_checkpoint(stack: 
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".partial-")]
     steps = [int(line.split(",")[0]) for line in (out / "loss.csv").read_text().splitlines()[1:]]
     assert steps == list(range(killed_at + 4))  # one trajectory: rows after the checkpoint were dropped
+
+
+def test_format_editx_trains_on_editx_prompts(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    assert _train("--dataset", str(data), "--out", str(out), "--init", str(stack / TTS_DIR), "--format", "editx",
+                  "--lora-rank", "4", "--eval-fraction", "0") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["prompt_format"] == "editx" and summary["train_examples"] == 10
+    assert not (out / "speakers").exists()  # clone prompts: no built-in speakers to export
+    assert summary["final_loss"] < summary["first_loss"]
