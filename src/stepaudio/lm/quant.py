@@ -14,6 +14,9 @@ int4 (`Int4Linear`, groups of 128 along the input, symmetric round-to-nearest; t
 and CUDA): half a byte per weight. The head keeps 8 bits where int8 is fast (the CPU: what the `int8` format
 gives it) and the model dtype elsewhere, since 4-bit logits cost the most accuracy for the fewest bytes;
 the embedding stays as loaded, as with int8. A layer whose in_features no group size divides stays as loaded.
+On CPU int4 is the format for memory, not speed: torch's AVX2 int4 kernel is compute-bound (measured on a
+2-core EPYC, TTS-3B: decode at ~26 % of its bandwidth bound, half of int8's tok/s, 1.6x bf16's); on CUDA its
+tinygemm kernel reads the 4x smaller weights at batch 1.
 
 16-bit: `bf16-packed` (oneDNN pre-blocked bf16, the choice with AMX) or `half_linears` (fp16 weights,
 exact for bf16 values in fp16's normal range, behind a cast of the activations) where this CPU's fp16
