@@ -200,3 +200,19 @@ def test_a_message_with_newlines_is_printed_on_one_line(monkeypatch: pytest.Monk
     monkeypatch.setattr(stepaudio.cli.tags, "run", refuse)
     line = _one_line_error(main(["tags", "x"]), capsys.readouterr().err, "tags")
     assert line == "stepaudio tags: error: config.yaml is not valid YAML: while scanning in line 3 ^"
+
+
+def test_a_command_imports_only_its_own_modules() -> None:
+    """`stepaudio --help` and `stepaudio bench lm` must not import torch before the bench sets OpenMP's wait
+    policy (read once, when torch loads): only the subcommand and target named are imported."""
+    probe = ("import sys\n"
+             "from stepaudio.cli.main import build_parser, chosen_subcommand\n"
+             "words = sys.argv[1:]\n"
+             "build_parser(only=chosen_subcommand(words), words=words)\n"
+             "print('torch' in sys.modules, 'stepaudio.eval.bench.decoder' in sys.modules)\n")
+    def imported(*words: str) -> str:
+        return subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert imported() == "False False"
+    assert imported("bench", "lm", "--quant", "int4") == "False False"
+    assert imported("bench", "decoder") == "False True"

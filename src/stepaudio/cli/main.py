@@ -34,7 +34,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The whole command line, or with `only`, just that subcommand's options: importing every subcommand
+    imports torch (seconds), and a bench must set OpenMP's wait policy before torch loads. `words` (the
+    command line) reaches subcommand groups as the `_argv` default, so `bench` loads only the target named."""
     parser = argparse.ArgumentParser(
         prog="stepaudio", description="Step-Audio speech understanding and generation."
     )
@@ -42,9 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        sub_parser.set_defaults(_module=module_name)
-        _load(module_name).add_arguments(sub_parser)
+        sub_parser.set_defaults(_module=module_name, _argv=tuple(words))
+        if only is None or name == only:
+            _load(module_name).add_arguments(sub_parser)
     return parser
+
+
+def chosen_subcommand(argv: Sequence[str]) -> str:
+    """The subcommand named on a command line ('' when none is): the first word not an option."""
+    first = next((word for word in argv if not word.startswith("-")), "")
+    return first if first in SUBCOMMANDS else ""
 
 
 def _load(module_name: str):  # type: ignore[no-untyped-def]
@@ -52,8 +62,9 @@ def _load(module_name: str):  # type: ignore[no-untyped-def]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=chosen_subcommand(words), words=words)
+    args = parser.parse_args(words)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

@@ -14,9 +14,13 @@ from collections.abc import Mapping
 def add_targets(parser: argparse.ArgumentParser, dest: str, metavar: str,
                 targets: Mapping[str, tuple[str, str]]) -> None:
     sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+    words = parser.get_default("_argv") or ()
+    named = next((word for word in words if word in targets), None)  # only its module is imported then
     for name, (module_name, help_text) in targets.items():
         target_parser = sub.add_parser(name, help=help_text, description=help_text)
         target_parser.set_defaults(_target_module=module_name)
+        if named is not None and name != named:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:  # never let one target's missing dependency break the command
