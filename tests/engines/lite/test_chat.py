@@ -8,6 +8,7 @@ import json
 import operator
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,46 @@ def test_the_token_limit_and_cancellation_end_a_reply(lite_engine: Engine) -> No
             cancel.cancel()
     assert pieces[-1].finish_reason == "cancelled"
     assert len(pieces) <= 5
+
+
+QUESTIONS = ("Tell me about the moon.", "Why do cats purr?", "What is a river?", "Describe a forest.")
+
+
+def test_replies_decode_together_and_do_not_change_when_others_talk(lite_engine: Engine) -> None:
+    """Four greedy replies at once overlap in time (one batch, not one after another), and each is the text
+    the same question gets alone: nothing in a reply depends on who else is talking."""
+    from stepaudio.engines.lite import models, resolver
+
+    assert lite_engine.chat is not None  # (the fixture checks SmolLM2 is installed; this test needs fresh slots)
+    chat = LlamaChat(resolver.resolve(models.SMOLLM2_135M), LlamaOptions(context=512, parallel=4))
+    chat.warmup()
+    options = GenerationOptions(temperature=0.0, seed=5, max_new_tokens=24)
+
+    def ask(question: str) -> tuple[str, list[tuple[float, int]]]:
+        marks = []
+        text = []
+        for delta in chat.respond([ChatMessage("user", question)], options=options):
+            text.append(delta.text)
+            marks.append((time.perf_counter(), len(text)))
+        return "".join(text), marks
+
+    alone = {q: ask(q)[0] for q in QUESTIONS}
+    together: dict[str, tuple[str, list[tuple[float, int]]]] = {}
+    start = threading.Barrier(len(QUESTIONS))
+
+    def run(question: str) -> None:
+        start.wait()
+        together[question] = ask(question)
+
+    threads = [threading.Thread(target=run, args=(q,)) for q in QUESTIONS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert {q: together[q][0] for q in QUESTIONS} == alone
+    first_pieces = [marks[0][0] for _, marks in together.values()]
+    last_pieces = [marks[-1][0] for _, marks in together.values()]
+    assert max(first_pieces) < min(last_pieces)  # every reply had begun before any had ended
 
 
 def _request_builder() -> LlamaChat:
@@ -135,7 +176,7 @@ class ScriptedServer:
 def _scripted(*replies: list[str]) -> tuple[LlamaChat, ScriptedServer]:
     chat = _request_builder()
     chat._server = ScriptedServer(*replies)
-    chat._lock = threading.Lock()
+    chat._gate = threading.BoundedSemaphore(1)
     return chat, chat._server
 
 

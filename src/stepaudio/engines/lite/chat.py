@@ -10,6 +10,13 @@ question alone, with the tools shown by the model's template and a grammar that 
 text (engines/lite/tools.py); text stops that pass at its first token, and the answer is written from the
 whole history, where a call's results are answered too, in text only. The two prompts keep their
 KV caches in two llama.cpp slots, so each step evaluates only what is new.
+
+Concurrent conversations decode together: up to `parallel` requests run at once (two slots each, for the
+decision's and the conversation's caches), and llama.cpp's continuous batching evaluates their next tokens
+in one batch, so a session's first words do not wait for another's whole reply. A reply must not depend on
+who else is talking, so the weights are not repacked (the repacked AVX2 kernels sum a batch of rows in
+another order than one row, and a reply's logits changed by up to 0.1 with three others decoding beside it)
+and flash attention is on (without it, how much of a prompt came from the cache changed the logits).
 """
 
 from __future__ import annotations
@@ -39,19 +46,23 @@ VOICE_SYSTEM_PROMPT = (
     "plain sentences without lists, markdown, code or emoji. Reply in the language the user speaks."
 )
 _DONE = object()
-_SLOTS = 2
+_SLOTS_PER_REQUEST = 2  # the conversation's cache and the tool decision's
+_FLASH_ATTENTION_ON = 1  # llama.cpp's LLAMA_FLASH_ATTN_TYPE_ENABLED
 
 
 @dataclass(frozen=True)
 class LlamaOptions:
+    """`parallel`: generations that decode at once in one batch (more wait their turn); 1 = one at a time."""
+
     threads: int = 1
-    context: int = 2048  # per slot: the conversation's, and the tool decision's
+    context: int = 2048  # per slot
     system_prompt: str = VOICE_SYSTEM_PROMPT
     max_new_tokens: int = 160
+    parallel: int = 4
 
 
 class LlamaChat:
-    """`ChatModel` over one GGUF file; one generation at a time (calls are serialised by a lock)."""
+    """`ChatModel` over one GGUF file; up to `options.parallel` generations decode together."""
 
     def __init__(self, model_path: str | Path, options: LlamaOptions | None = None) -> None:
         try:
@@ -59,19 +70,25 @@ class LlamaChat:
         except ImportError as exc:
             raise MissingExtraError("lite", "xllamacpp") from exc
         self.options = options or LlamaOptions()
+        if self.options.parallel < 1:
+            raise StepAudioError(f"parallel is at least 1, not {self.options.parallel}")
         self.model_path = Path(model_path)
+        slots = _SLOTS_PER_REQUEST * self.options.parallel
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
-        params.n_ctx = self.options.context * _SLOTS
+        params.n_ctx = self.options.context * slots
         for cpu in (params.cpuparams, params.cpuparams_batch):
             cpu.n_threads = self.options.threads
             cpu.poll = 0  # sleep rather than spin while waiting: the cores are shared with ASR and TTS
-        params.n_parallel = _SLOTS  # a slot is picked by the prompt it has cached
+        params.n_parallel = slots  # a slot is picked by the prompt it has cached
+        params.cont_batching = True
         params.kv_unified = False
+        params.no_extra_bufts = True  # batch-invariant: see the module docstring
+        params.flash_attn_type = _FLASH_ATTENTION_ON
         params.verbosity = -1
         params.endpoint_metrics = False
         self._server = xllamacpp.Server(params)
-        self._lock = threading.Lock()
+        self._gate = threading.BoundedSemaphore(self.options.parallel)
 
     def respond(
         self,
@@ -94,9 +111,27 @@ class LlamaChat:
         return "".join(delta.text for delta in self.respond(messages, options=options))
 
     def warmup(self) -> None:
-        """Evaluate the system prompt once so its KV cache is ready and the first answer starts sooner."""
-        for _ in self.respond([ChatMessage("user", "Hi")], options=GenerationOptions(max_new_tokens=1)):
-            pass
+        """Evaluate the system prompt in every slot at once, so the first answer starts sooner, and every
+        slot holds the same prefix: how much of a prompt comes from the cache changes its logits, so a new
+        conversation must find the same cached prefix in whichever slot it lands."""
+        request = self._request([ChatMessage("user", "Hi")], GenerationOptions(max_new_tokens=1))
+        request["stream"] = False
+        failures: list[BaseException] = []
+
+        def warm() -> None:
+            try:
+                self._server.handle_chat_completions(request, lambda _: False)
+            except Exception as exc:  # reported below, never lost in the thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=warm, name="lite-chat-warmup")
+                   for _ in range(_SLOTS_PER_REQUEST * self.options.parallel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise StepAudioError(f"llama.cpp warm-up failed: {failures[0]}") from failures[0]
 
     def _request(self, messages: Sequence[ChatMessage], options: GenerationOptions, *,
                  tools: Sequence[ToolSpec] = (), grammar: str | None = None) -> dict[str, Any]:
@@ -133,7 +168,7 @@ class LlamaChat:
 
         def work() -> None:
             try:
-                with self._lock:
+                with self._gate:
                     self._server.handle_chat_completions(request, on_chunk)
             except Exception as exc:  # reported to the reader, never lost in the thread
                 pieces.put(exc)

