@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stepaudio.audio.io import Audio
+from stepaudio.audio.io import Audio, load_audio
 from stepaudio.audio.vad import WindowedVad
 from stepaudio.engines.base import (
     AudioChunk,
@@ -24,6 +24,7 @@ from stepaudio.engines.base import (
     Engine,
     GenerationOptions,
     SpeechInstructions,
+    StreamingTranscriber,
     Synthesizer,
     ToolCall,
     ToolSpec,
@@ -69,6 +70,48 @@ class ToneTranscriber:
         return Transcript(f"tone {tenths}", duration=audio.duration)
 
 
+class ToneStream:
+    """A `TranscriptStream` double: an update per 0.5 s of new audio; the transcript of the first n samples
+    pushed, as `ToneTranscriber` would give it."""
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.decoded = 0
+        self.updates = 0
+        self.finals: list[int] = []
+
+    @property
+    def count(self) -> int:
+        return sum(piece.size for piece in self.pieces)
+
+    def push(self, samples: np.ndarray) -> None:
+        self.pieces.append(np.array(samples, dtype=np.float32))
+
+    def update(self) -> bool:
+        if self.count - self.decoded < RATE // 2:
+            return False
+        self.decoded, self.updates = self.count, self.updates + 1
+        return True
+
+    def transcript(self, samples: int | None = None) -> Transcript:
+        heard = np.concatenate(self.pieces)[:samples]
+        self.finals.append(heard.size)
+        return ToneTranscriber().transcribe(Audio(heard, RATE))
+
+
+class StreamingToneTranscriber(ToneTranscriber):
+    """`ToneTranscriber` that also hears turns while they are spoken (calls of `transcribe` are one-pass ones)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: list[ToneStream] = []
+
+    def listen(self, sample_rate: int, language: str | None = None) -> ToneStream:
+        assert sample_rate == RATE
+        self.streams.append(ToneStream())
+        return self.streams[-1]
+
+
 class EchoChat:
     """Replies 'You said <last user text>.' followed by `extra` words, one word per delta."""
 
@@ -109,6 +152,8 @@ class BeepSynthesizer:
 
 def test_doubles_satisfy_the_engine_protocols() -> None:
     assert isinstance(ToneTranscriber(), Transcriber)
+    assert isinstance(StreamingToneTranscriber(), StreamingTranscriber)
+    assert not isinstance(ToneTranscriber(), StreamingTranscriber)
     assert isinstance(EchoChat(), ChatModel)
     assert isinstance(BeepSynthesizer(), Synthesizer)
 
@@ -121,8 +166,10 @@ class Clock:
         return self.now
 
 
-def make_session(extra: int = 0, **config: object) -> tuple[RealtimeSession, Clock, ToneTranscriber, EchoChat]:
-    transcriber, chat, clock = ToneTranscriber(), EchoChat(extra), Clock()
+def make_session(extra: int = 0, streaming: bool = False, **config: object
+                 ) -> tuple[RealtimeSession, Clock, ToneTranscriber, EchoChat]:
+    transcriber = StreamingToneTranscriber() if streaming else ToneTranscriber()
+    chat, clock = EchoChat(extra), Clock()
     engine = Engine("doubles", transcriber, chat, BeepSynthesizer())
     settings = SessionConfig(tick_interval_s=None, **config)  # type: ignore[arg-type]
     vad = energy_vad if settings.turn_detection is not None else None
@@ -183,11 +230,13 @@ def test_spoken_turn_gets_a_committed_speculative_answer() -> None:
         assert summary["compression_ratio"] == stats.compression_ratio and summary["interruptions"] == 0
 
 
+@pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize("chunk_s", [0.01, 0.032, 0.2337])
-def test_chunking_of_the_input_does_not_change_the_conversation(chunk_s: float) -> None:
-    """Streaming in any append size gives the same turns, transcripts and replies (at real-time pace)."""
+def test_chunking_of_the_input_does_not_change_the_conversation(chunk_s: float, streaming: bool) -> None:
+    """Streaming in any append size gives the same turns, transcripts and replies (at real-time pace), whether
+    the turns are recognised while spoken or at their end."""
     audio = np.concatenate([silence(0.4), tone(0.7), silence(0.3), tone(0.4), silence(0.9), tone(0.5), silence(0.8)])
-    session, clock, _transcriber, _chat = make_session()
+    session, clock, transcriber, _chat = make_session(streaming=streaming)
     with session:
         feed(session, clock, audio, step_s=chunk_s)
         outputs = drain(session)
@@ -202,6 +251,53 @@ def test_chunking_of_the_input_does_not_change_the_conversation(chunk_s: float) 
         ev.InputTranscriptionCompleted("item_6", "tone 5"),
         ev.OutputTranscriptDelta("resp_7", "item_8", "You said tone 5."),
     ]
+    # a speculation discarded at the pause: three clips recognised, by the turns' streams or in one pass each
+    if isinstance(transcriber, StreamingToneTranscriber):
+        assert transcriber.calls == [] and [len(s.finals) for s in transcriber.streams] == [2, 1]
+    else:
+        assert len(transcriber.calls) == 3
+
+
+def test_the_turn_is_recognised_while_it_is_spoken() -> None:
+    """The engine hears the turn as it comes: its stream has made updates before the speech stops, and the
+    transcript of the speculation's clip (and of the committed item) comes from the stream, not a one-pass run."""
+    session, clock, transcriber, _chat = make_session(streaming=True)
+    assert isinstance(transcriber, StreamingToneTranscriber)
+    with session:
+        feed(session, clock, np.concatenate([silence(0.5), tone(2.0)]))
+        assert "input_audio_buffer.speech_stopped" not in types(drain(session))
+        assert len(transcriber.streams) == 1 and session.stats()["listen_updates"] == transcriber.streams[0].updates
+        assert transcriber.streams[0].updates >= 3  # every 0.5 s of the 2.3 s heard so far
+        feed(session, clock, silence(0.8))
+        outputs = drain(session)
+    stream = transcriber.streams[0]
+    assert transcriber.calls == [] and stream.finals
+    assert ev.InputTranscriptionCompleted("item_1", "tone 20") in outputs
+    assert [o.delta for o in outputs if isinstance(o, ev.OutputTranscriptDelta)] == ["You said tone 20."]
+    assert session.metrics.committed == 1
+
+
+def test_a_resumed_turn_is_heard_by_the_same_stream() -> None:
+    session, clock, transcriber, _chat = make_session(streaming=True)
+    assert isinstance(transcriber, StreamingToneTranscriber)
+    with session:
+        feed(session, clock, np.concatenate([tone(0.6), silence(0.3), tone(0.6), silence(0.8)]))
+        outputs = drain(session)
+    assert session.metrics.discarded == 1 and session.metrics.committed == 1
+    assert len(transcriber.streams) == 1 and transcriber.calls == []
+    first, second = transcriber.streams[0].finals  # the discarded speculation's clip, then the whole turn's
+    assert first < second
+    assert ev.InputTranscriptionCompleted("item_1", "tone 12") in outputs
+
+
+def test_listening_can_be_turned_off() -> None:
+    session, clock, transcriber, _chat = make_session(streaming=True, listen=False)
+    assert isinstance(transcriber, StreamingToneTranscriber)
+    with session:
+        feed(session, clock, np.concatenate([silence(0.5), tone(1.0), silence(0.8)]))
+        outputs = drain(session)
+    assert transcriber.streams == [] and len(transcriber.calls) == 1
+    assert ev.InputTranscriptionCompleted("item_1", "tone 10") in outputs
 
 
 def test_pause_shorter_than_the_silence_discards_and_restarts() -> None:
@@ -219,8 +315,9 @@ def test_pause_shorter_than_the_silence_discards_and_restarts() -> None:
         assert len(transcriber.calls) == 2
 
 
-def test_barge_in_truncates_the_assistant_turn_to_what_was_played() -> None:
-    session, clock, _transcriber, chat = make_session(extra=20)  # 24 words: 2.4 s of speech
+@pytest.mark.parametrize("streaming", [False, True])
+def test_barge_in_truncates_the_assistant_turn_to_what_was_played(streaming: bool) -> None:
+    session, clock, _transcriber, chat = make_session(extra=20, streaming=streaming)  # 24 words: 2.4 s of speech
     with session:
         feed(session, clock, np.concatenate([tone(0.5), silence(0.6)]))
         assert session.phase is Phase.SPEAKING
@@ -480,6 +577,48 @@ def test_asyncio_sink() -> None:
         return await asyncio.wait_for(queue.get(), 5)
 
     assert asyncio.run(main()) == ev.BufferCleared()
+
+
+class CountingTranscriber:
+    """The lite engine's transcriber, counting its one-pass runs."""
+
+    def __init__(self, inner: StreamingTranscriber) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        self.calls += 1
+        return self.inner.transcribe(audio, language)
+
+    def listen(self, sample_rate: int, language: str | None = None) -> object:
+        return self.inner.listen(sample_rate, language)
+
+
+def test_a_recorded_turn_is_recognised_by_whisper_while_spoken(lite_engine: Engine) -> None:
+    """A LibriVox sentence spoken into a session (Silero VAD) with the lite engine's Whisper: hypotheses were made
+    while it was spoken, before the speech stopped; the item's words come from the stream (no one-pass run) and
+    are the recording's words; the reply starts from them."""
+    from stepaudio.eval.bench.lite import error_rate
+
+    recording = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
+    if not recording.is_file():
+        pytest.skip("real recordings absent: apt-get install pocketsphinx-testdata")
+    assert isinstance(lite_engine.transcriber, StreamingTranscriber)
+    transcriber = CountingTranscriber(lite_engine.transcriber)
+    engine = Engine("lite-asr", transcriber, EchoChat(), BeepSynthesizer())  # type: ignore[arg-type]
+    vad = WindowedVad(pytest.importorskip("faster_whisper.vad").get_vad_model())
+    speech = load_audio(recording, sample_rate=RATE).samples
+    clock = Clock()
+    with RealtimeSession(engine, vad, SessionConfig(tick_interval_s=None, language="en"), clock=clock) as session:
+        feed(session, clock, np.concatenate([silence(0.3), speech]), patience_s=120)
+        before_stop = session.stats()["listen_updates"]
+        assert "input_audio_buffer.speech_stopped" not in types(drain(session)) and before_stop >= 2
+        feed(session, clock, silence(1.0), patience_s=120)
+        outputs = drain(session)
+    heard = [o.transcript for o in outputs if isinstance(o, ev.InputTranscriptionCompleted)]
+    assert len(heard) == 1 and transcriber.calls == 0
+    assert error_rate([("he might even have been made amiable himself", heard[0])]) == 0, heard
+    assert [o.delta for o in outputs if isinstance(o, ev.OutputTranscriptDelta)] == [f"You said {heard[0]}."]
 
 
 @pytest.mark.slow

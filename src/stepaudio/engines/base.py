@@ -187,6 +187,46 @@ class WordTranscriber(Transcriber, Protocol):
     def transcribe_words(self, audio: Audio, language: str | None = None) -> Transcript: ...
 
 
+class TurnStream(Protocol):
+    """What an engine part hears of one turn while it is spoken: `push` the turn's samples as they arrive (cheap,
+    called under the caller's lock), `update` does the work due so far (from a thread nothing waits on; True if
+    it did some)."""
+
+    def push(self, samples: np.ndarray) -> None: ...
+
+    def update(self) -> bool: ...
+
+
+class TranscriptStream(TurnStream, Protocol):
+    def transcript(self, samples: int | None = None) -> Transcript:
+        """The words of the first `samples` samples pushed (all when None): at the end of speech only what the
+        updates have not settled is left to decode."""
+        ...
+
+
+@runtime_checkable
+class StreamingTranscriber(Transcriber, Protocol):
+    """A transcriber that recognises a turn while it is spoken (lite: Whisper re-decoding the growing turn);
+    `listen` may return None when the engine is configured not to."""
+
+    def listen(self, sample_rate: int, language: str | None = None) -> TranscriptStream | None: ...
+
+
+class HeardStream(TurnStream, Protocol):
+    def hear(self, audio: Audio) -> None:
+        """`audio` is the first `audio.samples.size` samples pushed: what the chat model reads of it is made
+        now (from what the updates prepared) and kept for when `audio` comes in a message."""
+        ...
+
+
+@runtime_checkable
+class ListeningChat(Protocol):
+    """A chat model that hears audio and can prepare its input while the user speaks (Step: the streaming audio
+    tokenizer); `listen` may return None."""
+
+    def listen(self, sample_rate: int) -> HeardStream | None: ...
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     def respond(

@@ -1,10 +1,11 @@
 """A real-time conversation: feeds audio through a VAD into the controller and executes its actions.
 
 The session owns what the controller must not touch: the input audio buffer, the VAD, the conversation
-context, a worker thread running transcription, chat and synthesis jobs (each with a `CancelToken`), an
-optional ticker thread, and the output sink (a callback, or a queue read with `next_output`). Every
-decision is the controller's; events from the caller, the worker and the ticker are serialised under one
-lock so actions run in the order decided.
+context, a worker thread running transcription, chat and synthesis jobs (each with a `CancelToken`), a
+listener thread that lets the engine hear each turn while it is spoken (`realtime.listening`: at the end of
+speech only its tail is left to recognise), an optional ticker thread, and the output sink (a callback, or a
+queue read with `next_output`). Every decision is the controller's; events from the caller, the worker and the
+ticker are serialised under one lock so actions run in the order decided.
 
 Use (a WebSocket server maps OpenAI client events onto these calls and serialises each output by its
 `openai_type`; output audio comes at the synthesiser's rate, input at any rate):
@@ -46,6 +47,7 @@ from stepaudio.realtime import events as ev
 from stepaudio.realtime.buffer import AudioBuffer
 from stepaudio.realtime.context import ContextStats, ConversationContext, TokenCounter, estimate_tokens
 from stepaudio.realtime.controller import Controller, ControllerConfig, Phase
+from stepaudio.realtime.listening import Listening, LiveClips, LiveTranscriber
 from stepaudio.realtime.speculative import SpeculationMetrics
 from stepaudio.realtime.turn import Transcripts
 from stepaudio.realtime.turns import TurnDetectionConfig
@@ -71,6 +73,7 @@ class SessionConfig:
     transcribe_input: bool = True  # transcripts of user audio even where the engine hears it (display, context)
     max_buffer_seconds: float = 600.0
     tick_interval_s: float | None = 0.05  # None: the caller calls tick()
+    listen: bool = True  # the engine hears each turn while it is spoken, where it can (turn detection on)
 
     def __post_init__(self) -> None:
         if self.sample_rate * self.frame_ms % 1000:
@@ -104,12 +107,20 @@ class RealtimeSession:
         self._buffer = AudioBuffer()  # sample i is input time i / sample_rate
         self._resampler: tuple[int, Any] | None = None
         self._tokens: dict[str, CancelToken] = {}
-        self._transcripts = Transcripts(engine.transcriber, self.config.language)
+        self._live = LiveClips()
+        self._listening: Listening | None = None  # the turn being spoken, heard by the engine
+        self._listen_updates = 0
+        self._heard = threading.Condition()  # new audio for the listener: pushes counted, and those it caught up with
+        self._pushes = self._caught_up = 0
+        transcriber = None if engine.transcriber is None else LiveTranscriber(engine.transcriber, self._live)
+        self._transcripts = Transcripts(transcriber, self.config.language)
         self._clips: dict[tuple[str, int], Audio] = {}  # one object per span: transcripts are kept per clip
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._work, name="realtime-worker", daemon=True)
         self._worker.start()
+        self._listener = threading.Thread(target=self._listen_loop, name="realtime-listener", daemon=True)
+        self._listener.start()
         self._ticker: threading.Thread | None = None
         if self.config.tick_interval_s is not None:
             self._ticker = threading.Thread(target=self._tick_loop, name="realtime-ticker", daemon=True)
@@ -143,6 +154,7 @@ class RealtimeSession:
                 "audio_tokens_replaced": context.audio_tokens_replaced,
                 "text_tokens_kept": context.text_tokens_kept,
                 "compression_ratio": context.compression_ratio,
+                "listen_updates": self._listen_updates,  # recognition passes made while users spoke
             }
 
     def update(self, **changes: Any) -> SessionConfig:
@@ -176,8 +188,11 @@ class RealtimeSession:
             self._ingest(data[:whole])
 
     def _ingest(self, data: np.ndarray) -> None:
-        """Whole frames: buffer them, run the VAD, feed the controller."""
+        """Whole frames: buffer them, let the engine hear them, run the VAD, feed the controller."""
         self._buffer.append(data)  # sliced by time, so being ahead of the controller is fine
+        if self._listening is not None:  # before the controller sees them: a clip it asks for is all pushed
+            self._listening.push(data)
+            self._wake_listener()
         for start in range(0, len(data), self._frame):
             frame = data[start : start + self._frame]
             prob = None if self.config.turn_detection is None else self._speech_prob(frame)
@@ -208,10 +223,15 @@ class RealtimeSession:
             return None
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until the worker has no queued job (tests, batch use). False on timeout."""
+        """Block until the worker has no queued job and the listener has caught up with the audio (tests, batch
+        use). False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._heard:
+            if not self._heard.wait_for(lambda: self._caught_up >= self._pushes, timeout):
+                return False
         done = threading.Event()
         self._jobs.put(done.set)
-        return done.wait(timeout)
+        return done.wait(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -221,7 +241,9 @@ class RealtimeSession:
             for token in self._tokens.values():
                 token.cancel()
         self._jobs.put(None)
+        self._wake_listener()
         self._worker.join(timeout=10.0)
+        self._listener.join(timeout=10.0)
         if self._ticker is not None:
             self._ticker.join(timeout=1.0)
 
@@ -249,6 +271,8 @@ class RealtimeSession:
         with self._lock:
             for action in self._controller.handle(event, self.clock()):
                 self._execute(action)
+            if self._listening is not None and self._controller.state.speech_item_id != self._listening.item_id:
+                self._listening = None  # the turn ended (stopped, committed, cleared): its clips keep its streams
 
     def _execute(self, action: ev.Action) -> None:
         match action:
@@ -280,6 +304,8 @@ class RealtimeSession:
                 tokens = round(action.audio_ms / 1000 * self.context.audio_tokens_per_second)
                 self.context.truncate_assistant(action.item_id, action.text, tokens)
             case ev.Output():
+                if isinstance(action, ev.SpeechStarted):
+                    self._listen(action)
                 if isinstance(action, ev.ResponseDone):
                     self._tokens.pop(action.response_id, None)
                 elif isinstance(action, ev.BufferCleared) and callable(getattr(self.vad, "reset", None)):
@@ -300,6 +326,9 @@ class RealtimeSession:
         settings = self._settings
 
         def job() -> None:
+            for clip in audio.values():  # a model that hears audio: its input of a heard turn is made now
+                if not token.cancelled and (listening := self._live.find(clip)) is not None:
+                    listening.hear(clip)
             if not token.cancelled:
                 run_generation(self.engine, self._transcripts, command, history, audio, settings, token,
                                self._post)
@@ -329,6 +358,7 @@ class RealtimeSession:
         if not samples.size:
             return None
         clip = self._clips[key] = Audio(samples, rate)
+        self._live.tie(span.item_id, span.start_ms, clip)
         while len(self._clips) > 64:
             del self._clips[next(iter(self._clips))]
         return clip
@@ -370,7 +400,52 @@ class RealtimeSession:
         result = np.asarray(self.vad(frame), dtype=np.float64)
         return float(result.max()) if result.size else 0.0
 
+    def _listen(self, started: ev.SpeechStarted) -> None:
+        """A turn started: open the engine's streams on it and push what the buffer holds of it already."""
+        self._listening = None
+        if not self.config.listen:
+            return
+        transcripts = self._controller.state.config.transcribe_audio
+        try:
+            listening = Listening.open(self.engine, started.item_id, started.audio_start_ms, self.config.sample_rate,
+                                       self.config.language, transcripts)
+        except Exception as exc:  # the turn is recognised at its end instead
+            self._emit(ev.ErrorOutput("server_error", f"listening failed: {type(exc).__name__}: {exc}"))
+            return
+        if listening is None:
+            return
+        rate = self.config.sample_rate
+        listening.push(self._buffer.slice(started.audio_start_ms * rate // 1000, self._buffer.end))
+        self._live.add(listening)
+        self._listening = listening
+        self._wake_listener()
+
+    def _wake_listener(self) -> None:
+        with self._heard:
+            self._pushes += 1
+            self._heard.notify_all()
+
     # ------------------------------------------------------------ threads
+
+    def _listen_loop(self) -> None:
+        """Run the heard turn's updates as its audio comes (never under the session lock)."""
+        while not self._closed.is_set():
+            with self._heard:
+                self._heard.wait_for(lambda: self._pushes > self._caught_up, 0.5)
+                pushes = self._pushes
+            listening = self._listening
+            try:
+                while listening is not None and not self._closed.is_set() and listening.update():
+                    with self._lock:
+                        self._listen_updates += 1
+            except Exception as exc:  # the turn is still recognised at its end, in one pass if need be
+                with self._lock:
+                    if self._listening is listening:
+                        self._listening = None
+                    self._emit(ev.ErrorOutput("server_error", f"listening failed: {type(exc).__name__}: {exc}"))
+            with self._heard:
+                self._caught_up = pushes
+                self._heard.notify_all()
 
     def _work(self) -> None:
         while True:

