@@ -26,7 +26,6 @@ matrix-vector kernel beats its bf16 one. Only the products change; norms and res
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 from torch import nn
@@ -57,25 +56,6 @@ def resolve_weight_format(name: str | None, device: torch.device | str, dtype: t
 
     kernel = bf16_product_kernel().choice
     return {"fp16": "fp16-weights", "bf16-packed": "bf16-packed"}.get(kernel, "none")
-
-
-@lru_cache(maxsize=1)
-def fp16_matvec_is_faster() -> bool:
-    """Time batch-1 products with a 32 MB weight in bf16 and in fp16, interleaved, best of several."""
-    import time
-
-    n_out, n_in = 4096, 4096
-    x16, xb = torch.randn(1, n_in, dtype=torch.float16), torch.randn(1, n_in, dtype=torch.bfloat16)
-    w16 = torch.empty(n_out, n_in, dtype=torch.float16).uniform_(-0.02, 0.02)
-    wb = w16.to(torch.bfloat16)
-    best = {"fp16": float("inf"), "bf16": float("inf")}
-    for _ in range(5):
-        for key, x, w in (("fp16", x16, w16), ("bf16", xb, wb)):
-            start = time.perf_counter()
-            for _ in range(4):
-                torch.nn.functional.linear(x, w)
-            best[key] = min(best[key], time.perf_counter() - start)
-    return best["fp16"] < 0.9 * best["bf16"]
 
 
 def apply_weight_format(model: nn.Module, name: str) -> nn.Module:
