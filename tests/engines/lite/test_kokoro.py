@@ -8,7 +8,7 @@ import pytest
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import Engine, SpeechInstructions
 from stepaudio.engines.lite import kokoro_voices, models, resolver
-from stepaudio.engines.lite.kokoro import MAX_PHONEMES, Blend, split_phonemes
+from stepaudio.engines.lite.kokoro import MAX_PHONEMES, Blend, KokoroSpeaker, split_phonemes
 from stepaudio.errors import StepAudioError
 from stepaudio.eval.bench.lite import error_rate
 
@@ -41,6 +41,18 @@ def test_split_keeps_whole_sentences_then_clauses_within_the_window() -> None:
     assert all(len(p) <= MAX_PHONEMES for p in split_phonemes(words))
     assert " ".join(split_phonemes(words)) == words
     assert split_phonemes("  ") == [] and split_phonemes("short.") == ["short."]
+
+
+def test_the_prepared_graph_speaks_exactly_as_the_published_one(lite_engine: Engine) -> None:
+    """Convolutions as int8 matrix products (kokoro_graph) give the same integers, so the same samples."""
+    engine = _kokoro(lite_engine)
+    prepared = _lite_tts(engine)._kokoro
+    published = KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), prepared._g2p, prepared=False)
+    assert prepared._session.get()[0]._model_path != published._session.get()[0]._model_path
+    for text, language, voice in (("中国的首都是北京。", "zh", "zh-xiaobei"), ("駅まで歩きます。", "ja", "ja-alpha")):
+        ours = prepared.speak(text, language, kokoro_voices.BY_NAME[voice])
+        theirs = published.speak(text, language, kokoro_voices.BY_NAME[voice])
+        assert len(ours) > 24000 and np.array_equal(ours, theirs)
 
 
 def test_blend_parses_and_normalises_weights() -> None:
