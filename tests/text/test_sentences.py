@@ -74,3 +74,42 @@ def test_streaming_in_any_pieces_gives_the_offline_sentences(text: str, sizes: l
 
 def test_has_cjk() -> None:
     assert has_cjk("hello 你好") and has_cjk("カタカナ") and not has_cjk("hello")
+
+
+CLAUSE_TEXTS = [
+    "天空是由太阳和大气层组成的，蓝色是光。你好，世界。",
+    "你好，我是小明，很高兴认识你。再见，朋友。",
+    "雨が降りそうなので、傘を持って行きます。はい、そうです。",
+    "Hello, world, this is it. 你好，世界。",
+    "中文里写了ASCII逗号,也算;然后结束。",
+]
+
+
+def test_a_cjk_first_sentence_ends_at_its_first_long_enough_clause_mark() -> None:
+    assert split_sentences(CLAUSE_TEXTS[0], first_clause_chars=4) == [
+        "天空是由太阳和大气层组成的，", "蓝色是光。", "你好，世界。"]  # later sentences stay whole
+    assert split_sentences(CLAUSE_TEXTS[1], first_clause_chars=4) == [
+        "你好，我是小明，", "很高兴认识你。", "再见，朋友。"]  # "你好，" is shorter than 4: the next mark
+    assert split_sentences(CLAUSE_TEXTS[2], first_clause_chars=4)[0] == "雨が降りそうなので、"
+    assert split_sentences(CLAUSE_TEXTS[3], first_clause_chars=4)[0] == "Hello, world, this is it."  # not CJK
+    assert split_sentences(CLAUSE_TEXTS[4], first_clause_chars=4)[0] == "中文里写了ASCII逗号,"
+    assert split_sentences("一周有7天。好的，谢谢。", first_clause_chars=4) == ["一周有7天。", "好的，谢谢。"]
+    off = split_sentences(CLAUSE_TEXTS[0])  # off by default
+    assert off == ["天空是由太阳和大气层组成的，蓝色是光。", "你好，世界。"]
+    with pytest.raises(ValueError):
+        SentenceSplitter(first_clause_chars=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(CLAUSE_TEXTS + TEXTS), st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=20))
+def test_the_clause_cut_is_the_same_streamed_in_any_pieces(text: str, sizes: list[int]) -> None:
+    splitter = SentenceSplitter(max_chars=40, first_max_chars=20, first_clause_chars=3)
+    out: list[str] = []
+    position, index = 0, 0
+    while position < len(text):
+        out += splitter.push(text[position : position + sizes[index % len(sizes)]])
+        position += sizes[index % len(sizes)]
+        index += 1
+    out += splitter.finish()
+    assert out == split_sentences(text, max_chars=40, first_max_chars=20, first_clause_chars=3)
+    assert "".join(out).replace(" ", "") == text.replace(" ", "").replace("\n", "")

@@ -62,6 +62,7 @@ class TurnSettings:
     transcripts: Literal["needed", "always"] = "needed"
     max_sentence_chars: int = 250
     first_sentence_chars: int = 80  # the first sentence is cut sooner: the first audio comes earlier
+    first_clause_chars: int | None = 4  # a Chinese/Japanese first sentence ends at its first clause mark after this
     max_tool_rounds: int = 4
 
 
@@ -265,7 +266,8 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
     voice_cancel = cancel or CancelToken()  # speech stops only when the caller cancels
     itself = settings.speak and engine.abilities.speaks and settings.registry is None
     speak = settings.speak and engine.synthesizer is not None and not itself
-    splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars)
+    splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars,
+                                settings.first_clause_chars)
     stream: Iterator[ChatDelta | ChatMessage | AudioChunk]
     if itself:
         speaker = cast(SpeakingChat, engine.chat)  # declared by Abilities.speaks

@@ -2,8 +2,11 @@
 
 Chinese and Japanese full stops (。！？) end a sentence at once; ASCII ones (. ! ?) only before whitespace, and
 not after abbreviations, initials or a list number. Closing quotes and brackets stay with their sentence.
-Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space. Feeding text
-in pieces gives exactly the sentences that `split_sentences` gives for the whole text.
+Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space. With
+`first_clause_chars`, the first sentence of Chinese or Japanese text ends at its first clause mark (，、；：) that
+has at least that many characters before it: a neural voice renders a sentence whole, so a reply's first audio
+otherwise waits for its whole first sentence to be written and rendered. Feeding text in pieces gives exactly
+the sentences that `split_sentences` gives for the whole text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ FULLWIDTH_TERMINALS = frozenset("。！？")
 ASCII_TERMINALS = frozenset(".!?")
 CLOSERS = frozenset("\"'”’」』）)]】》")
 SOFT_BREAKS = frozenset("，、；：,;:")
+CJK_CLAUSE_MARKS = frozenset("，、；：")  # ASCII ,;: also count right after a CJK character
 ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "eg", "ie", "no", "fig", "approx",
     "dept", "est", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
@@ -28,11 +32,15 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-
 class SentenceSplitter:
     """Incremental splitter: `push` text pieces, get finished sentences; `finish` at the end for the rest."""
 
-    def __init__(self, max_chars: int = 250, first_max_chars: int | None = None) -> None:
+    def __init__(self, max_chars: int = 250, first_max_chars: int | None = None,
+                 first_clause_chars: int | None = None) -> None:
         if min(max_chars, first_max_chars or max_chars) < 8:
             raise ValueError("max_chars must be at least 8")
+        if first_clause_chars is not None and first_clause_chars < 1:
+            raise ValueError("first_clause_chars must be at least 1")
         self.max_chars = max_chars
         self.first_max_chars = first_max_chars or max_chars  # cut the first sentence sooner: speech starts early
+        self.first_clause_chars = first_clause_chars
         self._buffer = ""
         self._emitted = 0
 
@@ -51,6 +59,10 @@ class SentenceSplitter:
         while True:
             limit = self.max_chars if self._emitted else self.first_max_chars
             cut = _find_boundary(self._buffer, final)
+            if not self._emitted and self.first_clause_chars is not None:
+                clause = _first_cjk_clause(self._buffer, self.first_clause_chars)
+                if clause is not None and (cut is None or clause < cut):
+                    cut = clause
             too_long = cut > limit if cut is not None else len(self._buffer) > limit
             if too_long:
                 cut = _soft_cut(self._buffer, limit)
@@ -62,8 +74,9 @@ class SentenceSplitter:
                 self._emitted += 1
 
 
-def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None = None) -> list[str]:
-    splitter = SentenceSplitter(max_chars, first_max_chars)
+def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None = None,
+                    first_clause_chars: int | None = None) -> list[str]:
+    splitter = SentenceSplitter(max_chars, first_max_chars, first_clause_chars)
     return [*splitter.push(text), *splitter.finish()]
 
 
@@ -84,6 +97,17 @@ def _find_boundary(buffer: str, final: bool) -> int | None:
             return end if final and buffer[:i].strip() else None  # need one more char to decide
         if _ends_here(buffer, i, end):
             return end
+    return None
+
+
+def _first_cjk_clause(buffer: str, min_chars: int) -> int | None:
+    """Index just past the first CJK clause mark with at least `min_chars` non-space characters before it."""
+    for i, char in enumerate(buffer):
+        if char in FULLWIDTH_TERMINALS or char == "\n":
+            return None  # the sentence ends first
+        cjk_mark = char in CJK_CLAUSE_MARKS or (char in ",;:" and i > 0 and bool(_CJK.match(buffer[i - 1])))
+        if cjk_mark and len("".join(buffer[:i].split())) >= min_chars:
+            return i + 1  # not waiting for a closing quote: the mark is usually the newest character
     return None
 
 
