@@ -15,7 +15,15 @@ from stepaudio.errors import UnsupportedError
 from stepaudio.eval.datasets import TtsCase, load_seed_tts, write_seed_tts
 from stepaudio.eval.report import provenance, to_jsonable
 from stepaudio.eval.speaker import SpeakerEncoder
-from stepaudio.eval.tts import CLONE, DEFAULT_VOICE, TtsEvalConfig, evaluate_tts, tts_markdown, tts_report
+from stepaudio.eval.tts import (
+    CLONE,
+    DEFAULT_VOICE,
+    TtsEvalConfig,
+    evaluate_tts,
+    fixed_voice_mode,
+    tts_markdown,
+    tts_report,
+)
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
 needs_testdata = pytest.mark.skipif(not (TESTDATA / "librivox" / "transcription").is_file(),
@@ -71,6 +79,22 @@ def test_lite_speaks_with_its_default_voice_and_says_it_is_not_a_clone(
     with pytest.raises(UnsupportedError, match="refused to clone"):
         evaluate_tts(lite.synthesizer, lite.transcriber, testset, None, TtsEvalConfig(clone="strict"),
                      show_progress=False)
+
+
+def test_a_given_fallback_voice_is_named_not_called_the_default(
+        lite: Engine, speaker: SpeakerEncoder, seed_en: Path) -> None:
+    """`--voice en-heart` on an engine that cannot clone: the report names en-heart (it used to say "default")."""
+    assert lite.synthesizer is not None and lite.transcriber is not None
+    testset = load_seed_tts(seed_en)
+    result = evaluate_tts(lite.synthesizer, lite.transcriber, testset, None, TtsEvalConfig(fallback_voice="joe"),
+                          show_progress=False)
+    assert result.voice_mode == fixed_voice_mode("joe") == "voice joe (not a clone)" != DEFAULT_VOICE
+    assert [r.voice_mode for r in result.rows] == [result.voice_mode] * 2
+    payload = json.loads(json.dumps(to_jsonable(tts_report(result, provenance(command=["t"]), asr_model="whisper-base",
+                                                           speaker_model=None))))
+    assert all("the one voice joe spoke every case" in h["note"] for h in payload["headline"])
+    page = tts_markdown(payload, "lite")
+    assert "spoken with the one voice joe" in page and "default voice" not in page
 
 
 @pytest.mark.slow  # ~10 s: builds the tiny stack and loads the Step engine

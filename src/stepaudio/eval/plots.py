@@ -201,7 +201,7 @@ def tts_scores(payload: Mapping[str, Any], path: str | os.PathLike[str], title: 
                    paper=True)
         ss_ax.set_ylim(top=1.0)
         _finish(ss_ax, "speaker similarity per case", bottom=min(0.0, *(s for s in sims if s is not None)))
-    cloned = payload.get("voice_mode") == "clone"
+    mode = payload.get("voice_mode", "default voice (not a clone)")
     figure.suptitle(title or f"TTS on {data.get('name', 'tts')} ({language}), "
-                    f"{'voice clones' if cloned else 'default voice, not a clone'}", fontsize=11)
+                    f"{'voice clones' if mode == 'clone' else mode}", fontsize=11)
     return _save(figure, path)
