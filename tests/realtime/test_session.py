@@ -689,3 +689,31 @@ def test_step_chat_transcribes_after_the_reply_when_asked(step_stack: Path, chat
     assert len(chat_prompts) == 2  # the reply's pass and the transcript's, over the same audio tokens
     heard, again = ([i for i in p if i >= 65536] for p in chat_prompts)
     assert heard == again and 80 <= len(heard) <= 85
+
+
+def test_step_chat_hears_the_turn_while_it_is_spoken(step_stack: Path, chat_prompts: list[list[int]]) -> None:
+    """With turn detection, Step-Audio-Chat's audio tokens of the turn are made while it is spoken (vq02 steps
+    before the speech stops); the tokens the reply's prompt carries are the offline tokens of the answered clip."""
+    from stepaudio.engines.registry import create_engine
+    from stepaudio.engines.step.chat import StepChat
+    from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
+
+    engine = create_engine("step", model_path=str(step_stack), seed=0, chat_max_tokens=4)
+    assert isinstance(engine.chat, StepChat)
+    kept: list[tuple[Audio, str]] = []
+    keep = engine.chat._keep
+    engine.chat._keep = lambda audio, text: (kept.append((audio, text)), keep(audio, text))  # type: ignore[method-assign]
+    speech = load_audio(step_stack / "speakers" / "Tingting_prompt.wav", sample_rate=RATE).samples
+    config = SessionConfig(tick_interval_s=None, modalities=("text",), transcribe_input=False)
+    clock = Clock()
+    with RealtimeSession(engine, energy_vad, config, clock=clock) as session:
+        feed(session, clock, np.concatenate([silence(0.3), speech]), patience_s=120)
+        assert session.stats()["listen_updates"] > 0 and not kept  # tokenising, nothing answered yet
+        feed(session, clock, silence(1.0), patience_s=120)
+        outputs = drain(session)
+    assert [o.status for o in outputs if isinstance(o, ev.ResponseDone)][-1] in ("completed", "incomplete")
+    assert kept
+    tokenizer = StepAudioTokenizer.from_pretrained(step_stack)
+    clip, text = kept[-1]
+    assert text == tokenizer.audio_text(clip.samples, RATE, trim=False)
+    assert [i for i in chat_prompts[-1] if i >= 65536] == tokenizer.lm_ids(clip.samples, RATE)

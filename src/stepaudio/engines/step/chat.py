@@ -8,6 +8,7 @@ costs a few text tokens per turn instead of ~42 audio tokens per second.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from stepaudio.engines.base import (
     Usage,
 )
 from stepaudio.engines.lm_backend import LMBackend
+from stepaudio.engines.step.heard import StepHeard
 from stepaudio.engines.step.tools import ToolCallParser, render_call, tools_system_text
 from stepaudio.lm import GREEDY, GenerationConfig, SamplingConfig
 from stepaudio.text import system_prompts
@@ -55,6 +57,18 @@ class StepChat:
         self._audio_tokenizer = audio_tokenizer
         self.settings = settings or ChatSettings()
         self._count_tokens = count_tokens  # the prompt's length in the model's tokens, for `usage`
+        self._heard: dict[int, tuple[Audio, str]] = {}  # clips tokenised while spoken (`listen`), by object
+        self._heard_lock = threading.Lock()
+
+    def listen(self, sample_rate: int) -> StepHeard:
+        """Hear a turn while it is spoken: its audio tokens are made as it comes (see `engines.step.heard`)."""
+        return StepHeard(self._audio_tokenizer, sample_rate, self._keep)
+
+    def _keep(self, audio: Audio, text: str) -> None:
+        with self._heard_lock:
+            self._heard[id(audio)] = (audio, text)
+            while len(self._heard) > 16:
+                del self._heard[next(iter(self._heard))]
 
     def prompt(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None) -> str:
         """The prompt string: the newest spoken user turn as audio tokens, earlier ones by transcript."""
@@ -115,6 +129,10 @@ class StepChat:
         return text
 
     def _audio_text(self, audio: Audio) -> str:
+        with self._heard_lock:
+            heard = self._heard.get(id(audio))
+        if heard is not None and heard[0] is audio:
+            return heard[1]
         return self._audio_tokenizer().audio_text(audio.samples, audio.sample_rate, trim=False)
 
 

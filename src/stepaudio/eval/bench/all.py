@@ -278,9 +278,12 @@ def _lite(r: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _server_load(r: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [_metric("server-load", f"{r.get('sessions')} sessions: first audio p50", r.get("first_audio_p50_ms"), "ms"),
-            _metric("server-load", "errors", r.get("errors")),
-            _metric("server-load", "peak RSS", r.get("rss_peak_mb"), "MB")]
+    runs = r.get("runs") or [r]
+    rows = [_metric("server-load", f"{run.get('variant') + ': ' if run.get('variant') else ''}{run.get('sessions')} "
+                    "sessions: first audio p50", run.get("first_audio_p50_ms"), "ms") for run in runs]
+    peaks = [run["rss_peak_mb"] for run in runs if run.get("rss_peak_mb") is not None]
+    return [*rows, _metric("server-load", "errors", sum(run.get("errors") or 0 for run in runs)),
+            _metric("server-load", "peak RSS", max(peaks) if peaks else None, "MB")]
 
 
 def _step2(r: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,10 +1,21 @@
-"""`stepaudio bench server-load`: N concurrent /v1/realtime sessions for T seconds, each streaming a spoken
-question at real time, then silence until the reply is done, again and again.
+"""`stepaudio bench server-load`: N concurrent /v1/realtime sessions speaking real recorded speech, for each N
+of `--sessions` (default 1, 2, 4, 8), each session a user who says a recording, waits for the reply and listens
+to it to the end, then says the next.
 
-Reports error events and failed connections, turns answered, end of speech -> first reply audio (p50/p90),
-and the server process's resident memory (start, peak, end) when this benchmark starts the server (the
-default: `stepaudio serve --engine ...` as a child process on a free loopback port, so the memory measured is
-the server's alone; `--url` drives a server elsewhere and skips memory).
+The speech is the LibriVox recordings of Debian's pocketsphinx-testdata (five sentences of 3-7 s, one reader;
+`--wav` to use others), streamed at real time in 100 ms chunks, each sent when its last sample has been
+"spoken" (as a microphone would). Every session starts at a different recording.
+
+Reported per run: the CPU (model, cores this process may use, load averages before and after), turns asked and
+answered, error events and failed connections, end of speech -> first reply audio (p50/p90; the end of speech
+is the end of the recording's last voiced 20 ms, so its trailing silence is not counted as speaking time), the
+reply RTF (end of speech -> last reply audio, over the reply audio's duration: under 1 the reply is made faster
+than it plays; p50/p90), and the server's resident memory (start, peak, end) when the benchmark starts it.
+
+By default `stepaudio serve --engine ...` runs as a child process on a free loopback port (its memory is the
+server's alone); `--variant` runs the whole sweep once per set of engine options, each in a fresh server, so
+two settings are compared in one run on one machine (e.g. `--variant asr_stream=off --variant asr_stream=on`).
+`--url` drives a server elsewhere and skips memory.
 """
 
 from __future__ import annotations
@@ -13,9 +24,11 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +37,17 @@ import numpy as np
 
 RATE = 24000
 CHUNK_S = 0.1
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+FALLBACK_WAV = Path("examples/question_capital.wav")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A spoken turn at 24 kHz; `speech_end_s`: where its last voiced 20 ms ends."""
+
+    name: str
+    samples: np.ndarray
+    speech_end_s: float
 
 
 @dataclass
@@ -31,6 +55,7 @@ class SessionResult:
     turns: int = 0  # questions asked
     answered: int = 0  # replies with audio (or text) that completed
     latencies_ms: list[float] = field(default_factory=list)
+    rtfs: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -47,14 +72,25 @@ class LoadReport:
     rss_start_mb: float | None
     rss_peak_mb: float | None
     rss_end_mb: float | None
+    rtf_p50: float | None = None
+    rtf_p90: float | None = None
+    variant: str = ""
+    load_before: tuple[float, float, float] | None = None
+    load_after: tuple[float, float, float] | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=int, default=8, help="concurrent realtime sessions")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long every session streams")
-    parser.add_argument("--wav", type=Path, default=Path("examples/question_capital.wav"), help="the question")
+    parser.add_argument("--sessions", default="1,2,4,8", help="concurrent realtime sessions: one run per number")
+    parser.add_argument("--turns", type=int, default=5, help="turns every session speaks in a run")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop starting turns after this many seconds of a run (default: --turns only)")
+    parser.add_argument("--wav", type=Path, action="append", default=None,
+                        help="recordings to speak (repeatable; default: the pocketsphinx-testdata LibriVox ones)")
     parser.add_argument("--engine", default="lite", help="engine the benchmark serves (ignored with --url)")
-    parser.add_argument("--engine-option", "-O", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--engine-option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine option of every run")
+    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="engine options of one sweep, each in a fresh server (repeatable: compared in one run)")
     parser.add_argument("--url", default=None, help="ws://host:port/v1/realtime of a running server instead")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--turn-timeout", type=float, default=60.0, help="seconds to wait for one reply")
@@ -65,24 +101,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import soundfile as sf
-    import soxr
+    from stepaudio.errors import StepAudioError
 
-    samples, rate = sf.read(args.wav, dtype="float32", always_2d=True)
-    question = soxr.resample(samples.mean(axis=1), rate, RATE).astype(np.float32)
-    if args.url:
-        report = asyncio.run(drive(args.url, question, args.sessions, args.seconds, args.turn_timeout, args.api_key))
-    else:
-        report = _run_served(args, question)
-    _print(report)
+    counts = [int(n) for n in str(args.sessions).split(",") if n.strip()]
+    if not counts or min(counts) < 1:
+        raise StepAudioError(f"--sessions takes positive numbers, e.g. 1,2,4,8, not {args.sessions!r}")
+    recordings = load_recordings(args.wav)
+    machine = machine_info()
+    print(f"CPU: {machine['cpu']} ({machine['cores']} cores usable); recordings: "
+          f"{', '.join(r.name for r in recordings)}", flush=True)
+    reports: list[LoadReport] = []
+    variants = args.variant or [""]
+    for variant in variants:
+        options = [*args.engine_option, *(o for o in variant.split(",") if o)]
+        if args.url:
+            reports += [_one_run(args.url, recordings, count, args, variant, None) for count in counts]
+        else:
+            reports += _run_served(args, options, recordings, counts, variant)
+    _print(reports, machine)
     if args.json:
-        args.json.write_text(json.dumps(asdict(report), indent=2))
-    return 0 if report.errors == 0 else 1
+        args.json.write_text(json.dumps({**machine, "engine": args.engine, "engine_options": args.engine_option,
+                                         "recordings": [r.name for r in recordings], "turns": args.turns,
+                                         "runs": [asdict(r) for r in reports]}, indent=2))
+    return 0 if all(r.errors == 0 for r in reports) else 1
 
 
-def _run_served(args: argparse.Namespace, question: np.ndarray) -> LoadReport:
-    """`stepaudio serve` in a child process (its own voice store, `--threads` torch threads), driven over loopback."""
-    import os
+def _one_run(url: str, recordings: Sequence[Recording], count: int, args: argparse.Namespace, variant: str,
+             rss_pid: int | None) -> LoadReport:
+    from dataclasses import replace
+
+    load = os.getloadavg()
+    report = asyncio.run(drive(url, recordings, count, args.seconds, args.turn_timeout, args.api_key,
+                               rss_pid=rss_pid, turns=args.turns))
+    print(f"  {variant or 'default'}: {count} sessions: first audio p50 {_ms(report.first_audio_p50_ms)}, "
+          f"p90 {_ms(report.first_audio_p90_ms)}", flush=True)
+    return replace(report, variant=variant, load_before=load, load_after=os.getloadavg())
+
+
+def _run_served(args: argparse.Namespace, options: list[str], recordings: Sequence[Recording],
+                counts: Sequence[int], variant: str) -> list[LoadReport]:
+    """`stepaudio serve` in a child process (its own voice store, `--threads` torch threads), driven over
+    loopback for every session count in turn."""
     import socket
     import sys
     import tempfile
@@ -93,16 +152,15 @@ def _run_served(args: argparse.Namespace, question: np.ndarray) -> LoadReport:
     with tempfile.TemporaryDirectory() as store_dir:
         command = [sys.executable, "-m", "stepaudio", "serve", "--engine", args.engine, "--port", str(port),
                    "--store", store_dir, "--log-level", "warning",
-                   "--max-realtime-sessions", str(max(32, args.sessions))]
-        for option in args.engine_option:
+                   "--max-realtime-sessions", str(max(32, *counts))]
+        for option in options:
             command += ["--engine-option", option]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}  # torch's intra-op threads in the server
         server = subprocess.Popen(command, env=env)
         try:
             _wait_until_listening(server, port, args.start_timeout)
             url = f"ws://127.0.0.1:{port}/v1/realtime"
-            return asyncio.run(drive(url, question, args.sessions, args.seconds, args.turn_timeout, None,
-                                     rss_pid=server.pid))
+            return [_one_run(url, recordings, count, args, variant, server.pid) for count in counts]
         finally:
             server.terminate()
             try:
@@ -132,9 +190,56 @@ def _wait_until_listening(server: subprocess.Popen[bytes], port: int, timeout: f
             time.sleep(0.5)
 
 
-async def drive(url: str, question: np.ndarray, sessions: int, seconds: float, turn_timeout: float,
-                api_key: str | None, rss_pid: int | None = None) -> LoadReport:
-    """Run the sessions against `url`; with `rss_pid`, sample that process's resident memory meanwhile."""
+def load_recordings(paths: Sequence[Path] | None = None) -> list[Recording]:
+    """The recordings to speak at 24 kHz mono, with where their speech ends."""
+    from stepaudio.audio.io import load_audio
+    from stepaudio.errors import StepAudioError
+
+    if not paths:
+        paths = sorted(LIBRIVOX.glob("*.wav")) or [FALLBACK_WAV]
+    recordings = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise StepAudioError(f"no recording at {path}")
+        samples = load_audio(path, sample_rate=RATE).samples
+        recordings.append(Recording(Path(path).stem, samples, speech_end(samples, RATE)))
+    return recordings
+
+
+def speech_end(samples: np.ndarray, rate: int) -> float:
+    """Seconds to the end of the last 20 ms whose RMS is within 30 dB of the loudest 20 ms (the recording's
+    trailing silence is not speech)."""
+    frame = rate // 50
+    blocks = samples[: samples.size // frame * frame].reshape(-1, frame)
+    if not blocks.size:
+        return samples.size / rate
+    rms = np.sqrt(np.mean(np.square(blocks, dtype=np.float64), axis=1))
+    voiced = np.flatnonzero(rms >= rms.max() / 10 ** (30 / 20))
+    return float((voiced[-1] + 1) * frame / rate)
+
+
+def machine_info() -> dict[str, Any]:
+    import contextlib
+    import platform
+
+    model = ""
+    with contextlib.suppress(OSError):
+        model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": cores,
+            "cpu_count": os.cpu_count()}
+
+
+async def drive(url: str, question: np.ndarray | Sequence[Recording], sessions: int, seconds: float | None,
+                turn_timeout: float, api_key: str | None, rss_pid: int | None = None,
+                turns: int | None = None) -> LoadReport:
+    """Run the sessions against `url` (`question`: the recordings, or one 24 kHz clip); with `rss_pid`, sample
+    that process's resident memory meanwhile. A session stops after `turns` turns, or once `seconds` have
+    passed (no new turn starts then)."""
+    recordings = ([Recording("question", question, speech_end(question, RATE))]
+                  if isinstance(question, np.ndarray) else list(question))
     rss: list[float] = []
     stop = asyncio.Event()
 
@@ -146,23 +251,28 @@ async def drive(url: str, question: np.ndarray, sessions: int, seconds: float, t
             await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch(rss_pid)) if rss_pid is not None else None
-    results = await asyncio.gather(*(one_session(url, question, seconds, turn_timeout, api_key)
-                                     for _ in range(sessions)))
+    started = time.monotonic()
+    order = [recordings[i:] + recordings[:i] for i in range(len(recordings))]
+    results = await asyncio.gather(*(one_session(url, order[n % len(order)], seconds, turn_timeout, api_key, turns)
+                                     for n in range(sessions)))
     stop.set()
     if watcher is not None:
         await watcher
     latencies = sorted(ms for result in results for ms in result.latencies_ms)
+    rtfs = sorted(rtf for result in results for rtf in result.rtfs)
     errors = [error for result in results for error in result.errors]
     return LoadReport(
-        sessions=sessions, seconds=seconds, turns=sum(r.turns for r in results),
+        sessions=sessions, seconds=time.monotonic() - started, turns=sum(r.turns for r in results),
         answered=sum(r.answered for r in results), errors=len(errors), error_samples=tuple(errors[:5]),
         first_audio_p50_ms=_quantile(latencies, 0.5), first_audio_p90_ms=_quantile(latencies, 0.9),
         rss_start_mb=rss[0] if rss else None, rss_peak_mb=max(rss) if rss else None,
-        rss_end_mb=rss[-1] if rss else None)
+        rss_end_mb=rss[-1] if rss else None, rtf_p50=_quantile(rtfs, 0.5), rtf_p90=_quantile(rtfs, 0.9))
 
 
-async def one_session(url: str, question: np.ndarray, seconds: float, turn_timeout: float,
-                      api_key: str | None) -> SessionResult:
+async def one_session(url: str, recordings: Sequence[Recording], seconds: float | None, turn_timeout: float,
+                      api_key: str | None, turns: int | None = None) -> SessionResult:
+    """A user: says a recording (after 0.5 s of silence), keeps streaming silence until the reply is done and
+    played to its end, then says the next."""
     from websockets.asyncio.client import connect
 
     result = SessionResult()
@@ -170,22 +280,32 @@ async def one_session(url: str, question: np.ndarray, seconds: float, turn_timeo
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
         async with connect(url, additional_headers=headers, max_size=None) as ws:
-            state: dict[str, Any] = {"speech_end": None, "first": None, "done": asyncio.Event()}
+            state: dict[str, Any] = {"speech_end": None, "first": None, "audio_s": 0.0, "done": asyncio.Event()}
             reader = asyncio.create_task(_read(ws, state, result))
             started = time.monotonic()
             clock = started
             silence = np.zeros(chunk, np.float32)
-            while time.monotonic() - started < seconds and not reader.done():
-                stream = np.concatenate([np.zeros(RATE // 2, np.float32), question])
+            index = 0
+            while not reader.done() and (turns is None or index < turns) and (
+                    seconds is None or time.monotonic() - started < seconds):
+                recording = recordings[index % len(recordings)]
+                index += 1
+                lead = RATE // 2
+                stream = np.concatenate([np.zeros(lead, np.float32), recording.samples])
                 state["done"].clear()
-                state["first"] = None
+                state.update(first=None, audio_s=0.0, speech_end=None)
+                origin = clock
                 for start in range(0, len(stream), chunk):
                     clock = await _send_chunk(ws, stream[start : start + chunk], clock)
-                state["speech_end"] = time.monotonic()
+                state["speech_end"] = origin + lead / RATE + recording.speech_end_s
                 result.turns += 1
                 waited = time.monotonic()
-                while not state["done"].is_set() and not reader.done():  # listen: silence keeps streaming
-                    if time.monotonic() - waited > turn_timeout:
+                while not reader.done():  # listen: silence keeps streaming while the reply is made and played
+                    if state["done"].is_set():
+                        played = (state["first"] or 0.0) + state["audio_s"]
+                        if time.monotonic() >= played:
+                            break
+                    elif time.monotonic() - waited > turn_timeout:
                         result.errors.append(f"no reply within {turn_timeout:g} s")
                         break
                     clock = await _send_chunk(ws, silence, clock)
@@ -196,11 +316,11 @@ async def one_session(url: str, question: np.ndarray, seconds: float, turn_timeo
 
 
 async def _send_chunk(ws: Any, samples: np.ndarray, clock: float) -> float:
-    """Send one chunk and sleep until its real-time end."""
-    data = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()}))
+    """Wait until the chunk's last sample has been spoken (real time), then send it."""
     clock += len(samples) / RATE
     await asyncio.sleep(max(0.0, clock - time.monotonic()))
+    data = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()}))
     return clock
 
 
@@ -208,15 +328,22 @@ async def _read(ws: Any, state: dict[str, Any], result: SessionResult) -> None:
     async for message in ws:
         event = json.loads(message)
         kind = event["type"]
+        now = time.monotonic()
         if kind == "error":
             result.errors.append(f"{event['error'].get('code')}: {event['error'].get('message')}")
-        elif kind in ("response.output_audio.delta", "response.output_text.delta") and state["first"] is None:
-            state["first"] = time.monotonic()
-            if state["speech_end"] is not None:
-                result.latencies_ms.append(1000.0 * (state["first"] - state["speech_end"]))
+        elif kind in ("response.output_audio.delta", "response.output_text.delta"):
+            if kind == "response.output_audio.delta":
+                state["audio_s"] += len(base64.b64decode(event["delta"])) / 2 / RATE
+                state["last"] = now
+            if state["first"] is None:
+                state["first"] = now
+                if state["speech_end"] is not None:
+                    result.latencies_ms.append(1000.0 * (now - state["speech_end"]))
         elif kind == "response.done":
             if event["response"]["status"] == "completed":
                 result.answered += 1
+                if state["speech_end"] is not None and state["audio_s"] > 0:
+                    result.rtfs.append((state["last"] - state["speech_end"]) / state["audio_s"])
             state["done"].set()
 
 
@@ -238,24 +365,32 @@ def _quantile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def _print(report: LoadReport) -> None:
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f} ms"
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _print(reports: Sequence[LoadReport], machine: dict[str, Any]) -> None:
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
 
     def mb(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f} MB"
+        return "-" if value is None else f"{value:.0f}"
 
-    rows = [("sessions x seconds", f"{report.sessions} x {report.seconds:g} s"),
-            ("turns asked / answered", f"{report.turns} / {report.answered}"),
-            ("errors", str(report.errors)),
-            ("first audio p50 / p90", f"{ms(report.first_audio_p50_ms)} / {ms(report.first_audio_p90_ms)}"),
-            ("RSS start / peak / end", f"{mb(report.rss_start_mb)} / {mb(report.rss_peak_mb)} / "
-                                       f"{mb(report.rss_end_mb)}")]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    for sample in report.error_samples:
-        print(f"  error: {sample}")
+    def load(value: tuple[float, float, float] | None) -> str:
+        return "-" if value is None else "/".join(f"{v:.1f}" for v in value)
+
+    print(f"\nCPU: {machine['cpu']}, {machine['cores']} cores usable ({machine['cpu_count']} in the machine)")
+    header = ("variant", "sessions", "turns/answered", "errors", "first audio p50", "p90", "RTF p50", "p90",
+              "RSS peak MB", "load 1/5/15 before", "after")
+    rows = [(r.variant or "default", str(r.sessions), f"{r.turns}/{r.answered}", str(r.errors),
+             _ms(r.first_audio_p50_ms), _ms(r.first_audio_p90_ms), num(r.rtf_p50), num(r.rtf_p90),
+             mb(r.rss_peak_mb), load(r.load_before), load(r.load_after)) for r in reports]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for report in reports:
+        for sample in report.error_samples:
+            print(f"  error ({report.variant or 'default'}, {report.sessions} sessions): {sample}")
 
 
 if __name__ == "__main__":
