@@ -8,6 +8,10 @@ tts      per voice (Piper and Kokoro English, Kokoro and espeak Mandarin, Kokoro
          factor and time to the first sentence's audio, at each `--tts-threads` count
 latency  end of speech -> first reply audio for spoken questions, English and Mandarin (VAD + ASR + LLM first
          sentence + TTS), p50 / p90 per language, models warmed up first
+With --compare-kokoro, Kokoro as it was before its tuning runs beside the current path in the same process,
+interleaved (the machine's load changes by the minute): its published graph against the prepared one (CPU and
+wall seconds per audio second, and whether the samples are identical), and Mandarin spoken turns with the
+published graph and the first sentence uncut against the current ones, with English turns as the reference.
 Every run also records the process's peak resident memory after each part.
 
 Numbers taken on a machine shared with other work are noisy; the table prints the load average.
@@ -96,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zh-questions", type=int, default=6, help="Mandarin spoken questions for latency "
                         "(examples/questions-zh)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare-kokoro", action="store_true", help="also run Kokoro as before its tuning "
+                        "(published graph, first Mandarin sentence uncut) interleaved with the current path")
+    parser.add_argument("--repeats", type=int, default=3, help="passes of the --compare-kokoro timings (medians)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON (with the "
                         "headline rows `stepaudio.eval.report summarize` collects)")
     parser.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report")
@@ -157,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
         _progress("TTS round trips through Whisper, real-time factor and first audio")
         results["tts"] = _bench_tts(engine, voices, threads)
         results["peak_rss_mb"]["after tts"] = peak_rss_mb()
+    if args.compare_kokoro:
+        before = _kokoro_before(engine, threads[0])
+        if "tts" in parts:
+            _progress("Kokoro's prepared graph against its published one")
+            results["kokoro_graphs"] = _compare_graphs(engine, before, voices, args.repeats)
+        if "latency" in parts:
+            _progress("spoken turns: current Mandarin path against the one before Kokoro's tuning")
+            results["latency_compare"] = _compare_turns(engine, before, args.questions, args.zh_questions,
+                                                        args.repeats)
     results["load_average_end"] = os.getloadavg()
     results["headline"] = headline(results)
     _print(results)
@@ -297,18 +313,14 @@ def _bench_tts(engine: Any, voices: list[tuple[str, str]], threads: list[int]) -
     return out
 
 
-def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
+def _spoken_questions(engine: Any, count: int, zh_count: int) -> list[tuple[str, str, Any]]:
+    """(language, question, 16 kHz audio with 0.3 s of silence either side): English spoken by Piper, Mandarin
+    from examples/questions-zh."""
     import numpy as np
 
     from stepaudio.audio.io import Audio, load_audio, resample
-    from stepaudio.audio.vad import SileroVad
-    from stepaudio.engines.base import GenerationOptions
-    from stepaudio.realtime.turn import Conversation, ReplyText, TurnDone, TurnSettings, UserHeard
 
-    vad = SileroVad()
-    vad.warmup()
-    engine.warmup()
-    silence = np.zeros(4800, dtype=np.float32)  # 0.3 s either side, as a recording would have
+    silence = np.zeros(4800, dtype=np.float32)
     spoken: list[tuple[str, str, Audio]] = []
     for question in QUESTIONS[:count]:
         chunks = list(engine.synthesizer.synthesize(question, "joe"))
@@ -317,21 +329,39 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
     for item in _zh_questions()[:zh_count]:
         speech = load_audio(QUESTIONS_ZH / item["audio"], sample_rate=16000).samples
         spoken.append(("zh", item["text"], Audio(np.concatenate([silence, speech, silence]), 16000)))
-    rows: list[dict[str, Any]] = []
-    for language, question, audio in spoken:
-        settings = TurnSettings(options=GenerationOptions(temperature=0.0, seed=0))
-        conversation = Conversation(engine, settings, trimmer=vad)
-        transcript, reply, timings = "", "", None
-        for event in conversation.turn(audio=audio):
-            if isinstance(event, UserHeard):
-                transcript = event.text
-            elif isinstance(event, ReplyText):
-                reply += event.text
-            elif isinstance(event, TurnDone):
-                timings = event.timings
-        assert timings is not None
-        rows.append({"language": language, "question": question, "heard": transcript, "reply": reply.strip(),
-                     **{name: value for name, value in timings.rows()}})
+    return spoken
+
+
+def _spoken_turn(engine: Any, vad: Any, language: str, question: str, audio: Any, settings: Any) -> dict[str, Any]:
+    """One spoken turn through the turn service: what was heard and replied, and its stage timings."""
+    from stepaudio.realtime.turn import Conversation, ReplyText, TurnDone, UserHeard
+
+    conversation = Conversation(engine, settings, trimmer=vad)
+    transcript, reply, timings = "", "", None
+    for event in conversation.turn(audio=audio):
+        if isinstance(event, UserHeard):
+            transcript = event.text
+        elif isinstance(event, ReplyText):
+            reply += event.text
+        elif isinstance(event, TurnDone):
+            timings = event.timings
+    assert timings is not None
+    return {"language": language, "question": question, "heard": transcript, "reply": reply.strip(),
+            **{name: value for name, value in timings.rows()}}
+
+
+def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
+    import numpy as np
+
+    from stepaudio.audio.vad import SileroVad
+    from stepaudio.realtime.turn import TurnSettings
+
+    vad = SileroVad()
+    vad.warmup()
+    engine.warmup()
+    spoken = _spoken_questions(engine, count, zh_count)
+    rows = [_spoken_turn(engine, vad, language, question, audio, TurnSettings(options=_greedy()))
+            for language, question, audio in spoken]
     summary: dict[str, float | None] = {}
     for language in ("en", "zh"):
         mine = [r for r in rows if r["language"] == language]
@@ -343,6 +373,85 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
             values = [float(r[stage]) for r in mine if r[stage] is not None]
             summary[f"{stage} p50{suffix}"] = statistics.median(values) if values else None
     return {"summary": summary, "rows": rows}
+
+
+def _kokoro_before(engine: Any, threads: int) -> Any:
+    """The engine with Kokoro's published graph: Kokoro as it ran before its tuning (the rest shared)."""
+    from dataclasses import replace
+
+    from stepaudio.engines.registry import create_engine
+
+    before = create_engine("lite", kokoro_graph="published", tts_threads=threads)
+    before.warmup("synthesizer")
+    return replace(engine, synthesizer=before.synthesizer)
+
+
+def _compare_graphs(engine: Any, before: Any, voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
+    """CPU and wall seconds per audio second of each Kokoro voice, prepared graph against published, the two
+    alternating sentence by sentence; medians over `repeats` passes; whether every sample came out the same."""
+    import numpy as np
+
+    from stepaudio.engines.lite import kokoro_voices
+
+    out: dict[str, Any] = {}
+    for language, voice in voices:
+        if voice not in kokoro_voices.BY_NAME:
+            continue
+        passes: dict[str, list[tuple[float, float]]] = {"prepared": [], "published": []}
+        same = True
+        for repeat in range(repeats):
+            totals = {name: [0.0, 0.0, 0.0] for name in passes}  # cpu, wall, audio seconds
+            for index, sentence in enumerate(SENTENCES[language]):
+                order = ("prepared", "published") if (index + repeat) % 2 == 0 else ("published", "prepared")
+                audio = {}
+                for name in order:
+                    synthesizer = engine.synthesizer if name == "prepared" else before.synthesizer
+                    audio[name], _, wall, cpu = _synthesize(synthesizer, sentence, voice)
+                    totals[name][0] += cpu
+                    totals[name][1] += wall
+                    totals[name][2] += audio[name].duration
+                same = same and np.array_equal(audio["prepared"].samples, audio["published"].samples)
+            for name, (cpu, wall, seconds) in totals.items():
+                passes[name].append((cpu / seconds, wall / seconds))
+        out[f"{language}_{voice}"] = {
+            "voice": voice, "language": language, "identical_samples": same, "repeats": repeats,
+            **{name: {"cpu_rtf": statistics.median(c for c, _ in runs), "rtf": statistics.median(w for _, w in runs),
+                      "cpu_rtf_runs": [c for c, _ in runs]} for name, runs in passes.items()}}
+    return out
+
+
+def _compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats: int) -> dict[str, Any]:
+    """Spoken turns, `repeats` passes: English and Mandarin on the current path, and Mandarin as before Kokoro's
+    tuning (published graph, first sentence not cut at a clause), the Mandarin pair run back to back."""
+    from stepaudio.audio.vad import SileroVad
+    from stepaudio.realtime.turn import TurnSettings
+
+    vad = SileroVad()
+    vad.warmup()
+    spoken = _spoken_questions(engine, count, zh_count)
+    variants = {"en": [(engine, TurnSettings(options=_greedy()), "en")],
+                "zh": [(engine, TurnSettings(options=_greedy()), "zh"),
+                       (before, TurnSettings(options=_greedy(), first_clause_chars=None), "zh before")]}
+    firsts: dict[str, list[float]] = {"en": [], "zh": [], "zh before": []}
+    rows = []
+    for repeat in range(repeats):
+        for index, (language, question, audio) in enumerate(spoken):
+            pair = variants[language] if (index + repeat) % 2 == 0 else variants[language][::-1]
+            for variant_engine, settings, name in pair:
+                row = _spoken_turn(variant_engine, vad, language, question, audio, settings)
+                if row["TTS first audio"] is not None:
+                    firsts[name].append(float(row["TTS first audio"]))
+                rows.append({**row, "variant": name, "repeat": repeat})
+    summary = {f"first_audio_p50 {name}": statistics.median(values) if values else None
+               for name, values in firsts.items()}
+    return {"summary": summary, "turns": {name: len(values) for name, values in firsts.items()}, "rows": rows}
+
+
+def _greedy() -> Any:
+    """Greedy decoding: the same reply on every path compared."""
+    from stepaudio.engines.base import GenerationOptions
+
+    return GenerationOptions(temperature=0.0, seed=0)
 
 
 def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -379,6 +488,22 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         if value is not None:
             rows.append(headline_row("bench", f"spoken turn, {language}", "speech end -> first reply audio p50 (s)",
                                      value, unit="s", note=load))
+    for part in results.get("kokoro_graphs", {}).values():
+        for graph in ("prepared", "published"):
+            timing = part[graph]
+            rows.append(headline_row("bench", f"TTS {part['language']} {part['voice']}",
+                                     f"CPU seconds per audio second, {graph} graph", timing["cpu_rtf"], unit="",
+                                     note=f"median of {part['repeats']} passes, the graphs alternating; wall RTF "
+                                          f"{timing['rtf']:.3f}; samples identical: {part['identical_samples']}; "
+                                          f"{load}"))
+    compare = results.get("latency_compare", {})
+    for name, value in compare.get("summary", {}).items():
+        variant = name.removeprefix("first_audio_p50 ")
+        if value is not None:
+            what = {"en": "English", "zh": "Mandarin", "zh before": "Mandarin before Kokoro's tuning"}[variant]
+            rows.append(headline_row("bench", f"spoken turn, {what}", "speech end -> first reply audio p50 (s), "
+                                     "repeated", value, unit="s", note=f"{compare['turns'][variant]} turns, the "
+                                     f"paths interleaved; {load}"))
     engine_peak = results.get("peak_rss_mb", {}).get("spoken turns (the engine)")
     if engine_peak is not None:
         rows.append(headline_row("bench", "lite engine process", "peak RSS after the spoken turns (MB)", engine_peak,
@@ -415,6 +540,17 @@ def _lines(results: dict[str, Any]) -> list[str]:
             lines.append(f"LAT  {key:26s} {value:.2f} s" if value is not None else f"LAT  {key:26s} -")
         for row in latency["rows"]:
             lines.append(f"     {row['TTS first audio'] or 0:5.2f} s  {row['heard']!r} -> {row['reply'][:70]!r}")
+    for name, part in results.get("kokoro_graphs", {}).items():
+        new, old = part["prepared"], part["published"]
+        lines.append(f"KOK  {name:16s} CPU s per audio s {new['cpu_rtf']:.3f} prepared graph, {old['cpu_rtf']:.3f} "
+                     f"published ({1 - new['cpu_rtf'] / old['cpu_rtf']:.0%} less); wall RTF {new['rtf']:.3f} vs "
+                     f"{old['rtf']:.3f}; samples identical: {'yes' if part['identical_samples'] else 'NO'}; "
+                     f"median of {part['repeats']}")
+    compare = results.get("latency_compare")
+    if compare:
+        for key, value in compare["summary"].items():
+            turns = compare["turns"][key.removeprefix("first_audio_p50 ")]
+            lines.append(f"CMP  {key:26s} {value:.2f} s ({turns} turns)" if value is not None else f"CMP  {key:26s} -")
     for stage, mb in results.get("peak_rss_mb", {}).items():
         lines.append(f"MEM  peak RSS {stage}: {mb:.0f} MB")
     return lines
