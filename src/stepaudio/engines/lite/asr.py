@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ class StreamOptions:
     tokens_per_s: float = 12.0  # generation stops past this many tokens a second of audio (+16): a runaway
                                 # repetition costs a bounded time
     redecode_words: int = 1  # stable words still decoded again at the end (the last one may not be complete)
+    max_share: float = 0.25  # with several turns spoken at once, their hypotheses take at most this share of
+                             # the time: work done ahead, which would otherwise take the CPU from the replies
     overlap_s: float = 0.6  # decoding starts this much before the cut (word alignment is good to ~0.1 s; a
                             # word repeated from the context is dropped)
 
@@ -89,6 +92,8 @@ class WhisperTranscriber:
         self._updating = threading.Lock()  # one stream hypothesis at a time, across streams
         self._finals = 0  # final passes waiting or running: hypotheses wait for them (under _gate)
         self._gate = threading.Lock()
+        self._rest_until = 0.0  # no other stream's hypothesis starts before (time.monotonic; under _gate)
+        self._last_stream: object = None  # whose hypothesis ran last
 
     def listen(self, sample_rate: int = SAMPLE_RATE, language: str | None = None,
                options: StreamOptions | None = None) -> WhisperStream:
@@ -291,8 +296,10 @@ class WhisperStream:
         if not self.due() or self._count > self.options.max_s * self.sample_rate:
             return False
         with model._gate:
-            if model._finals or not model._updating.acquire(blocking=False):
+            resting = model._last_stream is not self and time.monotonic() < model._rest_until
+            if model._finals or resting or not model._updating.acquire(blocking=False):
                 return False
+        began = time.monotonic()
         try:
             with self._lock:
                 count, cut, language = self._count, self._cuts[-1], self._language()
@@ -307,6 +314,10 @@ class WhisperStream:
                     self._agree(hypothesis, count)
             return True
         finally:
+            ended = time.monotonic()
+            with model._gate:
+                model._rest_until = ended + (ended - began) * (1 / self.options.max_share - 1)
+                model._last_stream = self
             model._updating.release()
 
     def transcript(self, samples: int | None = None) -> Transcript:
