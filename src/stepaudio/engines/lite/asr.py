@@ -64,8 +64,8 @@ class StreamOptions:
     (the short window holds one Whisper window of audio)."""
 
     step_s: float = 1.0  # a new hypothesis after this much new audio
-    pad_s: float = 2.0  # silence after the audio in each encoder window, and the window at least
-    min_window_s: float = 8.0  # this long: with less silence after it, Whisper base often repeats a short turn
+    pad_s: float = 2.0  # silence after the audio in each encoder window (at least), the window at least
+    min_window_s: float = 8.0  # this long: with less silence in it, Whisper base often repeats a short turn
     max_s: float = 28.0
     tokens_per_s: float = 12.0  # generation stops past this many tokens a second of audio (+16): a runaway
                                 # repetition costs a bounded time
@@ -165,10 +165,10 @@ class WhisperTranscriber:
 
     def _hypothesis(self, samples: np.ndarray, context: list[int], language: str | None, max_new_tokens: int,
                     window_s: tuple[float, float], offset_s: float = 0.0, words: bool = False) -> _Hypothesis:
-        """Greedy decode of `samples` (16 kHz) in a window of the audio and silence (`window_s`: at least that
-        much silence, and that long), `context` (the
-        words before them) as Whisper's previous text; detects the language among the allowed ones when none is
-        given; with `words`, each word's tokens and times (from `offset_s`)."""
+        """Greedy decode of `samples` (16 kHz) in an encoder window of the audio and silence (`window_s`: at least
+        that much silence, and at least that long in all), with `context` (the words before them) as Whisper's
+        previous text; detects the language among the allowed ones when none is given; with `words`, each word's
+        tokens and times (from `offset_s`). Leading words that repeat the end of `context` are dropped."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
