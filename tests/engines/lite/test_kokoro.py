@@ -8,7 +8,7 @@ import pytest
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import Engine, SpeechInstructions
 from stepaudio.engines.lite import kokoro_voices, models, resolver
-from stepaudio.engines.lite.kokoro import MAX_PHONEMES, Blend, KokoroSpeaker, split_phonemes
+from stepaudio.engines.lite.kokoro import MAX_PHONEMES, SAMPLE_RATE, Blend, KokoroSpeaker, split_phonemes, trim_silence
 from stepaudio.errors import StepAudioError
 from stepaudio.eval.bench.lite import error_rate
 
@@ -46,13 +46,39 @@ def test_split_keeps_whole_sentences_then_clauses_within_the_window() -> None:
 def test_the_prepared_graph_speaks_exactly_as_the_published_one(lite_engine: Engine) -> None:
     """Convolutions as int8 matrix products (kokoro_graph) give the same integers, so the same samples."""
     engine = _kokoro(lite_engine)
-    prepared = _lite_tts(engine)._kokoro
-    published = KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), prepared._g2p, prepared=False)
+    g2p = _lite_tts(engine)._kokoro._g2p
+    prepared, published = (KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), g2p, prepared=flag,
+                                         trim=False) for flag in (True, False))
     assert prepared._session.get()[0]._model_path != published._session.get()[0]._model_path
     for text, language, voice in (("中国的首都是北京。", "zh", "zh-xiaobei"), ("駅まで歩きます。", "ja", "ja-alpha")):
         ours = prepared.speak(text, language, kokoro_voices.BY_NAME[voice])
         theirs = published.speak(text, language, kokoro_voices.BY_NAME[voice])
-        assert len(ours) > 24000 and np.array_equal(ours, theirs)
+        assert len(ours) > SAMPLE_RATE and np.array_equal(ours, theirs)
+
+
+def test_trimming_keeps_a_margin_around_what_is_audible() -> None:
+    rate = 1000
+    samples = np.zeros(3000, dtype=np.float32)
+    samples[400:1200] = 0.3  # speech from 0.4 to 1.2 s, then 1.8 s of silence
+    samples[500] = 0.0  # a quiet sample inside speech stays
+    trimmed = trim_silence(samples, rate, lead=0.05, tail=0.2)
+    assert len(trimmed) == 50 + 800 + 200 and trimmed[50] == 0.3 and trimmed[150] == 0.0
+    assert np.array_equal(trim_silence(np.zeros(10, dtype=np.float32), rate), np.zeros(10))
+    quiet = np.full(100, 0.005, dtype=np.float32)  # nothing above -40 dBFS: left whole
+    assert len(trim_silence(quiet, rate)) == 100
+
+
+def test_spoken_mandarin_starts_and_ends_like_piper(lite_engine: Engine) -> None:
+    """Untrimmed, Kokoro opens "中国的首都是北京。" with ~0.4 s of silence and ends it with ~1 s
+    (Piper: ~0.05 and ~0.15 s)."""
+    engine = _kokoro(lite_engine)
+    trimmed = _speech(list(engine.synthesizer.synthesize("中国的首都是北京。", "zh-yunjian")))  # type: ignore[union-attr]
+    loud = np.flatnonzero(np.abs(trimmed) > 0.01)
+    assert loud[0] / 22050 < 0.08 and (len(trimmed) - loud[-1]) / 22050 < 0.25
+    untrimmed = KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), _lite_tts(engine)._kokoro._g2p,
+                              trim=False).speak("中国的首都是北京。", "zh", kokoro_voices.BY_NAME["zh-yunjian"])
+    loud = np.flatnonzero(np.abs(untrimmed) > 0.01)
+    assert loud[0] / SAMPLE_RATE > 0.3 and (len(untrimmed) - loud[-1]) / SAMPLE_RATE > 0.6
 
 
 def test_blend_parses_and_normalises_weights() -> None:

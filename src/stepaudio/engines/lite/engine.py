@@ -15,8 +15,8 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
   device      only 'cpu'
   asr_stream  'on' (default): real-time sessions recognise a turn while it is spoken (Whisper re-decodes the
               growing turn, so the end of speech leaves only its tail); 'off': one pass at the end of speech
-  kokoro_graph  'prepared' (default): Kokoro's convolutions run as int8 matrix products (kokoro_graph: the
-              same audio at ~12 % less CPU); 'published' runs the graph as released, for comparisons
+  kokoro_tuning  'on' (default): Kokoro runs its prepared graph (kokoro_graph: the same audio at ~12 % less
+              CPU) and its silence around each piece is trimmed; 'off' runs it as released, for comparisons
   chat_parallel  replies generated at once (default 4), decoded together in one batch; 1 = one at a time
   tts_parallel   sentences synthesized at once (default 1), taken fairly from the turns that wait
                  (engines/scheduler.py); 0 = every sentence at once, unscheduled
@@ -53,8 +53,8 @@ from stepaudio.engines.scheduler import FairScheduler, SchedulerOptions
 from stepaudio.errors import StepAudioError
 
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
-                "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens", "kokoro_graph",
-                "chat_parallel", "tts_parallel",
+                "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
+                "kokoro_tuning", "chat_parallel", "tts_parallel",
                 "asr_stream")
 
 SMALL_UNAVAILABLE = (
@@ -78,7 +78,7 @@ class LiteConfig:
     beam_size: int = 1
     system_prompt: str | None = None
     max_new_tokens: int = 160
-    kokoro_graph: str = "prepared"
+    kokoro_tuning: bool = True
     chat_parallel: int = 4
     tts_parallel: int = 1
     asr_stream: bool = True
@@ -100,8 +100,10 @@ class LiteConfig:
                                             if c.strip())
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"])
-        if values.get("kokoro_graph", "prepared") not in ("prepared", "published"):
-            raise StepAudioError(f"kokoro_graph is 'prepared' or 'published', not {values['kokoro_graph']!r}")
+        if isinstance(values.get("kokoro_tuning"), str):
+            if values["kokoro_tuning"].lower() not in ("on", "off", "true", "false", "1", "0"):
+                raise StepAudioError(f"kokoro_tuning is on or off, not {values['kokoro_tuning']!r}")
+            values["kokoro_tuning"] = values["kokoro_tuning"].lower() in ("on", "true", "1")
         if isinstance(values.get("asr_stream"), str):
             if values["asr_stream"].lower() not in ("on", "off", "true", "false", "1", "0"):
                 raise StepAudioError(f"asr_stream is on or off, not {values['asr_stream']!r}")
@@ -219,7 +221,7 @@ def _build_kokoro(config: LiteConfig, espeak: Any) -> Any:
         return None
     return KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1, cache_dir=config.cache_dir), KokoroG2P(espeak),
                          cache_dir=config.cache_dir, threads=config.tts_threads,
-                         prepared=config.kokoro_graph == "prepared")
+                         prepared=config.kokoro_tuning, trim=config.kokoro_tuning)
 
 
 def _kokoro_installed() -> bool:

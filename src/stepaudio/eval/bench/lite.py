@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         before = _kokoro_before(engine, threads[0])
         if "tts" in parts:
             _progress("Kokoro's prepared graph against its published one")
-            results["kokoro_graphs"] = _compare_graphs(engine, before, voices, args.repeats)
+            results["kokoro_graphs"] = _compare_graphs(voices, args.repeats)
         if "latency" in parts:
             _progress("spoken turns: current Mandarin path against the one before Kokoro's tuning")
             results["latency_compare"] = _compare_turns(engine, before, args.questions, args.zh_questions,
@@ -334,20 +334,34 @@ def _spoken_questions(engine: Any, count: int, zh_count: int) -> list[tuple[str,
 
 def _spoken_turn(engine: Any, vad: Any, language: str, question: str, audio: Any, settings: Any) -> dict[str, Any]:
     """One spoken turn through the turn service: what was heard and replied, and its stage timings."""
-    from stepaudio.realtime.turn import Conversation, ReplyText, TurnDone, UserHeard
+    from stepaudio.realtime.turn import Conversation, ReplyAudio, ReplyText, TurnDone, UserHeard
 
     conversation = Conversation(engine, settings, trimmer=vad)
-    transcript, reply, timings = "", "", None
+    transcript, reply, timings, lead = "", "", None, None
     for event in conversation.turn(audio=audio):
         if isinstance(event, UserHeard):
             transcript = event.text
         elif isinstance(event, ReplyText):
             reply += event.text
+        elif isinstance(event, ReplyAudio) and lead is None and event.chunk.samples.size:
+            lead = leading_silence(event.chunk.samples, event.chunk.sample_rate)
         elif isinstance(event, TurnDone):
             timings = event.timings
     assert timings is not None
-    return {"language": language, "question": question, "heard": transcript, "reply": reply.strip(),
-            **{name: value for name, value in timings.rows()}}
+    row = {"language": language, "question": question, "heard": transcript, "reply": reply.strip(),
+           **{name: value for name, value in timings.rows()}}
+    first = row["TTS first audio"]
+    row["first audible"] = None if first is None or lead is None else float(first) + lead
+    return row
+
+
+def leading_silence(samples: Any, rate: int, audible: float = 0.01) -> float:
+    """Seconds before the first sample above `audible` (-40 dBFS): a voice that opens every sentence with
+    silence is heard that much after its first audio arrives."""
+    import numpy as np
+
+    loud = np.flatnonzero(np.abs(samples) > audible)
+    return (int(loud[0]) if loud.size else len(samples)) / rate
 
 
 def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
@@ -366,9 +380,11 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
     for language in ("en", "zh"):
         mine = [r for r in rows if r["language"] == language]
         firsts = [float(r["TTS first audio"]) for r in mine if r["TTS first audio"] is not None]
+        audible = [float(r["first audible"]) for r in mine if r["first audible"] is not None]
         suffix = "" if language == "en" else "_zh"
         summary[f"first_audio_p50{suffix}"] = statistics.median(firsts) if firsts else None
         summary[f"first_audio_p90{suffix}"] = float(np.percentile(firsts, 90)) if firsts else None
+        summary[f"first_audible_p50{suffix}"] = statistics.median(audible) if audible else None
         for stage in ("VAD", "ASR", "LLM first token", "LLM total", "total"):
             values = [float(r[stage]) for r in mine if r[stage] is not None]
             summary[f"{stage} p50{suffix}"] = statistics.median(values) if values else None
@@ -376,41 +392,52 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
 
 
 def _kokoro_before(engine: Any, threads: int) -> Any:
-    """The engine with Kokoro's published graph: Kokoro as it ran before its tuning (the rest shared)."""
+    """The engine with Kokoro as it ran before its tuning: published graph, silences kept (the rest shared)."""
     from dataclasses import replace
 
     from stepaudio.engines.registry import create_engine
 
-    before = create_engine("lite", kokoro_graph="published", tts_threads=threads)
+    before = create_engine("lite", kokoro_tuning="off", tts_threads=threads)
     before.warmup("synthesizer")
     return replace(engine, synthesizer=before.synthesizer)
 
 
-def _compare_graphs(engine: Any, before: Any, voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
-    """CPU and wall seconds per audio second of each Kokoro voice, prepared graph against published, the two
-    alternating sentence by sentence; medians over `repeats` passes; whether every sample came out the same."""
+def _compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
+    """CPU and wall seconds per rendered audio second of each Kokoro voice (silence kept: the work the model
+    does), prepared graph against published, the two alternating sentence by sentence; medians over `repeats`
+    passes; whether every sample came out the same."""
     import numpy as np
 
-    from stepaudio.engines.lite import kokoro_voices
+    from stepaudio.engines.lite import kokoro_voices, models, resolver
+    from stepaudio.engines.lite.espeak_lib import open_espeak
+    from stepaudio.engines.lite.kokoro import SAMPLE_RATE, KokoroSpeaker
+    from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
 
+    g2p = KokoroG2P(open_espeak())
+    speakers = {name: KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), g2p, prepared=name == "prepared",
+                                    trim=False) for name in ("prepared", "published")}
     out: dict[str, Any] = {}
     for language, voice in voices:
-        if voice not in kokoro_voices.BY_NAME:
+        kokoro = kokoro_voices.BY_NAME.get(voice)
+        if kokoro is None:
             continue
-        passes: dict[str, list[tuple[float, float]]] = {"prepared": [], "published": []}
+        for speaker in speakers.values():  # loads the session, the voice table and the G2P
+            speaker.speak(SENTENCES[language][0], language, kokoro, kokoro.british)  # type: ignore[arg-type]
+        passes: dict[str, list[tuple[float, float]]] = {name: [] for name in speakers}
         same = True
         for repeat in range(repeats):
-            totals = {name: [0.0, 0.0, 0.0] for name in passes}  # cpu, wall, audio seconds
+            totals = {name: [0.0, 0.0, 0.0] for name in speakers}  # cpu, wall, audio seconds
             for index, sentence in enumerate(SENTENCES[language]):
                 order = ("prepared", "published") if (index + repeat) % 2 == 0 else ("published", "prepared")
                 audio = {}
                 for name in order:
-                    synthesizer = engine.synthesizer if name == "prepared" else before.synthesizer
-                    audio[name], _, wall, cpu = _synthesize(synthesizer, sentence, voice)
-                    totals[name][0] += cpu
-                    totals[name][1] += wall
-                    totals[name][2] += audio[name].duration
-                same = same and np.array_equal(audio["prepared"].samples, audio["published"].samples)
+                    start, cpu = time.perf_counter(), time.process_time()
+                    audio[name] = speakers[name].speak(sentence, language, kokoro,  # type: ignore[arg-type]
+                                                       kokoro.british)
+                    totals[name][0] += time.process_time() - cpu
+                    totals[name][1] += time.perf_counter() - start
+                    totals[name][2] += len(audio[name]) / SAMPLE_RATE
+                same = same and np.array_equal(audio["prepared"], audio["published"])
             for name, (cpu, wall, seconds) in totals.items():
                 passes[name].append((cpu / seconds, wall / seconds))
         out[f"{language}_{voice}"] = {
@@ -432,19 +459,24 @@ def _compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats:
     variants = {"en": [(engine, TurnSettings(options=_greedy()), "en")],
                 "zh": [(engine, TurnSettings(options=_greedy()), "zh"),
                        (before, TurnSettings(options=_greedy(), first_clause_chars=None), "zh before")]}
-    firsts: dict[str, list[float]] = {"en": [], "zh": [], "zh before": []}
     rows = []
     for repeat in range(repeats):
         for index, (language, question, audio) in enumerate(spoken):
             pair = variants[language] if (index + repeat) % 2 == 0 else variants[language][::-1]
             for variant_engine, settings, name in pair:
                 row = _spoken_turn(variant_engine, vad, language, question, audio, settings)
-                if row["TTS first audio"] is not None:
-                    firsts[name].append(float(row["TTS first audio"]))
                 rows.append({**row, "variant": name, "repeat": repeat})
-    summary = {f"first_audio_p50 {name}": statistics.median(values) if values else None
-               for name, values in firsts.items()}
-    return {"summary": summary, "turns": {name: len(values) for name, values in firsts.items()}, "rows": rows}
+    summary: dict[str, float | None] = {}
+    turns: dict[str, int] = {}
+    for name in ("en", "zh", "zh before"):
+        mine = [r for r in rows if r["variant"] == name and r["TTS first audio"] is not None]
+        turns[name] = len(mine)
+        for key, column in (("first_audio_p50", "TTS first audio"), ("first_audible_p50", "first audible"),
+                            ("after_first_token_p50", "LLM first token")):
+            values = [float(r["TTS first audio"]) - float(r[column]) if column == "LLM first token" else
+                      float(r[column]) for r in mine if r[column] is not None]
+            summary[f"{key} {name}"] = statistics.median(values) if values else None
+    return {"summary": summary, "turns": turns, "rows": rows}
 
 
 def _greedy() -> Any:
@@ -498,8 +530,8 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                                           f"{load}"))
     compare = results.get("latency_compare", {})
     for name, value in compare.get("summary", {}).items():
-        variant = name.removeprefix("first_audio_p50 ")
-        if value is not None:
+        key, _, variant = name.partition(" ")
+        if value is not None and key == "first_audio_p50":
             what = {"en": "English", "zh": "Mandarin", "zh before": "Mandarin before Kokoro's tuning"}[variant]
             rows.append(headline_row("bench", f"spoken turn, {what}", "speech end -> first reply audio p50 (s), "
                                      "repeated", value, unit="s", note=f"{compare['turns'][variant]} turns, the "
@@ -549,7 +581,7 @@ def _lines(results: dict[str, Any]) -> list[str]:
     compare = results.get("latency_compare")
     if compare:
         for key, value in compare["summary"].items():
-            turns = compare["turns"][key.removeprefix("first_audio_p50 ")]
+            turns = compare["turns"][key.partition(" ")[2]]
             lines.append(f"CMP  {key:26s} {value:.2f} s ({turns} turns)" if value is not None else f"CMP  {key:26s} -")
     for stage, mb in results.get("peak_rss_mb", {}).items():
         lines.append(f"MEM  peak RSS {stage}: {mb:.0f} MB")
