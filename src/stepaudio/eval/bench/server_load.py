@@ -53,7 +53,7 @@ class Recording:
 @dataclass
 class SessionResult:
     turns: int = 0  # questions asked
-    answered: int = 0  # replies with audio (or text) that completed
+    answered: int = 0  # replies that ended (completed, or cut at the token limit), not failed or cancelled
     latencies_ms: list[float] = field(default_factory=list)
     rtfs: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -340,7 +340,7 @@ async def _read(ws: Any, state: dict[str, Any], result: SessionResult) -> None:
                 if state["speech_end"] is not None:
                     result.latencies_ms.append(1000.0 * (now - state["speech_end"]))
         elif kind == "response.done":
-            if event["response"]["status"] == "completed":
+            if event["response"]["status"] in ("completed", "incomplete"):
                 result.answered += 1
                 if state["speech_end"] is not None and state["audio_s"] > 0:
                     result.rtfs.append((state["last"] - state["speech_end"]) / state["audio_s"])
