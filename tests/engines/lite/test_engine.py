@@ -38,6 +38,14 @@ def test_asr_languages_come_from_a_comma_list_or_a_list() -> None:
     assert LiteConfig.from_options({"asr_languages": ""}).asr_languages == ()  # any language
 
 
+def test_kokoro_options_reach_its_speaker() -> None:
+    assert (LiteConfig().kokoro_tuning, LiteConfig().kokoro_threads) == (True, 2)
+    config = LiteConfig.from_options({"kokoro_tuning": "off", "kokoro_threads": 1})
+    assert (config.kokoro_tuning, config.kokoro_threads) == (False, 1)
+    with pytest.raises(StepAudioError, match="kokoro_tuning is on or off"):
+        LiteConfig.from_options({"kokoro_tuning": "fast"})
+
+
 def test_whisper_small_explains_why_it_is_not_packaged() -> None:
     from stepaudio.engines.lite.engine import _resolve
 

@@ -10,8 +10,9 @@ latency  end of speech -> first reply audio for spoken questions, English and Ma
          sentence + TTS), p50 / p90 per language, models warmed up first
 With --compare-kokoro, Kokoro as it was before its tuning runs beside the current path in the same process,
 interleaved (the machine's load changes by the minute): its published graph against the prepared one (CPU and
-wall seconds per audio second, and whether the samples are identical), and Mandarin spoken turns with the
-published graph and the first sentence uncut against the current ones, with English turns as the reference.
+wall seconds per rendered audio second, and whether the samples are identical), and Mandarin spoken turns as
+before (published graph, silences kept, one thread, first sentence uncut) against the current ones, with
+English turns as the reference.
 Every run also records the process's peak resident memory after each part.
 
 Numbers taken on a machine shared with other work are noisy; the table prints the load average.
@@ -95,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asr-model", default="base")
     parser.add_argument("--voices", default=TTS_VOICES, help="language:voice pairs for the TTS part")
     parser.add_argument("--tts-threads", default="1,2", help="TTS thread counts to time (the first one is also "
-                        "read back by Whisper; 1 is what a spoken turn uses, beside the chat model's thread)")
+                        "read back by Whisper; a spoken turn gives Piper 1, beside the chat model's thread, and "
+                        "Kokoro 2, which wait without spinning)")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="English spoken questions for latency")
     parser.add_argument("--zh-questions", type=int, default=6, help="Mandarin spoken questions for latency "
                         "(examples/questions-zh)")
@@ -281,13 +283,12 @@ def _synthesize(synthesizer: Any, text: str, voice: str) -> tuple[Any, float, fl
 
 
 def _bench_tts(engine: Any, voices: list[tuple[str, str]], threads: list[int]) -> dict[str, Any]:
-    """Each voice at the engine's TTS thread count with a Whisper round trip, then timed at the other counts."""
+    """Each voice at each thread count (Piper's and Kokoro's), read back by Whisper at the first count."""
     from stepaudio.engines.registry import create_engine
 
     out: dict[str, Any] = {}
     for count in threads:
-        synthesizer = engine.synthesizer if count == threads[0] else \
-            create_engine("lite", tts_threads=count).synthesizer
+        synthesizer = create_engine("lite", tts_threads=count, kokoro_threads=count).synthesizer
         for language, voice in voices:
             key = f"{language}_{voice}"
             pairs, rows, firsts, seconds, cpu_seconds, audio_seconds = [], [], [], 0.0, 0.0, 0.0
@@ -392,12 +393,13 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
 
 
 def _kokoro_before(engine: Any, threads: int) -> Any:
-    """The engine with Kokoro as it ran before its tuning: published graph, silences kept (the rest shared)."""
+    """The engine with Kokoro as it ran before its tuning: published graph, silences kept, one thread (the rest
+    shared)."""
     from dataclasses import replace
 
     from stepaudio.engines.registry import create_engine
 
-    before = create_engine("lite", kokoro_tuning="off", tts_threads=threads)
+    before = create_engine("lite", kokoro_tuning="off", tts_threads=threads, kokoro_threads=1)
     before.warmup("synthesizer")
     return replace(engine, synthesizer=before.synthesizer)
 
@@ -449,7 +451,8 @@ def _compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, An
 
 def _compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats: int) -> dict[str, Any]:
     """Spoken turns, `repeats` passes: English and Mandarin on the current path, and Mandarin as before Kokoro's
-    tuning (published graph, first sentence not cut at a clause), the Mandarin pair run back to back."""
+    tuning (published graph, silences kept, one thread, first sentence not cut at a clause), the Mandarin pair
+    run back to back."""
     from stepaudio.audio.vad import SileroVad
     from stepaudio.realtime.turn import TurnSettings
 
