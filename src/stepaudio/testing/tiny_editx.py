@@ -18,113 +18,39 @@ import torch
 
 from stepaudio.audio.io import save_audio
 from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
-from stepaudio.decoder.cosyvoice2.editx import EditXFlow, editx_config_from_yaml
+from stepaudio.decoder.cosyvoice2.editx import EditXDecoderConfig, EditXFlow, editx_config_from_yaml
 from stepaudio.engines.editx.paths import DECODER_DIR, EDITX_DIR, TOKENIZER_DIR
 from stepaudio.lm.step1.loading import save_step1
+from stepaudio.testing.editx_yaml import TINY_SHAPE, editx_yaml
 from stepaudio.testing.tiny_decoder import TinyXVector, reference_hift_state
 from stepaudio.testing.tiny_stack import _speaking_step1, speech_like
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
 
-__all__ = ["TINY_EDITX_YAML", "write_tiny_editx_decoder", "write_tiny_editx_stack"]
+__all__ = ["TINY_EDITX_YAML", "write_random_editx_decoder", "write_tiny_editx_decoder", "write_tiny_editx_stack"]
 
-TINY_EDITX_YAML = """\
-# set random seed, so that you may reproduce your result.
-__set_seed1: !apply:random.seed [1986]
-__set_seed2: !apply:numpy.random.seed [1986]
-__set_seed3: !apply:torch.manual_seed [1986]
+TINY_EDITX_YAML = editx_yaml(TINY_SHAPE)
 
-sample_rate: 24000
-llm_input_size: 32
-spk_embed_dim: 192
 
-flow: !new:stepvocoder.cosyvoice2.flow.flow.CausalMaskedDiffWithXvec
-    input_size: 32
-    output_size: 80
-    spk_embed_dim: !ref <spk_embed_dim>
-    output_type: 'mel'
-    vocab_size: 5121
-    input_embedding: !new:stepvocoder.cosyvoice2.embedding.dual_codebook.DualCodebookEmbedding
-        vocab_size: 5121
-        input_size: 32
-    encoder: !new:stepvocoder.cosyvoice2.transformer.upsample_encoder_v2.UpsampleConformerEncoderV2
-        input_size: 32
-        output_size: 32
-        input_layer: 'linear'
-        pre_lookahead_len: 3
-        num_blocks: 1
-        num_up_blocks: 1
-        up_stride: 2
-        up_scale_factor: 2
-        attention_heads: 2
-        pos_enc_layer_type: 'rel_pos_espnet'
-        selfattention_layer_type: 'rel_selfattn'
-        key_bias: true
-        linear_units: 64
-        dropout_rate: 0.1
-        positional_dropout_rate: 0.1
-        attention_dropout_rate: 0.1
-        normalize_before: true
-    decoder: !new:stepvocoder.cosyvoice2.flow.flow_matching.CausalConditionalCFM
-        inference_cfg_rate: 0.7
-        estimator: !new:stepvocoder.cosyvoice2.flow.decoder_dit.DiT
-            in_channels: 320
-            out_channels: 80
-            mlp_ratio: 2.0
-            depth: 1
-            num_heads: 2
-            head_dim: 16
-            hidden_size: 32
-
-hift: !new:stepvocoder.cosyvoice2.hifigan.generator.HiFTGenerator
-    in_channels: 80
-    base_channels: 32
-    nb_harmonics: 8
-    sampling_rate: !ref <sample_rate>
-    nsf_alpha: 0.1
-    nsf_sigma: 0.003
-    nsf_voiced_threshold: 10
-    upsample_rates: [8, 5, 3]
-    upsample_kernel_sizes: [16, 11, 7]
-    istft_params:
-        n_fft: 16
-        hop_len: 4
-    resblock_kernel_sizes: [3, 7, 11]
-    resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    source_resblock_kernel_sizes: [7, 7, 11]
-    source_resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    lrelu_slope: 0.1
-    audio_limit: 0.99
-    f0_predictor: !new:stepvocoder.cosyvoice2.hifigan.f0_predictor.ConvRNNF0Predictor
-        num_class: 1
-        in_channels: 80
-        cond_channels: 32
-
-mel_conf:
-    n_fft: 1920
-    num_mels: 80
-    sampling_rate: !ref <sample_rate>
-    hop_size: 480
-    win_size: 1920
-    fmin: 0
-    fmax: 8000
-"""
+def write_random_editx_decoder(folder: Path, yaml_text: str, seed: int, hift_seed: int) -> EditXDecoderConfig:
+    """`cosyvoice.yaml`, random `flow.pt` and `hift.pt` (weight-normed as the release stores it) -> the config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cosyvoice.yaml").write_text(yaml_text, encoding="utf-8")
+    config = editx_config_from_yaml(folder / "cosyvoice.yaml")
+    torch.manual_seed(seed)
+    torch.save(EditXFlow(config.flow).state_dict(), folder / "flow.pt")
+    hift = HiFTGenerator(config.hift)
+    with torch.no_grad():  # speech-like in range: F0 around 80-250 Hz, nothing clipped (an SNR then means something)
+        hift.f0_predictor.classifier.weight.mul_(20.0)
+        hift.f0_predictor.classifier.bias.fill_(150.0)
+        hift.conv_post.weight.mul_(0.3)
+    torch.save(reference_hift_state(hift, torch.Generator().manual_seed(hift_seed)), folder / "hift.pt")
+    return config
 
 
 def write_tiny_editx_decoder(path: str | Path, seed: int = 0) -> Path:
     """`CosyVoice-300M-25Hz/` of EditX: cosyvoice.yaml, flow.pt, hift.pt, campplus.onnx (created)."""
     root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "cosyvoice.yaml").write_text(TINY_EDITX_YAML)
-    config = editx_config_from_yaml(root / "cosyvoice.yaml")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    torch.save(EditXFlow(config.flow).state_dict(), root / "flow.pt")
-    hift = HiFTGenerator(config.hift)
-    with torch.no_grad():  # speech-like in range: F0 around 80-250 Hz, nothing clipped
-        hift.f0_predictor.classifier.weight.mul_(20.0)
-        hift.f0_predictor.classifier.bias.fill_(150.0)
-        hift.conv_post.weight.mul_(0.3)
-    torch.save(reference_hift_state(hift, generator), root / "hift.pt")
+    write_random_editx_decoder(root, TINY_EDITX_YAML, seed, hift_seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(TinyXVector().eval(), (torch.randn(1, 50, 80),), str(root / "campplus.onnx"),

@@ -19,12 +19,12 @@ import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stepaudio.eval.bench.decoder_reference import snr_db
 from stepaudio.eval.bench.table import format_rows
+from stepaudio.testing.editx_yaml import TINY_SHAPE, EditXShape, editx_yaml
 
 SAMPLE_RATE = 24000
 MEL_HOP = 480
@@ -33,136 +33,10 @@ DRIVER = Path(__file__).with_name("decoder_reference_editx_driver.py")
 NOISE_FRAMES = 50 * 600  # the reference's `rand_noise` buffer: 600 s of 50 Hz mel frames
 
 
-@dataclass(frozen=True)
-class EditXShape:
-    """The sizes a `cosyvoice.yaml` of this family sets (the topology is fixed)."""
-
-    input_size: int = 512
-    blocks: int = 6
-    up_blocks: int = 4
-    heads: int = 8
-    linear_units: int = 2048
-    dit_depth: int = 16
-    dit_heads: int = 8
-    dit_head_dim: int = 64
-    dit_hidden: int = 512
-    dit_mlp_ratio: float = 4.0
-    hift_channels: int = 512
-    f0_channels: int = 512
-
-
 # 300m: Step-Audio 2's token2wav sizes with EditX's 5121-row dual-codebook table (REFERENCE-SA2.md §7; [I] for
-# EditX: its cosyvoice.yaml was not opened). tiny: the sizes of `testing.tiny_editx.TINY_EDITX_YAML`.
+# EditX: its cosyvoice.yaml was not opened). tiny: `testing.tiny_editx.TINY_SHAPE`.
 SHAPES = {"300m": EditXShape(),
-          "tiny": EditXShape(32, 1, 1, 2, 64, 1, 2, 16, 32, 2.0, 32, 32)}
-
-_YAML = """\
-__set_seed1: !apply:random.seed [1986]
-__set_seed2: !apply:numpy.random.seed [1986]
-__set_seed3: !apply:torch.manual_seed [1986]
-
-sample_rate: 24000
-spk_embed_dim: 192
-
-flow: !new:stepvocoder.cosyvoice2.flow.flow.CausalMaskedDiffWithXvec
-    input_size: {s.input_size}
-    output_size: 80
-    spk_embed_dim: !ref <spk_embed_dim>
-    output_type: 'mel'
-    vocab_size: 5121
-    input_embedding: !new:stepvocoder.cosyvoice2.embedding.dual_codebook.DualCodebookEmbedding
-        vocab_size: 5121
-        input_size: {s.input_size}
-    encoder: !new:stepvocoder.cosyvoice2.transformer.upsample_encoder_v2.UpsampleConformerEncoderV2
-        input_size: {s.input_size}
-        output_size: {s.input_size}
-        input_layer: 'linear'
-        pre_lookahead_len: 3
-        num_blocks: {s.blocks}
-        num_up_blocks: {s.up_blocks}
-        up_stride: 2
-        up_scale_factor: 2
-        attention_heads: {s.heads}
-        pos_enc_layer_type: 'rel_pos_espnet'
-        selfattention_layer_type: 'rel_selfattn'
-        key_bias: true
-        linear_units: {s.linear_units}
-        dropout_rate: 0.1
-        positional_dropout_rate: 0.1
-        attention_dropout_rate: 0.1
-        normalize_before: true
-    decoder: !new:stepvocoder.cosyvoice2.flow.flow_matching.CausalConditionalCFM
-        inference_cfg_rate: 0.7
-        estimator: !new:stepvocoder.cosyvoice2.flow.decoder_dit.DiT
-            in_channels: 320
-            out_channels: 80
-            mlp_ratio: {s.dit_mlp_ratio}
-            depth: {s.dit_depth}
-            num_heads: {s.dit_heads}
-            head_dim: {s.dit_head_dim}
-            hidden_size: {s.dit_hidden}
-
-hift: !new:stepvocoder.cosyvoice2.hifigan.generator.HiFTGenerator
-    in_channels: 80
-    base_channels: {s.hift_channels}
-    nb_harmonics: 8
-    sampling_rate: !ref <sample_rate>
-    nsf_alpha: 0.1
-    nsf_sigma: 0.003
-    nsf_voiced_threshold: 10
-    upsample_rates: [8, 5, 3]
-    upsample_kernel_sizes: [16, 11, 7]
-    istft_params:
-        n_fft: 16
-        hop_len: 4
-    resblock_kernel_sizes: [3, 7, 11]
-    resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    source_resblock_kernel_sizes: [7, 7, 11]
-    source_resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    lrelu_slope: 0.1
-    audio_limit: 0.99
-    f0_predictor: !new:stepvocoder.cosyvoice2.hifigan.f0_predictor.ConvRNNF0Predictor
-        num_class: 1
-        in_channels: 80
-        cond_channels: {s.f0_channels}
-
-mel_conf:
-    n_fft: 1920
-    num_mels: 80
-    sampling_rate: !ref <sample_rate>
-    hop_size: 480
-    win_size: 1920
-    fmin: 0
-    fmax: 8000
-"""
-
-
-def editx_yaml(shape: EditXShape) -> str:
-    """A `cosyvoice.yaml` of EditX's decoder family at `shape`, in the release's format (its `!new:` classes)."""
-    return _YAML.format(s=shape)
-
-
-def write_random_decoder(folder: Path, yaml_text: str, seed: int) -> Any:
-    """`cosyvoice.yaml`, random `flow.pt` and `hift.pt` (weight-normed as the release stores it) -> the config."""
-    import torch
-
-    from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
-    from stepaudio.decoder.cosyvoice2.editx import EditXFlow, editx_config_from_yaml
-    from stepaudio.testing.tiny_decoder import reference_hift_state
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cosyvoice.yaml").write_text(yaml_text, encoding="utf-8")
-    config = editx_config_from_yaml(folder / "cosyvoice.yaml")
-    torch.manual_seed(seed)
-    torch.save(EditXFlow(config.flow).state_dict(), folder / "flow.pt")
-    hift = HiFTGenerator(config.hift)
-    with torch.no_grad():  # F0 in the speech range and an output below the clip, so that the SNR means something
-        hift.f0_predictor.classifier.weight.mul_(20.0)
-        hift.f0_predictor.classifier.bias.fill_(150.0)
-        hift.conv_post.weight.mul_(0.3)
-    torch.save(reference_hift_state(hift, torch.Generator().manual_seed(seed + 1)), folder / "hift.pt")
-    return config
-
+          "tiny": TINY_SHAPE}
 
 def random_ids(groups: int, generator: Any) -> Any:
     """Interleaved flow ids of `groups` whole 2+3 groups (vq02 0..1023, vq06 1024..5119)."""
@@ -254,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stepaudio.decoder.cosyvoice2.editx_stream import EditXStreamConfig
+    from stepaudio.testing.tiny_editx import write_random_editx_decoder
 
     if not (args.source / "stepvocoder").is_dir():
         raise SystemExit(f"{args.source} holds no stepvocoder/ package (pass the Step-Audio-EditX checkout)")
@@ -264,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     prompt_frames = prompt_groups * 3 * 2
     with tempfile.TemporaryDirectory(prefix="stepaudio-editx-ref-") as tmp:
         work = args.work or Path(tmp)
-        config = write_random_decoder(work, yaml_text, args.seed)
+        config = write_random_editx_decoder(work, yaml_text, args.seed, hift_seed=args.seed + 1)
         cases = [{"name": f"{s:g}s", "audio_s": s, "tokens": max(1, round(s * IDS_PER_SECOND)),
                   "prompt_groups": prompt_groups, "prompt_mel_frames": round(args.prompt_seconds * 1.25 * 50),
                   "seed": args.seed + 10 * i, "vocoder_seed": args.seed + 10 * i + 2}

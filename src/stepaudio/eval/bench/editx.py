@@ -65,12 +65,13 @@ def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any
     from stepaudio.engines.editx.audio import PreparedAudio
     from stepaudio.engines.editx.synthesizer import EditXModel
     from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, NativeLM
-    from stepaudio.eval.bench.decoder_reference_editx import SHAPES, editx_yaml, random_ids, write_random_decoder
+    from stepaudio.eval.bench.decoder_reference_editx import SHAPES, editx_yaml, random_ids
     from stepaudio.eval.bench.lm import random_model
     from stepaudio.eval.bench.tts import TimedLM, find_tokenizer, speaking_head
     from stepaudio.lm.prefix_cache import prefix_cache_of_size
     from stepaudio.lm.quant import resolve_weight_format
     from stepaudio.lm.step1.config import Step1Config
+    from stepaudio.testing.tiny_editx import write_random_editx_decoder
     from stepaudio.text.tokenizer import StepTokenizer
     from stepaudio.text.vocab import STEP1
 
@@ -87,7 +88,7 @@ def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any
                 "on": NativeLM(model=model, tokenizer=tokenizer,
                                prefix_cache=prefix_cache_of_size(DEFAULT_PREFIX_CACHE_MB))}
     lm = TimedLM(backends["off"])
-    config = write_random_decoder(work, editx_yaml(SHAPES[args.decoder_shape]), args.seed)
+    config = write_random_editx_decoder(work, editx_yaml(SHAPES[args.decoder_shape]), args.seed, hift_seed=args.seed + 1)
     flow = load_editx_flow(work / "flow.pt", config.flow, device=device)
     t2w = EditXToken2Wav(flow, load_hift24k(work / "hift.pt", config.hift, device=device), config, seed=args.seed)
     g = torch.Generator().manual_seed(args.seed)
