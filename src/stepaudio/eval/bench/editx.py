@@ -88,7 +88,8 @@ def build(args: argparse.Namespace, work: Path) -> tuple[Any, Any, dict[str, Any
                 "on": NativeLM(model=model, tokenizer=tokenizer,
                                prefix_cache=prefix_cache_of_size(DEFAULT_PREFIX_CACHE_MB))}
     lm = TimedLM(backends["off"])
-    config = write_random_editx_decoder(work, editx_yaml(SHAPES[args.decoder_shape]), args.seed, hift_seed=args.seed + 1)
+    yaml_text = editx_yaml(SHAPES[args.decoder_shape])
+    config = write_random_editx_decoder(work, yaml_text, args.seed, hift_seed=args.seed + 1)
     flow = load_editx_flow(work / "flow.pt", config.flow, device=device)
     t2w = EditXToken2Wav(flow, load_hift24k(work / "hift.pt", config.hift, device=device), config, seed=args.seed)
     g = torch.Generator().manual_seed(args.seed)
