@@ -79,6 +79,7 @@ class ToneStream:
         self.decoded = 0
         self.updates = 0
         self.finals: list[int] = []
+        self.heard_at_update: list[int] = []  # samples pushed when each update decoded
 
     @property
     def count(self) -> int:
@@ -91,6 +92,7 @@ class ToneStream:
         if self.count - self.decoded < RATE // 2:
             return False
         self.decoded, self.updates = self.count, self.updates + 1
+        self.heard_at_update.append(self.count)
         return True
 
     def transcript(self, samples: int | None = None) -> Transcript:
@@ -288,6 +290,23 @@ def test_a_resumed_turn_is_heard_by_the_same_stream() -> None:
     first, second = transcriber.streams[0].finals  # the discarded speculation's clip, then the whole turn's
     assert first < second
     assert ev.InputTranscriptionCompleted("item_1", "tone 12") in outputs
+
+
+@pytest.mark.parametrize("pause_ms", [64, 100_000])
+def test_no_hypothesis_starts_while_the_speaker_pauses(pause_ms: int) -> None:
+    """An update due in a pause waits for more speech (the turn may be ending: it would compete with the final
+    pass on a small machine); with the rule off (a pause longer than any) it runs in the pause."""
+    session, clock, transcriber, _chat = make_session(streaming=True, listen_pause_ms=pause_ms)
+    assert isinstance(transcriber, StreamingToneTranscriber)
+    with session:
+        feed(session, clock, np.concatenate([silence(0.5), tone(0.9), silence(0.45), tone(0.6), silence(0.8)]),
+             step_s=0.032)
+        outputs = drain(session)
+    start_ms = next(o.audio_start_ms for o in outputs if isinstance(o, ev.SpeechStarted))
+    at_ms = [start_ms + 1000 * count / RATE for count in transcriber.streams[0].heard_at_update]
+    in_pause = [t for t in at_ms if 1400 + 64 + 2 * 32 < t < 1850]
+    assert (in_pause == []) == (pause_ms == 64), at_ms
+    assert ev.InputTranscriptionCompleted("item_1", "tone 15") in outputs
 
 
 def test_listening_can_be_turned_off() -> None:

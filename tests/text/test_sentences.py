@@ -100,10 +100,23 @@ def test_a_cjk_first_sentence_ends_at_its_first_long_enough_clause_mark() -> Non
         SentenceSplitter(first_clause_chars=0)
 
 
+def test_a_spaced_first_sentence_ends_at_its_first_clause_with_enough_words() -> None:
+    text = "Sure, the capital of France is Paris. It is big, and old."
+    assert split_sentences(text, first_clause_words=1) == ["Sure,", "the capital of France is Paris.",
+                                                           "It is big, and old."]  # later sentences stay whole
+    assert split_sentences(text, first_clause_words=2)[0] == "Sure, the capital of France is Paris."
+    assert split_sentences("Well now, it costs 1,000 dollars.", first_clause_words=2)[0] == "Well now,"
+    assert split_sentences("It costs 1,000 dollars, or so.", first_clause_words=1)[0] == "It costs 1,000 dollars,"
+    assert split_sentences("你好，世界。Hello, there.", first_clause_words=1)[0] == "你好，世界。"  # CJK: its own rule
+    assert split_sentences(text)[0] == "Sure, the capital of France is Paris."  # off by default
+    with pytest.raises(ValueError):
+        SentenceSplitter(first_clause_words=0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(CLAUSE_TEXTS + TEXTS), st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=20))
 def test_the_clause_cut_is_the_same_streamed_in_any_pieces(text: str, sizes: list[int]) -> None:
-    splitter = SentenceSplitter(max_chars=40, first_max_chars=20, first_clause_chars=3)
+    splitter = SentenceSplitter(max_chars=40, first_max_chars=20, first_clause_chars=3, first_clause_words=2)
     out: list[str] = []
     position, index = 0, 0
     while position < len(text):
@@ -111,5 +124,5 @@ def test_the_clause_cut_is_the_same_streamed_in_any_pieces(text: str, sizes: lis
         position += sizes[index % len(sizes)]
         index += 1
     out += splitter.finish()
-    assert out == split_sentences(text, max_chars=40, first_max_chars=20, first_clause_chars=3)
+    assert out == split_sentences(text, max_chars=40, first_max_chars=20, first_clause_chars=3, first_clause_words=2)
     assert "".join(out).replace(" ", "") == text.replace(" ", "").replace("\n", "")

@@ -74,6 +74,7 @@ class SessionConfig:
     max_buffer_seconds: float = 600.0
     tick_interval_s: float | None = 0.05  # None: the caller calls tick()
     listen: bool = True  # the engine hears each turn while it is spoken, where it can (turn detection on)
+    listen_pause_ms: int = 64  # no new hypothesis once the speaker has been quiet this long (the turn may be ending)
 
     def __post_init__(self) -> None:
         if self.sample_rate * self.frame_ms % 1000:
@@ -435,7 +436,8 @@ class RealtimeSession:
                 pushes = self._pushes
             listening = self._listening
             try:
-                while listening is not None and not self._closed.is_set() and listening.update():
+                while listening is not None and not self._closed.is_set() and not self._pausing() \
+                        and listening.update():
                     with self._lock:
                         self._listen_updates += 1
             except Exception as exc:  # the turn is still recognised at its end, in one pass if need be
@@ -446,6 +448,12 @@ class RealtimeSession:
             with self._heard:
                 self._caught_up = pushes
                 self._heard.notify_all()
+
+    def _pausing(self) -> bool:
+        """The speaker has paused: a hypothesis started now would still be decoding when a tentative end asks for
+        the final transcript and the reply, and would slow both on a small machine (it runs again on more speech)."""
+        turns = self._controller.state.turns
+        return turns.in_speech and turns.silence_ms >= self.config.listen_pause_ms
 
     def _work(self) -> None:
         while True:

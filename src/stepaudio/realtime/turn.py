@@ -61,8 +61,9 @@ class TurnSettings:
     speak: bool = True
     transcripts: Literal["needed", "always"] = "needed"
     max_sentence_chars: int = 250
-    first_sentence_chars: int = 80  # the first sentence is cut sooner: the first audio comes earlier
+    first_sentence_chars: int = 48  # the first sentence is cut sooner (at a space): the first audio comes earlier
     first_clause_chars: int | None = 4  # a Chinese/Japanese first sentence ends at its first clause mark after this
+    first_clause_words: int | None = 1  # a spaced-script first sentence ends at its first , ; : after this many words
     max_tool_rounds: int = 4
 
 
@@ -267,7 +268,7 @@ def _answer(engine: Engine, messages: list[ChatMessage], settings: TurnSettings,
     itself = settings.speak and engine.abilities.speaks and settings.registry is None
     speak = settings.speak and engine.synthesizer is not None and not itself
     splitter = SentenceSplitter(settings.max_sentence_chars, settings.first_sentence_chars,
-                                settings.first_clause_chars)
+                                settings.first_clause_chars, settings.first_clause_words)
     stream: Iterator[ChatDelta | ChatMessage | AudioChunk]
     if itself:
         speaker = cast(SpeakingChat, engine.chat)  # declared by Abilities.speaks

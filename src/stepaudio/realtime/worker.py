@@ -49,7 +49,7 @@ class SpeechSettings:
     tools: tuple[ToolSpec, ...] = ()
     transcribe: bool = True
     max_sentence_chars: int = 250
-    first_sentence_chars: int = 80  # cut the first sentence sooner: the first audio comes earlier
+    first_sentence_chars: int = 48  # cut the first sentence sooner (at a space): the first audio comes earlier
 
     def turn(self, modalities: Sequence[str]) -> TurnSettings:
         return TurnSettings(self.voice, self.instructions, self.language, self.options, self.tools,

@@ -4,9 +4,11 @@ Chinese and Japanese full stops (。！？) end a sentence at once; ASCII ones (
 not after abbreviations, initials or a list number. Closing quotes and brackets stay with their sentence.
 Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space. With
 `first_clause_chars`, the first sentence of Chinese or Japanese text ends at its first clause mark (，、；：) that
-has at least that many characters before it: a neural voice renders a sentence whole, so a reply's first audio
-otherwise waits for its whole first sentence to be written and rendered. Feeding text in pieces gives exactly
-the sentences that `split_sentences` gives for the whole text.
+has at least that many characters before it; with `first_clause_words`, the first sentence of spaced text ends
+at its first , ; or : before a space that has at least that many words before it. A voice renders a sentence
+whole, so a reply's first audio otherwise waits for its whole first sentence to be written and rendered (on 2
+cores a 60-character English sentence is ~0.7 s of writing and ~0.3 s of rendering before the first sound).
+Feeding text in pieces gives exactly the sentences that `split_sentences` gives for the whole text.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ class SentenceSplitter:
     """Incremental splitter: `push` text pieces, get finished sentences; `finish` at the end for the rest."""
 
     def __init__(self, max_chars: int = 250, first_max_chars: int | None = None,
-                 first_clause_chars: int | None = None) -> None:
+                 first_clause_chars: int | None = None, first_clause_words: int | None = None) -> None:
         if min(max_chars, first_max_chars or max_chars) < 8:
             raise ValueError("max_chars must be at least 8")
         if first_clause_chars is not None and first_clause_chars < 1:
             raise ValueError("first_clause_chars must be at least 1")
+        if first_clause_words is not None and first_clause_words < 1:
+            raise ValueError("first_clause_words must be at least 1")
         self.max_chars = max_chars
         self.first_max_chars = first_max_chars or max_chars  # cut the first sentence sooner: speech starts early
         self.first_clause_chars = first_clause_chars
+        self.first_clause_words = first_clause_words
         self._buffer = ""
         self._emitted = 0
 
@@ -59,10 +64,11 @@ class SentenceSplitter:
         while True:
             limit = self.max_chars if self._emitted else self.first_max_chars
             cut = _find_boundary(self._buffer, final)
-            if not self._emitted and self.first_clause_chars is not None:
-                clause = _first_cjk_clause(self._buffer, self.first_clause_chars)
-                if clause is not None and (cut is None or clause < cut):
-                    cut = clause
+            if not self._emitted:
+                for clause in (_first_cjk_clause(self._buffer, self.first_clause_chars),
+                               _first_spaced_clause(self._buffer, self.first_clause_words)):
+                    if clause is not None and (cut is None or clause < cut):
+                        cut = clause
             too_long = cut > limit if cut is not None else len(self._buffer) > limit
             if too_long:
                 cut = _soft_cut(self._buffer, limit)
@@ -75,8 +81,8 @@ class SentenceSplitter:
 
 
 def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None = None,
-                    first_clause_chars: int | None = None) -> list[str]:
-    splitter = SentenceSplitter(max_chars, first_max_chars, first_clause_chars)
+                    first_clause_chars: int | None = None, first_clause_words: int | None = None) -> list[str]:
+    splitter = SentenceSplitter(max_chars, first_max_chars, first_clause_chars, first_clause_words)
     return [*splitter.push(text), *splitter.finish()]
 
 
@@ -100,14 +106,30 @@ def _find_boundary(buffer: str, final: bool) -> int | None:
     return None
 
 
-def _first_cjk_clause(buffer: str, min_chars: int) -> int | None:
+def _first_cjk_clause(buffer: str, min_chars: int | None) -> int | None:
     """Index just past the first CJK clause mark with at least `min_chars` non-space characters before it."""
+    if min_chars is None:
+        return None
     for i, char in enumerate(buffer):
         if char in FULLWIDTH_TERMINALS or char == "\n":
             return None  # the sentence ends first
         cjk_mark = char in CJK_CLAUSE_MARKS or (char in ",;:" and i > 0 and bool(_CJK.match(buffer[i - 1])))
         if cjk_mark and len("".join(buffer[:i].split())) >= min_chars:
             return i + 1  # not waiting for a closing quote: the mark is usually the newest character
+    return None
+
+
+def _first_spaced_clause(buffer: str, min_words: int | None) -> int | None:
+    """Index just past the first ASCII , ; or : followed by a space (not "1,000") after a word, with at least
+    `min_words` words before it; None while a sentence end or CJK text comes first, or nothing is decided yet."""
+    if min_words is None:
+        return None
+    for i, char in enumerate(buffer):
+        if char in ASCII_TERMINALS or char in FULLWIDTH_TERMINALS or char == "\n" or _CJK.match(char):
+            return None  # the sentence ends first, or CJK text (its own rule)
+        if char in ",;:" and i + 1 < len(buffer) and buffer[i + 1].isspace() and i > 0 and buffer[i - 1].isalnum() \
+                and len(buffer[:i].split()) >= min_words:
+            return i + 1
     return None
 
 
