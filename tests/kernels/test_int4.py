@@ -14,7 +14,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_quantize_round_trip_error_stays_within_half_a_step(group_size: int, symmetric: bool) -> None:
     torch.manual_seed(0)
     weight = torch.randn(48, 256) * torch.linspace(0.01, 3.0, 48)[:, None]  # rows of very different size
-    layer = Int4Linear.quantize(weight, group_size=group_size, symmetric=symmetric)
+    layer = Int4Linear.quantize(weight, group_size=group_size, symmetric=symmetric, backend="torch")
     restored = layer.dequantize()
     assert restored.shape == weight.shape and restored.dtype == torch.float32
     # every weight within half a quantisation step of its group, plus what rounding the scale to bf16 (2**-8
@@ -32,7 +32,7 @@ def test_from_groups_symmetric_is_q_times_scale() -> None:
     g = torch.Generator().manual_seed(1)
     q = torch.randint(-8, 8, (32, 128), generator=g, dtype=torch.int8)
     scales = torch.rand(32, 2, generator=g) * 0.1 + 0.01
-    layer = Int4Linear.from_groups(q, scales, None, 64)
+    layer = Int4Linear.from_groups(q, scales, None, 64, backend="torch")
     scales16 = scales.to(torch.bfloat16).float()
     expected = q.float() * scales16.repeat_interleave(64, dim=1)
     torch.testing.assert_close(layer.dequantize(), expected, rtol=0, atol=0)
@@ -49,7 +49,7 @@ def test_from_groups_with_zero_points_is_q_minus_zero_times_scale() -> None:
     q = torch.randint(0, 16, (64, 256), generator=g, dtype=torch.int32)
     zeros = torch.randint(0, 16, (64, 2), generator=g, dtype=torch.int32)
     scales = torch.rand(64, 2, generator=g) * 0.05 + 0.005
-    layer = Int4Linear.from_groups(q, scales, zeros, 128)
+    layer = Int4Linear.from_groups(q, scales, zeros, 128, backend="torch")
     scales16 = scales.to(torch.bfloat16).float()
     expected = (q - zeros.repeat_interleave(128, dim=1)).float() * scales16.repeat_interleave(128, dim=1)
     # the kernels add a bf16 offset (8 - zero) * scale: off by at most a bf16 rounding of it
@@ -67,8 +67,8 @@ def test_from_groups_with_zero_points_is_q_minus_zero_times_scale() -> None:
 def test_bias_is_added_and_output_dtype_follows_the_input() -> None:
     torch.manual_seed(3)
     weight, bias = torch.randn(32, 128), torch.randn(32)
-    layer = Int4Linear.quantize(weight, bias)
-    plain = Int4Linear.quantize(weight)
+    layer = Int4Linear.quantize(weight, bias, backend="torch")
+    plain = Int4Linear.quantize(weight, backend="torch")
     x = torch.randn(4, 128)
     torch.testing.assert_close(layer(x), plain(x) + bias)
     ref = x @ layer.dequantize().t() + bias
@@ -81,15 +81,15 @@ def test_one_row_block_and_many_agree() -> None:
     """Rows beyond a block (the CPU kernel packs rows in blocks, a tail block smaller) land in their place."""
     torch.manual_seed(4)
     weight = torch.randn(2048 + 80, 64)  # several blocks and a chunk boundary, then a 16-row tail
-    layer = Int4Linear.quantize(weight, group_size=32)
+    layer = Int4Linear.quantize(weight, group_size=32, backend="torch")
     x = torch.randn(2, 64)
     assert _rel(layer(x), x @ layer.dequantize().t()) < 5e-3
-    single = Int4Linear.quantize(weight[-16:], group_size=32)
+    single = Int4Linear.quantize(weight[-16:], group_size=32, backend="torch")
     torch.testing.assert_close(single.dequantize(), layer.dequantize()[-16:])
 
 
 def test_dtype_casts_keep_the_kernel_table_and_move_the_bias() -> None:
-    layer = Int4Linear.quantize(torch.randn(16, 64), torch.randn(16), group_size=32)
+    layer = Int4Linear.quantize(torch.randn(16, 64), torch.randn(16), group_size=32, backend="torch")
     layer.to(torch.float16)
     assert layer.scales_and_zeros.dtype == torch.bfloat16 and layer.bias is not None
     assert layer.bias.dtype == torch.float16
@@ -97,7 +97,7 @@ def test_dtype_casts_keep_the_kernel_table_and_move_the_bias() -> None:
 
 
 def test_packed_weights_stay_out_of_the_state_dict() -> None:
-    layer = Int4Linear.quantize(torch.randn(16, 64), torch.randn(16), group_size=32)
+    layer = Int4Linear.quantize(torch.randn(16, 64), torch.randn(16), group_size=32, backend="torch")
     assert set(layer.state_dict()) == {"bias"}
     assert layer.weight_bytes == 16 * 64 // 2 + 2 * 16 * 2 * 2 + 16 * 4
 

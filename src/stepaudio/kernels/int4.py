@@ -1,4 +1,4 @@
-"""A linear layer on 4-bit grouped weights, run by PyTorch's own int4 kernels (CPU and CUDA).
+"""A linear layer on 4-bit grouped weights: onnxruntime's MatMulNBits or PyTorch's int4 kernels on CPU, torch on CUDA.
 
 Weights are 4-bit integers in groups of `group_size` along the input dimension, each group with a scale and,
 for asymmetric schemes (AWQ, GPTQ with zero points), an integer zero point: weight = (q - zero) * scale.
@@ -15,10 +15,23 @@ The CPU and CUDA kernels want different packings: the CPU one blocks rows for it
 AVX2, 64 on AVX-512), the CUDA one lays nibbles out as tensor-core tiles. `.to(device)` unpacks to plain
 nibbles and repacks for the target; the packed tensor is kept out of the state dict (its layout depends
 on the machine): export with `groups()`.
+
+On CPU a layer runs on one of two backends, fixed when it is built (`backend=`, default `auto`):
+* `torch`: the packing above.
+* `ort` (`stepaudio.kernels.int4_ort`): one onnxruntime MatMulNBits session a layer, activations rounded to
+  int8 per group (accuracy level 4); `ort-exact` multiplies in fp32 (level 0). The session holds the only
+  copy of the weights, so reading them back (`nibbles`, `groups`, a move to CUDA) goes through it: exact but
+  slow for large layers; build on the device the model will run on.
+`auto` times both once per machine (`cpu_int4_kernel`, cached like the other kernel choices) and keeps torch
+where onnx/onnxruntime are missing (with a warning). Measured on the shared 2-core AVX2 EPYC: MatMulNBits
+streams a [8192, 3072] weight at one row ~3x faster than torch's kernel and runs 128 rows 2.7x faster, so
+one backend serves prefill and decode.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -26,10 +39,12 @@ import torch
 from torch import nn
 
 from stepaudio.errors import UnsupportedError
+from stepaudio.kernels.int4_ort import ACCURACY_EXACT, ACCURACY_INT8, MatMulNBits, OrtInt4Options, missing
 
 GROUP_SIZES = (32, 64, 128, 256)  # what both kernels accept
 ROW_MULTIPLE = 16  # the CPU packing takes out_features in multiples of 16 (CUDA: 8)
 _CHUNK_ROWS = 2048  # rows packed or quantised at a time (a multiple of every CPU row block), to bound temporaries
+BACKENDS = ("auto", "torch", "ort", "ort-exact")  # CPU backends; CUDA always runs torch's kernel
 
 
 class Int4Linear(nn.Module):
@@ -39,10 +54,14 @@ class Int4Linear(nn.Module):
     from a quantised checkpoint)."""
 
     def __init__(self, packed: torch.Tensor, scales_and_zeros: torch.Tensor, *, in_features: int,
-                 out_features: int, group_size: int, symmetric: bool, bias: torch.Tensor | None = None) -> None:
+                 out_features: int, group_size: int, symmetric: bool, bias: torch.Tensor | None = None,
+                 kernel: MatMulNBits | None = None) -> None:
+        """`packed` is torch's layout, or an empty CPU tensor where `kernel` (an onnxruntime session) holds
+        the weights."""
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.group_size, self.symmetric = group_size, symmetric
+        self.kernel = kernel
         self.packed: torch.Tensor
         self.scales_and_zeros: torch.Tensor
         self.bias: torch.Tensor | None
@@ -53,8 +72,9 @@ class Int4Linear(nn.Module):
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, *, group_size: int = 128,
-                 symmetric: bool = True) -> Int4Linear:
-        """Round-to-nearest 4-bit groups of a float weight [out, in], on the weight's device.
+                 symmetric: bool = True, backend: str = "auto") -> Int4Linear:
+        """Round-to-nearest 4-bit groups of a float weight [out, in], on the weight's device (`backend`: the
+        CPU one, see the module docstring).
 
         Symmetric: scale = max|w| / 7.5 per group, q = round(w / scale) in -8..7. Asymmetric: scale =
         (max - min) / 15, zero = round(-min / scale) in 0..15, q = round(w / scale) + zero in 0..15."""
@@ -62,6 +82,8 @@ class Int4Linear(nn.Module):
         _check_device(weight.device)
         nibbles = torch.empty(out_features, in_features, dtype=torch.uint8, device=weight.device)
         table = torch.empty(in_features // group_size, out_features, 2, dtype=torch.bfloat16, device=weight.device)
+        zeros = None if symmetric else torch.empty(out_features, in_features // group_size, dtype=torch.uint8,
+                                                   device=weight.device)
         for start in range(0, out_features, _CHUNK_ROWS):
             rows = slice(start, start + _CHUNK_ROWS)
             w = weight[rows].detach().to(torch.float32, copy=True).reshape(-1, in_features // group_size, group_size)
@@ -75,18 +97,19 @@ class Int4Linear(nn.Module):
                 zero = torch.round(-low / scale).clamp(0, 15)
                 offset = (8.0 - zero) * scale
                 q = w.div_(scale[..., None]).round_().add_(zero[..., None]).clamp_(0, 15)
+                assert zeros is not None
+                zeros[rows] = zero.to(torch.uint8)
             nibbles[rows] = q.to(torch.uint8).reshape(-1, in_features)
             table[:, rows, 0] = scale.t().to(torch.bfloat16)
             table[:, rows, 1] = offset.t().to(torch.bfloat16)
-        return cls(_pack(nibbles, group_size), table, in_features=in_features, out_features=out_features,
-                   group_size=group_size, symmetric=symmetric, bias=bias)
+        return cls._build(nibbles, table, zeros, group_size, bias, backend)
 
     @classmethod
     def from_groups(cls, q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
-                    bias: torch.Tensor | None = None) -> Int4Linear:
+                    bias: torch.Tensor | None = None, *, backend: str = "auto") -> Int4Linear:
         """Integers q [out, in] (-8..7 without zeros, 0..15 with), scales [out, in // group_size] and integer
-        zero points of the same shape or None: weight = (q - zero) * scale. On q's device. Scales are
-        rounded to bf16 (what the kernels read)."""
+        zero points of the same shape or None: weight = (q - zero) * scale. On q's device (`backend`: the CPU
+        one). Scales are rounded to bf16 (what torch's kernels read; MatMulNBits gets the same values)."""
         out_features, in_features = check_shape(tuple(q.shape), group_size)
         _check_device(q.device)
         groups = (out_features, in_features // group_size)
@@ -107,10 +130,36 @@ class Int4Linear(nn.Module):
         scale = scales.detach().to(torch.float32)
         offset = torch.zeros_like(scale) if zeros is None else (8.0 - zeros.to(torch.float32)) * _bf16(scale)
         table = torch.stack([scale, offset], dim=-1).transpose(0, 1).to(torch.bfloat16).contiguous()
-        return cls(_pack(nibbles.to(q.device), group_size), table.to(q.device), in_features=in_features,
-                   out_features=out_features, group_size=group_size, symmetric=zeros is None, bias=bias)
+        zero_points = None if zeros is None else zeros.to(device=q.device, dtype=torch.uint8)
+        return cls._build(nibbles.to(q.device), table.to(q.device), zero_points, group_size, bias, backend)
+
+    @classmethod
+    def _build(cls, nibbles: torch.Tensor, table: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
+               bias: torch.Tensor | None, backend: str) -> Int4Linear:
+        """From nibbles u [out, in], the (scale, offset) table and the integer zeros (None: symmetric)."""
+        out_features, in_features = nibbles.shape
+        kernel = None
+        if nibbles.device.type == "cpu" and cpu_backend(backend) != "torch":
+            kernel = _ort_kernel(nibbles, table, zeros, group_size, cpu_backend(backend))
+            packed = torch.empty(0, dtype=torch.uint8)
+        else:
+            packed = _pack(nibbles, group_size)
+        return cls(packed, table, in_features=in_features, out_features=out_features, group_size=group_size,
+                   symmetric=zeros is None, bias=bias, kernel=kernel)
+
+    @property
+    def backend(self) -> str:
+        """What runs the product: `torch`, `ort` or `ort-exact`."""
+        if self.kernel is None:
+            return "torch"
+        return "ort-exact" if self.kernel.options.accuracy_level == ACCURACY_EXACT else "ort"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None:
+            out = self.kernel(x.reshape(-1, self.in_features)).to(x.dtype)
+            if self.bias is not None:
+                out = out + self.bias.to(x.dtype)
+            return out.reshape(*x.shape[:-1], self.out_features)
         flat = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
         if self.packed.device.type == "cuda":
             out = torch.ops.aten._weight_int4pack_mm(flat, self.packed, self.group_size, self.scales_and_zeros)
@@ -123,11 +172,20 @@ class Int4Linear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def nibbles(self) -> torch.Tensor:
-        """The stored 4-bit values u (uint8 [out, in], 0..15; weight = (u - 8) * scale + offset)."""
+        """The stored 4-bit values u (uint8 [out, in], 0..15; weight = (u - 8) * scale + offset). On the
+        onnxruntime backend they are read back through the session (slow for large layers)."""
+        if self.kernel is not None:
+            return self.kernel.nibbles()
         return _unpack(self.packed, self.out_features, self.in_features, self.group_size)
 
     def dequantize(self) -> torch.Tensor:
-        """The float32 weight [out, in] the kernels multiply by (scales and offsets as stored, in bf16)."""
+        """The float32 weight [out, in] the kernels multiply by (scales and offsets as stored, in bf16;
+        MatMulNBits: (u - zero) * scale with the integer zero, where torch adds a bf16 offset)."""
+        if self.kernel is not None:
+            scale = self.kernel.scales.repeat_interleave(self.group_size, dim=1)
+            zero = 8.0 if self.kernel.zeros is None else self.kernel.zeros.to(torch.float32).repeat_interleave(
+                self.group_size, dim=1)
+            return (self.nibbles().to(torch.float32) - zero) * scale
         table = self.scales_and_zeros.to(torch.float32)  # [groups, out, 2]
         scale = table[..., 0].t().repeat_interleave(self.group_size, dim=1)
         offset = table[..., 1].t().repeat_interleave(self.group_size, dim=1)
@@ -140,25 +198,31 @@ class Int4Linear(nn.Module):
         u = self.nibbles()
         if self.symmetric:
             return (u.to(torch.int16) - 8).to(torch.int8), scales, None
+        if self.kernel is not None and self.kernel.zeros is not None:
+            return u.to(torch.int8), scales, self.kernel.zeros.to(torch.int8)
         zeros = 8 - torch.round(table[..., 1].t() / scales.clamp(min=1e-30))
         return u.to(torch.int8), scales, zeros.clamp(0, 15).to(torch.int8)
 
     @property
     def weight_bytes(self) -> int:
         """What one call reads: half a byte per weight, the (scale, offset) table and the bias."""
+        if self.kernel is not None:
+            total = self.kernel.weight_bytes
+            return total + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
         total = self.packed.numel() * self.packed.element_size()
         total += self.scales_and_zeros.numel() * self.scales_and_zeros.element_size()
         return total + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
     def _apply(self, fn: Any, recurse: bool = True) -> Int4Linear:
-        """Device moves repack for the target's kernel; dtype casts leave the bf16 table alone (the kernels
-        need it) and convert only the bias."""
+        """Device moves rebuild for the target (its packing; on CPU the `auto` backend); dtype casts leave the
+        scales alone (the kernels need them as they are) and convert only the bias."""
         device = fn(torch.empty(0, device=self.packed.device)).device
         if device != self.packed.device:
             _check_device(device)
-            nibbles = self.nibbles().to(device)
-            self.packed = _pack(nibbles, self.group_size)
-            self.scales_and_zeros = self.scales_and_zeros.to(device)
+            q, scales, zeros = self.groups()
+            moved = Int4Linear.from_groups(q.to(device), scales.to(device),
+                                           None if zeros is None else zeros.to(device), self.group_size)
+            self.packed, self.scales_and_zeros, self.kernel = moved.packed, moved.scales_and_zeros, moved.kernel
         if self.bias is not None:
             self.bias = fn(self.bias)
         return self
@@ -166,7 +230,72 @@ class Int4Linear(nn.Module):
     def extra_repr(self) -> str:
         scheme = "symmetric" if self.symmetric else "zero points"
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
-                f"{scheme}, bias={self.bias is not None}")
+                f"{scheme}, bias={self.bias is not None}, backend={self.backend}")
+
+
+def cpu_backend(name: str = "auto") -> str:
+    """The CPU backend `name` resolves to here: `torch`, `ort` or `ort-exact`. `auto`: the measured
+    `cpu_int4_kernel` choice, torch (with a warning) where onnxruntime's MatMulNBits cannot run; asking for
+    an onnxruntime backend that cannot run raises UnsupportedError."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown int4 backend {name!r}; choose one of {BACKENDS}")
+    if name == "torch":
+        return name
+    reason = missing()
+    if reason is not None:
+        if name != "auto":
+            raise UnsupportedError(reason)
+        warnings.warn(f"CPU int4 runs on torch's kernel, compute-bound on AVX2: {reason}", stacklevel=3)
+        return "torch"
+    return cpu_int4_kernel().choice if name == "auto" else name
+
+
+def _ort_kernel(nibbles: torch.Tensor, table: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
+                backend: str) -> MatMulNBits:
+    level = ACCURACY_EXACT if backend == "ort-exact" else ACCURACY_INT8
+    scales = table[..., 0].to(torch.float32).t()
+    return MatMulNBits(nibbles, scales, zeros, group_size, OrtInt4Options(accuracy_level=level))
+
+
+# The CPU int4 backend: torch's kernel or MatMulNBits (int8 activations), timed like the bf16 question in
+# `choices`: three [8192, 3072] weights at one row (38 MB, more than a 32 MB L3) and one [3072, 3072] at 128.
+INT4_QUESTION = "int4-cpu-kernel/1"
+
+
+def cpu_int4_kernel(*, remeasure: bool | None = None) -> Any:
+    """`torch` or `ort`, by `choices.cheapest_request` over a 128-row prefill and 128 decode steps; cached."""
+    from stepaudio.kernels.choices import choose
+
+    return choose(INT4_QUESTION, _measure_cpu_int4, remeasure=remeasure)
+
+
+def _measure_cpu_int4() -> Any:
+    from stepaudio.kernels.choices import Measured, cheapest_request, time_calls
+
+    generator = torch.Generator().manual_seed(0)
+
+    def layers(out_features: int, in_features: int, count: int) -> dict[str, list[Callable[..., Any]]]:
+        built: dict[str, list[Callable[..., Any]]] = {"torch": [], "ort": []}
+        for _ in range(count):
+            q = torch.randint(-8, 8, (out_features, in_features), dtype=torch.int8, generator=generator)
+            scales = torch.full((out_features, in_features // 128), 0.01)
+            for backend in built:
+                built[backend].append(Int4Linear.from_groups(q, scales, None, 128, backend=backend))
+        return built
+
+    def run_all(fns: list[Callable[..., Any]], x: torch.Tensor) -> Callable[[], object]:
+        return lambda: [fn(x) for fn in fns]
+
+    one = torch.full((1, 3072), 0.5, dtype=torch.bfloat16)
+    many = torch.full((128, 3072), 0.5, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        wide = layers(8192, 3072, 3)
+        dec = time_calls({name: run_all(fns, one) for name, fns in wide.items()}, repeats=9, budget_s=0.5)
+        del wide
+        square = layers(3072, 3072, 1)
+        pre = time_calls({name: run_all(fns, many) for name, fns in square.items()}, repeats=5, budget_s=0.5)
+    dec = {name: t / 3 for name, t in dec.items()}
+    return Measured(cheapest_request(pre, dec, 128), {"prefill": pre, "decode": dec})
 
 
 def check_shape(shape: tuple[int, ...], group_size: int) -> tuple[int, int]:
