@@ -8,11 +8,8 @@ tts      per voice (Piper and Kokoro English, Kokoro and espeak Mandarin, Kokoro
          factor and time to the first sentence's audio, at each `--tts-threads` count
 latency  end of speech -> first reply audio for spoken questions, English and Mandarin (VAD + ASR + LLM first
          sentence + TTS), p50 / p90 per language, models warmed up first
-With --compare-kokoro, Kokoro as it was before its tuning runs beside the current path in the same process,
-interleaved (the machine's load changes by the minute): its published graph against the prepared one (CPU and
-wall seconds per rendered audio second, and whether the samples are identical), and Mandarin spoken turns as
-before (published graph, silences kept, one thread, first sentence uncut) against the current ones, with
-English turns as the reference.
+With --compare-kokoro, Kokoro as before its tuning runs beside the current path (`lite_kokoro`); spoken
+turns come from `lite_turns`.
 Every run also records the process's peak resident memory after each part.
 
 Numbers taken on a machine shared with other work are noisy; the table prints the load average.
@@ -31,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stepaudio.eval.bench.lite_turns import QUESTIONS, QUESTIONS_ZH, greedy, spoken_questions, spoken_turn, zh_questions
+
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
-# The repository's synthetic spoken Mandarin questions (absent from an installed wheel: that part then skips).
-QUESTIONS_ZH = Path(__file__).resolve().parents[4] / "examples" / "questions-zh"
 # language:voice pairs the TTS part compares: the defaults (Piper for English, Kokoro zh-yunjian and ja-alpha),
 # Kokoro's English voice, a second Mandarin voice and espeak's formant Mandarin (the previous default).
 TTS_VOICES = "en:joe,en:en-heart,zh:zh-yunjian,zh:zh-xiaobei,zh:cmn,ja:ja-alpha"
@@ -76,16 +73,6 @@ JAPANESE_SENTENCES = (
     "子供たちが公園で遊んでいます。",
     "雨が降りそうなので、傘を持って行きます。",
     "猫が窓のそばで寝ています。",
-)
-QUESTIONS = (
-    "What is the capital of France?",
-    "How many days are there in a week?",
-    "What color is the sky on a clear day?",
-    "Can you recommend a good book to read?",
-    "What is the tallest mountain in the world?",
-    "How do I make a cup of tea?",
-    "Why do cats purr?",
-    "What should I cook for dinner tonight?",
 )
 _TITLES = {"Mr": "Mister", "Mrs": "Missus", "Dr": "Doctor"}
 
@@ -167,14 +154,9 @@ def run(args: argparse.Namespace) -> int:
         results["tts"] = _bench_tts(engine, voices, threads)
         results["peak_rss_mb"]["after tts"] = peak_rss_mb()
     if args.compare_kokoro:
-        before = _kokoro_before(engine, threads[0])
-        if "tts" in parts:
-            _progress("Kokoro's prepared graph against its published one")
-            results["kokoro_graphs"] = _compare_graphs(voices, args.repeats)
-        if "latency" in parts:
-            _progress("spoken turns: current Mandarin path against the one before Kokoro's tuning")
-            results["latency_compare"] = _compare_turns(engine, before, args.questions, args.zh_questions,
-                                                        args.repeats)
+        from stepaudio.eval.bench import lite_kokoro
+
+        results.update(lite_kokoro.measure(engine, args, parts, voices, threads[0]))
     results["load_average_end"] = os.getloadavg()
     results["headline"] = headline(results)
     _print(results)
@@ -228,18 +210,13 @@ def _bench_asr(engine: Any, asr_model: str, threads: int) -> dict[str, Any]:
     return out
 
 
-def _zh_questions() -> list[dict[str, str]]:
-    manifest = QUESTIONS_ZH / "manifest.jsonl"
-    return [json.loads(line) for line in manifest.read_text("utf-8").splitlines()] if manifest.is_file() else []
-
-
 def _bench_questions_zh(engine: Any, asr_model: str, threads: int) -> dict[str, Any]:
     """CER with the language detected among the engine's languages, and freely (what the engine did before)."""
     from stepaudio.audio.io import load_audio
     from stepaudio.engines.lite.asr import WhisperOptions, WhisperTranscriber
     from stepaudio.engines.lite.engine import LiteConfig, _resolve
 
-    questions = _zh_questions()
+    questions = zh_questions()
     if not questions:
         return {"skipped": f"no spoken questions in {QUESTIONS_ZH}"}
     free = WhisperTranscriber(_resolve(asr_model, LiteConfig().cache_dir), WhisperOptions(threads=threads,
@@ -314,57 +291,6 @@ def _bench_tts(engine: Any, voices: list[tuple[str, str]], threads: list[int]) -
     return out
 
 
-def _spoken_questions(engine: Any, count: int, zh_count: int) -> list[tuple[str, str, Any]]:
-    """(language, question, 16 kHz audio with 0.3 s of silence either side): English spoken by Piper, Mandarin
-    from examples/questions-zh."""
-    import numpy as np
-
-    from stepaudio.audio.io import Audio, load_audio, resample
-
-    silence = np.zeros(4800, dtype=np.float32)
-    spoken: list[tuple[str, str, Audio]] = []
-    for question in QUESTIONS[:count]:
-        chunks = list(engine.synthesizer.synthesize(question, "joe"))
-        speech = resample(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate, 16000)
-        spoken.append(("en", question, Audio(np.concatenate([silence, speech, silence]), 16000)))
-    for item in _zh_questions()[:zh_count]:
-        speech = load_audio(QUESTIONS_ZH / item["audio"], sample_rate=16000).samples
-        spoken.append(("zh", item["text"], Audio(np.concatenate([silence, speech, silence]), 16000)))
-    return spoken
-
-
-def _spoken_turn(engine: Any, vad: Any, language: str, question: str, audio: Any, settings: Any) -> dict[str, Any]:
-    """One spoken turn through the turn service: what was heard and replied, and its stage timings."""
-    from stepaudio.realtime.turn import Conversation, ReplyAudio, ReplyText, TurnDone, UserHeard
-
-    conversation = Conversation(engine, settings, trimmer=vad)
-    transcript, reply, timings, lead = "", "", None, None
-    for event in conversation.turn(audio=audio):
-        if isinstance(event, UserHeard):
-            transcript = event.text
-        elif isinstance(event, ReplyText):
-            reply += event.text
-        elif isinstance(event, ReplyAudio) and lead is None and event.chunk.samples.size:
-            lead = leading_silence(event.chunk.samples, event.chunk.sample_rate)
-        elif isinstance(event, TurnDone):
-            timings = event.timings
-    assert timings is not None
-    row = {"language": language, "question": question, "heard": transcript, "reply": reply.strip(),
-           **{name: value for name, value in timings.rows()}}
-    first = row["TTS first audio"]
-    row["first audible"] = None if first is None or lead is None else float(first) + lead
-    return row
-
-
-def leading_silence(samples: Any, rate: int, audible: float = 0.01) -> float:
-    """Seconds before the first sample above `audible` (-40 dBFS): a voice that opens every sentence with
-    silence is heard that much after its first audio arrives."""
-    import numpy as np
-
-    loud = np.flatnonzero(np.abs(samples) > audible)
-    return (int(loud[0]) if loud.size else len(samples)) / rate
-
-
 def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
     import numpy as np
 
@@ -374,8 +300,8 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
     vad = SileroVad()
     vad.warmup()
     engine.warmup()
-    spoken = _spoken_questions(engine, count, zh_count)
-    rows = [_spoken_turn(engine, vad, language, question, audio, TurnSettings(options=_greedy()))
+    spoken = spoken_questions(engine, count, zh_count)
+    rows = [spoken_turn(engine, vad, language, question, audio, TurnSettings(options=greedy()))
             for language, question, audio in spoken]
     summary: dict[str, float | None] = {}
     for language in ("en", "zh"):
@@ -390,103 +316,6 @@ def _bench_latency(engine: Any, count: int, zh_count: int) -> dict[str, Any]:
             values = [float(r[stage]) for r in mine if r[stage] is not None]
             summary[f"{stage} p50{suffix}"] = statistics.median(values) if values else None
     return {"summary": summary, "rows": rows}
-
-
-def _kokoro_before(engine: Any, threads: int) -> Any:
-    """The engine with Kokoro as it ran before its tuning: published graph, silences kept, one thread (the rest
-    shared)."""
-    from dataclasses import replace
-
-    from stepaudio.engines.registry import create_engine
-
-    before = create_engine("lite", kokoro_tuning="off", tts_threads=threads, kokoro_threads=1)
-    before.warmup("synthesizer")
-    return replace(engine, synthesizer=before.synthesizer)
-
-
-def _compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
-    """CPU and wall seconds per rendered audio second of each Kokoro voice (silence kept: the work the model
-    does), prepared graph against published, the two alternating sentence by sentence; medians over `repeats`
-    passes; whether every sample came out the same."""
-    import numpy as np
-
-    from stepaudio.engines.lite import kokoro_voices, models, resolver
-    from stepaudio.engines.lite.espeak_lib import open_espeak
-    from stepaudio.engines.lite.kokoro import SAMPLE_RATE, KokoroSpeaker
-    from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
-
-    g2p = KokoroG2P(open_espeak())
-    speakers = {name: KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), g2p, prepared=name == "prepared",
-                                    trim=False) for name in ("prepared", "published")}
-    out: dict[str, Any] = {}
-    for language, voice in voices:
-        kokoro = kokoro_voices.BY_NAME.get(voice)
-        if kokoro is None:
-            continue
-        for speaker in speakers.values():  # loads the session, the voice table and the G2P
-            speaker.speak(SENTENCES[language][0], language, kokoro, kokoro.british)  # type: ignore[arg-type]
-        passes: dict[str, list[tuple[float, float]]] = {name: [] for name in speakers}
-        same = True
-        for repeat in range(repeats):
-            totals = {name: [0.0, 0.0, 0.0] for name in speakers}  # cpu, wall, audio seconds
-            for index, sentence in enumerate(SENTENCES[language]):
-                order = ("prepared", "published") if (index + repeat) % 2 == 0 else ("published", "prepared")
-                audio = {}
-                for name in order:
-                    start, cpu = time.perf_counter(), time.process_time()
-                    audio[name] = speakers[name].speak(sentence, language, kokoro,  # type: ignore[arg-type]
-                                                       kokoro.british)
-                    totals[name][0] += time.process_time() - cpu
-                    totals[name][1] += time.perf_counter() - start
-                    totals[name][2] += len(audio[name]) / SAMPLE_RATE
-                same = same and np.array_equal(audio["prepared"], audio["published"])
-            for name, (cpu, wall, seconds) in totals.items():
-                passes[name].append((cpu / seconds, wall / seconds))
-        out[f"{language}_{voice}"] = {
-            "voice": voice, "language": language, "identical_samples": same, "repeats": repeats,
-            **{name: {"cpu_rtf": statistics.median(c for c, _ in runs), "rtf": statistics.median(w for _, w in runs),
-                      "cpu_rtf_runs": [c for c, _ in runs]} for name, runs in passes.items()}}
-    return out
-
-
-def _compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats: int) -> dict[str, Any]:
-    """Spoken turns, `repeats` passes: English and Mandarin on the current path, and Mandarin as before Kokoro's
-    tuning (published graph, silences kept, one thread, first sentence not cut at a clause), the Mandarin pair
-    run back to back."""
-    from stepaudio.audio.vad import SileroVad
-    from stepaudio.realtime.turn import TurnSettings
-
-    vad = SileroVad()
-    vad.warmup()
-    spoken = _spoken_questions(engine, count, zh_count)
-    variants = {"en": [(engine, TurnSettings(options=_greedy()), "en")],
-                "zh": [(engine, TurnSettings(options=_greedy()), "zh"),
-                       (before, TurnSettings(options=_greedy(), first_clause_chars=None), "zh before")]}
-    rows = []
-    for repeat in range(repeats):
-        for index, (language, question, audio) in enumerate(spoken):
-            pair = variants[language] if (index + repeat) % 2 == 0 else variants[language][::-1]
-            for variant_engine, settings, name in pair:
-                row = _spoken_turn(variant_engine, vad, language, question, audio, settings)
-                rows.append({**row, "variant": name, "repeat": repeat})
-    summary: dict[str, float | None] = {}
-    turns: dict[str, int] = {}
-    for name in ("en", "zh", "zh before"):
-        mine = [r for r in rows if r["variant"] == name and r["TTS first audio"] is not None]
-        turns[name] = len(mine)
-        for key, column in (("first_audio_p50", "TTS first audio"), ("first_audible_p50", "first audible"),
-                            ("after_first_token_p50", "LLM first token")):
-            values = [float(r["TTS first audio"]) - float(r[column]) if column == "LLM first token" else
-                      float(r[column]) for r in mine if r[column] is not None]
-            summary[f"{key} {name}"] = statistics.median(values) if values else None
-    return {"summary": summary, "turns": turns, "rows": rows}
-
-
-def _greedy() -> Any:
-    """Greedy decoding: the same reply on every path compared."""
-    from stepaudio.engines.base import GenerationOptions
-
-    return GenerationOptions(temperature=0.0, seed=0)
 
 
 def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -523,22 +352,9 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         if value is not None:
             rows.append(headline_row("bench", f"spoken turn, {language}", "speech end -> first reply audio p50 (s)",
                                      value, unit="s", note=load))
-    for part in results.get("kokoro_graphs", {}).values():
-        for graph in ("prepared", "published"):
-            timing = part[graph]
-            rows.append(headline_row("bench", f"TTS {part['language']} {part['voice']}",
-                                     f"CPU seconds per audio second, {graph} graph", timing["cpu_rtf"], unit="",
-                                     note=f"median of {part['repeats']} passes, the graphs alternating; wall RTF "
-                                          f"{timing['rtf']:.3f}; samples identical: {part['identical_samples']}; "
-                                          f"{load}"))
-    compare = results.get("latency_compare", {})
-    for name, value in compare.get("summary", {}).items():
-        key, _, variant = name.partition(" ")
-        if value is not None and key == "first_audio_p50":
-            what = {"en": "English", "zh": "Mandarin", "zh before": "Mandarin before Kokoro's tuning"}[variant]
-            rows.append(headline_row("bench", f"spoken turn, {what}", "speech end -> first reply audio p50 (s), "
-                                     "repeated", value, unit="s", note=f"{compare['turns'][variant]} turns, the "
-                                     f"paths interleaved; {load}"))
+    from stepaudio.eval.bench import lite_kokoro
+
+    rows += lite_kokoro.headline_rows(results, load)
     engine_peak = results.get("peak_rss_mb", {}).get("spoken turns (the engine)")
     if engine_peak is not None:
         rows.append(headline_row("bench", "lite engine process", "peak RSS after the spoken turns (MB)", engine_peak,
@@ -575,17 +391,9 @@ def _lines(results: dict[str, Any]) -> list[str]:
             lines.append(f"LAT  {key:26s} {value:.2f} s" if value is not None else f"LAT  {key:26s} -")
         for row in latency["rows"]:
             lines.append(f"     {row['TTS first audio'] or 0:5.2f} s  {row['heard']!r} -> {row['reply'][:70]!r}")
-    for name, part in results.get("kokoro_graphs", {}).items():
-        new, old = part["prepared"], part["published"]
-        lines.append(f"KOK  {name:16s} CPU s per audio s {new['cpu_rtf']:.3f} prepared graph, {old['cpu_rtf']:.3f} "
-                     f"published ({1 - new['cpu_rtf'] / old['cpu_rtf']:.0%} less); wall RTF {new['rtf']:.3f} vs "
-                     f"{old['rtf']:.3f}; samples identical: {'yes' if part['identical_samples'] else 'NO'}; "
-                     f"median of {part['repeats']}")
-    compare = results.get("latency_compare")
-    if compare:
-        for key, value in compare["summary"].items():
-            turns = compare["turns"][key.partition(" ")[2]]
-            lines.append(f"CMP  {key:26s} {value:.2f} s ({turns} turns)" if value is not None else f"CMP  {key:26s} -")
+    from stepaudio.eval.bench import lite_kokoro
+
+    lines += lite_kokoro.lines(results)
     for stage, mb in results.get("peak_rss_mb", {}).items():
         lines.append(f"MEM  peak RSS {stage}: {mb:.0f} MB")
     return lines

@@ -1,0 +1,169 @@
+"""`stepaudio bench lite --compare-kokoro`: Kokoro as it ran before its tuning against the current path, in
+the same process and interleaved (the shared machine's load changes by the minute).
+
+graphs  the prepared graph (convolutions as int8 matrix products) against the published one, one onnxruntime
+        thread each: CPU and wall seconds per rendered audio second (silence kept: the work the model does),
+        medians of --repeats passes alternating sentence by sentence, and whether every sample came out the same
+turns   spoken turns: English and Mandarin on the current path, and Mandarin as before (published graph,
+        silences kept, one thread, first sentence not cut at a clause), the Mandarin pair back to back
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+from stepaudio.eval.bench.lite_turns import greedy, spoken_questions, spoken_turn
+
+
+def measure(engine: Any, args: argparse.Namespace, parts: set[str], voices: list[tuple[str, str]],
+            threads: int) -> dict[str, Any]:
+    """The comparisons for the parts run (`kokoro_graphs` with tts, `latency_compare` with latency)."""
+    out: dict[str, Any] = {}
+    before = kokoro_before(engine, threads)
+    if "tts" in parts:
+        _progress("Kokoro's prepared graph against its published one")
+        out["kokoro_graphs"] = compare_graphs(voices, args.repeats)
+    if "latency" in parts:
+        _progress("spoken turns: current Mandarin path against the one before Kokoro's tuning")
+        out["latency_compare"] = compare_turns(engine, before, args.questions, args.zh_questions, args.repeats)
+    return out
+
+
+def _progress(message: str) -> None:
+    print(f"[bench lite] {message} ...", file=sys.stderr, flush=True)
+
+
+def kokoro_before(engine: Any, threads: int) -> Any:
+    """The engine with Kokoro as it ran before its tuning: published graph, silences kept, one thread (the rest
+    shared)."""
+    from dataclasses import replace
+
+    from stepaudio.engines.registry import create_engine
+
+    before = create_engine("lite", kokoro_tuning="off", tts_threads=threads, kokoro_threads=1)
+    before.warmup("synthesizer")
+    return replace(engine, synthesizer=before.synthesizer)
+
+
+def compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
+    """CPU and wall seconds per rendered audio second of each Kokoro voice (silence kept: the work the model
+    does), prepared graph against published, the two alternating sentence by sentence; medians over `repeats`
+    passes; whether every sample came out the same."""
+    import numpy as np
+
+    from stepaudio.engines.lite import kokoro_voices, models, resolver
+    from stepaudio.engines.lite.espeak_lib import open_espeak
+    from stepaudio.engines.lite.kokoro import SAMPLE_RATE, KokoroSpeaker
+    from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
+    from stepaudio.eval.bench.lite import SENTENCES
+
+    g2p = KokoroG2P(open_espeak())
+    speakers = {name: KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), g2p, prepared=name == "prepared",
+                                    trim=False) for name in ("prepared", "published")}
+    out: dict[str, Any] = {}
+    for language, voice in voices:
+        kokoro = kokoro_voices.BY_NAME.get(voice)
+        if kokoro is None:
+            continue
+        for speaker in speakers.values():  # loads the session, the voice table and the G2P
+            speaker.speak(SENTENCES[language][0], language, kokoro, kokoro.british)  # type: ignore[arg-type]
+        passes: dict[str, list[tuple[float, float]]] = {name: [] for name in speakers}
+        same = True
+        for repeat in range(repeats):
+            totals = {name: [0.0, 0.0, 0.0] for name in speakers}  # cpu, wall, audio seconds
+            for index, sentence in enumerate(SENTENCES[language]):
+                order = ("prepared", "published") if (index + repeat) % 2 == 0 else ("published", "prepared")
+                audio = {}
+                for name in order:
+                    start, cpu = time.perf_counter(), time.process_time()
+                    audio[name] = speakers[name].speak(sentence, language, kokoro,  # type: ignore[arg-type]
+                                                       kokoro.british)
+                    totals[name][0] += time.process_time() - cpu
+                    totals[name][1] += time.perf_counter() - start
+                    totals[name][2] += len(audio[name]) / SAMPLE_RATE
+                same = same and np.array_equal(audio["prepared"], audio["published"])
+            for name, (cpu, wall, seconds) in totals.items():
+                passes[name].append((cpu / seconds, wall / seconds))
+        out[f"{language}_{voice}"] = {
+            "voice": voice, "language": language, "identical_samples": same, "repeats": repeats,
+            **{name: {"cpu_rtf": statistics.median(c for c, _ in runs), "rtf": statistics.median(w for _, w in runs),
+                      "cpu_rtf_runs": [c for c, _ in runs]} for name, runs in passes.items()}}
+    return out
+
+
+def compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats: int) -> dict[str, Any]:
+    """Spoken turns, `repeats` passes: English and Mandarin on the current path, and Mandarin as before Kokoro's
+    tuning (published graph, silences kept, one thread, first sentence not cut at a clause), the Mandarin pair
+    run back to back."""
+    from stepaudio.audio.vad import SileroVad
+    from stepaudio.realtime.turn import TurnSettings
+
+    vad = SileroVad()
+    vad.warmup()
+    spoken = spoken_questions(engine, count, zh_count)
+    variants = {"en": [(engine, TurnSettings(options=greedy()), "en")],
+                "zh": [(engine, TurnSettings(options=greedy()), "zh"),
+                       (before, TurnSettings(options=greedy(), first_clause_chars=None), "zh before")]}
+    rows = []
+    for repeat in range(repeats):
+        for index, (language, question, audio) in enumerate(spoken):
+            pair = variants[language] if (index + repeat) % 2 == 0 else variants[language][::-1]
+            for variant_engine, settings, name in pair:
+                row = spoken_turn(variant_engine, vad, language, question, audio, settings)
+                rows.append({**row, "variant": name, "repeat": repeat})
+    summary: dict[str, float | None] = {}
+    turns: dict[str, int] = {}
+    for name in ("en", "zh", "zh before"):
+        mine = [r for r in rows if r["variant"] == name and r["TTS first audio"] is not None]
+        turns[name] = len(mine)
+        for key, column in (("first_audio_p50", "TTS first audio"), ("first_audible_p50", "first audible"),
+                            ("after_first_token_p50", "LLM first token")):
+            values = [float(r["TTS first audio"]) - float(r[column]) if column == "LLM first token" else
+                      float(r[column]) for r in mine if r[column] is not None]
+            summary[f"{key} {name}"] = statistics.median(values) if values else None
+    return {"summary": summary, "turns": turns, "rows": rows}
+
+
+def headline_rows(results: dict[str, Any], load: str) -> list[dict[str, Any]]:
+    """docs/eval index rows of the comparisons; `load` says how busy the machine was."""
+    from stepaudio.eval.report import headline_row
+
+    rows = []
+    for part in results.get("kokoro_graphs", {}).values():
+        for graph in ("prepared", "published"):
+            timing = part[graph]
+            rows.append(headline_row("bench", f"TTS {part['language']} {part['voice']}",
+                                     f"CPU seconds per audio second, {graph} graph", timing["cpu_rtf"], unit="",
+                                     note=f"median of {part['repeats']} passes, the graphs alternating; wall RTF "
+                                          f"{timing['rtf']:.3f}; samples identical: {part['identical_samples']}; "
+                                          f"{load}"))
+    compare = results.get("latency_compare", {})
+    for name, value in compare.get("summary", {}).items():
+        key, _, variant = name.partition(" ")
+        if value is not None and key == "first_audio_p50":
+            what = {"en": "English", "zh": "Mandarin", "zh before": "Mandarin before Kokoro's tuning"}[variant]
+            rows.append(headline_row("bench", f"spoken turn, {what}", "speech end -> first reply audio p50 (s), "
+                                     "repeated", value, unit="s", note=f"{compare['turns'][variant]} turns, the "
+                                     f"paths interleaved; {load}"))
+    return rows
+
+
+def lines(results: dict[str, Any]) -> list[str]:
+    """The printed lines of the comparisons (KOK: graphs, CMP: spoken turns)."""
+    lines = []
+    for name, part in results.get("kokoro_graphs", {}).items():
+        new, old = part["prepared"], part["published"]
+        lines.append(f"KOK  {name:16s} CPU s per audio s {new['cpu_rtf']:.3f} prepared graph, {old['cpu_rtf']:.3f} "
+                     f"published ({1 - new['cpu_rtf'] / old['cpu_rtf']:.0%} less); wall RTF {new['rtf']:.3f} vs "
+                     f"{old['rtf']:.3f}; samples identical: {'yes' if part['identical_samples'] else 'NO'}; "
+                     f"median of {part['repeats']}")
+    compare = results.get("latency_compare")
+    if compare:
+        for key, value in compare["summary"].items():
+            turns = compare["turns"][key.partition(" ")[2]]
+            lines.append(f"CMP  {key:26s} {value:.2f} s ({turns} turns)" if value is not None else f"CMP  {key:26s} -")
+    return lines
