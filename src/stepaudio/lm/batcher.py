@@ -91,6 +91,8 @@ class DecodeBatch:
         self.rows: list[_Request | None] = [None] * rows
         self.cache: StaticKVCache | None = None
         self.compactions = 0
+        self.steps = 0  # decode forwards
+        self.row_steps = 0  # rows decoded over them (row_steps / steps: the mean batch)
 
     @property
     def active(self) -> list[_Request]:
@@ -180,6 +182,8 @@ class DecodeBatch:
         model = self.model
         hidden = model.hidden(model.embed(ids.to(device)), positions.to(device), cache, valid.to(device))
         logits = model.logits(hidden[:, -1])
+        self.steps += 1
+        self.row_steps += len(going)
         for req in going:
             req.logits = logits[req.row : req.row + 1]
             req.count += 1

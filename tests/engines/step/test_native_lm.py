@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stepaudio.engines.base import CancelToken
-from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, NativeLM
+from stepaudio.engines.step.native_lm import DEFAULT_CPU_LM_BATCH, DEFAULT_PREFIX_CACHE_MB, NativeLM, default_lm_batch
 from stepaudio.errors import OptionError
 from stepaudio.lm import GREEDY, TTS_SAMPLING, GenerationConfig
 from stepaudio.testing.tiny_lm import write_tiny_step1
@@ -141,3 +141,45 @@ def test_cuda_graph_decode_gives_the_eager_tokens(model_dir: Path) -> None:
     assert ids_of(graphs, prompt, long_greedy) == ids_of(eager, prompt, long_greedy)
     sampled = GenerationConfig(max_new_tokens=16, sampling=TTS_SAMPLING, stop_ids=STEP1.stop_ids, seed=5)
     assert ids_of(graphs, prompt, sampled) == ids_of(eager, prompt, sampled)
+
+
+def test_concurrent_requests_share_decode_steps_and_get_their_own_tokens(model_dir: Path) -> None:
+    """lm_batch rows: requests streamed from several threads at once get the tokens each gets alone (greedy and
+    seeded sampling), and cancelling one lets the others go on."""
+    import threading
+
+    batched, alone = NativeLM.load(model_dir, lm_batch=3), NativeLM.load(model_dir, lm_batch=1)
+    assert batched.batcher is not None and alone.batcher is None
+    assert NativeLM.load(model_dir).lm_batch == DEFAULT_CPU_LM_BATCH == default_lm_batch("cpu")
+    assert default_lm_batch("cuda") == 1  # CUDA graphs for one request beat the eager batch there (for now)
+    prompts = [build_tts_prompt(batched.tokenizer, text=text, prompt_text=VOICE_TEXT, prompt_audio_ids=VOICE_AUDIO,
+                                speaker="Tingting") for text in ("今天天气真好。", "Hello there.")]
+    prompts += [batched.tokenizer.encode("<|BOT|>human\n你好<|EOT|><|BOT|>assistant\n")] * 2
+    configs = [GenerationConfig(max_new_tokens=n, sampling=s, stop_ids=STEP1.stop_ids, seed=seed)
+               for n, s, seed in ((12, GREEDY, None), (16, TTS_SAMPLING, 3), (9, TTS_SAMPLING, 4), (30, GREEDY, None))]
+    expected = [ids_of(alone, p, c) for p, c in zip(prompts, configs, strict=True)]
+    got: list[list[int | None]] = [[] for _ in prompts]
+    cancel = CancelToken()
+
+    def run(index: int) -> None:
+        for token in batched.stream(prompts[index], configs[index], cancel if index == 3 else None):
+            got[index].append(token.id)
+            if index == 3 and len(got[index]) == 4:
+                cancel.cancel()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert got[:3] == expected[:3] and got[3] == expected[3][:4]
+    with pytest.raises(OptionError, match="lm_batch"):
+        NativeLM.load(model_dir, lm_batch=0)
+
+
+def test_lm_batch_engine_option() -> None:
+    from stepaudio.engines.step.engine import StepOptions
+
+    assert StepOptions.from_options({"lm_batch": "2"}).lm_batch == 2 and StepOptions().lm_batch is None
+    with pytest.raises(OptionError, match="lm_batch must be at least 1"):
+        StepOptions.from_options({"lm_batch": 0})

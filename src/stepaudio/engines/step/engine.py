@@ -39,7 +39,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS, "flow_dtype": ("auto", *FLOW_DTYPES),
     "tokenizer_weights": WEIGHT_MODES,
 }
-INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1, "prefix_cache_mb": 0}
+INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1, "prefix_cache_mb": 0,
+                                   "lm_batch": 1}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -68,6 +69,8 @@ class StepOptions:
     chat_max_tokens: int = 2048
     # MiB of prompt-prefix K/V kept per in-process LM (voice prompts, chat history); 0 turns reuse off
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
+    # requests an in-process LM decodes together (1: each alone); None: native_lm.default_lm_batch of the device
+    lm_batch: int | None = None
 
     def __post_init__(self) -> None:
         """Bad values fail here, naming the allowed ones, not as a traceback at the first use."""
@@ -236,7 +239,7 @@ def _backend(paths: StepModelPaths, opts: StepOptions, chat: bool) -> LMBackend:
     folder = paths.require(part)
     with _release(part, folder):
         return NativeLM.load(folder, device=opts.device, dtype=opts.dtype, quant=opts.quant,
-                             prefix_cache_mb=opts.prefix_cache_mb)
+                             prefix_cache_mb=opts.prefix_cache_mb, lm_batch=opts.lm_batch)
 
 
 def _token_counter(tokenizer: StepTokenizer | None) -> Callable[[str], int] | None:

@@ -7,12 +7,19 @@ prefills only what is new; it is on by default (`DEFAULT_PREFIX_CACHE_MB` per mo
 On CUDA a decode step of a 3B model is ~1,000 small kernels, so launching them costs more than the weights'
 reads: each request's decode steps replay one captured CUDA graph instead (`cuda_graphs`, on by default;
 measured on an H200, TTS-3B bf16: 62 tok/s eager, 216 tok/s replayed).
+
+Concurrent requests (several sessions' TTS sentences, a chat turn beside them) share decode steps when
+`lm_batch` > 1: one `lm.batcher.Batcher` loop decodes up to that many requests per forward, each joining
+between steps and getting the tokens it would get alone. On CPU a decode step is bound by reading the weights,
+so that is the default there (`DEFAULT_CPU_LM_BATCH`); on CUDA the batched loop runs eagerly (no graphs yet),
+so one request alone with graphs stays the default. Requests longer than the batch's per-request bound run alone.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +29,7 @@ from stepaudio.engines.lm_backend import GeneratedToken
 from stepaudio.errors import OptionError
 from stepaudio.lm import GenerationConfig, TokenStream
 from stepaudio.lm.accel import StaticDecoder
+from stepaudio.lm.batcher import BatchConfig, BatchedStream, Batcher
 from stepaudio.lm.prefix_cache import PrefixCache, prefix_cache_of_size
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.lm.step1 import Step1ForCausalLM, load_step1
@@ -31,6 +39,13 @@ from stepaudio.text.tokenizer import StepTokenizer
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Per model: TTS-3B keeps 32 KiB of bf16 K/V a token, so ~16k tokens (30+ voices with their sentences).
 DEFAULT_PREFIX_CACHE_MB = 512
+# Rows decoded together on CPU (see `stepaudio bench lm-batch`: 4 rows cost about one row's step there).
+DEFAULT_CPU_LM_BATCH = 4
+
+
+def default_lm_batch(device: str | torch.device) -> int:
+    """Rows per decode step where the option is not given: batched on CPU, alone with CUDA graphs on CUDA."""
+    return DEFAULT_CPU_LM_BATCH if torch.device(device).type == "cpu" else 1
 
 
 @dataclass
@@ -39,6 +54,15 @@ class NativeLM:
     tokenizer: StepTokenizer
     prefix_cache: PrefixCache | None = None
     cuda_graphs: bool = True
+    lm_batch: int = 1  # requests decoded together (1: each alone, in its own cache)
+    batcher: Batcher | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.lm_batch < 1:
+            raise OptionError(f"lm_batch is the number of requests decoded together (1: each alone), "
+                              f"not {self.lm_batch}")
+        if self.lm_batch > 1:
+            self.batcher = Batcher(self.model, BatchConfig(rows=self.lm_batch), prefix_cache=self.prefix_cache)
 
     @classmethod
     def load(
@@ -50,6 +74,7 @@ class NativeLM:
         quant: str | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
         cuda_graphs: bool = True,
+        lm_batch: int | None = None,
     ) -> NativeLM:
         """Load a model folder (config.json, safetensors, tokenizer.model).
 
@@ -57,7 +82,8 @@ class NativeLM:
         CPU), `int8-weight-only`, `int4` (4-bit groups, CPU and CUDA), `fp16-weights`, `bf16-packed`, `none`, or
         `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
         `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
-        decode steps as CUDA graphs (ignored off CUDA).
+        decode steps as CUDA graphs (ignored off CUDA, and by batched decoding). `lm_batch`: requests
+        decoded together (1: each alone; None: `default_lm_batch` of the device).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
@@ -68,7 +94,7 @@ class NativeLM:
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
         return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb),
-                   cuda_graphs=cuda_graphs)
+                   cuda_graphs=cuda_graphs, lm_batch=default_lm_batch(device) if lm_batch is None else lm_batch)
 
     def stream(
         self,
@@ -77,13 +103,20 @@ class NativeLM:
         cancel: CancelToken | None = None,
     ) -> Iterator[GeneratedToken]:
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
-        graphs = self.cuda_graphs and self.model.device.type == "cuda"
-        tokens = TokenStream(self.model, [ids], config, cancel_event=cancel.event if cancel else None,
-                             prefix_cache=self.prefix_cache,
-                             decode_fn=StaticDecoder.factory(self.model, use_graph=True) if graphs else None)
+        event = cancel.event if cancel else None
+        tokens: TokenStream | BatchedStream
+        if self.batcher is not None and self.batcher.fits(len(ids), config):
+            tokens = self.batcher.stream(ids, config, cancel_event=event)
+        else:
+            tokens = self._alone(ids, config, event)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         for step in tokens:
             token = step.tokens[0]
             if token < 0 or token in config.stop_ids:
                 return
             yield GeneratedToken(text=detokenizer.push(token), id=token)
+
+    def _alone(self, ids: list[int], config: GenerationConfig, event: threading.Event | None) -> TokenStream:
+        graphs = self.cuda_graphs and self.model.device.type == "cuda"
+        return TokenStream(self.model, [ids], config, cancel_event=event, prefix_cache=self.prefix_cache,
+                           decode_fn=StaticDecoder.factory(self.model, use_graph=True) if graphs else None)
