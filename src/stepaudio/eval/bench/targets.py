@@ -10,6 +10,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "realtime": ("stepaudio.eval.bench.realtime",
                  "speculative responses: commit rate, latency saved (simulated, or --engine lite)"),
     "lm": ("stepaudio.eval.bench.lm", "Step1 LM prefill/decode speed and memory vs the bandwidth bound"),
+    "lm-batch": ("stepaudio.eval.bench.lm_batch",
+                 "N concurrent Step1 requests: decoded together (lm_batch rows) vs each alone, tok/s, first token"),
     "decoder": ("stepaudio.eval.bench.decoder", "flow + HiFT RTF and streaming first-chunk latency"),
     "decoder-stream": ("stepaudio.eval.bench.decoder_stream",
                        "streaming token2wav: first-chunk latency and RTF vs offline"),
