@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from stepaudio.eval.bench import lite, lite_kokoro
 
 
@@ -32,3 +34,27 @@ def test_the_comparison_lines_reach_the_bench_table() -> None:
     assert "CMP  first_audio_p50 zh" in printed and "3.90 s (6 turns)" in printed
     assert "first_audio_p50 zh before  -" in printed
     assert [r["metric"] for r in lite.headline(results)] == ["speech end -> first reply audio p50 (s), repeated"]
+
+
+def _event(cat: str, name: str, ts: int, dur: int, op: str | None = None) -> dict[str, object]:
+    return {"cat": cat, "name": name, "ts": ts, "dur": dur, **({"args": {"op_name": op}} if op else {})}
+
+
+def test_the_profile_sums_kernel_time_per_op_type_after_the_warm_up() -> None:
+    events = [_event("Session", "model_run", 0, 100), _event("Node", "conv_kernel_time", 10, 90, "MatMulInteger"),
+              _event("Session", "model_run", 200, 100),
+              _event("Node", "a_kernel_time", 210, 30_000, "MatMulInteger"),
+              _event("Node", "a_fence_before", 210, 5, "MatMulInteger"),
+              _event("Node", "b_kernel_time", 240, 60_000, "Sin"),
+              _event("Node", "c_kernel_time", 290, 20_000, "MatMulInteger")]
+    assert lite_kokoro.op_seconds(events, skip_runs=1) == {"Sin": 0.06, "MatMulInteger": 0.05}
+    assert list(lite_kokoro.op_seconds(events, skip_runs=1)) == ["Sin", "MatMulInteger"]
+    assert lite_kokoro.op_seconds(events)["MatMulInteger"] == pytest.approx(0.00009 + 0.05)
+
+
+def test_the_profile_line_gives_each_op_types_share() -> None:
+    results = {"kokoro_profile": {"zh_zh-yunjian": {"language": "zh", "voice": "zh-yunjian", "audio_seconds": 2.0,
+                                                    "cpu_seconds": 1.3, "ops": {"MatMulInteger": 0.6, "Sin": 0.4}}}}
+    (line,) = lite_kokoro.lines(results)
+    assert "0.500 s of kernel wall time per audio s" in line and "process CPU 0.650" in line
+    assert "MatMulInteger 60.0%, Sin 40.0%" in line

@@ -91,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare-kokoro", action="store_true", help="also run Kokoro as before its tuning "
                         "(published graph, first Mandarin sentence uncut) interleaved with the current path")
+    parser.add_argument("--profile-kokoro", action="store_true", help="also profile Kokoro's prepared graph per "
+                        "ONNX op type (one thread, onnxruntime's profiler) for each Kokoro voice of --voices")
     parser.add_argument("--repeats", type=int, default=3, help="passes of the --compare-kokoro timings (medians)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON (with the "
                         "headline rows `stepaudio.eval.report summarize` collects)")
@@ -157,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
         from stepaudio.eval.bench import lite_kokoro
 
         results.update(lite_kokoro.measure(engine, args, parts, voices, threads[0]))
+    if args.profile_kokoro:
+        from stepaudio.eval.bench import lite_kokoro
+
+        _progress("Kokoro's prepared graph per op type")
+        results["kokoro_profile"] = lite_kokoro.profile(voices)
     results["load_average_end"] = os.getloadavg()
     results["headline"] = headline(results)
     _print(results)

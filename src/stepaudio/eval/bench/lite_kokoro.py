@@ -6,13 +6,20 @@ graphs  the prepared graph (convolutions as int8 matrix products) against the pu
         medians of --repeats passes alternating sentence by sentence, and whether every sample came out the same
 turns   spoken turns: English and Mandarin on the current path, and Mandarin as before (published graph,
         silences kept, one thread, first sentence not cut at a clause), the Mandarin pair back to back
+With --profile-kokoro (no comparison needed): where the prepared graph's time goes, per ONNX op type, from
+onnxruntime's profiler on one thread (the int8 matrix products of the audio-rate generator's convolutions, its
+Snake activations' Sin/Mul/Add, the im2col copies...), to say what is left to cut.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -31,6 +38,69 @@ def measure(engine: Any, args: argparse.Namespace, parts: set[str], voices: list
         _progress("spoken turns: current Mandarin path against the one before Kokoro's tuning")
         out["latency_compare"] = compare_turns(engine, before, args.questions, args.zh_questions, args.repeats)
     return out
+
+
+def profile(voices: list[tuple[str, str]], sentences: int = 4) -> dict[str, Any]:
+    """Per voice: seconds per op type over the first `sentences` bench sentences on the prepared graph, one
+    thread (after a warm-up run), with the rendered audio seconds (silence kept)."""
+    import numpy as np
+    import onnxruntime
+
+    from stepaudio.engines.lite import kokoro_graph, kokoro_voices, models, resolver
+    from stepaudio.engines.lite.espeak_lib import open_espeak
+    from stepaudio.engines.lite.kokoro import MAX_PHONEMES, SAMPLE_RATE, KokoroSpeaker
+    from stepaudio.engines.lite.kokoro_g2p import KokoroG2P
+    from stepaudio.eval.bench.lite import SENTENCES
+
+    model_dir = resolver.resolve(models.KOKORO_V1)
+    speaker = KokoroSpeaker(lambda: model_dir, KokoroG2P(open_espeak()))
+    vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    path = kokoro_graph.prepare(model_dir / "kokoro-v1.0.int8.onnx", resolver.default_cache_dir())
+    out: dict[str, Any] = {}
+    for language, voice in voices:
+        kokoro = kokoro_voices.BY_NAME.get(voice)
+        if kokoro is None:
+            continue
+        table = speaker.table(kokoro)
+        feeds = []
+        for sentence in SENTENCES[language][:sentences]:
+            phonemes = speaker.phonemes(sentence, language, kokoro.british)  # type: ignore[arg-type]
+            ids = [vocab[ch] for ch in phonemes][: MAX_PHONEMES]
+            feeds.append({"tokens": np.array([[0, *ids, 0]], dtype=np.int64), "style": table[len(ids) - 1: len(ids)],
+                          "speed": np.ones(1, dtype=np.float32)})
+        with tempfile.TemporaryDirectory() as folder:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(folder, "kokoro")
+            session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                   providers=["CPUExecutionProvider"])
+            session.run(None, feeds[0])  # packs the weights: not counted
+            start = time.process_time()
+            audio = sum(session.run(None, feed)[0].size for feed in feeds) / SAMPLE_RATE
+            cpu = time.process_time() - start
+            with open(session.end_profiling(), encoding="utf-8") as handle:
+                events = json.load(handle)
+        ops = op_seconds(events, skip_runs=1)
+        out[f"{language}_{voice}"] = {"language": language, "voice": voice, "audio_seconds": audio,
+                                      "cpu_seconds": cpu, "ops": ops}
+    return out
+
+
+def op_seconds(events: list[dict[str, Any]], skip_runs: int = 0) -> dict[str, float]:
+    """Seconds per op type from an onnxruntime profile (node kernel times), largest first; the first
+    `skip_runs` model runs (warm-ups) left out."""
+    ends = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    cutoff = ends[skip_runs - 1] if 0 < skip_runs <= len(ends) else None
+    totals: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        if cutoff is not None and event["ts"] < cutoff:
+            continue
+        totals[event["args"]["op_name"]] += event["dur"] / 1e6
+    return dict(totals.most_common())
 
 
 def _progress(message: str) -> None:
@@ -153,8 +223,13 @@ def headline_rows(results: dict[str, Any], load: str) -> list[dict[str, Any]]:
 
 
 def lines(results: dict[str, Any]) -> list[str]:
-    """The printed lines of the comparisons (KOK: graphs, CMP: spoken turns)."""
+    """The printed lines of the comparisons (KOK: graphs, CMP: spoken turns, PRF: the profile)."""
     lines = []
+    for name, part in results.get("kokoro_profile", {}).items():
+        total = sum(part["ops"].values())
+        top = ", ".join(f"{op} {100 * seconds / total:.1f}%" for op, seconds in list(part["ops"].items())[:8])
+        lines.append(f"PRF  {name:16s} {total / part['audio_seconds']:.3f} s of kernel wall time per audio s "
+                     f"(1 thread, profiled; process CPU {part['cpu_seconds'] / part['audio_seconds']:.3f}): {top}")
     for name, part in results.get("kokoro_graphs", {}).items():
         new, old = part["prepared"], part["published"]
         lines.append(f"KOK  {name:16s} CPU s per audio s {new['cpu_rtf']:.3f} prepared graph, {old['cpu_rtf']:.3f} "
