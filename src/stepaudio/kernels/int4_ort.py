@@ -169,4 +169,20 @@ def _session(b: np.ndarray, scales: torch.Tensor, zeros: np.ndarray | None, grou
     # CPU provider never needs it
     if getattr(session, "_model_bytes", None) is not None:
         session._model_bytes = None
+    _trim = _malloc_trim()
+    if _trim is not None:
+        _trim(0)
     return session
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None. Building a session copies the weights three times (proto, serialized
+    model, ORT's tensors) in blocks glibc keeps after they are freed; without a trim a model's sessions leave
+    ~2x their size resident (measured: TTS-3B at 8 layers, 2.95 GB resident against 1.64 GB trimmed)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None

@@ -262,10 +262,11 @@ def _packed_linear(
         raise CheckpointError(f"{name}: the CPU int4 kernel cannot take this layer ({exc}); serve this folder "
                               "with vLLM or re-quantize with a group size the kernel takes") from exc
     if zeros is None:  # symmetric: the stored value is q + 8, q in -8..7
-        layer = Int4Linear.from_groups((values - offset).to(torch.int8), scale, None, group_size)
+        layer = Int4Linear.from_groups((values - offset).to(device, torch.int8), scale.to(device), None, group_size)
     else:  # asymmetric: stored q + 8 and zero + 8, so their difference is q - zero; both lie in 0..15
-        layer = Int4Linear.from_groups(values.to(torch.int8), scale, zeros.to(torch.int8), group_size)
-    return layer.to(device), keys
+        layer = Int4Linear.from_groups(values.to(device, torch.int8), scale.to(device),
+                                       zeros.to(device, torch.int8), group_size)
+    return layer, keys  # built on the device: a CPU int4 layer may hold its weights in onnxruntime only
 
 
 def _check_g_idx(g_idx: torch.Tensor, name: str, w: QuantArgs, in_features: int) -> None:

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when OpenMP loads with torch
     import torch
 
+    from stepaudio.kernels.int4 import Int4Linear
     from stepaudio.lm.step1.config import Step1Config
 
     torch.set_num_threads(args.threads)
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "shape": args.shape, "layers": cfg.num_hidden_layers, "dtype": args.dtype, "quant": args.quant,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "device": str(device), "threads": args.threads, "fused": args.fuse, "decode_weight_bytes": weight_bytes,
+        "int4_backends": sorted({m.backend for m in model.modules() if isinstance(m, Int4Linear)}),
     }
     timings = measure(model, args, device)
     results |= timings
@@ -261,6 +263,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("shape", f"{r['shape']} ({r['layers']} layers), {r['dtype']}, quant={r['quant']}, "
                   f"fused={r['fused']}, {r['device']}, {r['threads']} threads, OMP wait {r['omp_wait_policy']}"),
         ("decode weight bytes", f"{r['decode_weight_bytes'] / gb:.2f} GB"),
+        *([("int4 backend", ", ".join(r["int4_backends"]))] if r.get("int4_backends") else []),
         ("copy bandwidth", f"{r['copy_bandwidth_bytes_per_s'] / gb:.1f} GB/s (read + write)"),
         (f"prefill {r['prefill_tokens']}", f"{r['prefill_tok_s']:.1f} tok/s ({r['prefill_s']:.2f} s, median)"),
         ("prefill best", f"{r['prefill_best_tok_s']:.1f} tok/s"),
