@@ -14,9 +14,15 @@ KV caches in two llama.cpp slots, so each step evaluates only what is new.
 Concurrent conversations decode together: up to `parallel` requests run at once (two slots each, for the
 decision's and the conversation's caches), and llama.cpp's continuous batching evaluates their next tokens
 in one batch, so a session's first words do not wait for another's whole reply. A reply must not depend on
-who else is talking, so the weights are not repacked (the repacked AVX2 kernels sum a batch of rows in
-another order than one row, and a reply's logits changed by up to 0.1 with three others decoding beside it)
-and flash attention is on (without it, how much of a prompt came from the cache changed the logits).
+who else is talking, nor on which slot it lands and how much of its prompt that slot had cached. llama.cpp
+computes a token's row differently depending on how many tokens share its evaluation pass, so three settings
+hold every pass to the kernels a single token uses: the weights are not repacked (the repacked AVX2 kernels sum
+a batch of rows in another order than one row), flash attention is on (without it, a pass of 2 tokens differs
+from one of 1), and a pass holds at most 7 tokens: from 8 on, the Q5_0/Q8_0 weights of the default Qwen model
+and flash attention take their batched paths, so a prompt's logits depended on where the cached prefix ended
+(up to 2.7 in a logprob) and on the other sessions' tokens in the same pass (5 of 6 greedy replies changed with
+6 at once). A prompt's new part is therefore evaluated 7 tokens at a time: a spoken turn's 10-20 new tokens
+start as fast as before, a 480-token prompt takes about 1.7x as long; the cached history is reused as before.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ VOICE_SYSTEM_PROMPT = (
 _DONE = object()
 _SLOTS_PER_REQUEST = 2  # the conversation's cache and the tool decision's
 _FLASH_ATTENTION_ON = 1  # llama.cpp's LLAMA_FLASH_ATTN_TYPE_ENABLED
+_TOKENS_PER_PASS = 7  # the most that still run a single token's kernels (module docstring)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class LlamaChat:
         params.kv_unified = False
         params.no_extra_bufts = True  # batch-invariant: see the module docstring
         params.flash_attn_type = _FLASH_ATTENTION_ON
+        params.n_ubatch = _TOKENS_PER_PASS  # a prompt still goes in as one request, split into passes
         params.verbosity = -1
         params.endpoint_metrics = False
         self._server = xllamacpp.Server(params)
@@ -111,9 +119,7 @@ class LlamaChat:
         return "".join(delta.text for delta in self.respond(messages, options=options))
 
     def warmup(self) -> None:
-        """Evaluate the system prompt in every slot at once, so the first answer starts sooner, and every
-        slot holds the same prefix: how much of a prompt comes from the cache changes its logits, so a new
-        conversation must find the same cached prefix in whichever slot it lands."""
+        """Evaluate the system prompt in every slot at once, so the first answer in any slot starts sooner."""
         request = self._request([ChatMessage("user", "Hi")], GenerationOptions(max_new_tokens=1))
         request["stream"] = False
         failures: list[BaseException] = []
