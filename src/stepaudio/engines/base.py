@@ -86,9 +86,11 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, found in a cache rather than read again (OpenAI's prompt_tokens_details)
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,11 @@ class TurnStream(Protocol):
 
 
 class TranscriptStream(TurnStream, Protocol):
+    @property
+    def final_text(self) -> str:
+        """The words settled so far (later audio will not change them)."""
+        ...
+
     def transcript(self, samples: int | None = None) -> Transcript:
         """The words of the first `samples` samples pushed (all when None): at the end of speech only what the
         updates have not settled is left to decode."""
@@ -225,6 +232,14 @@ class ListeningChat(Protocol):
     tokenizer); `listen` may return None."""
 
     def listen(self, sample_rate: int) -> HeardStream | None: ...
+
+
+@runtime_checkable
+class PreparingChat(Protocol):
+    """A chat model that can read a conversation's prompt ahead of the reply: while the user still speaks, the
+    words settled so far are read, and the reply then reads only what is new. Best effort: it may be skipped."""
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> None: ...
 
 
 @runtime_checkable

@@ -38,6 +38,7 @@ class Listening:
     transcript: TranscriptStream | None = None
     heard: HeardStream | None = None
     updates: int = 0  # updates that did work while the turn was spoken
+    read_ahead: str = ""  # the settled words the chat model last read ahead of the reply
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

@@ -38,6 +38,7 @@ from stepaudio.engines.base import (
     ChatMessage,
     Engine,
     GenerationOptions,
+    PreparingChat,
     SpeechInstructions,
     ToolSpec,
     Voice,
@@ -49,7 +50,7 @@ from stepaudio.realtime.context import ContextStats, ConversationContext, TokenC
 from stepaudio.realtime.controller import Controller, ControllerConfig, Phase
 from stepaudio.realtime.listening import Listening, LiveClips, LiveTranscriber
 from stepaudio.realtime.speculative import SpeculationMetrics
-from stepaudio.realtime.turn import Transcripts
+from stepaudio.realtime.turn import Transcripts, reply_prompt
 from stepaudio.realtime.turns import TurnDetectionConfig
 from stepaudio.realtime.worker import SpeechSettings, run_generation, run_transcription
 
@@ -445,9 +446,30 @@ class RealtimeSession:
                     if self._listening is listening:
                         self._listening = None
                     self._emit(ev.ErrorOutput("server_error", f"listening failed: {type(exc).__name__}: {exc}"))
+            if listening is not None and not self._closed.is_set() and not self._pausing():
+                self._read_ahead(listening)
             with self._heard:
                 self._caught_up = pushes
                 self._heard.notify_all()
+
+    def _read_ahead(self, listening: Listening) -> None:
+        """Let a chat model that cannot hear read the conversation and the turn's settled words while the turn
+        is still spoken (listener thread), so its reply reads only the rest."""
+        chat = self.engine.chat
+        if listening.transcript is None or not isinstance(chat, PreparingChat) or self.engine.abilities.hears_audio:
+            return
+        words = listening.transcript.final_text
+        if not words or words == listening.read_ahead:
+            return
+        listening.read_ahead = words
+        with self._lock:
+            prompt = reply_prompt(self.context.messages(), words)
+        if prompt is not None:
+            try:
+                chat.prepare(prompt)
+            except Exception as exc:  # the reply reads the whole prompt itself
+                with self._lock:
+                    self._emit(ev.ErrorOutput("server_error", f"reading ahead failed: {type(exc).__name__}: {exc}"))
 
     def _pausing(self) -> bool:
         """The speaker has paused: a hypothesis started now would still be decoding when a tentative end asks for

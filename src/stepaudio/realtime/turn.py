@@ -252,6 +252,14 @@ def _has_words(message: ChatMessage, hears: bool) -> bool:
     return hears and message.audio is not None and message.audio.samples.size > 0
 
 
+def reply_prompt(history: Sequence[ChatMessage], words: str) -> list[ChatMessage] | None:
+    """What a chat model that cannot hear reads to answer `words` spoken after `history`, for reading it ahead
+    (`PreparingChat.prepare`) while the turn is still spoken; None if an earlier spoken turn has no words yet."""
+    if any(m.audio is not None and m.transcript is None for m in history):
+        return None
+    return [*(_as_text(m) for m in history), ChatMessage("user", words)]
+
+
 def _as_text(message: ChatMessage) -> ChatMessage:
     if message.audio is None:
         return message

@@ -326,3 +326,32 @@ def test_a_conversation_calls_the_tool_each_question_needs(default_engine: Engin
     assert _arithmetic(ast.parse(ran[1][1]["expression"], mode="eval").body) == 391
     assert "17" in replies[0] and "391" in replies[1], replies
     assert all("{" not in reply for reply in replies) and replies[2]
+
+
+def test_a_reply_read_ahead_reads_only_the_rest_and_says_the_same(lite_engine: Engine) -> None:
+    """`prepare` with the words settled while the user speaks leaves the reply only the rest of the prompt to
+    read (llama.cpp gives it the slot holding its start), and the greedy reply is the one read in one go."""
+    from stepaudio.engines.lite import models, resolver
+
+    assert lite_engine.chat is not None  # (the fixture checks SmolLM2 is installed; this test needs fresh slots)
+    chat = LlamaChat(resolver.resolve(models.SMOLLM2_135M), LlamaOptions(context=512, parallel=2))
+    chat.warmup()
+    history = [ChatMessage("user", "Hello."), ChatMessage("assistant", "Hi! How can I help you today?")]
+    question = "Tell me one short fact about the moon and the tides of the sea."
+    options = GenerationOptions(temperature=0.0, seed=3, max_new_tokens=16)
+
+    def reply(messages: list[ChatMessage]) -> tuple[str, int, int]:
+        deltas = list(chat.respond(messages, options=options))
+        usage = deltas[-1].usage
+        assert usage is not None
+        return "".join(d.text for d in deltas), usage.prompt_tokens, usage.cached_tokens
+
+    cold_text, _, cold_cached = reply([*history, ChatMessage("user", question)])
+    other = [ChatMessage("user", "Good evening."), ChatMessage("assistant", "Good evening to you too!")]
+    chat.prepare([*other, ChatMessage("user", question[:40])])
+    warm_text, _, warm_cached = reply([*other, ChatMessage("user", question)])
+    assert warm_cached > cold_cached + 5  # the settled words came from the slot read ahead
+    chat.prepare([*history, ChatMessage("user", question[:40])])
+    assert reply([*history, ChatMessage("user", question)])[0] == cold_text
+    assert warm_text
+    chat.prepare([ChatMessage("assistant", "not a user turn")])  # ignored: nothing to read ahead of

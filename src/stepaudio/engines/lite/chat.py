@@ -66,6 +66,7 @@ class LlamaOptions:
     system_prompt: str = VOICE_SYSTEM_PROMPT
     max_new_tokens: int = 160
     parallel: int = 4
+    prepare: bool = True  # read a conversation's prompt while the user still speaks (`prepare`)
 
 
 class LlamaChat:
@@ -97,6 +98,8 @@ class LlamaChat:
         params.endpoint_metrics = False
         self._server = xllamacpp.Server(params)
         self._gate = threading.BoundedSemaphore(self.options.parallel)
+        self._preparing: dict[int, threading.Event] = {}  # conversation (its turns before the new one) -> in flight
+        self._preparing_lock = threading.Lock()
 
     def respond(
         self,
@@ -106,6 +109,10 @@ class LlamaChat:
         cancel: CancelToken | None = None,
     ) -> Iterator[ChatDelta]:
         options = options or GenerationOptions()
+        with self._preparing_lock:
+            pending = self._preparing.get(_conversation_key(messages))
+        if pending is not None:  # its slot holds this prompt's start once done: a free slot would read it all again
+            pending.wait(5.0)
         if tools and not (messages and messages[-1].role == "tool"):
             yield from self._call_or_answer(messages, tools, options, cancel)
             return
@@ -113,6 +120,32 @@ class LlamaChat:
         # where tools were offered or ran, the answer is held to text: never a call's JSON spoken aloud
         grammar = ANSWER_GRAMMAR if tools or tool_turns else None
         yield from self._stream(self._request(messages, options, grammar=grammar), cancel)
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+        """Read the prompt of `messages` (the conversation and the words of a turn still being spoken) into a
+        slot now, so the reply reads only what came after: llama.cpp gives a request the slot sharing the
+        longest start with it. On 2 cores a 35-token question is ~0.3-0.5 s of reading on one thread, most of
+        a reply's first-token time. Skipped when every generation slot is busy or this conversation is being
+        prepared already; a failure only costs the reply that time."""
+        if not self.options.prepare or not messages or messages[-1].role != "user":
+            return
+        key = _conversation_key(messages)
+        done = threading.Event()
+        with self._preparing_lock:
+            if key in self._preparing or not self._gate.acquire(blocking=False):
+                return
+            self._preparing[key] = done
+        try:
+            request = self._request(messages, GenerationOptions(max_new_tokens=1, temperature=0.0))
+            request["stream"] = False
+            self._server.handle_chat_completions(request, lambda _: False)
+        except Exception:  # best effort: the reply reads the whole prompt itself
+            pass
+        finally:
+            with self._preparing_lock:
+                del self._preparing[key]
+            done.set()
+            self._gate.release()
 
     def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None) -> str:
         """The whole reply as one string (no tools)."""
@@ -249,6 +282,14 @@ def _current_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     return [*system, *messages[start:]]
 
 
+def _conversation_key(messages: Sequence[ChatMessage]) -> int:
+    """The conversation a request continues: its messages before the trailing user turn."""
+    end = len(messages)
+    while end > 0 and messages[end - 1].role == "user":
+        end -= 1
+    return hash(tuple((m.role, m.content, m.tool_call_id or "") for m in messages[:end]))
+
+
 def _to_openai(message: ChatMessage) -> dict[str, Any]:
     """OpenAI-style messages: llama.cpp renders calls and results with the model's own template."""
     if message.role == "tool":
@@ -279,7 +320,9 @@ def _parse_chunk(chunk: Any) -> tuple[str, str | None, Usage | None]:
     counted = chunk.get("usage") if isinstance(chunk, dict) else None
     usage = None
     if isinstance(counted, dict) and "prompt_tokens" in counted:
-        usage = Usage(int(counted["prompt_tokens"]), int(counted.get("completion_tokens", 0)))
+        details = counted.get("prompt_tokens_details") or {}
+        usage = Usage(int(counted["prompt_tokens"]), int(counted.get("completion_tokens", 0)),
+                      int(details.get("cached_tokens", 0)))
     return delta.get("content") or "", choice.get("finish_reason"), usage
 
 
