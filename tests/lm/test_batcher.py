@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from stepaudio.lm.accel import StaticDecoder
 from stepaudio.lm.batcher import BatchConfig, Batcher, BatchFullError, DecodeBatch, _Request
 from stepaudio.lm.cache import StaticKVCache
 from stepaudio.lm.generate import DecodeFn, GenerationConfig, TokenStream, _eager_decode
@@ -85,15 +86,19 @@ def _requests(lengths: list[int], stop_ids: tuple[int, ...] = ()) -> list[_Reque
             for p, c in zip(PROMPTS, _configs(lengths, stop_ids), strict=True)]
 
 
-def test_requests_joining_at_different_steps_get_their_tokens_alone(family: Callable[..., CausalLM]) -> None:
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_requests_joining_at_different_steps_get_their_tokens_alone(family: Callable[..., CausalLM],
+                                                                    static: bool) -> None:
     """Three rows, four requests: they join at steps 0, 3 and 5, the fourth waits for a row; one runs past the
-    first buffer (it grows), the batch is compacted mid-way; greedy and seeded sampling both match alone."""
+    first buffer (it grows), the batch is compacted mid-way; greedy and seeded sampling both match alone. The
+    static decode step (every slot read: the CUDA-graph form, run eagerly here) gives the same tokens."""
     model = family(seed=4)
     lengths = [150, 9, 30, 15]
     expected: list[list[torch.Tensor]] = [[] for _ in lengths]
     alone = [_alone(model, p, c, e) for p, c, e in zip(PROMPTS, _configs(lengths), expected, strict=True)]
     requests = _requests(lengths)
-    core = DecodeBatch(model, rows=3, max_request_len=256)
+    core = DecodeBatch(model, rows=3, max_request_len=256,
+                       decode_fn=StaticDecoder.factory(model) if static else None)
     logits: list[list[torch.Tensor]] = [[] for _ in requests]
     _run(core, requests, joins=[0, 3, 5, 6], compact_at={20, 21}, logits=logits)
     assert [r.tokens for r in requests] == alone
@@ -214,3 +219,17 @@ def test_prompt_embeddings_and_bounds(tiny_qwen2: Callable[..., CausalLM]) -> No
     with pytest.raises(ValueError, match="exceed"):
         batcher.stream(prompt * 4, config)
     batcher.close()
+
+
+@pytest.mark.gpu
+def test_cuda_graph_batch_gives_the_alone_tokens(family: Callable[..., CausalLM]) -> None:
+    """On CUDA the batched step replays a captured graph (re-captured when the buffer grows)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = family(seed=4).to("cuda")
+    lengths = [150, 9, 30, 15]
+    alone = [_alone(model, p, c) for p, c in zip(PROMPTS, _configs(lengths), strict=True)]
+    requests = _requests(lengths)
+    core = DecodeBatch(model, rows=3, max_request_len=256, decode_fn=StaticDecoder.factory(model, use_graph=True))
+    _run(core, requests, joins=[0, 3, 5, 6], compact_at={20})
+    assert [r.tokens for r in requests] == alone

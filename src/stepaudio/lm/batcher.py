@@ -21,14 +21,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from stepaudio.errors import StepAudioError
 from stepaudio.lm.cache import StaticKVCache
-from stepaudio.lm.generate import GeneratedStep, GenerationConfig, _prefill, pad_prompts
+from stepaudio.lm.generate import DecodeFn, GeneratedStep, GenerationConfig, _eager_decode, _prefill, pad_prompts
 from stepaudio.lm.prefix_cache import PrefixCache
 from stepaudio.lm.protocol import CausalLM, new_cache
 from stepaudio.lm.sampling import choose_tokens
@@ -81,11 +81,16 @@ class DecodeBatch:
     """The synchronous core of the loop (tests drive it step by step to choose where requests join).
 
     `join` prefills a request and places it in a free row; `step` chooses every active row's next token, lets
-    finished rows leave, and decodes the remaining rows in one forward. Not thread-safe: one loop owns it.
+    finished rows leave, and decodes the remaining rows in one forward. `decode_fn` binds a decode step to the
+    batch cache as `TokenStream`'s does (`lm.accel.StaticDecoder.factory`: a CUDA graph, re-bound when the
+    buffer grows). Not thread-safe: one loop owns it.
     """
 
-    def __init__(self, model: CausalLM, rows: int, max_request_len: int, prefix_cache: PrefixCache | None = None):
+    def __init__(self, model: CausalLM, rows: int, max_request_len: int, prefix_cache: PrefixCache | None = None,
+                 decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None):
         self.model, self.prefix_cache = model, prefix_cache
+        self._decode_fn = decode_fn
+        self._decode: DecodeFn | None = None
         self.max_request_len = max_request_len
         self.max_slots = 2 * max_request_len + MIN_SLOTS
         self.rows: list[_Request | None] = [None] * rows
@@ -107,6 +112,7 @@ class DecodeBatch:
         if self.active:
             raise RuntimeError("rows are still decoding")
         self.cache = None
+        self._decode = None
 
     def join(self, req: _Request) -> None:
         """Prefill `req` alone and move its K/V into a free row, or finish it (cancelled, no tokens wanted)."""
@@ -179,9 +185,9 @@ class DecodeBatch:
             positions[req.row, 0] = len(req.prompt) + req.index  # as TokenStream: token k goes in at L + k
             valid[req.row, 0] = True
         device = self.model.device
-        model = self.model
-        hidden = model.hidden(model.embed(ids.to(device)), positions.to(device), cache, valid.to(device))
-        logits = model.logits(hidden[:, -1])
+        if self._decode is None:
+            self._decode = self._decode_fn(cache) if self._decode_fn else _eager_decode(self.model, cache)
+        logits = self._decode(ids.to(device), positions.to(device), valid.to(device))
         self.steps += 1
         self.row_steps += len(going)
         for req in going:
@@ -210,6 +216,7 @@ class DecodeBatch:
         """Copy a prefilled prompt's K/V into `row`, ending at the write index (moved up when it is too short)."""
         if self.cache is None:
             self.cache = new_cache(self.model, len(self.rows), min(self.max_slots, max(MIN_SLOTS, 2 * width)))
+            self._decode = None
         cache = self.cache
         if cache.length < width:
             if width > cache.max_len:
@@ -268,6 +275,7 @@ class DecodeBatch:
         new.key_valid[:, :n] = old.key_valid[:, :n]
         new.length = n
         self.cache = new
+        self._decode = None
 
 
 class BatchedStream:
@@ -340,12 +348,13 @@ class Batcher:
     first request and stops (dropping the cache buffer) after `idle_s` without any."""
 
     def __init__(self, model: CausalLM, config: BatchConfig | None = None, *,
-                 prefix_cache: PrefixCache | None = None, idle_s: float = 2.0) -> None:
+                 prefix_cache: PrefixCache | None = None, idle_s: float = 2.0,
+                 decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None) -> None:
         self.model = model
         self.config = config or BatchConfig()
         self.prefix_cache = prefix_cache
         self.idle_s = idle_s
-        self.core = DecodeBatch(model, self.config.rows, self.config.max_request_len, prefix_cache)
+        self.core = DecodeBatch(model, self.config.rows, self.config.max_request_len, prefix_cache, decode_fn)
         self._pending: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -430,4 +439,4 @@ class Batcher:
                     req.out.put(error)
                 self._pending.clear()
                 self._thread = None
-                core.cache = None
+                core.release()

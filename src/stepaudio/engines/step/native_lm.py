@@ -11,8 +11,9 @@ measured on an H200, TTS-3B bf16: 62 tok/s eager, 216 tok/s replayed).
 Concurrent requests (several sessions' TTS sentences, a chat turn beside them) share decode steps when
 `lm_batch` > 1: one `lm.batcher.Batcher` loop decodes up to that many requests per forward, each joining
 between steps and getting the tokens it would get alone. On CPU a decode step is bound by reading the weights,
-so that is the default there (`DEFAULT_CPU_LM_BATCH`); on CUDA the batched loop runs eagerly (no graphs yet),
-so one request alone with graphs stays the default. Requests longer than the batch's per-request bound run alone.
+so that is the default there (`DEFAULT_CPU_LM_BATCH`); on CUDA the batched step replays a CUDA graph too (one
+per cache buffer: it reads every allocated slot), and one request alone stays the default there until measured.
+Requests longer than the batch's per-request bound run alone.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class NativeLM:
             raise OptionError(f"lm_batch is the number of requests decoded together (1: each alone), "
                               f"not {self.lm_batch}")
         if self.lm_batch > 1:
-            self.batcher = Batcher(self.model, BatchConfig(rows=self.lm_batch), prefix_cache=self.prefix_cache)
+            graphs = self.cuda_graphs and self.model.device.type == "cuda"
+            self.batcher = Batcher(self.model, BatchConfig(rows=self.lm_batch), prefix_cache=self.prefix_cache,
+                                   decode_fn=StaticDecoder.factory(self.model, use_graph=True) if graphs else None)
 
     @classmethod
     def load(
@@ -82,7 +85,7 @@ class NativeLM:
         CPU), `int8-weight-only`, `int4` (4-bit groups, CPU and CUDA), `fp16-weights`, `bf16-packed`, `none`, or
         `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
         `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
-        decode steps as CUDA graphs (ignored off CUDA, and by batched decoding). `lm_batch`: requests
+        decode steps as CUDA graphs (ignored off CUDA). `lm_batch`: requests
         decoded together (1: each alone; None: `default_lm_batch` of the device).
         """
         directory = Path(model_dir)

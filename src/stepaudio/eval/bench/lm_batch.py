@@ -4,7 +4,7 @@ Both ways run in one process on one random model (default: the TTS-3B shape cut 
 so a shared machine's load falls on both alike. Each request has its own prompt length; all are submitted at
 once from their own threads, as concurrent sessions would. Reported per way: the wall time of the whole set,
 tokens/s over it, and each request's first-token time (submit to first token: queueing + prefill). The tokens
-of both ways are compared (greedy: they must be the same).
+of both ways are compared (greedy: they must be the same). On CUDA both ways replay CUDA graphs, as NativeLM does.
 """
 
 from __future__ import annotations
@@ -94,22 +94,30 @@ def measure(
     """All prompts submitted at once, each from its own thread; timings and each request's tokens."""
     import torch
 
+    from stepaudio.lm.accel import StaticDecoder
     from stepaudio.lm.batcher import BatchConfig, Batcher
     from stepaudio.lm.generate import GenerationConfig, TokenStream
 
     config = GenerationConfig(max_new_tokens=new, stop_ids=())
-    batcher = Batcher(model, BatchConfig(rows=rows)) if way == "batched" else None
+    graphs = StaticDecoder.factory(model, use_graph=True) if model.device.type == "cuda" else None  # as NativeLM
+    batcher = Batcher(model, BatchConfig(rows=rows), decode_fn=graphs) if way == "batched" else None
     first: list[float] = [0.0] * len(prompts)
     out: list[list[int]] = [[] for _ in prompts]
     start = time.perf_counter()
 
+    errors: list[str] = []
+
     def one(i: int) -> None:
-        with torch.inference_mode():
-            stream = batcher.stream(prompts[i], config) if batcher else TokenStream(model, [prompts[i]], config)
-            for step in stream:
-                if not out[i]:
-                    first[i] = time.perf_counter() - start
-                out[i].append(step.tokens[0])
+        try:
+            with torch.inference_mode():
+                stream = (batcher.stream(prompts[i], config) if batcher
+                          else TokenStream(model, [prompts[i]], config, decode_fn=graphs))
+                for step in stream:
+                    if not out[i]:
+                        first[i] = time.perf_counter() - start
+                    out[i].append(step.tokens[0])
+        except Exception as error:  # reported, not hidden: concurrent requests must not break each other
+            errors.append(f"{type(error).__name__}: {error}")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
     for thread in threads:
@@ -117,7 +125,9 @@ def measure(
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
-    timing: dict[str, Any] = {"wall_s": wall, "tok_s": sum(len(o) for o in out) / wall,
+    if errors:
+        print(f"{way}: {len(errors)} of {len(prompts)} requests failed: {errors[0][:300]}")
+    timing: dict[str, Any] = {"errors": len(errors), "wall_s": wall, "tok_s": sum(len(o) for o in out) / wall,
                               "first_token_mean_s": statistics.fmean(first), "first_token_max_s": max(first)}
     if batcher is not None:
         core = batcher.core
