@@ -11,13 +11,14 @@ measured on an H200, TTS-3B bf16: 62 tok/s eager, 216 tok/s replayed).
 Concurrent requests (several sessions' TTS sentences, a chat turn beside them) share decode steps when
 `lm_batch` > 1: one `lm.batcher.Batcher` loop decodes up to that many requests per forward, each joining
 between steps and getting the tokens it would get alone. On CPU a decode step is bound by reading the weights,
-so that is the default there (`DEFAULT_CPU_LM_BATCH`); on CUDA the batched step replays a CUDA graph too (one
-per cache buffer: it reads every allocated slot), and one request alone stays the default there until measured.
-Requests longer than the batch's per-request bound run alone.
+and on CUDA the batched step replays a CUDA graph too (one per cache buffer: it reads every allocated slot), so
+it is the default on both (`DEFAULT_LM_BATCH`). With `lm_batch=1` on CUDA, requests replaying graphs run one at
+a time. Requests longer than the batch's per-request bound run alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,13 +41,9 @@ from stepaudio.text.tokenizer import StepTokenizer
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Per model: TTS-3B keeps 32 KiB of bf16 K/V a token, so ~16k tokens (30+ voices with their sentences).
 DEFAULT_PREFIX_CACHE_MB = 512
-# Rows decoded together on CPU (see `stepaudio bench lm-batch`: 4 rows cost about one row's step there).
-DEFAULT_CPU_LM_BATCH = 4
-
-
-def default_lm_batch(device: str | torch.device) -> int:
-    """Rows per decode step where the option is not given: batched on CPU, alone with CUDA graphs on CUDA."""
-    return DEFAULT_CPU_LM_BATCH if torch.device(device).type == "cpu" else 1
+# Rows decoded together (`stepaudio bench lm-batch`): a step of 4 rows costs about one row's, on CPU (bound by
+# reading the weights) and on CUDA (H200, TTS-3B bf16 with graphs: one request 156 tok/s either way).
+DEFAULT_LM_BATCH = 4
 
 
 @dataclass
@@ -57,6 +54,9 @@ class NativeLM:
     cuda_graphs: bool = True
     lm_batch: int = 1  # requests decoded together (1: each alone, in its own cache)
     batcher: Batcher | None = field(default=None, init=False, repr=False)
+    # One graph-replaying request at a time: a capture fails while another thread launches work (measured on an
+    # H200: concurrent requests alone failed with "operation not permitted when stream is capturing").
+    _graph_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.lm_batch < 1:
@@ -86,7 +86,7 @@ class NativeLM:
         `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
         `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
         decode steps as CUDA graphs (ignored off CUDA). `lm_batch`: requests
-        decoded together (1: each alone; None: `default_lm_batch` of the device).
+        decoded together (1: each alone; None: `DEFAULT_LM_BATCH`).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
@@ -97,7 +97,7 @@ class NativeLM:
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
         return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb),
-                   cuda_graphs=cuda_graphs, lm_batch=default_lm_batch(device) if lm_batch is None else lm_batch)
+                   cuda_graphs=cuda_graphs, lm_batch=DEFAULT_LM_BATCH if lm_batch is None else lm_batch)
 
     def stream(
         self,
@@ -112,12 +112,14 @@ class NativeLM:
             tokens = self.batcher.stream(ids, config, cancel_event=event)
         else:
             tokens = self._alone(ids, config, event)
-        detokenizer = IncrementalDetokenizer(self.tokenizer)
-        for step in tokens:
-            token = step.tokens[0]
-            if token < 0 or token in config.stop_ids:
-                return
-            yield GeneratedToken(text=detokenizer.push(token), id=token)
+        graphs = isinstance(tokens, TokenStream) and self.cuda_graphs and self.model.device.type == "cuda"
+        with self._graph_lock if graphs else contextlib.nullcontext():
+            detokenizer = IncrementalDetokenizer(self.tokenizer)
+            for step in tokens:
+                token = step.tokens[0]
+                if token < 0 or token in config.stop_ids:
+                    return
+                yield GeneratedToken(text=detokenizer.push(token), id=token)
 
     def _alone(self, ids: list[int], config: GenerationConfig, event: threading.Event | None) -> TokenStream:
         graphs = self.cuda_graphs and self.model.device.type == "cuda"

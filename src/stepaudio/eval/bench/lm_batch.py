@@ -4,12 +4,14 @@ Both ways run in one process on one random model (default: the TTS-3B shape cut 
 so a shared machine's load falls on both alike. Each request has its own prompt length; all are submitted at
 once from their own threads, as concurrent sessions would. Reported per way: the wall time of the whole set,
 tokens/s over it, and each request's first-token time (submit to first token: queueing + prefill). The tokens
-of both ways are compared (greedy: they must be the same). On CUDA both ways replay CUDA graphs, as NativeLM does.
+of both ways are compared (greedy: they must be the same). On CUDA both ways replay CUDA graphs, as NativeLM
+does (requests alone then run one at a time).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import threading
@@ -106,10 +108,12 @@ def measure(
     start = time.perf_counter()
 
     errors: list[str] = []
+    # As NativeLM: requests alone replaying CUDA graphs run one at a time (a capture fails beside other work).
+    serial = threading.Lock() if graphs is not None and batcher is None else contextlib.nullcontext()
 
     def one(i: int) -> None:
         try:
-            with torch.inference_mode():
+            with serial, torch.inference_mode():
                 stream = (batcher.stream(prompts[i], config) if batcher
                           else TokenStream(model, [prompts[i]], config, decode_fn=graphs))
                 for step in stream:
