@@ -103,6 +103,71 @@ def test_replies_decode_together_and_do_not_change_when_others_talk(lite_engine:
     assert max(first_pieces) < min(last_pieces)  # every reply had begun before any had ended
 
 
+CONVERSATIONS = (
+    ("Hi, I am Ann.", "Hello Ann! How can I help you today?", "Explain in three sentences why cats purr."),
+    ("What is a river?", "A river is a stream of water flowing toward a sea or a lake.", "Describe a forest."),
+    ("Good morning!", "Good morning! What would you like to talk about?", "Tell me about the moon."),
+    ("I like birds.", "Birds are wonderful: they sing and fly far.", "Explain in three sentences how birds fly."),
+)
+
+
+@pytest.mark.slow
+def test_the_default_model_says_the_same_alone_together_and_in_any_slot() -> None:
+    """Qwen (the default chat model; its Q5_0/Q8_0 weights have batched kernels) gives each conversation the same
+    greedy reply, to the last bit of every token's logprob, alone, with three others decoding beside it, and
+    alone again in another order, when the slots hold other caches: how much of a prompt a slot had cached, and
+    whose tokens share an evaluation pass, change nothing."""
+    pytest.importorskip("xllamacpp")
+    from stepaudio.engines.lite import models, resolver
+
+    try:
+        path = resolver.resolve(models.QWEN25_CODER_05B)
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+    chat = LlamaChat(path, LlamaOptions(context=1024, parallel=4))
+    chat.warmup()
+    options = GenerationOptions(temperature=0.0, seed=7, max_new_tokens=40)
+
+    def ask(turns: tuple[str, str, str]) -> tuple[str, list[float], list[float]]:
+        """The reply's text, each token's logprob, and when each piece came (the request `respond` sends)."""
+        messages = [ChatMessage("user", turns[0]), ChatMessage("assistant", turns[1]), ChatMessage("user", turns[2])]
+        request = {**chat._request(messages, options), "logprobs": True, "top_logprobs": 1}
+        text, logprobs, marks = [], [], []
+
+        def on_chunk(chunk: Any) -> bool:
+            chunk = json.loads(chunk) if isinstance(chunk, str) else chunk
+            for choice in chunk.get("choices") or []:
+                text.append((choice.get("delta") or {}).get("content") or "")
+                logprobs.extend(t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or [])
+            marks.append(time.perf_counter())
+            return False
+
+        chat._server.handle_chat_completions(request, on_chunk)
+        return "".join(text), logprobs, marks
+
+    alone = [ask(c) for c in CONVERSATIONS]
+    together: dict[int, tuple[str, list[float], list[float]]] = {}
+    start = threading.Barrier(len(CONVERSATIONS))
+
+    def run(index: int) -> None:
+        start.wait()
+        together[index] = ask(CONVERSATIONS[index])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(CONVERSATIONS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    again = [ask(c) for c in reversed(CONVERSATIONS)][::-1]
+    assert all(len(text) > 20 and len(logprobs) > 5 for text, logprobs, _ in alone), alone
+    assert [together[i][:2] for i in range(len(CONVERSATIONS))] == [reply[:2] for reply in alone]
+    assert [reply[:2] for reply in again] == [reply[:2] for reply in alone]
+    assert max(marks[0] for *_, marks in together.values()) < min(marks[-1] for *_, marks in together.values())
+    texts = ["".join(d.text for d in chat.respond([ChatMessage("user", c[0]), ChatMessage("assistant", c[1]),
+                                                   ChatMessage("user", c[2])], options=options))
+             for c in CONVERSATIONS]
+    assert texts == [text for text, *_ in alone]  # and `respond` streams those texts
+
 def _request_builder() -> LlamaChat:
     chat = LlamaChat.__new__(LlamaChat)  # request building needs no model
     chat.options = LlamaOptions()
