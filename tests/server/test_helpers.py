@@ -130,3 +130,33 @@ def test_gate_queues_then_refuses() -> None:
         return events
 
     assert anyio.run(scenario) == ["third refused 503", "synth free", "second got it"]
+
+
+def test_a_gate_lets_in_as_many_as_the_engine_serves_at_once() -> None:
+    async def scenario() -> list[str]:
+        gate = CapabilityGate(max_queue=1, capacity={"chat": 2})
+        events: list[str] = []
+        first = await gate.acquire("chat")
+        with anyio.fail_after(1):
+            second = await gate.acquire("chat")  # the engine serves two at once: no wait
+        events.append("two in")
+
+        async def waiter() -> None:
+            lease = await gate.acquire("chat")
+            events.append("third got it")
+            lease.release()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.05)
+            events.append("third waits")
+            async with gate.hold("synthesizer"):
+                with pytest.raises(TimeoutError), anyio.fail_after(0.05):  # one not named: one at a time
+                    await gate.acquire("synthesizer")
+            second.release()
+        first.release()
+        return events
+
+    assert anyio.run(scenario) == ["two in", "third waits", "third got it"]
+    with pytest.raises(ValueError):
+        CapabilityGate(max_queue=1, capacity={"chat": 0})

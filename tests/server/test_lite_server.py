@@ -9,6 +9,8 @@ import base64
 import io
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +92,41 @@ def test_chat_with_spoken_question_and_spoken_answer(lite_server: Any) -> None:
                                             messages=[{"role": "user", "content": "Say hello."}])
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text.strip()
+
+
+def test_two_chat_requests_are_answered_at_once(lite_server: Any) -> None:
+    """The lite engine serves `chat_parallel` replies at once (llama.cpp decodes them in one batch), so the server
+    lets two chat requests in together: each streams while the other does, and says what it says alone."""
+    client = lite_server.client()
+    questions = ("Tell me a short story about a brave knight.", "Describe the ocean at night.")
+
+    def ask(question: str) -> tuple[str, list[float]]:
+        stream = client.chat.completions.create(model="lite-chat", stream=True, max_tokens=40, temperature=0,
+                                                seed=1, messages=[{"role": "user", "content": question}])
+        text, marks = [], []
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                text.append(chunk.choices[0].delta.content)
+                marks.append(time.monotonic())
+        return "".join(text), marks
+
+    alone = [ask(question)[0] for question in questions]
+    together: dict[str, tuple[str, list[float]]] = {}
+    start = threading.Barrier(len(questions))
+
+    def run(question: str) -> None:
+        start.wait()
+        together[question] = ask(question)
+
+    threads = [threading.Thread(target=run, args=(question,)) for question in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert [together[question][0] for question in questions] == alone and all(text.strip() for text in alone)
+    first_pieces = [marks[0] for _, marks in together.values()]
+    last_pieces = [marks[-1] for _, marks in together.values()]
+    assert max(first_pieces) < min(last_pieces)  # both were streaming at once, not one after the other
 
 
 @pytest.fixture(scope="module")

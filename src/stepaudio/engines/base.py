@@ -307,7 +307,8 @@ class Abilities:
 @dataclass(frozen=True)
 class Engine:
     """A named set of the three capabilities (a missing one is None, e.g. a TTS-only engine), what they can do,
-    and the steps that load and warm them up (run by `warmup`, so the first request does not pay for them)."""
+    the steps that load and warm them up (run by `warmup`, so the first request does not pay for them), and how
+    many requests a part serves at once where that is more than one (a server gates each part by it)."""
 
     name: str
     transcriber: Transcriber | None
@@ -315,6 +316,7 @@ class Engine:
     synthesizer: Synthesizer | None
     abilities: Abilities = Abilities()
     warmups: tuple[tuple[Part, Callable[[], None]], ...] = ()
+    concurrency: tuple[tuple[Part, int], ...] = ()  # requests a part serves at once, where more than one
 
     def warmup(self, *parts: Part) -> None:
         """Load and warm up the named parts (all when none is named)."""

@@ -38,7 +38,8 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="stepaudio", version=__version__,
                   description="OpenAI-compatible speech, transcription, chat and voice APIs for Step-Audio engines.")
-    context = ServerContext(engine=engine, settings=settings, store=store, gate=CapabilityGate(settings.max_queue))
+    gate = CapabilityGate(settings.max_queue, dict(engine.concurrency))  # as many at once as the engine serves
+    context = ServerContext(engine=engine, settings=settings, store=store, gate=gate)
     app.state.context = context
     install_error_handlers(app)
     app.include_router(rest_router())

@@ -1,7 +1,9 @@
-"""Bridging the blocking engines to the event loop: one capability at a time, streamed, cancellable.
+"""Bridging the blocking engines to the event loop: a capability's requests gated, streamed, cancellable.
 
 Engines are synchronous and not assumed thread-safe, so each capability (transcriber, chat, synthesizer)
-is used by one request at a time behind an async lock, with a bounded queue that answers 503 when full.
+is used by one request at a time unless its engine declares that it serves more at once (`Engine.concurrency`,
+e.g. the lite chat model decodes `chat_parallel` replies in one batch), behind an async semaphore of that size
+with a bounded queue that answers 503 when full.
 A streamed generation runs its iterator step by step in a worker thread; when the client goes away the
 iterator is closed and its `CancelToken` set, so the engine stops between steps.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -40,16 +42,22 @@ class Lease:
 
 
 class CapabilityGate:
-    """An async lock per engine capability with a bounded number of waiters."""
+    """An async semaphore per engine capability, as wide as the requests it serves at once (`capacity`, 1 where
+    not named), with a bounded number of waiters."""
 
-    def __init__(self, max_queue: int) -> None:
+    def __init__(self, max_queue: int, capacity: Mapping[str, int] | None = None) -> None:
         self.max_queue = max_queue
+        self.capacity = dict(capacity or {})
+        if any(size < 1 for size in self.capacity.values()):
+            raise ValueError(f"a capability serves at least one request at once: {self.capacity}")
         self._locks: dict[str, anyio.Semaphore] = {}  # a semaphore has no owner task: any task may release
         self._waiting: dict[str, int] = {}
 
     async def acquire(self, capability: str) -> Lease:
         waiting = self._waiting.get(capability, 0)
-        lock = self._locks.setdefault(capability, anyio.Semaphore(1))
+        lock = self._locks.get(capability)
+        if lock is None:
+            lock = self._locks[capability] = anyio.Semaphore(self.capacity.get(capability, 1))
         if lock.value == 0 and waiting >= self.max_queue:
             raise ApiError(503, f"the {capability} is busy ({waiting} requests waiting); retry shortly",
                            code="server_busy", headers={"Retry-After": "1"})

@@ -244,4 +244,5 @@ def create_engine(**options: Any) -> Engine:
                   abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True,
                                       designs_voices=_kokoro_installed()),
                   warmups=(("transcriber", transcriber.warmup), ("chat", chat.warmup),
-                           ("synthesizer", synthesizer.warmup)))
+                           ("synthesizer", synthesizer.warmup)),
+                  concurrency=(("chat", config.chat_parallel),))  # llama.cpp decodes them in one batch
