@@ -16,6 +16,7 @@ from stepaudio.kernels.choices import (
     bf16_product_kernel,
     cache_path,
     cheapest_request,
+    cheapest_with_lossy,
     choose,
     fastest,
     machine_key,
@@ -135,6 +136,20 @@ def test_bf16_product_kernel_measures_every_available_kernel(tmp_path: Path) -> 
     from stepaudio.hardware import onednn_can_pack
 
     measured = bf16_product_kernel(cache=ChoiceCache(tmp_path / "c.json", KEY), remeasure=True)
+    from stepaudio.kernels.packed import fbgemm_available
+
     names = {"bf16", "fp16"} | ({"bf16-packed"} if onednn_can_pack(torch.bfloat16) else set())
+    names |= {"int8"} if fbgemm_available() else set()
     assert set(measured.timings["prefill"]) == set(measured.timings["decode"]) == names
     assert measured.choice in names
+
+
+def test_a_lossy_kernel_needs_the_lossy_margin_over_the_best_exact_one() -> None:
+    prefill = {"bf16": 0.2, "fp16": 0.15, "int8": 0.05}
+    exact = ("bf16", "fp16")
+    # requests: bf16 0.2 + 10 x 0.1 = 1.2, fp16 1.15 (not 5 % cheaper), int8 0.05 + 10 x its decode
+    assert cheapest_with_lossy(prefill, {"bf16": 0.1, "fp16": 0.1, "int8": 0.08}, 10, exact) == "bf16"  # 0.85
+    assert cheapest_with_lossy(prefill, {"bf16": 0.1, "fp16": 0.1, "int8": 0.05}, 10, exact) == "int8"  # 0.55
+    assert cheapest_with_lossy(prefill, {"bf16": 0.1, "fp16": 0.1, "int8": 0.05}, 10, exact, 0.7) == "bf16"
+    # without a lossy candidate it is the exact rule
+    assert cheapest_with_lossy({"bf16": 1.0, "fp16": 0.5}, {"bf16": 0.1, "fp16": 0.1}, 1, exact) == "fp16"

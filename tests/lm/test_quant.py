@@ -56,7 +56,8 @@ def test_half_linears_stay_close_and_keep_the_model_dtype(tiny_model: Factory) -
 def test_auto_resolves_through_the_measured_kernel_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEPAUDIO_CACHE", str(tmp_path))
     monkeypatch.delenv("STEPAUDIO_REMEASURE", raising=False)
-    for kernel, fmt in (("bf16", "none"), ("fp16", "fp16-weights"), ("bf16-packed", "bf16-packed")):
+    for kernel, fmt in (("bf16", "none"), ("fp16", "fp16-weights"), ("bf16-packed", "bf16-packed"),
+                        ("int8", "int8")):
         ChoiceCache().put(BF16_QUESTION, Measured(kernel, {"decode": {kernel: 1.0}}))
         assert resolve_weight_format("auto", "cpu", torch.bfloat16) == fmt
     assert resolve_weight_format("auto", "cuda", torch.bfloat16) == "none"

@@ -38,7 +38,8 @@ from stepaudio.hardware import cpu_has_amx, onednn_can_pack
 
 __all__ = [
     "CACHE_ENV", "CACHE_FILE", "MARGIN", "REMEASURE_ENV", "ChoiceCache", "MachineKey", "Measured",
-    "bf16_product_kernel", "cache_path", "cheapest_request", "choose", "fastest", "machine_key", "time_calls",
+    "bf16_product_kernel", "cache_path", "cheapest_request", "cheapest_with_lossy", "choose", "fastest",
+    "machine_key", "time_calls",
 ]  # fmt: skip
 
 CACHE_ENV = "STEPAUDIO_CACHE"
@@ -226,23 +227,47 @@ def choose(
 
 # bf16 weights of an LM: which product kernel. Widths of the Step LMs (2048-4096); decode cycles through
 # three 16 MB weights, more than a 32 MB L3, so that they stream from memory as a whole model's do.
-BF16_QUESTION = "bf16-weight-kernel/1"
-BF16_KERNELS = ("bf16", "fp16", "bf16-packed")
+# /2 added int8 (FBGEMM): not exact, so it must beat the best exact kernel by LOSSY_MARGIN.
+BF16_QUESTION = "bf16-weight-kernel/2"
+BF16_KERNELS = ("bf16", "fp16", "bf16-packed", "int8")
+EXACT_KERNELS = ("bf16", "fp16", "bf16-packed")
 _PREFILL_ROWS = 128
 # Weights are stored once, so one format serves both phases: a request is costed as one 128-row prefill
 # plus 128 decode steps (a sentence's new prompt tokens after prefix reuse, and about as many tokens out).
 _DECODE_CALLS = 128
+# int8 weights (per-channel) and per-token activations change the logits (~2 % rms on a trained tiny Step1),
+# so int8 replaces the exact kernels only where a request costs at least a third less with it: on AVX2-only
+# CPUs, where bf16 products are emulated (measured on a 2-core EPYC, 1 thread: decode 1.0 vs 5.0 ms a 16 MB
+# bf16 weight, prefill 50 vs 610 ms), not on CPUs that multiply bf16 natively.
+LOSSY_MARGIN = 1.0 / 3.0
 
 
 def bf16_product_kernel(*, remeasure: bool | None = None, cache: ChoiceCache | None = None) -> Measured:
     """`bf16` (plain `F.linear`), `fp16` (`HalfLinear`: fp16 weights, exact for bf16 values) or
-    `bf16-packed` (oneDNN pre-blocked, where this CPU can pack bf16), by `cheapest_request`."""
+    `bf16-packed` (oneDNN pre-blocked, where this CPU can pack bf16), by `cheapest_request`; `int8`
+    (FBGEMM, where available) instead only when it is cheaper by `LOSSY_MARGIN` (`cheapest_with_lossy`)."""
     return choose(BF16_QUESTION, _measure_bf16_kernels, remeasure=remeasure, cache=cache)
+
+
+def cheapest_with_lossy(
+    prefill: Mapping[str, float], decode: Mapping[str, float], decode_calls: int, exact: tuple[str, ...],
+    lossy_margin: float = LOSSY_MARGIN,
+) -> str:
+    """`cheapest_request` among the `exact` candidates; a lossy candidate replaces that choice only when its
+    request costs `lossy_margin` less (a speed gain inside timing noise does not buy a change of output)."""
+    exact_pre = {name: t for name, t in prefill.items() if name in exact}
+    best = cheapest_request(exact_pre, decode, decode_calls)
+    cost = {name: prefill[name] + decode_calls * decode[name] for name in prefill if name in decode}
+    lossy = [name for name in cost if name not in exact]
+    if not lossy:
+        return best
+    cheapest = min(lossy, key=lambda name: cost[name])
+    return cheapest if cost[cheapest] < (1.0 - lossy_margin) * cost[best] else best
 
 
 def _measure_bf16_kernels() -> Measured:
     from stepaudio.kernels.linear import HalfLinear
-    from stepaudio.kernels.packed import PackedBf16Linear
+    from stepaudio.kernels.packed import PackedBf16Linear, PackedInt8Linear, fbgemm_available
 
     # constant weights: a dense product's speed does not depend on the values, and filling is cheap
     weights = [torch.full((4096, 2048), 0.01, dtype=torch.bfloat16) for _ in range(3)]
@@ -253,6 +278,9 @@ def _measure_bf16_kernels() -> Measured:
     }
     if onednn_can_pack(torch.bfloat16):
         builders["bf16-packed"] = PackedBf16Linear
+    if fbgemm_available():  # the `int8` weight format's layer; its speed does not depend on the values
+        builders["int8"] = lambda w: PackedInt8Linear(torch.ones(w.shape, dtype=torch.int8),
+                                                      torch.full((w.shape[0],), 0.01))
     one = torch.full((1, 2048), 0.5, dtype=torch.bfloat16)
     many = torch.full((_PREFILL_ROWS, 2048), 0.5, dtype=torch.bfloat16)
 
@@ -268,4 +296,4 @@ def _measure_bf16_kernels() -> Measured:
         pre = time_calls({name: prefill(build(square)) for name, build in builders.items()}, repeats=5,
                          budget_s=0.5)
     dec = {name: t / len(weights) for name, t in dec.items()}
-    return Measured(cheapest_request(pre, dec, _DECODE_CALLS), {"prefill": pre, "decode": dec})
+    return Measured(cheapest_with_lossy(pre, dec, _DECODE_CALLS, EXACT_KERNELS), {"prefill": pre, "decode": dec})

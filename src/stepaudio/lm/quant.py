@@ -10,13 +10,16 @@ int8 (per output channel, symmetric), three kernels, all reading one byte per we
   slower on current CPUs.
 Off the CPU the weights are dequantised per call (correct, memory-saving, not faster).
 
-int4 (`Int4Linear`, groups of 128 along the input, symmetric round-to-nearest; torch's int4 kernels on CPU
-and CUDA): half a byte per weight. The head keeps 8 bits where int8 is fast (the CPU: what the `int8` format
-gives it) and the model dtype elsewhere, since 4-bit logits cost the most accuracy for the fewest bytes;
-the embedding stays as loaded, as with int8. A layer whose in_features no group size divides stays as loaded.
-On CPU int4 is the format for memory, not speed: torch's AVX2 int4 kernel is compute-bound (measured on a
-2-core EPYC, TTS-3B: decode at ~26 % of its bandwidth bound, half of int8's tok/s, 1.6x bf16's); on CUDA its
-tinygemm kernel reads the 4x smaller weights at batch 1.
+int4 (`Int4Linear`, groups of 128 along the input, symmetric round-to-nearest): half a byte per weight. The
+head keeps 8 bits where int8 is fast (the CPU: what the `int8` format gives it) and the model dtype elsewhere,
+since 4-bit logits cost the most accuracy for the fewest bytes; the embedding stays as loaded, as with int8.
+A layer whose in_features no group size divides stays as loaded. On CPU the layers run on onnxruntime's
+MatMulNBits (int8 activations per group, ~0.5 % product error) where it is measured faster than torch's
+int4 kernel (`kernels.int4.cpu_int4_kernel`, cached); torch's is compute-bound on AVX2 (2-core EPYC,
+TTS-3B: ~21-26 % of the bandwidth bound) and MatMulNBits ~3x faster at decode and 2.7x at 128-token prefill
+(~65-80 % of copy bandwidth at decode, interleaved with copies on the loaded machine). Without onnx and
+onnxruntime it falls back to torch's kernel with a warning. On CUDA torch's tinygemm kernel reads the 4x
+smaller weights at batch 1.
 
 16-bit: `bf16-packed` (oneDNN pre-blocked bf16, the choice with AMX) or `half_linears` (fp16 weights,
 exact for bf16 values in fp16's normal range, behind a cast of the activations) where this CPU's fp16
@@ -40,11 +43,12 @@ WEIGHT_FORMATS = ("none", "int8", "int8-weight-only", "int4", "fp16-weights", "b
 
 
 def resolve_weight_format(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
-    """`auto`: a bf16 checkpoint on CPU gets the bf16-exact format this CPU runs fastest, measured once and
-    cached (`stepaudio.kernels.choices.bf16_product_kernel`): plain bf16 (`none`), fp16 weights or oneDNN
-    pre-blocked bf16. Weights are stored once, so the measure is a whole request (a 128-token prefill and
-    128 decode steps): decode dominates unless a kernel's prefill is far slower, as emulated bf16 is on
-    AVX2-only CPUs. Everything else stays as loaded."""
+    """`auto`: a bf16 checkpoint on CPU gets the format this CPU runs fastest, measured once and cached
+    (`stepaudio.kernels.choices.bf16_product_kernel`): plain bf16 (`none`), fp16 weights or oneDNN pre-blocked
+    bf16, all exact, or `int8` where a request costs at least a third less with it (AVX2-only CPUs, where bf16
+    is emulated). Weights are stored once, so the measure is a whole request (a 128-token prefill and 128
+    decode steps): decode dominates unless a kernel's prefill is far slower, as emulated bf16 is on AVX2-only
+    CPUs. Everything else stays as loaded."""
     name = name or "none"
     if name not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {name!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
@@ -55,7 +59,7 @@ def resolve_weight_format(name: str | None, device: torch.device | str, dtype: t
     from stepaudio.kernels.choices import bf16_product_kernel
 
     kernel = bf16_product_kernel().choice
-    return {"fp16": "fp16-weights", "bf16-packed": "bf16-packed"}.get(kernel, "none")
+    return {"fp16": "fp16-weights", "bf16-packed": "bf16-packed", "int8": "int8"}.get(kernel, "none")
 
 
 def apply_weight_format(model: nn.Module, name: str) -> nn.Module:

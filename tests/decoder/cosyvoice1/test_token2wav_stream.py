@@ -109,6 +109,26 @@ def test_first_chunk_comes_after_first_hop_plus_lookahead(t2w: Token2Wav, prompt
         stream.finish()
 
 
+def test_default_chunking_stays_close_to_offline(t2w: Token2Wav, prompt: PromptFeatures) -> None:
+    """The default first chunk is short (for latency) but keeps the full look-ahead, so the stream is as close
+    to offline as the chunky one above."""
+    config = StreamingConfig()
+    tokens = _tokens(120, seed=11)
+    stream = t2w.stream(prompt, config=config, seed=3)
+    need = config.first_hop_tokens + config.lookahead_tokens
+    assert stream.push(tokens[: need - 1]) == []
+    chunks = stream.push(tokens[need - 1 : need])
+    assert len(chunks) == 1 and chunks[0].size <= t2w.flow.config.mel_len(config.first_hop_tokens) * 256
+    for token in tokens[need:]:
+        chunks += stream.push([token])
+    chunks += stream.finish()
+    streamed, offline = np.concatenate(chunks), t2w.offline(tokens, prompt, seed=3)
+    assert len(chunks) >= 3 and streamed.shape == offline.shape
+    seed_distance = log_mel_distance(offline, t2w.offline(tokens, prompt, seed=4))
+    assert log_mel_distance(offline, streamed) < 0.5 * seed_distance
+    assert snr_db(offline, streamed) > 12.0
+
+
 def test_empty_stream_gives_no_audio(t2w: Token2Wav, prompt: PromptFeatures) -> None:
     stream = t2w.stream(prompt, seed=0)
     assert stream.push([]) == [] and stream.finish() == []

@@ -31,7 +31,8 @@ def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys
     assert [row["prefix_reuse"] for row in rows] == ["off", "on"]  # the default times both, same run
     for row in rows:
         assert row["layers"] == 2 and row["chars"] == len("(高兴1)今天天气真好。")
-        assert row["decoded_tokens"] == 20  # first hop (12) + look-ahead (8): the decoder's first chunk
+        # first hop + look-ahead (StreamingConfig's defaults: 4 + 8): what the decoder's first chunk waits for
+        assert (row["first_hop"], row["lookahead"]) == (4, 8) and row["decoded_tokens"] == 12
         assert row["prompt_tokens"] > 125  # the voice's 3 s of audio tokens and the texts
         parts = row["prefill_s"] + row["decode_s"] + row["decoder_first_chunk_s"]
         assert parts == pytest.approx(row["first_audio_s"], abs=0.05)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stepaudio.decoder.cosyvoice1.token2wav import Token2Wav
+from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig, Token2Wav
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Voice
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.step.voices import PromptVoice, VoiceBank
@@ -46,6 +46,7 @@ class TTSSettings:
     streaming: bool = True
     seed: int | None = None
     max_segment_tokens: int | None = None  # a hard cap on top of the text-proportional budget
+    stream_config: StreamingConfig | None = None  # the streaming decoder's chunking (None: its defaults)
 
 
 class StepSynthesizer:
@@ -119,7 +120,8 @@ class StepSynthesizer:
             budget = min(budget, self.settings.max_segment_tokens)
         config = GenerationConfig(max_new_tokens=budget, sampling=TTS_SAMPLING, stop_ids=STEP1.stop_ids,
                                   seed=self.settings.seed)
-        stream = decoder.stream(voice.features, seed=self.settings.seed) if self.settings.streaming else None
+        stream = (decoder.stream(voice.features, config=self.settings.stream_config, seed=self.settings.seed)
+                  if self.settings.streaming else None)
         collected: list[int] = []
         skipped = 0
         for token in self._lm().stream(prompt, config, cancel):

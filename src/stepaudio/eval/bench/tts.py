@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", default="tts-3b", help="LM shape: tts-3b or a config.json path")
     parser.add_argument("--decoder-yaml", help="take the flow / HiFT shapes from this cosyvoice.yaml "
                         "(default: the CosyVoice-300M-25Hz shapes)")
+    parser.add_argument("--first-hop", type=int, help="streaming decoder: ids in the first chunk (default: "
+                        "StreamingConfig's)")
+    parser.add_argument("--lookahead", type=int, help="streaming decoder: look-ahead ids (default: StreamingConfig's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="runs per sentence (best and median reported)")
@@ -87,6 +90,7 @@ class TimedLM:
         self.times: list[float] = []
         self.reused_tokens = 0
         self.on_first_token: Any = None
+        self.weight_format = ""  # the LM weight format in use (`auto` resolved)
 
     def stream(self, prompt: Any, config: Any, cancel: Any = None) -> Iterator[Any]:
         self.prompt_tokens = len(prompt)
@@ -163,6 +167,7 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str,
                 "on": NativeLM(model=model, tokenizer=tokenizer,
                                prefix_cache=prefix_cache_of_size(DEFAULT_PREFIX_CACHE_MB))}
     lm = TimedLM(backends["off"])
+    lm.weight_format = quant
     shapes: dict[str, Any] = {}
     if args.decoder_yaml:
         from stepaudio.decoder.cosyvoice1.flow_config import flow_config_from_yaml
@@ -174,8 +179,17 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str,
     voices = VoiceBank(audio_tokenizer=_no_tokenizer, decoder=lambda: t2w, speakers_dir=None)
     lm_ids = tuple(int(i) + STEP1.audio_offset for i in prompt.flow_tokens.tolist())
     voices.add("Tingting", PromptVoice(name="Tingting", prompt_text=PROMPT_TEXT, lm_ids=lm_ids, features=prompt))
-    synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w, TTSSettings(seed=args.seed))
+    synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w,
+                                  TTSSettings(seed=args.seed, stream_config=stream_config(args)))
     return synthesizer, lm, backends
+
+
+def stream_config(args: argparse.Namespace) -> Any:
+    """The streaming decoder's chunking: StreamingConfig's defaults, with `--first-hop` / `--lookahead` if given."""
+    from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig
+
+    given = {"first_hop_tokens": getattr(args, "first_hop", None), "lookahead_tokens": getattr(args, "lookahead", None)}
+    return StreamingConfig(**{name: value for name, value in given.items() if value is not None})
 
 
 def _no_tokenizer() -> Any:
@@ -259,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
                        "first_audio_all_s": [round(r["first_audio_s"], 3) for r in runs[mode]],
                        "prefill_all_s": [round(r["prefill_s"], 3) for r in runs[mode]],
                        "device": args.device, "dtype": args.dtype, "quant": args.quant,
-                       "flow_dtype": args.flow_dtype, "threads": args.threads,
+                       "weight_format": lm.weight_format, "flow_dtype": args.flow_dtype, "threads": args.threads,
+                       "first_hop": stream_config(args).first_hop_tokens,
+                       "lookahead": stream_config(args).lookahead_tokens,
                        "layers": len(backends[mode].model.model.layers)}
                 rows.append(row)
                 print(json.dumps(row, ensure_ascii=False), flush=True)
