@@ -119,3 +119,12 @@ def test_missing_onnxruntime_falls_back_to_torch_or_refuses_by_name(monkeypatch:
     assert cpu_backend("torch") == "torch"
     with pytest.raises(ValueError, match="unknown int4 backend"):
         cpu_backend("fast")
+
+
+def test_dtype_casts_keep_the_session_and_move_the_bias() -> None:
+    q, scales, _ = _groups(16, 64, 32, True, seed=11)
+    layer = Int4Linear.from_groups(q, scales, None, 32, torch.randn(16), backend="ort")
+    kernel = layer.kernel
+    layer.to(torch.float16).to("cpu")
+    assert layer.kernel is kernel and layer.bias is not None and layer.bias.dtype == torch.float16
+    assert layer(torch.randn(2, 64, dtype=torch.float16)).dtype == torch.float16
