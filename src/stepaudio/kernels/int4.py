@@ -139,8 +139,9 @@ class Int4Linear(nn.Module):
         """From nibbles u [out, in], the (scale, offset) table and the integer zeros (None: symmetric)."""
         out_features, in_features = nibbles.shape
         kernel = None
-        if nibbles.device.type == "cpu" and cpu_backend(backend) != "torch":
-            kernel = _ort_kernel(nibbles, table, zeros, group_size, cpu_backend(backend))
+        chosen = cpu_backend(backend) if nibbles.device.type == "cpu" else "torch"
+        if chosen != "torch":
+            kernel = _ort_kernel(nibbles, table, zeros, group_size, chosen)
             packed = torch.empty(0, dtype=torch.uint8)
         else:
             packed = _pack(nibbles, group_size)
