@@ -69,7 +69,7 @@ class StepOptions:
     chat_max_tokens: int = 2048
     # MiB of prompt-prefix K/V kept per in-process LM (voice prompts, chat history); 0 turns reuse off
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
-    # requests an in-process LM decodes together (1: each alone); None: native_lm.DEFAULT_LM_BATCH
+    # requests an in-process LM decodes together (1: each alone); None: native_lm.default_lm_batch
     lm_batch: int | None = None
 
     def __post_init__(self) -> None:

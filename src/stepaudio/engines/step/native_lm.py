@@ -10,10 +10,10 @@ measured on an H200, TTS-3B bf16: 62 tok/s eager, 216 tok/s replayed).
 
 Concurrent requests (several sessions' TTS sentences, a chat turn beside them) share decode steps when
 `lm_batch` > 1: one `lm.batcher.Batcher` loop decodes up to that many requests per forward, each joining
-between steps and getting the tokens it would get alone. On CPU a decode step is bound by reading the weights,
-and on CUDA the batched step replays a CUDA graph too (one per cache buffer: it reads every allocated slot), so
-it is the default on both (`DEFAULT_LM_BATCH`). With `lm_batch=1` on CUDA, requests replaying graphs run one at
-a time. Requests longer than the batch's per-request bound run alone.
+between steps and getting the tokens it would get alone. It is the default where that pays and keeps each
+request's tokens (`default_lm_batch`: CUDA, where the batched step replays a CUDA graph too, one per cache buffer).
+With `lm_batch=1` on CUDA, requests replaying graphs run one at a time. Requests longer than the batch's
+per-request bound run alone.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.lm_backend import GeneratedToken
 from stepaudio.errors import OptionError
+from stepaudio.kernels.packed import PackedInt8Linear
 from stepaudio.lm import GenerationConfig, TokenStream
 from stepaudio.lm.accel import StaticDecoder
 from stepaudio.lm.batcher import BatchConfig, BatchedStream, Batcher
@@ -41,9 +43,22 @@ from stepaudio.text.tokenizer import StepTokenizer
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Per model: TTS-3B keeps 32 KiB of bf16 K/V a token, so ~16k tokens (30+ voices with their sentences).
 DEFAULT_PREFIX_CACHE_MB = 512
-# Rows decoded together (`stepaudio bench lm-batch`): a step of 4 rows costs about one row's, on CPU (bound by
-# reading the weights) and on CUDA (H200, TTS-3B bf16 with graphs: one request 156 tok/s either way).
+# Rows decoded together where that pays (see `default_lm_batch`).
 DEFAULT_LM_BATCH = 4
+
+
+def default_lm_batch(model: nn.Module) -> int:
+    """Rows per decode step where `lm_batch` is not given: DEFAULT_LM_BATCH on CUDA, 1 on CPU.
+
+    Measured with `stepaudio bench lm-batch` (docs in the bench): on an H200 (TTS-3B bf16, graphs both ways) one
+    request runs at 132 vs 141 tok/s, four at once at 362 vs 147, with the same greedy tokens in fp32. On the
+    2-core AVX2 EPYC measured, fp32 and bf16 products took 3-8x longer at 4 rows than at 1 (a GEMM where one row
+    is a GEMV), so batching does not pay; int8 (FBGEMM) pays (4 requests: 31.9 vs 13.8 tok/s) but quantises each
+    call's activations with one scale for all rows, so a request's tokens depend on its neighbours: opt in with
+    `lm_batch` knowing that."""
+    if any(isinstance(m, PackedInt8Linear) for m in model.modules()):
+        return 1
+    return DEFAULT_LM_BATCH if next(model.parameters()).device.type == "cuda" else 1
 
 
 @dataclass
@@ -86,7 +101,7 @@ class NativeLM:
         `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
         `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
         decode steps as CUDA graphs (ignored off CUDA). `lm_batch`: requests
-        decoded together (1: each alone; None: `DEFAULT_LM_BATCH`).
+        decoded together (1: each alone; None: `default_lm_batch`, by device and weight format).
         """
         directory = Path(model_dir)
         if dtype is not None and dtype not in DTYPES:
@@ -97,7 +112,7 @@ class NativeLM:
         weight_dtype = next(model.parameters()).dtype
         apply_weight_format(model, resolve_weight_format(quant or "auto", device, weight_dtype))
         return cls(model=model, tokenizer=StepTokenizer(directory), prefix_cache=prefix_cache_of_size(prefix_cache_mb),
-                   cuda_graphs=cuda_graphs, lm_batch=DEFAULT_LM_BATCH if lm_batch is None else lm_batch)
+                   cuda_graphs=cuda_graphs, lm_batch=default_lm_batch(model) if lm_batch is None else lm_batch)
 
     def stream(
         self,
