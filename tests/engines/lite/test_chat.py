@@ -171,6 +171,7 @@ def test_the_default_model_says_the_same_alone_together_and_in_any_slot() -> Non
 def _request_builder() -> LlamaChat:
     chat = LlamaChat.__new__(LlamaChat)  # request building needs no model
     chat.options = LlamaOptions()
+    chat._preparing, chat._preparing_lock = {}, threading.Lock()  # `respond` looks for a read-ahead in flight
     return chat
 
 
