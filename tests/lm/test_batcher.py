@@ -169,9 +169,10 @@ def test_threaded_streams_match_alone_and_reuse_prefixes(family: Callable[..., C
 
 def test_cancel_and_early_exit_free_the_row(tiny_model: Callable[..., CausalLM]) -> None:
     model = tiny_model(seed=3)
-    batcher = Batcher(model, BatchConfig(rows=1, max_queued=1, max_request_len=256), idle_s=0.2)
-    config = GenerationConfig(max_new_tokens=200, stop_ids=())
-    first = batcher.stream(PROMPTS[0], config)
+    batcher = Batcher(model, BatchConfig(rows=1, max_queued=1, max_request_len=4096), idle_s=0.2)
+    config = GenerationConfig(max_new_tokens=40, stop_ids=())
+    # long enough to be running still when it is cancelled (the loop runs ahead of its consumer)
+    first = batcher.stream(PROMPTS[0], GenerationConfig(max_new_tokens=4000, stop_ids=()))
     steps = iter(first)
     next(steps)
     second = batcher.stream(PROMPTS[1], config)  # waits for the only row
@@ -185,7 +186,8 @@ def test_cancel_and_early_exit_free_the_row(tiny_model: Callable[..., CausalLM])
     waiter = threading.Thread(target=consume)
     waiter.start()
     started.wait()
-    while batcher.waiting < 1:
+    deadline = time.monotonic() + 60
+    while batcher.waiting < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     with pytest.raises(BatchFullError):  # one waiting already: a third is refused
         for _ in batcher.stream(PROMPTS[2], config):
