@@ -14,6 +14,10 @@ slot also holds, per row, the token's position and whether it is real (`StaticKV
 so rows of any length share it. A joining prompt is placed right-aligned to end at the write index; a leaving
 row is marked invalid. When stale slots outnumber the longest row's (or the buffer is full) every row's live
 slots move right-aligned to the front (`compact`), so attention reads at most about twice the longest row.
+
+Active rows are kept packed at the front (a leaving row's place takes the last row's K/V), and a step runs over
+those rows alone, through a view of the cache: one request costs one row, not B (where B rows cost more than
+one, e.g. CPU GEMMs, or a CUDA graph that reads every row).
 """
 
 from __future__ import annotations
@@ -77,6 +81,24 @@ class _Request:
         return self.abandoned or self.cancel_event.is_set()
 
 
+class _RowsView(StaticKVCache):
+    """The first `rows` rows of a batch cache, sharing its buffers and its write index (what a step runs on)."""
+
+    def __init__(self, base: StaticKVCache, rows: int) -> None:  # no super().__init__: nothing is allocated
+        self.base = base
+        self.k, self.v = base.k[:, :rows], base.v[:, :rows]
+        self.key_pos, self.key_valid = base.key_pos[:rows], base.key_valid[:rows]
+        self.slot_ids = base.slot_ids
+
+    @property
+    def length(self) -> int:
+        return self.base.length
+
+    @length.setter
+    def length(self, value: int) -> None:
+        self.base.length = value
+
+
 class DecodeBatch:
     """The synchronous core of the loop (tests drive it step by step to choose where requests join).
 
@@ -90,7 +112,7 @@ class DecodeBatch:
                  decode_fn: Callable[[StaticKVCache], DecodeFn] | None = None):
         self.model, self.prefix_cache = model, prefix_cache
         self._decode_fn = decode_fn
-        self._decode: DecodeFn | None = None
+        self._decoders: dict[int, DecodeFn] = {}  # per count of active rows, bound to a view of the cache
         self.max_request_len = max_request_len
         self.max_slots = 2 * max_request_len + MIN_SLOTS
         self.rows: list[_Request | None] = [None] * rows
@@ -112,12 +134,12 @@ class DecodeBatch:
         if self.active:
             raise RuntimeError("rows are still decoding")
         self.cache = None
-        self._decode = None
+        self._decoders.clear()
 
     def join(self, req: _Request) -> None:
         """Prefill `req` alone and move its K/V into a free row, or finish it (cancelled, no tokens wanted)."""
         model, cfg = self.model, req.config
-        row = self.rows.index(None)
+        row = self.rows.index(None)  # the first free row: active rows stay packed at the front
         if req.cancelled:
             req.out.put("cancelled")
             return
@@ -176,7 +198,7 @@ class DecodeBatch:
         self._make_room(1)
         cache = self.cache
         assert cache is not None
-        batch = len(self.rows)
+        batch = len(self.active)  # rows [0, batch): the going ones and, until they leave, none other
         ids = torch.full((batch, 1), self.model.pad_id, dtype=torch.long)
         positions = torch.zeros(batch, 1, dtype=torch.long)
         valid = torch.zeros(batch, 1, dtype=torch.bool)
@@ -185,9 +207,12 @@ class DecodeBatch:
             positions[req.row, 0] = len(req.prompt) + req.index  # as TokenStream: token k goes in at L + k
             valid[req.row, 0] = True
         device = self.model.device
-        if self._decode is None:
-            self._decode = self._decode_fn(cache) if self._decode_fn else _eager_decode(self.model, cache)
-        logits = self._decode(ids.to(device), positions.to(device), valid.to(device))
+        decode = self._decoders.get(batch)
+        if decode is None:
+            view = _RowsView(cache, batch)
+            decode = self._decoders[batch] = self._decode_fn(view) if self._decode_fn else _eager_decode(self.model,
+                                                                                                         view)
+        logits = decode(ids.to(device), positions.to(device), valid.to(device))
         self.steps += 1
         self.row_steps += len(going)
         for req in going:
@@ -204,19 +229,31 @@ class DecodeBatch:
             self.cache.reset()
 
     def _leave(self, req: _Request, reason: str) -> None:
-        self.rows[req.row] = None
-        assert self.cache is not None
-        self.cache.key_valid[req.row] = False
+        """Free `req`'s row; the last active row moves into it, so the active rows stay packed."""
+        cache = self.cache
+        assert cache is not None
+        row, last = req.row, len(self.active) - 1
+        moved = self.rows[last]
+        if row != last and moved is not None:
+            n = cache.length
+            cache.k[:, row, :, :n] = cache.k[:, last, :, :n]
+            cache.v[:, row, :, :n] = cache.v[:, last, :, :n]
+            cache.key_pos[row, :n] = cache.key_pos[last, :n]
+            cache.key_valid[row] = cache.key_valid[last]
+            moved.row = row
+            self.rows[row] = moved
+        self.rows[last] = None
+        cache.key_valid[last] = False
         req.logits = req.history = None
         req.out.put(reason)
         if not self.active:
-            self.cache.reset()
+            cache.reset()
 
     def _place(self, row: int, scratch: StaticKVCache, width: int) -> None:
         """Copy a prefilled prompt's K/V into `row`, ending at the write index (moved up when it is too short)."""
         if self.cache is None:
             self.cache = new_cache(self.model, len(self.rows), min(self.max_slots, max(MIN_SLOTS, 2 * width)))
-            self._decode = None
+            self._decoders.clear()
         cache = self.cache
         if cache.length < width:
             if width > cache.max_len:
@@ -275,7 +312,7 @@ class DecodeBatch:
         new.key_valid[:, :n] = old.key_valid[:, :n]
         new.length = n
         self.cache = new
-        self._decode = None
+        self._decoders.clear()
 
 
 class BatchedStream:
