@@ -17,7 +17,7 @@ A layer whose in_features no group size divides stays as loaded. On CPU the laye
 MatMulNBits (int8 activations per group, ~0.5 % product error) where it is measured faster than torch's
 int4 kernel (`kernels.int4.cpu_int4_kernel`, cached); torch's is compute-bound on AVX2 (2-core EPYC,
 TTS-3B: ~21-26 % of the bandwidth bound) and MatMulNBits ~3x faster at decode and 2.7x at 128-token prefill
-(~65-80 % of copy bandwidth at decode, interleaved with copies on the loaded machine). Without onnx and
+(~55-80 % of copy bandwidth at decode, interleaved with copies on the loaded machine). Without onnx and
 onnxruntime it falls back to torch's kernel with a warning. On CUDA torch's tinygemm kernel reads the 4x
 smaller weights at batch 1.
 
