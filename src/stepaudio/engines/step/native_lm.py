@@ -50,12 +50,12 @@ DEFAULT_LM_BATCH = 4
 def default_lm_batch(model: nn.Module) -> int:
     """Rows per decode step where `lm_batch` is not given: DEFAULT_LM_BATCH on CUDA, 1 on CPU.
 
-    Measured with `stepaudio bench lm-batch` (docs in the bench): on an H200 (TTS-3B bf16, graphs both ways) one
-    request runs at 132 vs 141 tok/s, four at once at 362 vs 147, with the same greedy tokens in fp32. On the
-    2-core AVX2 EPYC measured, fp32 and bf16 products took 3-8x longer at 4 rows than at 1 (a GEMM where one row
-    is a GEMV), so batching does not pay; int8 (FBGEMM) pays (4 requests: 31.9 vs 13.8 tok/s) but quantises each
-    call's activations with one scale for all rows, so a request's tokens depend on its neighbours: opt in with
-    `lm_batch` knowing that."""
+    Measured with `stepaudio bench lm-batch`: on an H200 (TTS-3B bf16, 32 layers, graphs both ways) one request
+    runs at 171 tok/s batched or alone, four at once at 376 vs 156 tok/s (first token 0.40 vs 1.33 s), with the
+    same greedy tokens in fp32. On the 2-core AVX2 EPYC measured, fp32 and bf16 products took 3-8x longer at 4
+    rows than at 1 (a GEMM where one row is a GEMV), so batching does not pay (bf16, 4 requests: 3.1 vs 3.6
+    tok/s); int8 (FBGEMM) pays (31.9 vs 13.8 tok/s) but quantises each call's activations with one scale for all
+    rows, so a request's tokens depend on its neighbours: opt in with `lm_batch` knowing that."""
     if any(isinstance(m, PackedInt8Linear) for m in model.modules()):
         return 1
     return DEFAULT_LM_BATCH if next(model.parameters()).device.type == "cuda" else 1
