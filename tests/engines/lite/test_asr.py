@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import Engine, StreamingTranscriber, TranscriptStream, WordTranscriber
-from stepaudio.engines.lite.asr import WhisperStream, normalize_language
+from stepaudio.engines.lite.asr import WhisperOptions, WhisperStream, WhisperTranscriber, normalize_language
 from stepaudio.errors import StepAudioError
 from stepaudio.eval.bench.lite import error_rate
 
@@ -173,3 +174,73 @@ def test_the_stream_can_be_turned_off() -> None:
     assert engine.transcriber.listen(16000) is None  # (the model is not even loaded for it)
     with pytest.raises(StepAudioError, match="asr_stream is on or off"):
         create_engine("lite", asr_stream="maybe")
+
+
+def _whisper(batch: int, wait_s: float = 0.003) -> WhisperTranscriber:
+    pytest.importorskip("faster_whisper")
+    from stepaudio.engines.lite import models, resolver
+
+    return WhisperTranscriber(resolver.resolve(models.WHISPER_BASE), WhisperOptions(batch=batch, batch_wait_s=wait_s))
+
+
+def _finals_at_once(streams: list[WhisperStream]) -> list[tuple[str, str]]:
+    with ThreadPoolExecutor(len(streams)) as pool:
+        return [(t.text, t.language) for t in pool.map(lambda s: s.transcript(), streams)]
+
+
+def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(librivox: dict[Path, str]) -> None:
+    """Five turns end at once, real LibriVox speech: four short ones never heard while spoken (one encoder window
+    size, no previous text; two with the language detected), and a longer one heard while spoken (a tail with
+    previous text: another window and prompt length, in the same batch or the next). Batched at most four at a
+    time, each final pass gets the text it gets decoded alone."""
+    clips = {path.stem: load_audio(path, sample_rate=16000).samples for path in librivox}
+    short = [clips[f"sense_and_sensibility_01_austen_64kb-{n}"] for n in ("0880", "0930", "0890")]
+    short.append(clips["sense_and_sensibility_01_austen_64kb-0920"][: int(5.9 * 16000)])
+    long = clips["sense_and_sensibility_01_austen_64kb-0870"]
+
+    def streams(transcriber: WhisperTranscriber) -> list[WhisperStream]:
+        made = [transcriber.listen(16000, language) for language in ("en", None, "en", None, "en")]
+        for stream, samples in zip(made[:4], short, strict=True):
+            stream.push(samples)
+        _heard_while_spoken(made[4], long)
+        assert made[4].final_text  # some words final: the tail's prompt has previous text
+        return made
+
+    alone = [(s.transcript().text, s.transcript().language) for s in streams(_whisper(1))]
+    batched = _whisper(4, wait_s=1.0)  # long enough for all five threads to arrive: the batches are known
+    together = _finals_at_once(streams(batched))
+    assert together == alone
+    assert batched._batcher.sizes == {4: 1, 1: 1}
+    assert [language for _, language in alone] == ["en"] * 5 and all(text for text, _ in alone)
+
+
+def test_a_failing_request_in_a_batch_fails_alone(librivox: dict[Path, str]) -> None:
+    """A window CTranslate2 cannot encode (half the mel bins) fails the batched call; each request is then
+    decoded on its own, and only the bad one gets the error."""
+    from stepaudio.engines.lite.asr import _Pass
+
+    transcriber = _whisper(4)
+    samples = load_audio(next(iter(librivox)), sample_rate=16000).samples
+    window = np.pad(transcriber._model.feature_extractor(samples)[:, :-1], ((0, 0), (0, 300))).astype(np.float32)
+    good = _Pass(np.ascontiguousarray(window), window.shape[-1] - 300, (), "en", 120, 0.0, False)
+    bad = _Pass(np.ascontiguousarray(window[:40]), good.frames, (), "en", 120, 0.0, False)
+    first, failed, second = transcriber._decode([good, bad, good])
+    assert isinstance(failed, Exception)
+    assert first == second == transcriber._decode([good])[0] and first.tokens
+
+
+def test_the_batcher_bounds_its_batches_and_keeps_errors_to_their_request() -> None:
+    from stepaudio.engines.lite.asr import _Batcher
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+    batcher = _Batcher(run, 3, 0.5)
+    with ThreadPoolExecutor(7) as pool:
+        futures = [pool.submit(batcher.submit, i) for i in (1, 2, -3, 4, 5, 6, 7)]
+        outcomes = [f.exception() or f.result() for f in futures]
+    assert [o for o in outcomes if not isinstance(o, BaseException)] == [10, 20, 40, 50, 60, 70]
+    assert str(outcomes[2]) == "bad -3"
+    assert sum(size * count for size, count in batcher.sizes.items()) == 7 and max(batcher.sizes) <= 3
+    lone = _Batcher(run, 1, 10.0)  # size 1: nothing to wait for
+    assert lone.submit(2) == 20 and lone.sizes == {1: 1}

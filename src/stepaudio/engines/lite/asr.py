@@ -11,6 +11,12 @@ prefix that later passes take as given (forced decoder tokens: LocalAgreement-2,
 the end of speech only the words after that prefix are left to decode. Each pass encodes the audio there is
 plus `pad_s` of silence instead of Whisper's 30 s window: on 2 cores a 7 s turn encodes in a tenth of the
 time, and the silence is what tells the decoder where speech ends (without it Whisper base repeats itself).
+
+Final passes of several turns that end together are decoded in one CTranslate2 batch (`WhisperOptions.batch`):
+those with the same window are encoded together, and those that also have as many previous-text tokens (CTranslate2
+wants <|startoftranscript|> at one position) are decoded together. Greedy decoding of a row does not depend on the
+others (checked on Whisper base int8: same encoder output, same tokens), so each gets its own result exactly; the
+windows are not padded to a common length, which would change what Whisper hears.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class WhisperOptions:
     compute_type: str = "int8"
     device: str = "cpu"
     languages: tuple[str, ...] = SPOKEN_LANGUAGES  # detection picks among these; () = any Whisper knows
+    batch: int = 4  # final passes decoded together at most (1 = each on its own, as they come)
+    batch_wait_s: float = 0.003  # how long a final pass waits at most for others to join its batch
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class WhisperTranscriber:
         self._gate = threading.Lock()
         self._rest_until = 0.0  # no other stream's hypothesis starts before (time.monotonic; under _gate)
         self._last_stream: object = None  # whose hypothesis ran last
+        self._batcher = _Batcher(self._decode, self.options.batch, self.options.batch_wait_s)
 
     def listen(self, sample_rate: int = SAMPLE_RATE, language: str | None = None,
                options: StreamOptions | None = None) -> WhisperStream:
@@ -168,44 +177,104 @@ class WhisperTranscriber:
         """Greedy decode of `samples` (16 kHz) in an encoder window of the audio and silence (`window_s`: at least
         that much silence, and at least that long in all), with `context` (the words before them) as Whisper's
         previous text; detects the language among the allowed ones when none is given; with `words`, each word's
-        tokens and times (from `offset_s`). Leading words that repeat the end of `context` are dropped."""
-        from faster_whisper.transcribe import get_suppressed_tokens
-
+        tokens and times (from `offset_s`). Leading words that repeat the end of `context` are dropped. Without
+        `words` (final passes) it joins other passes in a batch (`WhisperOptions.batch`)."""
         model = self._model
         features = model.feature_extractor(samples)[:, :-1]  # as faster-whisper: the last frame is not content
         frames = features.shape[-1]
         pad = max(round(window_s[0] * 100), round(window_s[1] * 100) - frames)
         pad = max(0, min(model.feature_extractor.nb_max_frames - frames, pad))
         window = np.ascontiguousarray(np.pad(features, ((0, 0), (0, pad))), dtype=np.float32)
-        encoded = model.encode(window)
-        code = language
-        if code is None:
-            allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
-            ranked = [token[2:-2] for token, _ in model.model.detect_language(encoded)[0]]
-            code = min(allowed, key=lambda c: ranked.index(c) if c in ranked else len(ranked)) if allowed \
-                else ranked[0]
-        tokenizer = self._tokenizer(code)
+        request = _Pass(window, frames, tuple(context), language, max_new_tokens, offset_s, words)
+        if words or self.options.batch <= 1:
+            outcome = self._decode([request])[0]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        outcome = self._batcher.submit(request)
+        assert isinstance(outcome, _Hypothesis)
+        return outcome
+
+    def _decode(self, requests: list[_Pass]) -> list[_Hypothesis | BaseException]:
+        """Each request's hypothesis (or its error), decoding together those with equal windows and prompt
+        lengths. If a batched call fails, each request is decoded again on its own, so an error is its own."""
+        try:
+            return self._decode_together(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+            return [self._decode([request])[0] for request in requests]
+
+    def _decode_together(self, requests: list[_Pass]) -> list[_Hypothesis | BaseException]:
+        import ctranslate2
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        outcomes: list[_Hypothesis | BaseException | None] = [None] * len(requests)
+        by_window: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            by_window.setdefault(request.window.shape[-1], []).append(i)
+        for rows in by_window.values():
+            encoded = model.model.encode(ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(np.stack([requests[i].window for i in rows]))), to_cpu=False)
+            codes = [requests[i].language for i in rows]
+            if any(code is None for code in codes):
+                allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
+                for k, found in enumerate(model.model.detect_language(encoded)):
+                    if codes[k] is None:
+                        ranked = [token[2:-2] for token, _ in found]
+                        codes[k] = min(allowed, key=lambda c: ranked.index(c) if c in ranked else len(ranked)) \
+                            if allowed else ranked[0]
+            tokenizers = [self._tokenizer(str(code)) for code in codes]
+            prompts = [self._prompt(tokenizer, str(code), list(requests[i].context))
+                       for i, tokenizer, code in zip(rows, tokenizers, codes, strict=True)]
+            by_prompt: dict[int, list[int]] = {}
+            for k, prompt in enumerate(prompts):
+                by_prompt.setdefault(len(prompt), []).append(k)
+            for group in by_prompt.values():
+                memory = encoded if len(group) == len(rows) else ctranslate2.StorageView.from_array(
+                    np.ascontiguousarray(np.asarray(encoded)[group]))
+                # CTranslate2 generates min(max_length // 2, max_length - prompt + 1) tokens at most; each row is
+                # cut where its own max_length would have stopped it (greedy: the tokens before are the same)
+                totals = [min(448, len(prompts[k]) + requests[rows[k]].max_new_tokens) for k in group]
+                results = model.model.generate(
+                    memory, [prompts[k] for k in group], beam_size=self.options.beam_size, max_length=max(totals),
+                    suppress_blank=True, suppress_tokens=list(get_suppressed_tokens(tokenizers[group[0]], (-1,))))
+                for k, total, result in zip(group, totals, results, strict=True):
+                    i = rows[k]
+                    cap = min(total // 2, total - len(prompts[k]) + 1)
+                    try:
+                        outcomes[i] = self._finish(requests[i], tokenizers[k], str(codes[k]),
+                                                   result.sequences_ids[0][:cap], memory if requests[i].words else None)
+                    except Exception as exc:  # this request's alone
+                        outcomes[i] = exc
+        return [o if o is not None else RuntimeError("not decoded") for o in outcomes]
+
+    def _prompt(self, tokenizer: Any, code: str, context: list[int]) -> list[int]:
+        """Whisper's prompt: the previous text (the initial prompt and `context`), then the language, no timestamps."""
         initial = None if self._simplify else INITIAL_PROMPTS.get(code)
         previous = ([*tokenizer.encode(" " + initial)] if initial else []) + context
-        prompt = [tokenizer.sot_prev, *previous[-(model.max_length // 2 - 1):]] if previous else []
-        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        result = model.model.generate(
-            encoded, [prompt], beam_size=self.options.beam_size, max_length=min(448, len(prompt) + max_new_tokens),
-            suppress_blank=True, suppress_tokens=list(get_suppressed_tokens(tokenizer, (-1,))))[0]
-        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        prompt = [tokenizer.sot_prev, *previous[-(self._model.max_length // 2 - 1):]] if previous else []
+        return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    def _finish(self, request: _Pass, tokenizer: Any, code: str, sequence: list[int], encoded: Any) -> _Hypothesis:
+        """The hypothesis of a decoded `sequence`: whether it ran away, its words (timed on `encoded` when asked
+        for), less those that repeat the end of the context."""
+        tokens = [t for t in sequence if t < tokenizer.eot]
         text = tokenizer.decode(tokens)
-        finished = len(tokens) < max_new_tokens
+        finished = len(tokens) < request.max_new_tokens
         ok = finished and (len(text) < 24 or len(text.encode()) / len(zlib.compress(text.encode())) <= 2.4)
         timed: list[_Word] = []
-        if words and ok and tokens and frames > 0:
-            aligned = model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
-            timed = [_Word(tuple(w["tokens"]), offset_s + float(w["start"]), offset_s + float(w["end"]))
-                     for w in aligned]
+        if request.words and ok and tokens and request.frames > 0:
+            aligned = self._model.find_alignment(tokenizer, [tokens], encoded, request.frames)[0]
+            timed = [_Word(tuple(w["tokens"]), request.offset_s + float(w["start"]),
+                           request.offset_s + float(w["end"])) for w in aligned]
         else:
-            timed = [_Word(tuple(w), offset_s, offset_s) for w in tokenizer.split_to_word_tokens(tokens)[1]]
-        repeated = _repeated(tokenizer, context, [list(w.tokens) for w in timed])
+            timed = [_Word(tuple(w), request.offset_s, request.offset_s)
+                     for w in tokenizer.split_to_word_tokens(tokens)[1]]
+        repeated = _repeated(tokenizer, list(request.context), [list(w.tokens) for w in timed])
         timed = timed[repeated:]
-        return _Hypothesis(code, [t for w in timed for t in w.tokens], ok, timed if words else [])
+        return _Hypothesis(code, [t for w in timed for t in w.tokens], ok, timed if request.words else [])
 
     def _text(self, tokens: list[int], language: str | None) -> str:
         text = self._tokenizer(language or "en").decode(tokens).strip()
@@ -217,6 +286,81 @@ class WhisperTranscriber:
     def warmup(self) -> None:
         """One tiny decode so the first real request does not pay CTranslate2's start-up."""
         self.transcribe(Audio(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), SAMPLE_RATE), language="en")
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One decoding request: the encoder window (mel frames of the audio, then silence) and the prompt's parts."""
+
+    window: np.ndarray
+    frames: int  # of audio, before the silence
+    context: tuple[int, ...]
+    language: str | None
+    max_new_tokens: int
+    offset_s: float
+    words: bool
+
+
+class _Slot:
+    """A request waiting in a `_Batcher`, and then its outcome."""
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.done = False
+        self.outcome: Any = None
+
+
+class _Batcher:
+    """Runs requests that arrive together as one batch: the first one waiting leads, waits up to `wait_s` for
+    others to join (or until `size` are there), then runs them all with `run` (one outcome per request, an
+    exception for a request that failed) while later requests queue for the next batch."""
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], size: int, wait_s: float) -> None:
+        self._run = run
+        self._size = max(1, size)
+        self._wait_s = wait_s
+        self._pending: list[_Slot] = []
+        self._running = False
+        self._changed = threading.Condition()
+        self.sizes: dict[int, int] = {}  # how many batches of each size ran (tests and benches read it)
+
+    def submit(self, item: Any) -> Any:
+        slot = _Slot(item)
+        with self._changed:
+            self._pending.append(slot)
+            self._changed.notify_all()
+            while not slot.done:
+                if not self._running and self._pending[0] is slot:
+                    break
+                self._changed.wait()
+            if slot.done:
+                return self._outcome(slot)
+            self._running = True
+            deadline = time.monotonic() + self._wait_s
+            while len(self._pending) < self._size and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            batch, self._pending = self._pending[:self._size], self._pending[self._size:]
+        try:
+            try:
+                outcomes = self._run([s.item for s in batch])
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            for member, outcome in zip(batch, outcomes, strict=True):
+                member.outcome = outcome
+        finally:
+            with self._changed:
+                for member in batch:
+                    member.done = True
+                self.sizes[len(batch)] = self.sizes.get(len(batch), 0) + 1
+                self._running = False
+                self._changed.notify_all()
+        return self._outcome(slot)
+
+    @staticmethod
+    def _outcome(slot: _Slot) -> Any:
+        if isinstance(slot.outcome, BaseException):
+            raise slot.outcome
+        return slot.outcome
 
 
 @dataclass(frozen=True)
