@@ -206,7 +206,7 @@ def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(li
         assert made[4].final_text  # some words final: the tail's prompt has previous text
         return made
 
-    alone = [(s.transcript().text, s.transcript().language) for s in streams(_whisper(1))]
+    alone = [(t.text, t.language) for t in (s.transcript() for s in streams(_whisper(1)))]
     batched = _whisper(4, wait_s=0.5)  # long enough for all five threads to arrive: the batches are known
     together = _finals_at_once(streams(batched))
     assert together == alone
@@ -215,15 +215,14 @@ def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(li
 
 
 def test_a_failing_request_in_a_batch_fails_alone(librivox: dict[Path, str]) -> None:
-    """A window CTranslate2 cannot encode (half the mel bins) fails the batched call; each request is then
-    decoded on its own, and only the bad one gets the error."""
+    """A request CTranslate2 cannot encode (too long for Whisper's window) fails the batched call; each request
+    is then decoded on its own, and only the bad one gets the error."""
     from stepaudio.engines.lite.asr import _Pass
 
     transcriber = _whisper(4)
     samples = load_audio(next(iter(librivox)), sample_rate=16000).samples
-    window = np.pad(transcriber._model.feature_extractor(samples)[:, :-1], ((0, 0), (0, 300))).astype(np.float32)
-    good = _Pass(np.ascontiguousarray(window), window.shape[-1] - 300, (), "en", 120, 0.0, False)
-    bad = _Pass(np.ascontiguousarray(window[:40]), good.frames, (), "en", 120, 0.0, False)
+    good = _Pass(samples, (2.0, 8.0), (), "en", 120, 0.0, False)
+    bad = _Pass(np.zeros(35 * 16000, np.float32), (2.0, 8.0), (), "en", 120, 0.0, False)
     first, failed, second = transcriber._decode([good, bad, good])
     assert isinstance(failed, Exception)
     assert first == second == transcriber._decode([good])[0] and first.tokens

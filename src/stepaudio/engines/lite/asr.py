@@ -179,13 +179,7 @@ class WhisperTranscriber:
         previous text; detects the language among the allowed ones when none is given; with `words`, each word's
         tokens and times (from `offset_s`). Leading words that repeat the end of `context` are dropped. Without
         `words` (final passes) it joins other passes in a batch (`WhisperOptions.batch`)."""
-        model = self._model
-        features = model.feature_extractor(samples)[:, :-1]  # as faster-whisper: the last frame is not content
-        frames = features.shape[-1]
-        pad = max(round(window_s[0] * 100), round(window_s[1] * 100) - frames)
-        pad = max(0, min(model.feature_extractor.nb_max_frames - frames, pad))
-        window = np.ascontiguousarray(np.pad(features, ((0, 0), (0, pad))), dtype=np.float32)
-        request = _Pass(window, frames, tuple(context), language, max_new_tokens, offset_s, words)
+        request = _Pass(samples, window_s, tuple(context), language, max_new_tokens, offset_s, words)
         if words or self.options.batch <= 1:
             outcome = self._decode([request])[0]
             if isinstance(outcome, BaseException):
@@ -211,12 +205,13 @@ class WhisperTranscriber:
 
         model = self._model
         outcomes: list[_Hypothesis | BaseException | None] = [None] * len(requests)
+        windows = [self._window(request) for request in requests]
         by_window: dict[int, list[int]] = {}
-        for i, request in enumerate(requests):
-            by_window.setdefault(request.window.shape[-1], []).append(i)
+        for i, (window, _) in enumerate(windows):
+            by_window.setdefault(window.shape[-1], []).append(i)
         for rows in by_window.values():
             encoded = model.model.encode(ctranslate2.StorageView.from_array(
-                np.ascontiguousarray(np.stack([requests[i].window for i in rows]))), to_cpu=False)
+                np.ascontiguousarray(np.stack([windows[i][0] for i in rows]))), to_cpu=False)
             codes = [requests[i].language for i in rows]
             if any(code is None for code in codes):
                 allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
@@ -244,11 +239,21 @@ class WhisperTranscriber:
                     i = rows[k]
                     cap = min(total // 2, total - len(prompts[k]) + 1)
                     try:
-                        outcomes[i] = self._finish(requests[i], tokenizers[k], str(codes[k]),
+                        outcomes[i] = self._finish(requests[i], windows[i][1], tokenizers[k], str(codes[k]),
                                                    result.sequences_ids[0][:cap], memory if requests[i].words else None)
                     except Exception as exc:  # this request's alone
                         outcomes[i] = exc
         return [o if o is not None else RuntimeError("not decoded") for o in outcomes]
+
+    def _window(self, request: _Pass) -> tuple[np.ndarray, int]:
+        """The encoder window of a request's samples (mel frames of the audio, then silence: `window_s`), and
+        how many frames are audio."""
+        extractor = self._model.feature_extractor
+        features = extractor(request.samples)[:, :-1]  # as faster-whisper: the last frame is not content
+        frames = features.shape[-1]
+        pad = max(round(request.window_s[0] * 100), round(request.window_s[1] * 100) - frames)
+        pad = max(0, min(extractor.nb_max_frames - frames, pad))
+        return np.ascontiguousarray(np.pad(features, ((0, 0), (0, pad))), dtype=np.float32), frames
 
     def _prompt(self, tokenizer: Any, code: str, context: list[int]) -> list[int]:
         """Whisper's prompt: the previous text (the initial prompt and `context`), then the language, no timestamps."""
@@ -257,7 +262,8 @@ class WhisperTranscriber:
         prompt = [tokenizer.sot_prev, *previous[-(self._model.max_length // 2 - 1):]] if previous else []
         return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
-    def _finish(self, request: _Pass, tokenizer: Any, code: str, sequence: list[int], encoded: Any) -> _Hypothesis:
+    def _finish(self, request: _Pass, frames: int, tokenizer: Any, code: str, sequence: list[int],
+                encoded: Any) -> _Hypothesis:
         """The hypothesis of a decoded `sequence`: whether it ran away, its words (timed on `encoded` when asked
         for), less those that repeat the end of the context."""
         tokens = [t for t in sequence if t < tokenizer.eot]
@@ -265,8 +271,8 @@ class WhisperTranscriber:
         finished = len(tokens) < request.max_new_tokens
         ok = finished and (len(text) < 24 or len(text.encode()) / len(zlib.compress(text.encode())) <= 2.4)
         timed: list[_Word] = []
-        if request.words and ok and tokens and request.frames > 0:
-            aligned = self._model.find_alignment(tokenizer, [tokens], encoded, request.frames)[0]
+        if request.words and ok and tokens and frames > 0:
+            aligned = self._model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
             timed = [_Word(tuple(w["tokens"]), request.offset_s + float(w["start"]),
                            request.offset_s + float(w["end"])) for w in aligned]
         else:
@@ -290,10 +296,11 @@ class WhisperTranscriber:
 
 @dataclass(frozen=True)
 class _Pass:
-    """One decoding request: the encoder window (mel frames of the audio, then silence) and the prompt's parts."""
+    """One decoding request: the audio (16 kHz), its window (see `WhisperTranscriber._hypothesis`) and the prompt's
+    parts. The mel features are computed in the batch, so requests made at once join it without waiting for them."""
 
-    window: np.ndarray
-    frames: int  # of audio, before the silence
+    samples: np.ndarray
+    window_s: tuple[float, float]
     context: tuple[int, ...]
     language: str | None
     max_new_tokens: int
