@@ -24,6 +24,7 @@ from stepaudio.engines.lite.asr import WhisperOptions, WhisperStream, WhisperTra
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 STEMS = ("0870", "0880", "0890", "0920")
+EQUAL = ("0880", "0930", "0890", "0920")  # the first 5.9 s of each: one encoder window size (8 s)
 
 
 def _finals(streams: list[WhisperStream], mode: str) -> tuple[float, list[float], list[str]]:
@@ -45,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--heard", action="store_true", help="hear each turn while spoken first")
+    parser.add_argument("--equal", action="store_true", help="four turns of at most 5.9 s, not heard while spoken:"
+                        " equal windows and prompts, so the whole final passes are decoded together")
     parser.add_argument("--wait-ms", type=float, default=3.0, help="how long a final waits for others to join")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,10 +56,11 @@ def main() -> None:
                                      WhisperOptions(batch=4, batch_wait_s=args.wait_ms / 1000))
     transcriber.warmup()
     streams = []
-    for stem in STEMS:
+    for stem in EQUAL if args.equal else STEMS:
         samples = load_audio(LIBRIVOX / f"sense_and_sensibility_01_austen_64kb-{stem}.wav", sample_rate=16000).samples
+        samples = samples[: int(5.9 * 16000)] if args.equal else samples
         stream = transcriber.listen(16000, "en")
-        if args.heard:
+        if args.heard and not args.equal:
             for start in range(0, samples.size, 512):
                 stream.push(samples[start : start + 512])
                 stream.update()

@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,69 +181,88 @@ class WhisperTranscriber:
         `words` (final passes) it joins other passes in a batch (`WhisperOptions.batch`)."""
         request = _Pass(samples, window_s, tuple(context), language, max_new_tokens, offset_s, words)
         if words or self.options.batch <= 1:
-            outcome = self._decode([request])[0]
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
+            return self._decode_alone(request)
         outcome = self._batcher.submit(request)
         assert isinstance(outcome, _Hypothesis)
         return outcome
 
-    def _decode(self, requests: list[_Pass]) -> list[_Hypothesis | BaseException]:
-        """Each request's hypothesis (or its error), decoding together those with equal windows and prompt
-        lengths. If a batched call fails, each request is decoded again on its own, so an error is its own."""
+    def _decode(self, requests: list[_Pass]) -> Iterator[tuple[int, _Hypothesis | BaseException]]:
+        """Each request's index and hypothesis (or its error), as soon as it is decoded. If a batched call fails,
+        the requests it held are decoded again one by one, so an error is reported to its own request only."""
+        delivered: set[int] = set()
         try:
-            return self._decode_together(requests)
+            for index, outcome in self._decode_together(requests):
+                delivered.add(index)
+                yield index, outcome
         except Exception as exc:
-            if len(requests) == 1:
-                return [exc]
-            return [self._decode([request])[0] for request in requests]
+            left = [i for i in range(len(requests)) if i not in delivered]
+            if len(left) == 1:
+                yield left[0], exc
+                return
+            for i in left:
+                yield i, next(self._decode([requests[i]]))[1]
 
-    def _decode_together(self, requests: list[_Pass]) -> list[_Hypothesis | BaseException]:
+    def _decode_alone(self, request: _Pass) -> _Hypothesis:
+        outcome = next(self._decode([request]))[1]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _decode_together(self, requests: list[_Pass]) -> Iterator[tuple[int, _Hypothesis | BaseException]]:
+        """Requests with the same window and prompt length are encoded and decoded together, a group at a time in
+        the order they came (on CPU encoding several windows at once saves nothing; decoding them does)."""
+        windows = [self._window(request) for request in requests]
+        groups: dict[tuple[int, int | None, int], list[int]] = {}
+        for i, request in enumerate(requests):
+            length = None if request.language is None else \
+                len(self._prompt(self._tokenizer(request.language), request.language, list(request.context)))
+            key = (windows[i][0].shape[-1], length, len(request.context) if length is None else 0)
+            groups.setdefault(key, []).append(i)
+        for rows in groups.values():
+            yield from self._decode_group([requests[i] for i in rows], [windows[i] for i in rows], rows)
+
+    def _decode_group(self, requests: list[_Pass], windows: list[tuple[np.ndarray, int]],
+                      indices: list[int]) -> Iterator[tuple[int, _Hypothesis | BaseException]]:
+        """Requests with windows of one size: encoded together, the language detected where none is given,
+        then decoded together by prompt length (CTranslate2 wants <|startoftranscript|> at one position)."""
         import ctranslate2
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        outcomes: list[_Hypothesis | BaseException | None] = [None] * len(requests)
-        windows = [self._window(request) for request in requests]
-        by_window: dict[int, list[int]] = {}
-        for i, (window, _) in enumerate(windows):
-            by_window.setdefault(window.shape[-1], []).append(i)
-        for rows in by_window.values():
-            encoded = model.model.encode(ctranslate2.StorageView.from_array(
-                np.ascontiguousarray(np.stack([windows[i][0] for i in rows]))), to_cpu=False)
-            codes = [requests[i].language for i in rows]
-            if any(code is None for code in codes):
-                allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
-                for k, found in enumerate(model.model.detect_language(encoded)):
-                    if codes[k] is None:
-                        ranked = [token[2:-2] for token, _ in found]
-                        codes[k] = min(allowed, key=lambda c: ranked.index(c) if c in ranked else len(ranked)) \
-                            if allowed else ranked[0]
-            tokenizers = [self._tokenizer(str(code)) for code in codes]
-            prompts = [self._prompt(tokenizer, str(code), list(requests[i].context))
-                       for i, tokenizer, code in zip(rows, tokenizers, codes, strict=True)]
-            by_prompt: dict[int, list[int]] = {}
-            for k, prompt in enumerate(prompts):
-                by_prompt.setdefault(len(prompt), []).append(k)
-            for group in by_prompt.values():
-                memory = encoded if len(group) == len(rows) else ctranslate2.StorageView.from_array(
-                    np.ascontiguousarray(np.asarray(encoded)[group]))
-                # CTranslate2 generates min(max_length // 2, max_length - prompt + 1) tokens at most; each row is
-                # cut where its own max_length would have stopped it (greedy: the tokens before are the same)
-                totals = [min(448, len(prompts[k]) + requests[rows[k]].max_new_tokens) for k in group]
-                results = model.model.generate(
-                    memory, [prompts[k] for k in group], beam_size=self.options.beam_size, max_length=max(totals),
-                    suppress_blank=True, suppress_tokens=list(get_suppressed_tokens(tokenizers[group[0]], (-1,))))
-                for k, total, result in zip(group, totals, results, strict=True):
-                    i = rows[k]
-                    cap = min(total // 2, total - len(prompts[k]) + 1)
-                    try:
-                        outcomes[i] = self._finish(requests[i], windows[i][1], tokenizers[k], str(codes[k]),
-                                                   result.sequences_ids[0][:cap], memory if requests[i].words else None)
-                    except Exception as exc:  # this request's alone
-                        outcomes[i] = exc
-        return [o if o is not None else RuntimeError("not decoded") for o in outcomes]
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.stack([window for window, _ in windows]))), to_cpu=False)
+        codes = [request.language for request in requests]
+        if any(code is None for code in codes):
+            allowed = tuple(dict.fromkeys(c for c in map(normalize_language, self.options.languages) if c))
+            for k, found in enumerate(model.model.detect_language(encoded)):
+                if codes[k] is None:
+                    ranked = [token[2:-2] for token, _ in found]
+                    codes[k] = min(allowed, key=lambda c: ranked.index(c) if c in ranked else len(ranked)) \
+                        if allowed else ranked[0]
+        tokenizers = [self._tokenizer(str(code)) for code in codes]
+        prompts = [self._prompt(tokenizer, str(code), list(request.context))
+                   for request, tokenizer, code in zip(requests, tokenizers, codes, strict=True)]
+        by_prompt: dict[int, list[int]] = {}
+        for k, prompt in enumerate(prompts):
+            by_prompt.setdefault(len(prompt), []).append(k)
+        for group in by_prompt.values():
+            memory = encoded if len(group) == len(requests) else ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(np.asarray(encoded)[group]))
+            # CTranslate2 generates min(max_length // 2, max_length - prompt + 1) tokens at most; each row is cut
+            # where its own max_length would have stopped it (greedy: the tokens before are the same)
+            totals = [min(448, len(prompts[k]) + requests[k].max_new_tokens) for k in group]
+            results = model.model.generate(
+                memory, [prompts[k] for k in group], beam_size=self.options.beam_size, max_length=max(totals),
+                suppress_blank=True, suppress_tokens=list(get_suppressed_tokens(tokenizers[group[0]], (-1,))))
+            for k, total, result in zip(group, totals, results, strict=True):
+                cap = min(total // 2, total - len(prompts[k]) + 1)
+                outcome: _Hypothesis | BaseException
+                try:
+                    outcome = self._finish(requests[k], windows[k][1], tokenizers[k], str(codes[k]),
+                                           result.sequences_ids[0][:cap], memory if requests[k].words else None)
+                except Exception as exc:  # this request's alone
+                    outcome = exc
+                yield indices[k], outcome
 
     def _window(self, request: _Pass) -> tuple[np.ndarray, int]:
         """The encoder window of a request's samples (mel frames of the audio, then silence: `window_s`), and
@@ -319,10 +338,11 @@ class _Slot:
 
 class _Batcher:
     """Runs requests that arrive together as one batch: the first one waiting leads, waits up to `wait_s` for
-    others to join (or until `size` are there), then runs them all with `run` (one outcome per request, an
-    exception for a request that failed) while later requests queue for the next batch."""
+    others to join (or until `size` are there), then runs them on a thread of the batch's own while later
+    requests queue for the next batch. `run` yields each request's index and outcome (an exception for a request
+    that failed) as soon as it has it, and that request returns then, not at the end of the batch."""
 
-    def __init__(self, run: Callable[[list[Any]], list[Any]], size: int, wait_s: float) -> None:
+    def __init__(self, run: Callable[[list[Any]], Iterator[tuple[int, Any]]], size: int, wait_s: float) -> None:
         self._run = run
         self._size = max(1, size)
         self._wait_s = wait_s
@@ -337,37 +357,35 @@ class _Batcher:
             self._pending.append(slot)
             self._changed.notify_all()
             while not slot.done:
-                if not self._running and self._pending[0] is slot:
-                    break
+                if not self._running and self._pending and self._pending[0] is slot:
+                    self._running = True
+                    deadline = time.monotonic() + self._wait_s
+                    while len(self._pending) < self._size and (left := deadline - time.monotonic()) > 0:
+                        self._changed.wait(left)
+                    batch, self._pending = self._pending[:self._size], self._pending[self._size:]
+                    self.sizes[len(batch)] = self.sizes.get(len(batch), 0) + 1
+                    threading.Thread(target=self._batch, args=(batch,), name="asr-batch", daemon=True).start()
                 self._changed.wait()
-            if slot.done:
-                return self._outcome(slot)
-            self._running = True
-            deadline = time.monotonic() + self._wait_s
-            while len(self._pending) < self._size and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            batch, self._pending = self._pending[:self._size], self._pending[self._size:]
-        try:
-            try:
-                outcomes = self._run([s.item for s in batch])
-            except Exception as exc:
-                outcomes = [exc] * len(batch)
-            for member, outcome in zip(batch, outcomes, strict=True):
-                member.outcome = outcome
-        finally:
-            with self._changed:
-                for member in batch:
-                    member.done = True
-                self.sizes[len(batch)] = self.sizes.get(len(batch), 0) + 1
-                self._running = False
-                self._changed.notify_all()
-        return self._outcome(slot)
-
-    @staticmethod
-    def _outcome(slot: _Slot) -> Any:
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome
+
+    def _batch(self, batch: list[_Slot]) -> None:
+        failure: BaseException = RuntimeError("the batch ended without this request's result")
+        try:
+            for index, outcome in self._run([member.item for member in batch]):
+                with self._changed:
+                    batch[index].outcome, batch[index].done = outcome, True
+                    self._changed.notify_all()
+        except BaseException as exc:  # reported to each request still waiting
+            failure = exc
+        finally:
+            with self._changed:
+                for member in batch:
+                    if not member.done:
+                        member.outcome, member.done = failure, True
+                self._running = False
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
