@@ -208,10 +208,11 @@ def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(li
         return made
 
     alone = [(t.text, t.language) for t in (s.transcript() for s in streams(_whisper(1)))]
-    batched = _whisper(4, wait_s=0.5)  # long enough for all five threads to arrive: the batches are known
+    batched = _whisper(4, wait_s=0.5)  # long enough for the five threads to arrive (on a loaded machine too)
     together = _finals_at_once(streams(batched))
     assert together == alone
-    assert batched._batcher.sizes == {4: 1, 1: 1}
+    sizes = batched._batcher.sizes
+    assert sum(size * count for size, count in sizes.items()) == 5 and max(sizes) == 4, sizes
     assert [language for _, language in alone] == ["en"] * 5 and all(text for text, _ in alone)
 
 
