@@ -228,9 +228,11 @@ def choose(
 # bf16 weights of an LM: which product kernel. Widths of the Step LMs (2048-4096); decode cycles through
 # three 16 MB weights, more than a 32 MB L3, so that they stream from memory as a whole model's do.
 # /2 added int8 (FBGEMM): not exact, so it must beat the best exact kernel by LOSSY_MARGIN. /3: a decode call
-# runs _DECODE_PASSES passes over the weights back to back, as a step's products do: with 3 products a call, on
-# a busy 2-core machine the thread pool's wake-up (~15 ms a product at 2 threads) hid the kernels' speed.
-BF16_QUESTION = "bf16-weight-kernel/3"
+# runs _DECODE_PASSES passes over the weights back to back, as a step's products do. /4: timed on one thread:
+# on a shared 2-core machine every product's parallel region at 2 threads waits for the other core's time slice
+# (a constant 8 ms a 16 MB product, int8 or bf16, against 0.3 ms int8 and 5 ms bf16 on one thread), which hid
+# the kernels' difference (the full TTS-3B model at 2 threads, minutes later: int8 0.14 s a token, fp16 2.0 s).
+BF16_QUESTION = "bf16-weight-kernel/4"
 _DECODE_PASSES = 8
 BF16_KERNELS = ("bf16", "fp16", "bf16-packed", "int8")
 EXACT_KERNELS = ("bf16", "fp16", "bf16-packed")
@@ -293,10 +295,15 @@ def _measure_bf16_kernels() -> Measured:
     def prefill(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], object]:
         return lambda: fn(many)
 
-    with torch.inference_mode():
-        dec = time_calls({name: decode([build(w) for w in weights]) for name, build in builders.items()},
-                         repeats=9, budget_s=0.5)
-        pre = time_calls({name: prefill(build(square)) for name, build in builders.items()}, repeats=5,
-                         budget_s=0.5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the kernels' ranking, apart from the thread pool's waits (see BF16_QUESTION)
+    try:
+        with torch.inference_mode():
+            dec = time_calls({name: decode([build(w) for w in weights]) for name, build in builders.items()},
+                             repeats=9, budget_s=0.5)
+            pre = time_calls({name: prefill(build(square)) for name, build in builders.items()}, repeats=5,
+                             budget_s=0.5)
+    finally:
+        torch.set_num_threads(threads)
     dec = {name: t / (_DECODE_PASSES * len(weights)) for name, t in dec.items()}
     return Measured(cheapest_with_lossy(pre, dec, _DECODE_CALLS, EXACT_KERNELS), {"prefill": pre, "decode": dec})
