@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: the checkpoint's")
     parser.add_argument("--quant", choices=WEIGHT_FORMATS, default="auto",
                         help="weight format: int8 (fastest on CPU), int8-weight-only, int4 (4-bit groups), "
-                             "fp16-weights, bf16-packed, none, auto (the fastest 16-bit one for bf16 on this CPU)")
+                             "fp16-weights, bf16-packed, none, auto (the fastest for bf16 on this CPU; int8 only if a "
+                             "third cheaper)")
 
 
 def run(args: argparse.Namespace) -> int:

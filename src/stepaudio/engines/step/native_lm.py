@@ -98,7 +98,8 @@ class NativeLM:
 
         `quant` is a weight format of `stepaudio.lm.quant.WEIGHT_FORMATS`: `int8` (FBGEMM-packed, fastest on
         CPU), `int8-weight-only`, `int4` (4-bit groups, CPU and CUDA), `fp16-weights`, `bf16-packed`, `none`, or
-        `auto` (the default: the fastest 16-bit format for a bf16 model on this CPU, see `resolve_weight_format`).
+        `auto` (the default: the fastest format for a bf16 model on this CPU, int8 only where it is a third cheaper,
+        see `resolve_weight_format`).
         `prefix_cache_mb` bounds the K/V of prompt prefixes kept for reuse (0: none kept). `cuda_graphs`: replay
         decode steps as CUDA graphs (ignored off CUDA). `lm_batch`: requests
         decoded together (1: each alone; None: `default_lm_batch`, by device and weight format).
