@@ -37,8 +37,10 @@ from stepaudio.engines.base import (
     Voice,
 )
 from stepaudio.errors import StepAudioError, TagError
+from stepaudio.realtime.turn import TurnSettings
 from stepaudio.server.settings import ServerSettings
 from stepaudio.store.voices import VoiceStore
+from stepaudio.text.sentences import split_sentences
 from stepaudio.text.tags import parse_tags
 
 uvicorn = pytest.importorskip("uvicorn", reason="the server extra is not installed (pip install 'stepaudio[server]')")
@@ -48,6 +50,16 @@ TONE_RATE = 16000
 SECONDS_PER_CHAR = 0.01
 VOICE_PITCH = {"tone": 440.0, "low": 220.0}
 CLONE_PITCH = 330.0
+
+
+def tone_seconds(reply: str, speed: float = 1.0) -> float:
+    """Seconds of tone a whole spoken reply becomes: the turn speaks it piece by piece (its first piece cut early,
+    `TurnSettings`), and `ToneSynthesizer` makes each sentence of a piece a tone."""
+    settings = TurnSettings()
+    pieces = split_sentences(reply, settings.max_sentence_chars, settings.first_sentence_chars,
+                             settings.first_clause_chars, settings.first_clause_words)
+    parts = [part for piece in pieces for part in piece.replace("!", ".").split(".") if part.strip()]
+    return sum(len(part) for part in parts) * SECONDS_PER_CHAR / speed
 
 
 @dataclass

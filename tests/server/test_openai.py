@@ -19,6 +19,8 @@ from stepaudio.engines.base import Abilities, Transcript, Voice, Word
 from stepaudio.server.settings import ServerSettings
 from stepaudio.text.tokenizer import StepTokenizer
 
+from .conftest import tone_seconds
+
 openai = pytest.importorskip("openai")
 
 TONE_RATE = 16000
@@ -289,7 +291,7 @@ def test_chat_audio_in_and_out(tiny_server: Any, tone: Any) -> None:
     message = completion.choices[0].message
     assert message.audio is not None and message.audio.transcript == "You said: heard 1.5 seconds."
     samples, rate = sf.read(io.BytesIO(base64.b64decode(message.audio.data)))
-    assert rate == TONE_RATE and len(samples) == expected_samples(message.audio.transcript)
+    assert rate == TONE_RATE and len(samples) == round(tone_seconds(message.audio.transcript) * TONE_RATE)
     turn = tiny_server.engine.chat.seen[-1][-1]
     assert turn.audio is None and turn.content == "heard 1.5 seconds"  # this engine reads: a transcript
 

@@ -22,6 +22,8 @@ from stepaudio.server.realtime_wire import to_beta
 from stepaudio.server.realtime_ws import realtime_mount
 from stepaudio.server.settings import ServerSettings
 
+from .conftest import tone_seconds
+
 openai = pytest.importorskip("openai")
 pytest.importorskip("websockets")
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent  # noqa: E402
@@ -110,8 +112,7 @@ def test_official_client_spoken_session_ga(rt: Any) -> None:
     assert done["status"] == "completed" and done["output"][0]["content"][0]["type"] == "output_audio"
     transcript = done["output"][0]["content"][0]["transcript"]
     assert transcript == "You said: heard 1.0 seconds."
-    sentences = [part for part in transcript.split(".") if part.strip()]  # the tiny engine's tone pieces
-    expected = round(sum(len(part) for part in sentences) * SECONDS_PER_CHAR * RATE)  # at 24 kHz
+    expected = round(tone_seconds(transcript) * RATE)  # at 24 kHz
     assert abs(audio_of(events, "response.output_audio.delta").size - expected) <= 48
 
 

@@ -20,6 +20,8 @@ from stepaudio.engines.base import Abilities
 from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
 from stepaudio.server.settings import ServerSettings
 
+from .conftest import tone_seconds
+
 websockets = pytest.importorskip("websockets", reason="uvicorn needs the websockets package for WebSockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
@@ -103,7 +105,7 @@ def test_official_openai_client_text_and_audio_reply(rt: Any) -> None:
                 assert event.response.status == "completed"
                 break
     assert transcript == "You said: hello there."
-    expected = round(len(transcript.rstrip(".")) * SECONDS_PER_CHAR * RATE)  # one sentence, at 24 kHz
+    expected = round(tone_seconds(transcript) * RATE)  # at 24 kHz
     assert abs(len(audio) // 2 - expected) <= 48
     assert kinds.index("response.created") < kinds.index("response.output_audio.delta") < kinds.index(
         "response.output_audio.done") < kinds.index("response.done")
