@@ -101,6 +101,10 @@ class ToneStream:
         return ToneTranscriber().transcribe(Audio(np.concatenate(self.pieces)[: self.decoded], RATE)).text \
             if self.decoded else ""
 
+    @property
+    def heard_text(self) -> str:
+        return self.final_text
+
     def transcript(self, samples: int | None = None) -> Transcript:
         heard = np.concatenate(self.pieces)[:samples]
         self.finals.append(heard.size)
@@ -328,7 +332,7 @@ def test_no_hypothesis_starts_while_the_speaker_pauses(pause_ms: int) -> None:
 
 def test_the_chat_model_reads_the_settled_words_ahead_of_the_reply() -> None:
     """While a turn is spoken, a chat model that can read ahead gets the conversation so far plus the turn's
-    settled words each time they grow (not while the speaker pauses), in the form the reply will read it."""
+    words heard so far each time they grow (not while the speaker pauses), in the form the reply will read it."""
     transcriber, chat, clock = StreamingToneTranscriber(), ReadingEchoChat(), Clock()
     engine = Engine("doubles", transcriber, chat, BeepSynthesizer())
     session = RealtimeSession(engine, energy_vad, SessionConfig(tick_interval_s=None), clock=clock)

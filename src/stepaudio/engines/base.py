@@ -205,6 +205,11 @@ class TranscriptStream(TurnStream, Protocol):
         """The words settled so far (later audio will not change them)."""
         ...
 
+    @property
+    def heard_text(self) -> str:
+        """The settled words, then the newest hypothesis's others (later audio may still change those)."""
+        ...
+
     def transcript(self, samples: int | None = None) -> Transcript:
         """The words of the first `samples` samples pushed (all when None): at the end of speech only what the
         updates have not settled is left to decode."""

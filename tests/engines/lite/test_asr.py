@@ -148,6 +148,7 @@ def test_only_the_tail_is_left_at_the_end_of_speech(lite_engine: Engine, librivo
     assert isinstance(stream, WhisperStream)
     _heard_while_spoken(stream, samples)
     assert stream.updates >= 5 and stream.final_text  # some words are final before the end
+    assert stream.heard_text.startswith(stream.final_text) and len(stream.heard_text) > len(stream.final_text)
     heard = stream.transcript()
     assert 0 < stream.final_seconds < samples.size / 16000 - 2
     one_pass = lite_engine.transcriber.transcribe(Audio(samples, 16000), "en")

@@ -454,6 +454,13 @@ class WhisperStream:
         with self._lock:
             return self.transcriber._text(list(self._cuts[-1].context), self._language())
 
+    @property
+    def heard_text(self) -> str:
+        """The final words and then the newest hypothesis's others (which a later one may still change)."""
+        with self._lock:
+            tokens = [*self._cuts[-1].context, *(token for word in self._previous for token in word.tokens)]
+            return self.transcriber._text(tokens, self._language())
+
     def push(self, samples: np.ndarray) -> None:
         data = np.asarray(samples, dtype=np.float32).reshape(-1)
         with self._lock:
