@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stepaudio.engines.lite import kokoro_graph
+from stepaudio.engines.lite.resolver import sha256_file
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -76,7 +77,7 @@ def test_the_prepared_graph_is_cached_under_the_models_sha256(tmp_path: Path) ->
     model = _conv_model(tmp_path / "conv.onnx", np.full((2, 2, 3), 60, dtype=np.uint8), 64, [1, 1], 1)
     prepared = kokoro_graph.prepare(model, tmp_path)
     assert prepared == kokoro_graph.prepared_path(model, tmp_path)
-    assert kokoro_graph.sha256(model)[:16] in prepared.name and kokoro_graph.EDIT_VERSION in prepared.name
+    assert sha256_file(model)[:16] in prepared.name and kokoro_graph.EDIT_VERSION in prepared.name
     stamp = prepared.stat().st_mtime_ns
     assert kokoro_graph.prepare(model, tmp_path) == prepared and prepared.stat().st_mtime_ns == stamp
     assert not [p for p in prepared.parent.iterdir() if p.name.endswith(".tmp")]

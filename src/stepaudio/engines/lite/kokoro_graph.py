@@ -19,7 +19,6 @@ killed process never leaves a half-written model under the cached name.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from stepaudio.engines.lite.resolver import sha256_file
 from stepaudio.errors import MissingExtraError
 
 # bump when the edit changes: the cached file's name carries it
@@ -38,7 +38,7 @@ MAX_PAIR = 32767 // 255  # |w1| + |w2| of two weights summed into one int16 agai
 
 def prepared_path(model: Path, cache_dir: Path) -> Path:
     """Where the prepared copy of `model` lives: named by its sha256 and the edit's version."""
-    return cache_dir / FOLDER / f"{model.stem}.{sha256(model)[:16]}.{EDIT_VERSION}.onnx"
+    return cache_dir / FOLDER / f"{model.stem}.{sha256_file(model)[:16]}.{EDIT_VERSION}.onnx"
 
 
 def prepare(model: Path, cache_dir: Path) -> Path:
@@ -171,10 +171,3 @@ def _worst_pair(matrix: np.ndarray) -> int:
         magnitude = np.vstack([magnitude, np.zeros((1, magnitude.shape[1]), dtype=np.int32)])
     return int((magnitude[0::2] + magnitude[1::2]).max()) if magnitude.size else 0
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
