@@ -10,7 +10,7 @@ from typing import Any
 
 
 class _Slot:
-    """A request waiting in a `_Batcher`, and then its outcome."""
+    """A request waiting in a `Coalescer`, and then its outcome."""
 
     def __init__(self, item: Any) -> None:
         self.item = item
@@ -18,7 +18,7 @@ class _Slot:
         self.outcome: Any = None
 
 
-class Batcher:
+class Coalescer:
     """Runs requests that arrive together as one batch: the first one waiting leads, waits up to `wait_s` for
     others to join (or until `size` are there), then runs them on a thread of the batch's own while later
     requests queue for the next batch. `run` yields each request's index and outcome (an exception for a request

@@ -38,7 +38,7 @@ import numpy as np
 
 from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import Segment, Transcript, Word
-from stepaudio.engines.batching import Batcher
+from stepaudio.engines.batching import Coalescer
 from stepaudio.errors import MissingExtraError
 
 SAMPLE_RATE = 16000
@@ -107,7 +107,7 @@ class WhisperTranscriber:
         self._gate = threading.Lock()
         self._rest_until = 0.0  # no other stream's hypothesis starts before (time.monotonic; under _gate)
         self._last_stream: object = None  # whose hypothesis ran last
-        self._batcher = Batcher(self._decode, self.options.batch, self.options.batch_wait_s)
+        self._batcher = Coalescer(self._decode, self.options.batch, self.options.batch_wait_s)
 
     def listen(self, sample_rate: int = SAMPLE_RATE, language: str | None = None,
                options: StreamOptions | None = None) -> WhisperStream:
