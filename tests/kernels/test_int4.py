@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stepaudio.kernels.int4 import GROUP_SIZES, Int4Linear, fits
+from stepaudio.kernels.choices import Measured
+from stepaudio.kernels.int4 import BACKENDS, GROUP_SIZES, Int4Linear, cpu_backend, fits
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -137,3 +138,13 @@ def test_fits_picks_the_largest_group_that_divides() -> None:
     assert fits(40, 128) is None
     assert fits(64, 512, group_size=256) == 256
     assert set(GROUP_SIZES) == {32, 64, 128, 256}
+
+
+def test_backend_names_and_a_cached_choice_that_cannot_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BACKENDS == ("auto", "torch", "ort", "ort-exact", "avx2")
+    with pytest.raises(ValueError, match="unknown int4 backend"):
+        cpu_backend("fast")
+    # a cached `avx2` from when a compiler was installed: auto takes the last available candidate instead
+    monkeypatch.setattr("stepaudio.kernels.int4._available_backends", lambda: ("torch", "ort"))
+    monkeypatch.setattr("stepaudio.kernels.int4.cpu_int4_kernel", lambda: Measured("avx2", {}))
+    assert cpu_backend("auto") == "ort"

@@ -112,6 +112,7 @@ def test_matmulnbits_packs_odd_block_counts_of_zero_points() -> None:
 def test_missing_onnxruntime_falls_back_to_torch_or_refuses_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(int4_ort, "missing", lambda: "no onnxruntime here")
     monkeypatch.setattr("stepaudio.kernels.int4.missing", lambda: "no onnxruntime here")
+    monkeypatch.setattr("stepaudio.kernels.int4_avx2.missing", lambda: "no compiler here")  # nor the AVX2 kernel
     with pytest.warns(UserWarning, match="no onnxruntime here"):
         assert cpu_backend("auto") == "torch"
     with pytest.raises(UnsupportedError, match="no onnxruntime here"):

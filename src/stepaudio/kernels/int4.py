@@ -16,16 +16,20 @@ AVX2, 64 on AVX-512), the CUDA one lays nibbles out as tensor-core tiles. `.to(d
 nibbles and repacks for the target; the packed tensor is kept out of the state dict (its layout depends
 on the machine): export with `groups()`.
 
-On CPU a layer runs on one of two backends, fixed when it is built (`backend=`, default `auto`):
+On CPU a layer runs on one of these backends, fixed when it is built (`backend=`, default `auto`):
 * `torch`: the packing above.
 * `ort` (`stepaudio.kernels.int4_ort`): one onnxruntime MatMulNBits session a layer, activations rounded to
   int8 per group (accuracy level 4); `ort-exact` multiplies in fp32 (level 0). The session holds the only
   copy of the weights, so reading them back (`nibbles`, `groups`, a move to CUDA) goes through it: exact but
   slow for large layers; build on the device the model will run on.
-`auto` times both once per machine (`cpu_int4_kernel`, cached like the other kernel choices) and keeps torch
-where onnx/onnxruntime are missing (with a warning). Measured on the shared 2-core AVX2 EPYC: MatMulNBits
-streams a [8192, 3072] weight at one row ~3x faster than torch's kernel and runs 128 rows 2.7x faster, so
-one backend serves prefill and decode.
+* `avx2` (`stepaudio.kernels.int4_avx2`): our own AVX2 + FMA kernel, compiled on first use, with the
+  numerics of `ort` (int8 activations per group); it keeps plain nibbles in its own layout (read back
+  cheaply) and serves every row count from that one copy. It needs in_features a multiple of 64.
+`auto` times the available ones once per machine (`cpu_int4_kernel`, cached like the other kernel choices)
+and keeps torch where neither onnxruntime nor the AVX2 kernel can run (with a warning); a layer whose shape
+the chosen `avx2` cannot take falls back to `ort` (or torch). Measured on the shared 2-core AVX2 EPYC:
+MatMulNBits streams a [8192, 3072] weight at one row ~3x faster than torch's kernel and runs 128 rows 2.7x
+faster; see `int4_avx2` for why a kernel of our own streams faster still.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ import torch
 from torch import nn
 
 from stepaudio.errors import UnsupportedError
+from stepaudio.kernels import int4_avx2
+from stepaudio.kernels.int4_avx2 import Avx2Int4
 from stepaudio.kernels.int4_ort import ACCURACY_EXACT, ACCURACY_INT8, MatMulNBits, OrtInt4Options, missing
 
 GROUP_SIZES = (32, 64, 128, 256)  # what both kernels accept
 ROW_MULTIPLE = 16  # the CPU packing takes out_features in multiples of 16 (CUDA: 8)
 _CHUNK_ROWS = 2048  # rows packed or quantised at a time (a multiple of every CPU row block), to bound temporaries
-BACKENDS = ("auto", "torch", "ort", "ort-exact")  # CPU backends; CUDA always runs torch's kernel
+BACKENDS = ("auto", "torch", "ort", "ort-exact", "avx2")  # CPU backends; CUDA always runs torch's kernel
 
 
 class Int4Linear(nn.Module):
@@ -55,9 +61,9 @@ class Int4Linear(nn.Module):
 
     def __init__(self, packed: torch.Tensor, scales_and_zeros: torch.Tensor, *, in_features: int,
                  out_features: int, group_size: int, symmetric: bool, bias: torch.Tensor | None = None,
-                 kernel: MatMulNBits | None = None) -> None:
-        """`packed` is torch's layout, or an empty CPU tensor where `kernel` (an onnxruntime session) holds
-        the weights."""
+                 kernel: MatMulNBits | Avx2Int4 | None = None) -> None:
+        """`packed` is torch's layout, or an empty CPU tensor where `kernel` (an onnxruntime session or the
+        AVX2 kernel) holds the weights."""
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.group_size, self.symmetric = group_size, symmetric
@@ -138,9 +144,14 @@ class Int4Linear(nn.Module):
                bias: torch.Tensor | None, backend: str) -> Int4Linear:
         """From nibbles u [out, in], the (scale, offset) table and the integer zeros (None: symmetric)."""
         out_features, in_features = nibbles.shape
-        kernel = None
+        kernel: MatMulNBits | Avx2Int4 | None = None
         chosen = cpu_backend(backend) if nibbles.device.type == "cpu" else "torch"
-        if chosen != "torch":
+        if chosen == "avx2" and backend == "auto" and in_features % int4_avx2.CHUNK:
+            chosen = "ort" if missing() is None else "torch"  # a shape only the others take
+        if chosen == "avx2":
+            kernel = Avx2Int4(nibbles, table[..., 0].to(torch.float32).t(), zeros, group_size)
+            packed = torch.empty(0, dtype=torch.uint8)
+        elif chosen != "torch":
             kernel = _ort_kernel(nibbles, table, zeros, group_size, chosen)
             packed = torch.empty(0, dtype=torch.uint8)
         else:
@@ -150,12 +161,17 @@ class Int4Linear(nn.Module):
 
     @property
     def backend(self) -> str:
-        """What runs the product: `torch`, `ort` or `ort-exact`."""
+        """What runs the product: `torch`, `ort`, `ort-exact` or `avx2`."""
         if self.kernel is None:
             return "torch"
+        if isinstance(self.kernel, Avx2Int4):
+            return "avx2"
         return "ort-exact" if self.kernel.options.accuracy_level == ACCURACY_EXACT else "ort"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.kernel, Avx2Int4):
+            out = self.kernel(x.reshape(-1, self.in_features), self.bias).to(x.dtype)
+            return out.reshape(*x.shape[:-1], self.out_features)
         if self.kernel is not None:
             out = self.kernel(x.reshape(-1, self.in_features)).to(x.dtype)
             if self.bias is not None:
@@ -174,7 +190,7 @@ class Int4Linear(nn.Module):
 
     def nibbles(self) -> torch.Tensor:
         """The stored 4-bit values u (uint8 [out, in], 0..15; weight = (u - 8) * scale + offset). On the
-        onnxruntime backend they are read back through the session (slow for large layers)."""
+        onnxruntime backend they are read back through the session (slow for large layers), on `avx2` unpacked."""
         if self.kernel is not None:
             return self.kernel.nibbles()
         return _unpack(self.packed, self.out_features, self.in_features, self.group_size)
@@ -235,20 +251,31 @@ class Int4Linear(nn.Module):
 
 
 def cpu_backend(name: str = "auto") -> str:
-    """The CPU backend `name` resolves to here: `torch`, `ort` or `ort-exact`. `auto`: the measured
-    `cpu_int4_kernel` choice, torch (with a warning) where onnxruntime's MatMulNBits cannot run; asking for
-    an onnxruntime backend that cannot run raises UnsupportedError."""
+    """The CPU backend `name` resolves to here: `torch`, `ort`, `ort-exact` or `avx2`. `auto`: the measured
+    `cpu_int4_kernel` choice among those that can run, torch (with a warning) where neither onnxruntime's
+    MatMulNBits nor the AVX2 kernel can; asking for a backend that cannot run raises UnsupportedError."""
     if name not in BACKENDS:
         raise ValueError(f"unknown int4 backend {name!r}; choose one of {BACKENDS}")
     if name == "torch":
         return name
-    reason = missing()
-    if reason is not None:
-        if name != "auto":
+    if name != "auto":
+        reason = int4_avx2.missing() if name == "avx2" else missing()
+        if reason is not None:
             raise UnsupportedError(reason)
-        warnings.warn(f"CPU int4 runs on torch's kernel, compute-bound on AVX2: {reason}", stacklevel=3)
+        return name
+    available = _available_backends()
+    if available == ("torch",):
+        warnings.warn(f"CPU int4 runs on torch's kernel, compute-bound on AVX2: {missing()}; "
+                      f"{int4_avx2.missing()}", stacklevel=3)
         return "torch"
-    return cpu_int4_kernel().choice if name == "auto" else name
+    choice = cpu_int4_kernel().choice
+    # a cached choice made where a backend could run (a compiler since removed): the next best that can
+    return choice if choice in available else available[-1]
+
+
+def _available_backends() -> tuple[str, ...]:
+    """The `auto` candidates that run here, torch (the baseline) first."""
+    return ("torch", *(["ort"] if missing() is None else []), *(["avx2"] if int4_avx2.missing() is None else []))
 
 
 def _ort_kernel(nibbles: torch.Tensor, table: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
@@ -258,13 +285,15 @@ def _ort_kernel(nibbles: torch.Tensor, table: torch.Tensor, zeros: torch.Tensor 
     return MatMulNBits(nibbles, scales, zeros, group_size, OrtInt4Options(accuracy_level=level))
 
 
-# The CPU int4 backend: torch's kernel or MatMulNBits (int8 activations), timed like the bf16 question in
-# `choices`: three [8192, 3072] weights at one row (38 MB, more than a 32 MB L3) and one [3072, 3072] at 128.
-INT4_QUESTION = "int4-cpu-kernel/1"
+# The CPU int4 backend: torch's kernel, MatMulNBits or the AVX2 kernel (both int8 activations), timed like the
+# bf16 question in `choices`: three [8192, 3072] weights at one row (38 MB, more than a 32 MB L3) and one
+# [3072, 3072] at 128, the same weights for every candidate. /2 added avx2.
+INT4_QUESTION = "int4-cpu-kernel/2"
 
 
 def cpu_int4_kernel(*, remeasure: bool | None = None) -> Any:
-    """`torch` or `ort`, by `choices.cheapest_request` over a 128-row prefill and 128 decode steps; cached."""
+    """`torch`, `ort` or `avx2` (those that run here), by `choices.cheapest_request` over a 128-row prefill and
+    128 decode steps; cached."""
     from stepaudio.kernels.choices import choose
 
     return choose(INT4_QUESTION, _measure_cpu_int4, remeasure=remeasure)
@@ -276,7 +305,7 @@ def _measure_cpu_int4() -> Any:
     generator = torch.Generator().manual_seed(0)
 
     def layers(out_features: int, in_features: int, count: int) -> dict[str, list[Callable[..., Any]]]:
-        built: dict[str, list[Callable[..., Any]]] = {"torch": [], "ort": []}
+        built: dict[str, list[Callable[..., Any]]] = {name: [] for name in _available_backends()}
         for _ in range(count):
             q = torch.randint(-8, 8, (out_features, in_features), dtype=torch.int8, generator=generator)
             scales = torch.full((out_features, in_features // 128), 0.01)
