@@ -28,12 +28,12 @@ def _weight(u: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, g
     return (u.float() - zero) * scales.repeat_interleave(group_size, dim=1)
 
 
-def test_pack_puts_inputs_j_and_32_plus_j_in_one_byte_and_unpacks_exactly() -> None:
-    u = torch.arange(2 * 128, dtype=torch.int64).remainder(16).to(torch.uint8).reshape(2, 128)
+def test_pack_interleaves_blocks_of_8_rows_4_bytes_each_and_unpacks_exactly() -> None:
+    u = torch.randint(0, 16, (16, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     packed = pack(u)
-    assert packed.shape == (2, 64)
-    assert int(packed[0, 0]) == int(u[0, 0]) | int(u[0, 32]) << 4
-    assert int(packed[1, 33]) == int(u[1, 65]) | int(u[1, 97]) << 4  # second chunk of 64 inputs
+    assert packed.shape == (2, 8, 8, 4)  # [row blocks, steps of 8 inputs, rows, bytes]
+    assert int(packed[0, 0, 3, 1]) == int(u[3, 1]) | int(u[3, 5]) << 4
+    assert int(packed[1, 2, 6, 3]) == int(u[14, 19]) | int(u[14, 23]) << 4
     assert torch.equal(unpack(packed), u)
 
 
@@ -100,15 +100,25 @@ def test_one_and_two_threads_agree_exactly() -> None:
 
 
 def test_shapes_the_kernel_cannot_take_are_refused_clearly() -> None:
-    u = torch.zeros(16, 96, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="multiple of 64"):
-        Avx2Int4(u, torch.ones(16, 3), None, 32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        Avx2Int4(torch.zeros(12, 128, dtype=torch.uint8), torch.ones(12, 1), None, 128)
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        Avx2Int4(torch.zeros(16, 96, dtype=torch.uint8), torch.ones(16, 1), None, 64)
     with pytest.raises(ValueError, match="group_size 16"):
         Avx2Int4(torch.zeros(16, 128, dtype=torch.uint8), torch.ones(16, 8), None, 16)
     with pytest.raises(ValueError, match="scales have shape"):
         Avx2Int4(torch.zeros(16, 128, dtype=torch.uint8), torch.ones(16, 2), None, 128)
     with pytest.raises(ValueError, match="zeros have shape"):
         Avx2Int4(torch.zeros(16, 128, dtype=torch.uint8), torch.ones(16, 1), torch.zeros(16, 2), 128)
+
+
+@needs_kernel
+def test_an_odd_number_of_groups_and_row_blocks() -> None:
+    """Three groups of 32 and three blocks of 8 rows (no pairing of blocks or groups to lean on)."""
+    u, scales, zeros = _groups(24, 96, 32, False, seed=12)
+    x = torch.randn(3, 96)
+    ref = x @ _weight(u, scales, zeros, 32).t()
+    assert float((Avx2Int4(u, scales, zeros, 32)(x) - ref).norm() / ref.norm()) < 0.02
 
 
 @needs_kernel
@@ -179,10 +189,3 @@ def test_int4_linear_on_avx2_reads_its_weights_back_and_moves_its_bias(symmetric
     assert layer(x.half()).dtype == torch.float16
 
 
-@needs_kernel
-def test_auto_leaves_avx2_for_a_width_it_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("stepaudio.kernels.int4.cpu_backend", lambda name: "avx2")
-    q = torch.zeros(16, 96, dtype=torch.int8)
-    assert Int4Linear.from_groups(q, torch.ones(16, 3), None, 32).backend != "avx2"
-    with pytest.raises(ValueError, match="multiple of 64"):
-        Int4Linear.from_groups(q, torch.ones(16, 3), None, 32, backend="avx2")

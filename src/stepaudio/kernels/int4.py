@@ -24,12 +24,11 @@ On CPU a layer runs on one of these backends, fixed when it is built (`backend=`
   slow for large layers; build on the device the model will run on.
 * `avx2` (`stepaudio.kernels.int4_avx2`): our own AVX2 + FMA kernel, compiled on first use, with the
   numerics of `ort` (int8 activations per group); it keeps plain nibbles in its own layout (read back
-  cheaply) and serves every row count from that one copy. It needs in_features a multiple of 64.
+  cheaply) and serves every row count from that one copy.
 `auto` times the available ones once per machine (`cpu_int4_kernel`, cached like the other kernel choices)
-and keeps torch where neither onnxruntime nor the AVX2 kernel can run (with a warning); a layer whose shape
-the chosen `avx2` cannot take falls back to `ort` (or torch). Measured on the shared 2-core AVX2 EPYC:
-MatMulNBits streams a [8192, 3072] weight at one row ~3x faster than torch's kernel and runs 128 rows 2.7x
-faster; see `int4_avx2` for why a kernel of our own streams faster still.
+and keeps torch where neither onnxruntime nor the AVX2 kernel can run (with a warning). Measured on the
+shared 2-core AVX2 EPYC: MatMulNBits streams a [8192, 3072] weight at one row ~3x faster than torch's kernel
+and runs 128 rows 2.7x faster; see `int4_avx2` for why a kernel of our own streams faster still.
 """
 
 from __future__ import annotations
@@ -146,8 +145,6 @@ class Int4Linear(nn.Module):
         out_features, in_features = nibbles.shape
         kernel: MatMulNBits | Avx2Int4 | None = None
         chosen = cpu_backend(backend) if nibbles.device.type == "cpu" else "torch"
-        if chosen == "avx2" and backend == "auto" and in_features % int4_avx2.CHUNK:
-            chosen = "ort" if missing() is None else "torch"  # a shape only the others take
         if chosen == "avx2":
             kernel = Avx2Int4(nibbles, table[..., 0].to(torch.float32).t(), zeros, group_size)
             packed = torch.empty(0, dtype=torch.uint8)

@@ -34,14 +34,14 @@ import torch
 
 from stepaudio.errors import UnsupportedError
 
-__all__ = ["CHUNK", "FLAGS", "Avx2Int4", "build", "cpu_lacks", "missing", "pack", "unpack"]
+__all__ = ["FLAGS", "ROWS", "Avx2Int4", "build", "cpu_lacks", "missing", "pack", "unpack"]
 
 SOURCE = Path(__file__).with_name("int4_avx2.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared")
-CHUNK = 64  # inputs one 32-byte load of packed nibbles covers; in_features must be a multiple of it
+ROWS = 8  # output rows interleaved in a block (a vector's 32-bit lanes); out_features must be a multiple of it
 GROUP_SIZES = (32, 64, 128, 256)
 _ABI = 1  # int4_avx2_abi() of the source this wrapper speaks to
-_ERRORS = {-1: "in_features must be a positive multiple of 64", -2: "group size must be 32, 64, 128 or 256 "
+_ERRORS = {-1: "out_features must be a multiple of 8", -2: "group size must be 32, 64, 128 or 256 "
            "and divide in_features", -3: "out of memory for the activation buffer"}
 
 
@@ -158,18 +158,28 @@ def missing() -> str | None:
 
 
 def pack(nibbles: torch.Tensor) -> torch.Tensor:
-    """uint8 u [out, in] (0..15, in a multiple of 64) -> [out, in / 2]: per 64 inputs, byte j holds input j
-    (low nibble) and input 32 + j (high nibble)."""
+    """uint8 u [out, in] (0..15, out a multiple of 8, in of 8) -> [out / 8, in / 8, 8, 4]: per block of 8 rows
+    and 8 inputs k.., row i's 4 bytes, byte j holding input k + j (low nibble) and k + 4 + j (high nibble)."""
     out_features, in_features = nibbles.shape
-    u = nibbles.to(torch.uint8).reshape(out_features, in_features // CHUNK, 2, CHUNK // 2)
-    return (u[:, :, 0] | (u[:, :, 1] << 4)).reshape(out_features, in_features // 2).contiguous()
+    u = nibbles.to(torch.uint8).reshape(out_features // ROWS, ROWS, in_features // 8, 2, 4).permute(0, 2, 1, 3, 4)
+    return (u[..., 0, :] | (u[..., 1, :] << 4)).contiguous()
 
 
 def unpack(packed: torch.Tensor) -> torch.Tensor:
-    """The inverse of `pack`."""
-    out_features, half = packed.shape
-    p = packed.reshape(out_features, half // (CHUNK // 2), 1, CHUNK // 2)
-    return torch.cat([p & 15, p >> 4], dim=2).reshape(out_features, half * 2)
+    """The inverse of `pack`: uint8 [out, in]."""
+    blocks, steps = packed.shape[:2]
+    u = torch.stack([packed & 15, packed >> 4], dim=3)  # [blocks, steps, 8, 2, 4]
+    return u.permute(0, 2, 1, 3, 4).reshape(blocks * ROWS, steps * 8)
+
+
+def _tile(per_row: torch.Tensor) -> torch.Tensor:
+    """[out, groups] -> [out / 8, groups, 8]: a group's values for a block of rows side by side."""
+    out_features, groups = per_row.shape
+    return per_row.reshape(out_features // ROWS, ROWS, groups).transpose(1, 2).contiguous()
+
+
+def _untile(tiled: torch.Tensor) -> torch.Tensor:
+    return tiled.transpose(1, 2).reshape(-1, tiled.shape[1])
 
 
 class Avx2Int4:
@@ -182,9 +192,10 @@ class Avx2Int4:
         out_features, in_features = nibbles.shape
         if group_size not in GROUP_SIZES:
             raise ValueError(f"group_size {group_size} is not one the AVX2 int4 kernel takes: {GROUP_SIZES}")
-        if in_features % CHUNK or in_features % group_size or in_features == 0:
-            raise ValueError(f"in_features {in_features} must be a positive multiple of {CHUNK} and of group_size "
-                             f"{group_size} for the AVX2 int4 kernel")
+        if in_features % group_size or in_features == 0:
+            raise ValueError(f"in_features {in_features} must be a positive multiple of group_size {group_size}")
+        if out_features % ROWS:
+            raise ValueError(f"out_features {out_features} must be a multiple of {ROWS} for the AVX2 int4 kernel")
         groups = (out_features, in_features // group_size)
         if tuple(scales.shape) != groups:
             raise ValueError(f"scales have shape {tuple(scales.shape)}; expected {groups}")
@@ -194,8 +205,18 @@ class Avx2Int4:
         self.out_features, self.in_features, self.group_size = out_features, in_features, group_size
         self.threads = threads
         self.packed = pack(nibbles.cpu())
-        self.scales = scales.detach().to(device="cpu", dtype=torch.float32).contiguous()
-        self.zeros = None if zeros is None else zeros.detach().to(device="cpu", dtype=torch.uint8).contiguous()
+        self.tiled_scales = _tile(scales.detach().to(device="cpu", dtype=torch.float32))
+        self.tiled_zeros = None if zeros is None else _tile(zeros.detach().to(device="cpu", dtype=torch.uint8))
+
+    @property
+    def scales(self) -> torch.Tensor:
+        """float32 [out, groups]."""
+        return _untile(self.tiled_scales)
+
+    @property
+    def zeros(self) -> torch.Tensor | None:
+        """uint8 [out, groups], or None (symmetric: zero 8)."""
+        return None if self.tiled_zeros is None else _untile(self.tiled_zeros)
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """x [rows, in] -> float32 [rows, out] (+ bias, float, [out])."""
@@ -207,8 +228,8 @@ class Avx2Int4:
             raise ValueError(f"bias has shape {tuple(b.shape)}; expected ({self.out_features},)")
         out = torch.empty(a.shape[0], self.out_features, dtype=torch.float32)
         code = self.library.int4_avx2_matmul(
-            a.data_ptr(), a.shape[0], self.in_features, self.packed.data_ptr(), self.scales.data_ptr(),
-            None if self.zeros is None else self.zeros.data_ptr(), self.out_features, self.group_size,
+            a.data_ptr(), a.shape[0], self.in_features, self.packed.data_ptr(), self.tiled_scales.data_ptr(),
+            None if self.tiled_zeros is None else self.tiled_zeros.data_ptr(), self.out_features, self.group_size,
             None if b is None else b.data_ptr(), out.data_ptr(), self.threads or torch.get_num_threads())
         if code != 0:
             raise ValueError(f"AVX2 int4 kernel refused the call: {_ERRORS.get(code, code)}")
@@ -217,8 +238,8 @@ class Avx2Int4:
     @property
     def weight_bytes(self) -> int:
         """Bytes one call reads: half a byte a weight, a float32 scale a group, a byte a zero point."""
-        groups = self.scales.numel()
-        return self.out_features * self.in_features // 2 + 4 * groups + (0 if self.zeros is None else groups)
+        groups = self.tiled_scales.numel()
+        return self.out_features * self.in_features // 2 + 4 * groups + (0 if self.tiled_zeros is None else groups)
 
     def nibbles(self) -> torch.Tensor:
         """The stored u (uint8 [out, in], 0..15), unpacked exactly."""
