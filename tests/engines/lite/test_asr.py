@@ -211,7 +211,7 @@ def test_finals_that_end_together_are_one_batch_with_the_texts_they_get_alone(li
     batched = _whisper(4, wait_s=0.5)  # long enough for the five threads to arrive (on a loaded machine too)
     together = _finals_at_once(streams(batched))
     assert together == alone
-    sizes = batched._batcher.sizes
+    sizes = batched.batch_sizes()
     assert sum(size * count for size, count in sizes.items()) == 5 and max(sizes) == 4, sizes
     assert [language for _, language in alone] == ["en"] * 5 and all(text for text, _ in alone)
 

@@ -114,6 +114,10 @@ class WhisperTranscriber:
         """A stream that recognises one turn while it is spoken (see `WhisperStream`)."""
         return WhisperStream(self, sample_rate, language, options or StreamOptions())
 
+    def batch_sizes(self) -> dict[int, int]:
+        """How many batches of final passes of each size have been decoded (benches and tests read it)."""
+        return dict(self._batcher.sizes)
+
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """Without a language, the likeliest of `options.languages` is read from the first 30 s window's encoder
         pass, and the same pass is decoded (faster-whisper's up-front detection would run the encoder twice,

@@ -20,6 +20,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "kernels": ("stepaudio.eval.bench.kernels",
                 "what every auto (LM weight format, flow dtype, vq02 weights) picks on this CPU; --remeasure"),
     "tokenizer": ("stepaudio.eval.bench.tokenizer", "vq02 + vq06 tokenizer RTF and chunk latency"),
+    "asr-batch": ("stepaudio.eval.bench.asr_batch",
+                  "turns ending at once: their final Whisper passes batched vs in threads vs one after another"),
     "server-load": ("stepaudio.eval.bench.server_load",
                     "N concurrent realtime sessions: errors, first-audio latency, RSS"),
     "tts": ("stepaudio.eval.bench.tts", "Step TTS time to first audio at the TTS-3B / CosyVoice shapes"),
