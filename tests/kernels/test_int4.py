@@ -145,6 +145,6 @@ def test_backend_names_and_a_cached_choice_that_cannot_run_here(monkeypatch: pyt
     with pytest.raises(ValueError, match="unknown int4 backend"):
         cpu_backend("fast")
     # a cached `avx2` from when a compiler was installed: auto takes the last available candidate instead
-    monkeypatch.setattr("stepaudio.kernels.int4._available_backends", lambda: ("torch", "ort"))
+    monkeypatch.setattr("stepaudio.kernels.int4.available_backends", lambda: ("torch", "ort"))
     monkeypatch.setattr("stepaudio.kernels.int4.cpu_int4_kernel", lambda: Measured("avx2", {}))
     assert cpu_backend("auto") == "ort"

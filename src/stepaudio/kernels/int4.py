@@ -260,7 +260,7 @@ def cpu_backend(name: str = "auto") -> str:
         if reason is not None:
             raise UnsupportedError(reason)
         return name
-    available = _available_backends()
+    available = available_backends()
     if available == ("torch",):
         warnings.warn(f"CPU int4 runs on torch's kernel, compute-bound on AVX2: {missing()}; "
                       f"{int4_avx2.missing()}", stacklevel=3)
@@ -270,7 +270,7 @@ def cpu_backend(name: str = "auto") -> str:
     return choice if choice in available else available[-1]
 
 
-def _available_backends() -> tuple[str, ...]:
+def available_backends() -> tuple[str, ...]:
     """The `auto` candidates that run here, torch (the baseline) first."""
     return ("torch", *(["ort"] if missing() is None else []), *(["avx2"] if int4_avx2.missing() is None else []))
 
@@ -302,7 +302,7 @@ def _measure_cpu_int4() -> Any:
     generator = torch.Generator().manual_seed(0)
 
     def layers(out_features: int, in_features: int, count: int) -> dict[str, list[Callable[..., Any]]]:
-        built: dict[str, list[Callable[..., Any]]] = {name: [] for name in _available_backends()}
+        built: dict[str, list[Callable[..., Any]]] = {name: [] for name in available_backends()}
         for _ in range(count):
             q = torch.randint(-8, 8, (out_features, in_features), dtype=torch.int8, generator=generator)
             scales = torch.full((out_features, in_features // 128), 0.01)

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  "bf16-packed"],
                         help="int8: what the engine uses (FBGEMM-packed on x86 CPUs); int8-intmm: torch._int_mm; "
                         "int4: groups of 128 (head int8 on CPU, as the engine)")
+    parser.add_argument("--int4-backend", default="auto", choices=["auto", "torch", "ort", "ort-exact", "avx2"],
+                        help="CPU int4 kernel of the model's layers (kernels.int4.BACKENDS); --kernels times each "
+                        "one that runs here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--fuse", action="store_true", help="fuse q|k|v and gate|up projections")
     parser.add_argument("--layers", type=int, default=None, help="override the layer count (to fit memory)")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, num_hidden_layers=args.layers)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
 
-    model = random_model(cfg, dtype, args.quant, device, fuse=args.fuse)
+    model = random_model(cfg, dtype, args.quant, device, fuse=args.fuse, int4_backend=args.int4_backend)
     weight_bytes = decode_weight_bytes(model)
     model_layer_bytes = decode_weight_bytes(model.model.layers[0])
     results: dict[str, Any] = {
@@ -89,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
     print_table(results)
     if args.kernels:
         from stepaudio.eval.bench.lm_kernels import kernel_table
+        from stepaudio.kernels.int4 import available_backends
 
-        table = kernel_table(cfg.intermediate_size, cfg.hidden_size)
+        int4_backends = tuple(b for b in available_backends() if b != "torch") or ("auto",)
+        table = kernel_table(cfg.intermediate_size, cfg.hidden_size, int4_backends=int4_backends)
         results["kernels_bytes_per_s"] = table
         for name, rate in table.items():
             print(f"kernel {name:<44} {rate / 1e9:6.1f} GB/s  ({100 * rate / bandwidth:.0f} % of copy)")
@@ -100,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = False) -> Any:
-    """A Step1 model with uniform random weights (unit-variance outputs), built without a float copy."""
+def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = False,
+                 int4_backend: str = "auto") -> Any:
+    """A Step1 model with uniform random weights (unit-variance outputs), built without a float copy
+    (`int4_backend`: the CPU kernel of int4 layers)."""
     import torch
     from torch import nn
 
@@ -125,7 +132,7 @@ def random_model(cfg: Any, dtype: Any, quant: str, device: Any, *, fuse: bool = 
         if quant == "int4" and not head:  # as lm.quant.quantize_int4: 4-bit groups of 128, no bias in Step1
             q = torch.randint(-8, 8, (n_out, n_in), dtype=torch.int8, device=device)
             scales = torch.full((n_out, n_in // 128), bound / 7.5, device=device)
-            setattr(parent, child, Int4Linear.from_groups(q, scales, None, 128))
+            setattr(parent, child, Int4Linear.from_groups(q, scales, None, 128, backend=int4_backend))
         elif quant == "none" or (quant == "int4" and not on_cpu):  # int4 leaves the head as loaded off the CPU
             weight = torch.empty(n_out, n_in, dtype=dtype, device=device).uniform_(-bound, bound)
             linear.weight = nn.Parameter(weight, requires_grad=False)

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 
-def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeats: int = 3) -> dict[str, float]:
-    """GB/s of weight bytes read by each batch-1 kernel on [n_out, n_in] matrices."""
+def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeats: int = 3,
+                 int4_backends: tuple[str, ...] = ("auto",)) -> dict[str, float]:
+    """GB/s of weight bytes read by each batch-1 kernel on [n_out, n_in] matrices (an int4 row per CPU
+    backend in `int4_backends`)."""
     import torch
     import torch.nn.functional as F
 
@@ -39,13 +41,13 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         return (lambda layer: layer(x)), (lambda: PackedInt8Linear(torch.empty(n_out, n_in, dtype=torch.int8)
                                                                  .random_(-127, 128), scale))
 
-    def int4_grouped() -> tuple[Callable[[Any], Any], Callable[[], Any]]:
+    def int4_grouped(backend: str) -> tuple[Callable[[Any], Any], Callable[[], Any]]:
         from stepaudio.kernels.int4 import Int4Linear
 
         x = torch.randn(1, n_in).to(torch.bfloat16)
         scales = torch.full((n_out, n_in // 128), 0.01)
         return (lambda layer: layer(x)), (lambda: Int4Linear.from_groups(
-            torch.randint(-8, 8, (n_out, n_in), dtype=torch.int8), scales, None, 128))
+            torch.randint(-8, 8, (n_out, n_in), dtype=torch.int8), scales, None, 128, backend=backend))
 
     kernels = {
         "linear fp32": fp(torch.float32),
@@ -55,7 +57,8 @@ def kernel_table(n_out: int, n_in: int, total_bytes: int = 1_500_000_000, repeat
         "int8 weight, bf16 act (_weight_int8pack_mm)": int8_weight_only(torch.bfloat16),
         "int8 weight, fp32 act (_weight_int8pack_mm)": int8_weight_only(torch.float32),
         "int8 FBGEMM packed, dynamic act (PackedInt8Linear)": int8_fbgemm(),
-        "int4 groups of 128, bf16 act (Int4Linear)": int4_grouped(),
+        **{f"int4 groups of 128, bf16 act (Int4Linear{'' if b == 'auto' else ', ' + b})": int4_grouped(b)
+           for b in int4_backends},
     }
     results = {}
     for name, (fn, make) in kernels.items():
