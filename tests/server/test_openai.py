@@ -382,6 +382,30 @@ def test_step_chat_hears_a_spoken_message_once(server_factory: Any, step_stack: 
 
 
 
+def test_step_speech_requests_at_once_are_decoded_together(server_factory: Any, step_stack: Path) -> None:
+    """With `lm_batch=2` the server lets two speech requests in at once; the TTS LM decodes them in shared steps,
+    and each gets the audio it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stepaudio.engines.registry import create_engine
+
+    engine = create_engine("step", model_path=str(step_stack), seed=0, max_segment_tokens=40, lm_batch=2,
+                           dtype="fp32")
+    server = server_factory(ServerSettings(), engine)
+    texts = ["你好，今天天气很好。", "我们一起去公园散步吧。"]
+
+    def speak(text: str) -> bytes:
+        return server.client().audio.speech.create(model="tts-1", voice="Tingting", input=text,
+                                                   response_format="pcm").content
+
+    alone = [speak(text) for text in texts]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(speak, texts))
+    assert all(len(pcm) > 0 for pcm in alone) and together == alone
+    core = engine.synthesizer._lm.get().batcher.core
+    assert core.row_steps > core.steps
+
+
 def test_an_engine_that_cannot_clone_refuses_clones_up_front(server_factory: Any, make_engine: Any,
                                                              tone: Any) -> None:
     engine = dataclasses.replace(make_engine(), abilities=Abilities(clones_voices=False))

@@ -192,3 +192,35 @@ def test_a_gpu_device_without_a_gpu_is_refused_before_loading(tmp_path: Path) ->
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(UnsupportedError, match=r"device 'cuda:1': this torch sees no CUDA GPU.*use --device cpu"):
         create_engine("step", model_path=str(tmp_path), device="cuda:1")
+
+
+def test_parts_serve_as_many_requests_at_once_as_the_lm_decodes_together(stack: Path) -> None:
+    """The server's gate is as wide as `lm_batch` (the batcher then gets concurrent requests); one at a time by
+    default on CPU; a remote LM's part stays one at a time here."""
+    assert create_engine("step", model_path=str(stack)).concurrency == ()
+    wide = create_engine("step", model_path=str(stack), lm_batch=3)
+    assert dict(wide.concurrency) == {"chat": 3, "transcriber": 3, "synthesizer": 3}
+    remote_tts = create_engine("step", model_path=str(stack), lm_batch=2, tts_url="http://127.0.0.1:9/v1")
+    assert dict(remote_tts.concurrency) == {"chat": 2, "transcriber": 2}
+
+
+def test_sentences_spoken_at_once_share_decode_steps_and_sound_as_alone(stack: Path) -> None:
+    import threading
+
+    engine = create_engine("step", model_path=str(stack), seed=0, max_segment_tokens=CAP, lm_batch=2, dtype="fp32")
+    texts = ["你好，今天天气很好。", "我们一起去公园散步吧。"]
+
+    def say(text: str) -> np.ndarray:
+        return np.concatenate([chunk.samples for chunk in _speak(engine, text)])
+
+    alone = [say(text) for text in texts]
+    together: list[np.ndarray | None] = [None, None]
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, say(texts[i]))) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for mine, theirs in zip(alone, together, strict=True):
+        assert theirs is not None and np.array_equal(mine, theirs)
+    core = engine.synthesizer._lm.get().batcher.core
+    assert core.row_steps > core.steps  # some steps decoded both sentences

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from stepaudio.engines.base import CancelToken
-from stepaudio.engines.step.native_lm import DEFAULT_LM_BATCH, DEFAULT_PREFIX_CACHE_MB, NativeLM, default_lm_batch
+from stepaudio.engines.step.native_lm import (
+    DEFAULT_LM_BATCH,
+    DEFAULT_PREFIX_CACHE_MB,
+    NativeLM,
+    default_lm_batch,
+    planned_lm_batch,
+)
 from stepaudio.errors import OptionError
 from stepaudio.lm import GREEDY, TTS_SAMPLING, GenerationConfig
 from stepaudio.testing.tiny_lm import write_tiny_step1
@@ -155,6 +161,8 @@ def test_concurrent_requests_share_decode_steps_and_get_their_own_tokens(model_d
     assert batched.batcher is not None and alone.batcher is None
     # alone by default on CPU (several rows cost several there, or share int8 activation scales); batched on CUDA
     assert NativeLM.load(model_dir).lm_batch == 1 == default_lm_batch(alone.model) < DEFAULT_LM_BATCH
+    assert planned_lm_batch("cpu", None) == 1 and planned_lm_batch("cuda:1", None) == DEFAULT_LM_BATCH
+    assert planned_lm_batch("cpu", 3) == 3 == batched.lm_batch
     prompts = [build_tts_prompt(batched.tokenizer, text=text, prompt_text=VOICE_TEXT, prompt_audio_ids=VOICE_AUDIO,
                                 speaker="Tingting") for text in ("今天天气真好。", "Hello there.")]
     prompts += [batched.tokenizer.encode("<|BOT|>human\n你好<|EOT|><|BOT|>assistant\n")] * 2

@@ -22,7 +22,7 @@ from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
 from stepaudio.engines.step.chat import ChatSettings, StepChat, StepTranscriber
-from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM
+from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM, planned_lm_batch
 from stepaudio.engines.step.paths import TTS_DIR, StepModelPaths, download_hint
 from stepaudio.engines.step.roleplay import roleplay_prompt
 from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
@@ -158,7 +158,21 @@ def create_engine(**options: Any) -> Engine:
         synthesizer=synthesizer,
         abilities=Abilities(hears_audio=has_chat, clones_voices=synthesizer is not None, tool_calls=has_chat),
         warmups=_warmups(has_chat, synthesizer is not None, chat_lm, tts_lm, audio_tokenizer, decoders[False]),
+        concurrency=_concurrency(opts, has_chat, synthesizer is not None),
     )
+
+
+def _concurrency(opts: StepOptions, chat: bool, speech: bool) -> tuple[tuple[Part, int], ...]:
+    """Requests each part serves at once: as many as its in-process LM decodes together (`lm_batch`), so that
+    concurrent requests reach the batcher instead of queueing one by one in front of it. The chat LM serves the
+    transcriber too: they share its rows. A remote LM's part stays one at a time here."""
+    widths: list[tuple[Part, int]] = []
+    rows = planned_lm_batch(opts.device, opts.lm_batch)
+    if chat and opts.chat_url is None and rows > 1:
+        widths += [("chat", rows), ("transcriber", rows)]
+    if speech and opts.tts_url is None and rows > 1:
+        widths.append(("synthesizer", rows))
+    return tuple(widths)
 
 
 def _warmups(chat: bool, speech: bool, chat_lm: Lazy[LMBackend], tts_lm: Lazy[LMBackend],

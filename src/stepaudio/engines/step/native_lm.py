@@ -13,7 +13,8 @@ Concurrent requests (several sessions' TTS sentences, a chat turn beside them) s
 between steps and getting the tokens it would get alone. It is the default where that pays and keeps each
 request's tokens (`default_lm_batch`: CUDA, where the batched step replays a CUDA graph too, one per cache buffer).
 With `lm_batch=1` on CUDA, requests replaying graphs run one at a time. Requests longer than the batch's
-per-request bound run alone.
+per-request bound run alone. The step engine declares each part as wide as its LM's rows (`planned_lm_batch`), so
+the server lets that many requests in at once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def default_lm_batch(model: nn.Module) -> int:
     if any(isinstance(m, PackedInt8Linear) for m in model.modules()):
         return 1
     return DEFAULT_LM_BATCH if next(model.parameters()).device.type == "cuda" else 1
+
+
+def planned_lm_batch(device: str, lm_batch: int | None) -> int:
+    """The rows `NativeLM.load(device=..., lm_batch=...)` will decode together, known before the model loads (the
+    server sizes its gate by it): `lm_batch`, else `default_lm_batch`'s answer for the device (FBGEMM int8 is a
+    CPU format, where the default is 1 anyway)."""
+    if lm_batch is not None:
+        return lm_batch
+    return DEFAULT_LM_BATCH if torch.device(device).type == "cuda" else 1
 
 
 @dataclass
