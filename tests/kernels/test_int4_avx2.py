@@ -145,7 +145,7 @@ def test_the_compiled_library_is_reused_not_rebuilt(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(int4_avx2.subprocess, "run", counting)
     assert build(tmp_path) == first and first.stat().st_mtime_ns == stamp
     assert not any("-shared" in args for args in calls)  # asked the compiler's version only
-    assert int4_avx2.load(first).int4_avx2_abi() == 1
+    assert int4_avx2.load(first).int4_avx2_abi() == int4_avx2._ABI
 
 
 def test_no_compiler_or_a_cpu_without_avx2_gives_a_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,3 +189,18 @@ def test_int4_linear_on_avx2_reads_its_weights_back_and_moves_its_bias(symmetric
     assert layer(x.half()).dtype == torch.float16
 
 
+
+
+@needs_kernel
+def test_bfloat16_is_read_and_written_directly() -> None:
+    """bf16 activations widen exactly to the float32 ones; a bf16 output is the float32 one rounded to nearest
+    even; other dtypes go through float32."""
+    u, scales, zeros = _groups(32, 256, 128, True, seed=13)
+    kernel = Avx2Int4(u, scales, zeros, 128)
+    x = torch.randn(3, 256).to(torch.bfloat16)
+    wide = kernel(x.float())
+    assert torch.equal(kernel(x), wide)
+    narrow = kernel(x, out_dtype=torch.bfloat16)
+    assert narrow.dtype == torch.bfloat16 and torch.equal(narrow, wide.to(torch.bfloat16))
+    half = kernel(x.half(), out_dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.equal(half, kernel(x.half().float()).half())

@@ -167,7 +167,7 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.kernel, Avx2Int4):
-            out = self.kernel(x.reshape(-1, self.in_features), self.bias).to(x.dtype)
+            out = self.kernel(x.reshape(-1, self.in_features), self.bias, x.dtype)
             return out.reshape(*x.shape[:-1], self.out_features)
         if self.kernel is not None:
             out = self.kernel(x.reshape(-1, self.in_features)).to(x.dtype)

@@ -25,9 +25,9 @@ so that the DRAM reads overlap the integer work. */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 1024 /* how far ahead of each weight stream to prefetch */
 #endif
-#define SMALL_BYTES 65536  /* weights below this run on one thread: a parallel region costs more */
+#define SMALL_BYTES (1 << 20) /* weights below this run on one thread: waking a second costs more */
 
-int int4_avx2_abi(void) { return 1; }
+int int4_avx2_abi(void) { return 2; }
 
 static inline int hsum_i32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -36,14 +36,21 @@ static inline int hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* One row of k floats to int8 per group: q, scale and the integer sum of each group. */
-static void quantize_row(const float *x, int k, int group, int8_t *q, float *scale, int32_t *sums) {
+/* 8 activations from x (float32, or bfloat16 where bf16) at index i. */
+static inline __m256 load8(const void *x, int bf16, size_t i) {
+    if (!bf16) return _mm256_loadu_ps((const float *)x + i);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)x + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* One row of k activations to int8 per group: q, scale and the integer sum of each group. */
+static void quantize_row(const void *x, int bf16, int k, int group, int8_t *q, float *scale, int32_t *sums) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int g = 0; g < k / group; g++) {
-        const float *p = x + (size_t)g * group;
+        const size_t p = (size_t)g * group;
         __m256 top = _mm256_setzero_ps();
-        for (int i = 0; i < group; i += 8) top = _mm256_max_ps(top, _mm256_andnot_ps(sign, _mm256_loadu_ps(p + i)));
+        for (int i = 0; i < group; i += 8) top = _mm256_max_ps(top, _mm256_andnot_ps(sign, load8(x, bf16, p + i)));
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
@@ -52,10 +59,10 @@ static void quantize_row(const float *x, int k, int group, int8_t *q, float *sca
         const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m256i total = _mm256_setzero_si256();
         for (int i = 0; i < group; i += 32) {
-            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + i), inv));
-            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + i + 8), inv));
-            __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + i + 16), inv));
-            __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + i + 24), inv));
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(load8(x, bf16, p + i), inv));
+            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(load8(x, bf16, p + i + 8), inv));
+            __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(load8(x, bf16, p + i + 16), inv));
+            __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(load8(x, bf16, p + i + 24), inv));
             total = _mm256_add_epi32(total, _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d)));
             __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
             _mm256_storeu_si256((__m256i *)(q + (size_t)g * group + i), _mm256_permutevar8x32_epi32(packed, order));
@@ -72,9 +79,23 @@ typedef struct {
     const float *ascale;  /* [rows, groups] */
     const int32_t *asum;  /* [rows, groups] */
     const float *bias;    /* [n] or NULL */
-    float *out;           /* [rows, n] */
+    void *out;            /* [rows, n], float32 or bfloat16 where out_bf16 */
+    int out_bf16;
     int k, n, group;
 } problem;
+
+/* 8 outputs at index i: float32, or bfloat16 rounded to nearest even. */
+static inline void store8(const problem *p, size_t i, __m256 v) {
+    if (!p->out_bf16) {
+        _mm256_storeu_ps((float *)p->out + i, v);
+        return;
+    }
+    __m256i bits = _mm256_castps_si256(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    bits = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    const __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1));
+    _mm_storeu_si128((__m128i *)((uint16_t *)p->out + i), h);
+}
 
 /* Activation rows a0 .. a0 + RA - 1 times the RB blocks of 8 weight rows from block b0 (RA * RB <= 4: every
    accumulator stays in a register). Lane i of each vector is weight row 8 * block + i throughout: the dot
@@ -135,7 +156,7 @@ static inline __attribute__((always_inline)) void tile(const problem *p, int a0,
     for (int b = 0; b < RB; b++) {
         const int r0 = 8 * (b0 + b);
         const __m256 bias = p->bias ? _mm256_loadu_ps(p->bias + r0) : _mm256_setzero_ps();
-        for (int a = 0; a < RA; a++) _mm256_storeu_ps(p->out + (size_t)(a0 + a) * p->n + r0, _mm256_add_ps(f[a][b], bias));
+        for (int a = 0; a < RA; a++) store8(p, (size_t)(a0 + a) * p->n + r0, _mm256_add_ps(f[a][b], bias));
     }
 }
 
@@ -162,10 +183,11 @@ static void span(const problem *p, int rows, int b0, int b1) {
     }
 }
 
-/* out[rows, n] = x[rows, k] (float32, int8-rounded per group) times the weights, plus bias. Returns 0, or a
-   negative code for arguments it cannot take: -1 shape, -2 group size, -3 memory. */
-int int4_avx2_matmul(const float *x, int rows, int k, const uint8_t *w, const float *wscale, const uint8_t *wzero,
-                     int n, int group, const float *bias, float *out, int threads) {
+/* out[rows, n] = x[rows, k] (int8-rounded per group) times the weights, plus bias (float32). x and out are
+   float32, or bfloat16 where `bf16` (bit 0: x, bit 1: out). Returns 0, or a negative code for arguments it
+   cannot take: -1 shape, -2 group size, -3 memory. */
+int int4_avx2_matmul(const void *x, int rows, int k, const uint8_t *w, const float *wscale, const uint8_t *wzero,
+                     int n, int group, const float *bias, void *out, int bf16, int threads) {
     if (rows < 0 || n < 0 || n % 8 || k <= 0) return -1;
     if ((group != 32 && group != 64 && group != 128 && group != 256) || k % group) return -2;
     if (rows == 0 || n == 0) return 0;
@@ -180,9 +202,9 @@ int int4_avx2_matmul(const float *x, int rows, int k, const uint8_t *w, const fl
         return -3;
     }
     for (int a = 0; a < rows; a++)
-        quantize_row(x + (size_t)a * k, k, group, aq + (size_t)a * k, ascale + (size_t)a * groups,
+        quantize_row((const char *)x + (size_t)a * k * (bf16 & 1 ? 2 : 4), bf16 & 1, k, group, aq + (size_t)a * k, ascale + (size_t)a * groups,
                      asum + (size_t)a * groups);
-    const problem p = {w, wscale, wzero, aq, ascale, asum, bias, out, k, n, group};
+    const problem p = {w, wscale, wzero, aq, ascale, asum, bias, out, (bf16 >> 1) & 1, k, n, group};
     const int items = (n / 8 + ITEM_BLOCKS - 1) / ITEM_BLOCKS;
     const size_t bytes = (size_t)n * k / 2;
     if (threads < 1) threads = 1;

@@ -40,7 +40,7 @@ SOURCE = Path(__file__).with_name("int4_avx2.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared")
 ROWS = 8  # output rows interleaved in a block (a vector's 32-bit lanes); out_features must be a multiple of it
 GROUP_SIZES = (32, 64, 128, 256)
-_ABI = 1  # int4_avx2_abi() of the source this wrapper speaks to
+_ABI = 2  # int4_avx2_abi() of the source this wrapper speaks to
 _ERRORS = {-1: "out_features must be a multiple of 8", -2: "group size must be 32, 64, 128 or 256 "
            "and divide in_features", -3: "out of memory for the activation buffer"}
 
@@ -125,7 +125,7 @@ def load(path: Path) -> Any:
         raise UnsupportedError(f"{path} speaks ABI {library.int4_avx2_abi()}, this wrapper {_ABI}")
     fn = library.int4_avx2_matmul
     p, i = ctypes.c_void_p, ctypes.c_int
-    fn.argtypes = [p, i, i, p, p, p, i, i, p, p, i]
+    fn.argtypes = [p, i, i, p, p, p, i, i, p, p, i, i]
     fn.restype = i
     return library
 
@@ -218,22 +218,31 @@ class Avx2Int4:
         """uint8 [out, groups], or None (symmetric: zero 8)."""
         return None if self.tiled_zeros is None else _untile(self.tiled_zeros)
 
-    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x [rows, in] -> float32 [rows, out] (+ bias, float, [out])."""
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None,
+                 out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """x [rows, in] (float32 and bfloat16 read as they are, others as float32) -> [rows, out] (+ bias,
+        [out]) in `out_dtype` (float32 and bfloat16 written directly)."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected activations [rows, {self.in_features}]; got {tuple(x.shape)}")
-        a = x.detach().to(device="cpu", dtype=torch.float32).contiguous()
-        b = None if bias is None else bias.detach().to(device="cpu", dtype=torch.float32).contiguous()
-        if b is not None and tuple(b.shape) != (self.out_features,):
-            raise ValueError(f"bias has shape {tuple(b.shape)}; expected ({self.out_features},)")
-        out = torch.empty(a.shape[0], self.out_features, dtype=torch.float32)
+        a = x.detach()
+        if a.dtype not in (torch.float32, torch.bfloat16) or a.device.type != "cpu":
+            a = a.to(device="cpu", dtype=torch.float32)
+        a = a.contiguous()
+        b = None
+        if bias is not None:
+            if tuple(bias.shape) != (self.out_features,):
+                raise ValueError(f"bias has shape {tuple(bias.shape)}; expected ({self.out_features},)")
+            b = bias.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        direct = out_dtype in (torch.float32, torch.bfloat16)
+        out = torch.empty(a.shape[0], self.out_features, dtype=out_dtype if direct else torch.float32)
+        flags = (a.dtype == torch.bfloat16) | (out.dtype == torch.bfloat16) << 1
         code = self.library.int4_avx2_matmul(
             a.data_ptr(), a.shape[0], self.in_features, self.packed.data_ptr(), self.tiled_scales.data_ptr(),
             None if self.tiled_zeros is None else self.tiled_zeros.data_ptr(), self.out_features, self.group_size,
-            None if b is None else b.data_ptr(), out.data_ptr(), self.threads or torch.get_num_threads())
+            None if b is None else b.data_ptr(), out.data_ptr(), flags, self.threads or torch.get_num_threads())
         if code != 0:
             raise ValueError(f"AVX2 int4 kernel refused the call: {_ERRORS.get(code, code)}")
-        return out
+        return out if direct else out.to(out_dtype)
 
     @property
     def weight_bytes(self) -> int:
