@@ -22,6 +22,9 @@ so that the DRAM reads overlap the integer work. */
 #include <stdlib.h>
 
 #define ITEM_BLOCKS 2      /* blocks of 8 output rows per thread work item */
+#ifndef PREFETCH_HINT
+#define PREFETCH_HINT _MM_HINT_T0
+#endif
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 1024 /* how far ahead of each weight stream to prefetch */
 #endif
@@ -128,7 +131,7 @@ static inline __attribute__((always_inline)) void tile(const problem *p, int a0,
                 }
                 for (int b = 0; b < RB; b++) {
                     const uint8_t *src = w[b] + (size_t)at * 4;
-                    if (j & 1) _mm_prefetch((const char *)(src + PREFETCH_BYTES), _MM_HINT_T0);
+                    if (j & 1) _mm_prefetch((const char *)(src + PREFETCH_BYTES), PREFETCH_HINT);
                     const __m256i v = _mm256_loadu_si256((const __m256i *)src);
                     const __m256i lo = _mm256_and_si256(v, low);
                     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
