@@ -91,7 +91,7 @@ def test_bias_is_added_and_a_row_of_zeros_gives_the_bias() -> None:
 @needs_kernel
 def test_one_and_two_threads_agree_exactly() -> None:
     """Each output is summed by one thread in a fixed order, so the thread count cannot change it."""
-    u, scales, zeros = _groups(256, 2048, 128, True, seed=5)  # 256 KB: above the one-thread size
+    u, scales, zeros = _groups(1024, 2048, 128, True, seed=5)  # 1 MiB: the size from which two threads run
     x = torch.randn(5, 2048)
     for rows in (1, 5):
         one = Avx2Int4(u, scales, zeros, 128, threads=1)(x[:rows])
