@@ -83,3 +83,68 @@ def test_the_prepared_graph_is_cached_under_the_models_sha256(tmp_path: Path) ->
     assert not [p for p in prepared.parent.iterdir() if p.name.endswith(".tmp")]
     model.write_bytes(model.read_bytes() + b"\n")
     assert kokoro_graph.prepared_path(model, tmp_path) != prepared
+
+
+def _quantized_conv_model(path: Path, channel_scale: bool) -> Path:
+    """The end of one of Kokoro's quantized convolutions: int32 output + int32 bias -> Cast -> Mul by the input's
+    scale times the weights' (a scalar, or per channel), a Snake-like sin(x)^2, and a MatMulInteger output cast
+    the same way (onnxruntime fuses that one itself)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    weight_scale = (np.array([0.02, 0.03, 0.05], dtype=np.float32)[:, None] if channel_scale
+                    else np.array(0.02, dtype=np.float32))
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("ConvInteger", ["xq", "w", "xz", "wz"], ["acc"], pads=[1, 1], kernel_shape=[3]),
+             helper.make_node("Add", ["acc", "bias"], ["biased"]),
+             helper.make_node("Mul", ["xs", "ws"], ["scale"]),
+             helper.make_node("Cast", ["biased"], ["float"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["float", "scale"], ["y"]),
+             helper.make_node("Sin", ["y"], ["sin"]),
+             helper.make_node("Pow", ["sin", "two"], ["square"]),
+             helper.make_node("Squeeze", ["xq", "axis0"], ["rows"]),
+             helper.make_node("MatMulInteger", ["rows", "m", "xz"], ["macc"]),
+             helper.make_node("Cast", ["macc"], ["mfloat"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["mfloat", "xs"], ["my"])]
+    graph = helper.make_graph(
+        nodes, "quantized", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 40])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+         for name, shape in (("y", [1, 3, 40]), ("square", [1, 3, 40]), ("my", [4, 5]))],
+        [numpy_helper.from_array(rng.integers(0, 128, size=(3, 4, 3), dtype=np.uint8), "w"),
+         numpy_helper.from_array(np.array(64, dtype=np.uint8), "wz"),
+         numpy_helper.from_array(rng.integers(-3000, 3000, size=(1, 3, 1), dtype=np.int32), "bias"),
+         numpy_helper.from_array(weight_scale, "ws"),
+         numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+         numpy_helper.from_array(rng.integers(-60, 60, size=(40, 5), dtype=np.int8), "m")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_casts_and_squares_become_dequantize_and_products_with_the_same_floats(tmp_path: Path) -> None:
+    model = _quantized_conv_model(tmp_path / "q.onnx", channel_scale=False)
+    x = np.random.default_rng(3).standard_normal((1, 4, 40)).astype(np.float32) * 5
+    expected = _run(model, x)
+    edited = onnx.load(str(model))
+    assert kokoro_graph.casts_as_dequantize(edited) == 1  # the MatMulInteger's cast stays for onnxruntime
+    assert kokoro_graph.squares_as_products(edited) == 1
+    ops = [node.op_type for node in edited.graph.node]
+    assert ops.count("Cast") == 1 and ops.count("DequantizeLinear") == 1 and "Pow" not in ops
+    onnx.checker.check_model(edited)
+    onnx.save(edited, tmp_path / "edited.onnx")
+    for got, want in zip(_run(tmp_path / "edited.onnx", x), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert np.abs(expected[0]).max() > 1e-3  # the comparison is not between two zero tensors
+
+
+def test_a_per_channel_scale_keeps_its_cast(tmp_path: Path) -> None:
+    """DequantizeLinear takes one scale per tensor (or per axis, with another layout): a [3, 1] scale stays a Mul."""
+    edited = onnx.load(str(_quantized_conv_model(tmp_path / "q.onnx", channel_scale=True)))
+    assert kokoro_graph.casts_as_dequantize(edited) == 0
+    assert [node.op_type for node in edited.graph.node].count("Cast") == 2
+
+
+def test_prepare_applies_every_edit(tmp_path: Path) -> None:
+    prepared = kokoro_graph.prepare(_quantized_conv_model(tmp_path / "q.onnx", channel_scale=False), tmp_path)
+    ops = _ops(prepared)
+    assert "ConvInteger" not in ops and "Pow" not in ops and ops.count("DequantizeLinear") == 1
