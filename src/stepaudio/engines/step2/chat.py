@@ -67,12 +67,14 @@ class ChatSettings:
     voice_switch: bool = True  # declare `timbre_rag` (where there are voices to switch to) and run its calls
 
 
-class Step2Chat:
-    """`ChatModel` over Step-Audio 2; it hears audio (the engine declares `Abilities.hears_audio`)."""
+class Step2ChatBase:
+    """What the native and the served Step-Audio 2 chats share: written and spoken replies over one `_reply`
+    loop, and the voice switch's declaration; only how a turn reaches the model differs."""
 
-    def __init__(self, runtime: Callable[[], Step2Runtime], settings: ChatSettings | None = None,
-                 decoder: Callable[[], Token2Wav] | None = None, voices: Step2Voices | None = None) -> None:
-        self._runtime = runtime
+    missing_speech = "spoken replies need the token2wav folder and a voice"
+
+    def __init__(self, settings: ChatSettings | None = None, decoder: Callable[[], Token2Wav] | None = None,
+                 voices: Step2Voices | None = None) -> None:
         self.settings = settings or ChatSettings()
         self._decoder = decoder
         self._voices = voices
@@ -89,8 +91,30 @@ class Step2Chat:
               voice: Voice | str | None = None) -> Iterator[ChatDelta | AudioChunk]:
         """A spoken reply: the text as deltas and the model's own speech as 24 kHz chunks, both streamed."""
         if self._decoder is None or self._voices is None:
-            raise StepAudioError("spoken replies need the token2wav folder and a voice")
+            raise StepAudioError(self.missing_speech)
         yield from self._reply(messages, tools, options, cancel, speech=True, voice=voice)
+
+    def declared_tools(self, tools: Sequence[ToolSpec] | None) -> tuple[list[ToolSpec], bool]:
+        """The caller's tools, plus `timbre_rag` where there are voices to switch to and the caller has not
+        declared its own; and whether its calls are run here (the switch is ours)."""
+        listed = list(tools or [])
+        switching = (self.settings.voice_switch and self._voices is not None and bool(self._voices.names())
+                     and all(t.name != TIMBRE_TOOL.name for t in listed))
+        return ([*listed, TIMBRE_TOOL] if switching else listed), switching
+
+    def _reply(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None,
+               options: GenerationOptions | None, cancel: CancelToken | None, speech: bool,
+               voice: Voice | str | None) -> Iterator[ChatDelta | AudioChunk]:
+        raise NotImplementedError
+
+
+class Step2Chat(Step2ChatBase):
+    """`ChatModel` over Step-Audio 2; it hears audio (the engine declares `Abilities.hears_audio`)."""
+
+    def __init__(self, runtime: Callable[[], Step2Runtime], settings: ChatSettings | None = None,
+                 decoder: Callable[[], Token2Wav] | None = None, voices: Step2Voices | None = None) -> None:
+        super().__init__(settings, decoder, voices)
+        self._runtime = runtime
 
     def conversation(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec],
                      runtime: Step2Runtime) -> tuple[list[Turn], list[torch.Tensor]]:
@@ -129,10 +153,8 @@ class Step2Chat:
                options: GenerationOptions | None, cancel: CancelToken | None, speech: bool,
                voice: Voice | str | None) -> Iterator[ChatDelta | AudioChunk]:
         runtime = self._runtime()
-        tools = list(tools or [])
-        switching = (self.settings.voice_switch and self._voices is not None and bool(self._voices.names())
-                     and all(t.name != TIMBRE_TOOL.name for t in tools))
-        turns, mels = self.conversation(messages, [*tools, TIMBRE_TOOL] if switching else tools, runtime)
+        declared, switching = self.declared_tools(tools)
+        turns, mels = self.conversation(messages, declared, runtime)
         config = self._config(runtime, options)
         usage = Usage()
         reason: Reason = "stop"

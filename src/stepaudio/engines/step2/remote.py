@@ -46,7 +46,14 @@ from stepaudio.engines.base import (
     Voice,
 )
 from stepaudio.engines.remote import RemoteLMError, post_events
-from stepaudio.engines.step2.chat import MAX_SWITCH_ROUNDS, REPETITION_PENALTY, ChatSettings, Reason, timbre_query
+from stepaudio.engines.step2.chat import (
+    MAX_SWITCH_ROUNDS,
+    REPETITION_PENALTY,
+    ChatSettings,
+    Reason,
+    Step2ChatBase,
+    timbre_query,
+)
 from stepaudio.engines.step2.runtime import SpeechCode
 from stepaudio.engines.step2.tools import TIMBRE_TOOL
 from stepaudio.engines.step2.tts import (
@@ -211,37 +218,21 @@ def _sampling(options: GenerationOptions) -> dict[str, Any]:
     return values
 
 
-class Step2RemoteChat:
+class Step2RemoteChat(Step2ChatBase):
     """`ChatModel` over a served Step-Audio 2: hears audio (sent as the server's `input_audio`), speaks with its
     own speech codes through local token2wav, runs the voice switch here."""
 
+    missing_speech = "spoken replies need the token2wav folder (-O model_path=RELEASE) and a voice"
+
     def __init__(self, server: Step2Server, settings: ChatSettings | None = None,
                  decoder: Callable[[], Token2Wav] | None = None, voices: Step2Voices | None = None) -> None:
+        super().__init__(settings, decoder, voices)
         self.server = server
-        self.settings = settings or ChatSettings()
-        self._decoder = decoder
-        self._voices = voices
-
-    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
-                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
-        for item in self._reply(messages, tools, options, cancel, speech=False, voice=None):
-            if isinstance(item, ChatDelta):
-                yield item
-
-    def speak(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
-              options: GenerationOptions | None = None, cancel: CancelToken | None = None,
-              voice: Voice | str | None = None) -> Iterator[ChatDelta | AudioChunk]:
-        if self._decoder is None or self._voices is None:
-            raise StepAudioError("spoken replies need the token2wav folder (-O model_path=RELEASE) and a voice")
-        yield from self._reply(messages, tools, options, cancel, speech=True, voice=voice)
 
     def _reply(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None,
                options: GenerationOptions | None, cancel: CancelToken | None, speech: bool,
                voice: Voice | str | None) -> Iterator[ChatDelta | AudioChunk]:
-        tools = list(tools or [])
-        switching = (self.settings.voice_switch and self._voices is not None and bool(self._voices.names())
-                     and all(t.name != TIMBRE_TOOL.name for t in tools))
-        declared = [*tools, TIMBRE_TOOL] if switching else tools
+        declared, switching = self.declared_tools(tools)
         conversation = server_messages(messages, self.settings.default_system, self.settings.history)
         sampling = _sampling(options or GenerationOptions(max_new_tokens=self.settings.max_new_tokens))
         usage = Usage()
