@@ -13,7 +13,15 @@ from stepaudio.audio.io import load_audio, save_audio
 from stepaudio.engines.base import Engine, SpeechInstructions, Voice
 from stepaudio.engines.editx.audio import cap_peak, read_raw
 from stepaudio.engines.editx.editor import EditChain, Editor
-from stepaudio.engines.editx.synthesizer import EditXSynthesizer, apply_dialect, instruction_edits
+from stepaudio.engines.editx.synthesizer import (
+    CACHE_MULTIPLE,
+    MAX_LENGTH,
+    EditXModel,
+    EditXSynthesizer,
+    apply_dialect,
+    instruction_edits,
+    speech_budget,
+)
 from stepaudio.errors import OptionError, StepAudioError, TagError, UnsupportedError
 from stepaudio.text.editx_prompts import Edit, build_clone_prompt, build_edit_prompt, clone_voice_id
 from stepaudio.text.tokenizer import StepTokenizer
@@ -188,3 +196,46 @@ def test_a_voice_prompt_is_prefilled_once(editx_engine: Engine, editx_stack: Pat
     system_end = first.index(STEP1.eot_id) + 1
     assert shared > system_end > 100
     assert cache.stats().reused_tokens - before == shared
+
+
+def test_a_request_budget_sizes_its_cache_not_the_releases_8192() -> None:
+    model = EditXModel(StepTokenizer.__new__(StepTokenizer), lambda: None, lambda: None, lambda: None)  # type: ignore[arg-type, return-value]
+    assert model.budget(1000) == MAX_LENGTH - 1000  # no bound given: the reference's total
+    budget = model.budget(1000, 300)
+    assert budget >= 300 and (1000 + budget) % CACHE_MULTIPLE == 0 and 1000 + budget < 1000 + 300 + CACHE_MULTIPLE
+    assert model.budget(8000, 500) == MAX_LENGTH - 8000  # never past 8192 in all
+    model.max_new_tokens = 40
+    assert model.budget(1000, 300) == 40  # an explicit cap is kept as given
+    with pytest.raises(StepAudioError, match="over EditX"):
+        model.budget(MAX_LENGTH)
+    assert speech_budget("好") < speech_budget("好" * 40)
+    assert speech_budget("好", source_ids=500) == 1050  # an edit may take twice its source
+
+
+def test_a_clone_holds_a_cache_of_its_budget_with_the_same_output(editx_engine: Engine, editx_stack: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    generate = importlib.import_module("stepaudio.lm.generate")
+
+    synth = _synth(editx_engine)
+    sizes: list[int] = []
+    made = generate.new_cache
+
+    def recording(model: object, batch: int, max_len: int) -> object:
+        sizes.append(max_len)
+        return made(model, batch, max_len)  # type: ignore[arg-type]
+
+    def releases(model: object, batch: int, max_len: int) -> object:
+        sizes.append(MAX_LENGTH)
+        return made(model, batch, MAX_LENGTH)  # type: ignore[arg-type]
+
+    text = "好"
+    monkeypatch.setattr(synth.model, "max_new_tokens", None)
+    monkeypatch.setattr(generate, "new_cache", recording)
+    capped = synth.clone(text, editx_stack / "prompt.wav", PROMPT_TEXT).samples
+    assert len(sizes) == 1 and sizes[0] % CACHE_MULTIPLE == 0 and sizes[0] < MAX_LENGTH
+    monkeypatch.setattr(generate, "new_cache", releases)  # the release's cache, same budget: same speech
+    whole = synth.clone(text, editx_stack / "prompt.wav", PROMPT_TEXT).samples
+    assert sizes[1] == MAX_LENGTH
+    np.testing.assert_array_equal(capped, whole)

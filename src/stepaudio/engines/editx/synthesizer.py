@@ -25,6 +25,7 @@ from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, 
 from stepaudio.engines.editx.audio import PreparedAudio, RawAudio, prepare, read_raw
 from stepaudio.engines.editx.editor import EditResult
 from stepaudio.engines.lm_backend import LMBackend
+from stepaudio.engines.step.tts import token_budget
 from stepaudio.errors import OptionError, StepAudioError, TagError, UnsupportedError
 from stepaudio.lm import TTS_SAMPLING, GenerationConfig
 from stepaudio.text.editx_prompts import (
@@ -40,6 +41,7 @@ from stepaudio.text.vocab import STEP1
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
 
 MAX_LENGTH = 8192  # prompt + generated, the reference's `max_length`
+CACHE_MULTIPLE = 256  # a request's K/V (prompt + budget) is rounded up to this many positions
 SAMPLE_RATE = 24000
 DIALECTS = {tag.strip("[]").lower(): tag for tag in DIALECT_TAGS} | {
     "四川话": "[Sichuanese]", "粤语": "[Cantonese]", "日语": "[Japanese]", "韩语": "[Korean]"}
@@ -61,17 +63,30 @@ class EditXModel:
     def prepare(self, raw: RawAudio) -> PreparedAudio:
         return prepare(raw, self._audio_tokenizer(), self._decoder())
 
-    def generate(self, prompt: Sequence[int], cancel: CancelToken | None = None) -> list[int]:
+    def generate(self, prompt: Sequence[int], cancel: CancelToken | None = None,
+                 expected: int | None = None) -> list[int]:
         """LM audio ids after `prompt` (text ids the model writes are dropped with a warning)."""
-        return list(self.audio_ids(prompt, cancel))
+        return list(self.audio_ids(prompt, cancel, expected))
 
-    def audio_ids(self, prompt: Sequence[int], cancel: CancelToken | None = None) -> Iterator[int]:
-        """The LM audio ids after `prompt` as they are generated (text ids are dropped with a warning)."""
-        budget = MAX_LENGTH - len(prompt)
-        if budget <= 0:
-            raise StepAudioError(f"the prompt has {len(prompt)} tokens, over EditX's {MAX_LENGTH}: use shorter audio")
+    def budget(self, prompt_len: int, expected: int | None = None) -> int:
+        """Most tokens one request may generate: `max_new_tokens` where set, else `expected` (the request's own
+        bound, see `speech_budget`) with prompt + budget rounded up to `CACHE_MULTIPLE`, never past the
+        reference's 8192 in all. The LM's K/V cache holds prompt + budget, so a short request holds a short cache
+        instead of the release's 8192 positions."""
+        room = MAX_LENGTH - prompt_len
+        if room <= 0:
+            raise StepAudioError(f"the prompt has {prompt_len} tokens, over EditX's {MAX_LENGTH}: use shorter audio")
         if self.max_new_tokens:
-            budget = min(budget, self.max_new_tokens)
+            return min(room, self.max_new_tokens)
+        if expected is None:
+            return room
+        sized = -(-(prompt_len + expected) // CACHE_MULTIPLE) * CACHE_MULTIPLE
+        return min(room, sized - prompt_len)
+
+    def audio_ids(self, prompt: Sequence[int], cancel: CancelToken | None = None,
+                  expected: int | None = None) -> Iterator[int]:
+        """The LM audio ids after `prompt` as they are generated (text ids are dropped with a warning)."""
+        budget = self.budget(len(prompt), expected)
         config = GenerationConfig(max_new_tokens=budget, stop_ids=STEP1.stop_ids, sampling=TTS_SAMPLING,
                                   seed=self.seed)
         audio = skipped = 0
@@ -87,9 +102,10 @@ class EditXModel:
         if audio + skipped >= budget:
             warnings.warn(f"generation reached its budget of {budget} tokens and was cut", RuntimeWarning, stacklevel=3)
 
-    def speak(self, prompt: Sequence[int], source: PreparedAudio, cancel: CancelToken | None = None) -> np.ndarray:
+    def speak(self, prompt: Sequence[int], source: PreparedAudio, cancel: CancelToken | None = None,
+              expected: int | None = None) -> np.ndarray:
         """Generate and decode with `source` (the clone prompt or the edited input) as the decoder's prompt."""
-        ids = self.generate(prompt, cancel)
+        ids = self.generate(prompt, cancel, expected)
         if cancel is not None and cancel.cancelled:
             return np.zeros(0, dtype=np.float32)
         if not ids:
@@ -97,12 +113,12 @@ class EditXModel:
         return self._decoder()([i - STEP1.audio_offset for i in ids], source.features)
 
     def speak_stream(self, prompt: Sequence[int], source: PreparedAudio,
-                     cancel: CancelToken | None = None) -> Iterator[np.ndarray]:
+                     cancel: CancelToken | None = None, expected: int | None = None) -> Iterator[np.ndarray]:
         """As `speak`, decoded chunk by chunk while the LM generates (the release's streaming decoder): float32
         pieces, the first after 30 audio ids."""
         stream = self._decoder().stream(source.features)
         spoken = False
-        for lm_id in self.audio_ids(prompt, cancel):
+        for lm_id in self.audio_ids(prompt, cancel, expected):
             spoken = True
             piece = stream.push([lm_id - STEP1.audio_offset])
             if piece.size:
@@ -149,14 +165,16 @@ class EditXSynthesizer:
         # every step but the last feeds the next one whole; the last one is what the listener hears
         prompt, source = self._clone_prompt(target, voice.prompt_audio, voice.prompt_text)
         said = target
+        expected = speech_budget(target)
         for edit in edits:
-            heard = self.model.speak(prompt, source, cancel)
+            heard = self.model.speak(prompt, source, cancel, expected)
             if cancel is not None and cancel.cancelled:
                 return
             prompt, source = self._edit_prompt(heard, self.sample_rate, said, edit)
             said = edit.result_text(said)
-        pieces = (self.model.speak_stream(prompt, source, cancel) if self.streaming
-                  else iter([self.model.speak(prompt, source, cancel)]))
+            expected = speech_budget(said, len(source.lm_ids))
+        pieces = (self.model.speak_stream(prompt, source, cancel, expected) if self.streaming
+                  else iter([self.model.speak(prompt, source, cancel, expected)]))
         volume = instructions.volume
         for samples in pieces:
             if volume is not None and volume != 1.0:
@@ -170,13 +188,15 @@ class EditXSynthesizer:
         """`text` (as given: dialect tags, pinyin) in the voice of `prompt_audio`, whose transcript is
         `prompt_text` (transcribed by the configured transcriber when missing)."""
         prompt, prepared = self._clone_prompt(text, prompt_audio, prompt_text)
-        return EditResult(self.model.speak(prompt, prepared, cancel), self.sample_rate, text, None, "clone")
+        return EditResult(self.model.speak(prompt, prepared, cancel, speech_budget(text)), self.sample_rate, text,
+                          None, "clone")
 
     def edit(self, samples: np.ndarray, sample_rate: int, audio_text: str, edit: Edit,
              cancel: CancelToken | None = None) -> EditResult:
         """One edit of `samples` (mono or `[channels, n]`) that say `audio_text`."""
         prompt, prepared = self._edit_prompt(samples, sample_rate, audio_text, edit)
-        out = self.model.speak(prompt, prepared, cancel)
+        out = self.model.speak(prompt, prepared, cancel,
+                               speech_budget(edit.result_text(audio_text), len(prepared.lm_ids)))
         return EditResult(out, self.sample_rate, edit.result_text(audio_text), edit, edit.label)
 
     def _clone_prompt(self, text: str, prompt_audio: Path | str | bytes | Audio,
@@ -227,6 +247,12 @@ class EditXSynthesizer:
         if not text:
             raise StepAudioError("the voice prompt was transcribed as nothing: give its text (--voice-text)")
         return text
+
+
+def speech_budget(text: str, source_ids: int = 0) -> int:
+    """The tokens a request may need: Step1's text-proportional bound for slow speech (3x the expected length)
+    and, for an edit, twice its source audio's ids (an edit re-speaks what the source says, perhaps slower)."""
+    return max(token_budget(text, slow=True), 2 * source_ids + 50)
 
 
 def apply_dialect(text: str, dialect: str | None) -> str:
