@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom first. A unit is a subpackage or top-level module of stepaudio; "stepaudio" is the package itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("stepaudio", "errors"),  # the package root holds only __version__
-    ("hardware",),  # CPU / accelerator facts; raises errors
+    ("hardware", "shards"),  # CPU / accelerator facts; which safetensors file holds each weight; raise errors
     ("kernels", "audio", "text"),  # weight-format linears; audio I/O, features, VAD; text, prompts, metrics
     ("tokenizer", "audio_encoder", "lm", "decoder"),  # the models
     ("engines",),  # Transcriber / ChatModel / Synthesizer over the models

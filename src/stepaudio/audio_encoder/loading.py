@@ -8,7 +8,6 @@ tensor is read, and a mismatch names the key and both shapes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,8 +16,9 @@ from safetensors import safe_open
 from stepaudio.audio_encoder.config import ADAPTER_HIDDEN, AudioEncoderConfig
 from stepaudio.audio_encoder.model import AudioEncoder
 from stepaudio.errors import CheckpointError
+from stepaudio.shards import INDEX_NAME as INDEX_NAME  # the folder layout this module reads, named here too
+from stepaudio.shards import indexed_files, single_file
 
-INDEX_NAME = "model.safetensors.index.json"
 PREFIXES = ("encoder.", "adapter.")
 DECODER_PREFIXES = ("model.", "lm_head.")
 
@@ -68,22 +68,12 @@ def expected_shapes(cfg: AudioEncoderConfig) -> dict[str, tuple[int, ...]]:
 def weight_files(directory: Path) -> dict[str, Path]:
     """Key -> the file holding it: the shard index, else `model.safetensors`, else the folder's one
     `.safetensors` file (the rule `lm.checkpoint` applies to the same folder)."""
-    index = directory / INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
-        files = {key: directory / name for key, name in weight_map.items()}
-        for path in set(files.values()):
-            if not path.is_file():
-                raise CheckpointError(f"{index} lists {path.name}, which is missing")
+    files = indexed_files(directory)
+    if files is not None:
         return files
-    singles = [directory / "model.safetensors"]
-    if not singles[0].is_file():
-        singles = sorted(directory.glob("model*.safetensors")) or sorted(directory.glob("*.safetensors"))
-    if len(singles) != 1:
-        found = ", ".join(p.name for p in singles) or "none"
-        raise CheckpointError(f"{directory}: expected {INDEX_NAME} or one .safetensors file, found {found}")
-    with safe_open(str(singles[0]), framework="pt") as handle:
-        return dict.fromkeys(handle.keys(), singles[0])
+    single = single_file(directory)
+    with safe_open(str(single), framework="pt") as handle:
+        return dict.fromkeys(handle.keys(), single)
 
 
 def load_audio_encoder(

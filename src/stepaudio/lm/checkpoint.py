@@ -19,34 +19,16 @@ from torch import nn
 
 from stepaudio.errors import CheckpointError
 from stepaudio.lm.safetensors_mmap import SafetensorsFile
-
-INDEX_NAME = "model.safetensors.index.json"
+from stepaudio.shards import INDEX_NAME, indexed_files, single_file
 
 
 def checkpoint_files(directory: Path) -> dict[str, Path]:
-    """Key -> file holding it, from the shard index or the single safetensors file."""
-    index = directory / INDEX_NAME
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise TypeError("weight_map is not an object")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{index} is not a valid shard index ({type(exc).__name__}: {exc}): "
-                                  f"re-download {INDEX_NAME}") from exc
-        files = {key: directory / name for key, name in weight_map.items()}
-        for path in set(files.values()):
-            if not path.is_file():
-                raise CheckpointError(f"{index} lists {path.name}, which is missing: download that shard into "
-                                      f"{directory}")
+    """Key -> file holding it, from the shard index or the single safetensors file (`stepaudio.shards`)."""
+    files = indexed_files(directory)
+    if files is not None:
         return files
-    singles = [directory / "model.safetensors"]
-    if not singles[0].is_file():
-        singles = sorted(directory.glob("model*.safetensors")) or sorted(directory.glob("*.safetensors"))
-    if len(singles) != 1:
-        found = ", ".join(p.name for p in singles) or "none"
-        raise CheckpointError(f"{directory}: expected {INDEX_NAME} or one .safetensors file, found {found}")
-    return {key: singles[0] for key in SafetensorsFile(singles[0]).entries}
+    single = single_file(directory)
+    return {key: single for key in SafetensorsFile(single).entries}
 
 
 def load_weights(
