@@ -1,9 +1,15 @@
-"""Building blocks every family's decoder shares: the fp32-statistics RMSNorm and frozen linears."""
+"""Building blocks every family's decoder shares: the fp32-statistics RMSNorm, frozen linears, the backbone
+(embedding, layers, norm) and the `CausalLM` plumbing around a family's own `hidden`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 import torch
 from torch import nn
+
+from stepaudio.lm.cache import CacheStep, StaticKVCache
 
 
 class RMSNorm(nn.Module):
@@ -27,3 +33,86 @@ def frozen_linear(
     layer = nn.Linear(n_in, n_out, bias=bias, device=device, dtype=dtype)
     layer.requires_grad_(False)
     return layer
+
+
+class DecoderConfig(Protocol):
+    """What `Backbone` and `DecoderLM` read of a family's config."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    @property
+    def rms_norm_eps(self) -> float: ...
+
+    @property
+    def pad_token_id(self) -> int: ...
+
+
+class Backbone(nn.Module):
+    """The checkpoints' `model.*`: token embedding, the family's decoder layers, final norm."""
+
+    def __init__(self, cfg: DecoderConfig, layers: Iterable[nn.Module], device: torch.device | str | None,
+                 dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, device=device, dtype=dtype)
+        self.embed_tokens.weight.requires_grad_(False)
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
+
+
+class DecoderLM(nn.Module):
+    """The `CausalLM` plumbing every family shares around its own `hidden` (position encoding and layers):
+    pad id, device and dtype from the embedding, embed, head, and `forward` = head(hidden(embed(ids)))."""
+
+    config: DecoderConfig
+    model: Backbone
+    lm_head: nn.Linear
+
+    @property
+    def pad_id(self) -> int:
+        return self.config.pad_token_id
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed_tokens.weight.dtype
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_tokens(input_ids)
+
+    def hidden(
+        self,
+        embeds: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: StaticKVCache | None = None,
+        valid: torch.Tensor | None = None,
+        *,
+        step: CacheStep | None = None,
+    ) -> torch.Tensor:
+        """Final-norm hidden states [B, q, H] of embeddings [B, q, H]: the family's own."""
+        raise NotImplementedError
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: StaticKVCache | None = None,
+        valid: torch.Tensor | None = None,
+        *,
+        step: CacheStep | None = None,
+        logits_at: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, q, V] of ids [B, q], or [B, V] at the per-row indices `logits_at` [B] (no head elsewhere)."""
+        h = self.hidden(self.embed(input_ids), positions, cache, valid, step=step)
+        if logits_at is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), logits_at]
+        return self.logits(h)

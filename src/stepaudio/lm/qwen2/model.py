@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import RMSNorm, frozen_linear
+from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, frozen_linear
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -85,24 +85,18 @@ class Qwen2Layer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class Qwen2Backbone(nn.Module):
-    def __init__(self, cfg: Qwen2Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, device=device, dtype=dtype)
-        self.embed_tokens.weight.requires_grad_(False)
-        self.layers = nn.ModuleList(Qwen2Layer(cfg, device, dtype) for _ in range(cfg.num_hidden_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-
-
-class Qwen2ForCausalLM(nn.Module):
+class Qwen2ForCausalLM(DecoderLM):
     """The Qwen2 LM: a `CausalLM`; `forward` maps ids (+ positions, padding flags, cache) to logits."""
+
+    config: Qwen2Config
 
     def __init__(
         self, config: Qwen2Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> None:
         super().__init__()
         self.config = config
-        self.model = Qwen2Backbone(config, device, dtype)
+        self.model = Backbone(config, (Qwen2Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
+                              device, dtype)
         self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
         self.tie_weights()
         inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
@@ -118,21 +112,6 @@ class Qwen2ForCausalLM(nn.Module):
     def kv_layout(self) -> KVLayout:
         cfg = self.config
         return KVLayout(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim)
-
-    @property
-    def pad_id(self) -> int:
-        return self.config.pad_token_id
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.embed_tokens.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(input_ids)
 
     def hidden(
         self,
@@ -153,18 +132,3 @@ class Qwen2ForCausalLM(nn.Module):
         for i, layer in enumerate(self.model.layers):
             x = layer(x, rope, mask, cache, step, i)
         return self.model.norm(x)
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        cache: StaticKVCache | None = None,
-        valid: torch.Tensor | None = None,
-        *,
-        step: CacheStep | None = None,
-    ) -> torch.Tensor:
-        """Logits [B, q, V] of ids [B, q]."""
-        return self.logits(self.hidden(self.embed(input_ids), positions, cache, valid, step=step))

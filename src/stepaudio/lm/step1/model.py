@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import RMSNorm, frozen_linear
+from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, frozen_linear
 from stepaudio.lm.step1.alibi import alibi_bias, alibi_slopes
 from stepaudio.lm.step1.config import Step1Config
 
@@ -87,24 +87,18 @@ class Step1Layer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class Step1Backbone(nn.Module):
-    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, device=device, dtype=dtype)
-        self.embed_tokens.weight.requires_grad_(False)
-        self.layers = nn.ModuleList(Step1Layer(cfg, device, dtype) for _ in range(cfg.num_hidden_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-
-
-class Step1ForCausalLM(nn.Module):
+class Step1ForCausalLM(DecoderLM):
     """The Step1 LM: a `CausalLM`; `forward` maps ids (+ positions, padding flags, cache) to logits."""
+
+    config: Step1Config
 
     def __init__(
         self, config: Step1Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> None:
         super().__init__()
         self.config = config
-        self.model = Step1Backbone(config, device, dtype)
+        self.model = Backbone(config, (Step1Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
+                              device, dtype)
         self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
         slopes = alibi_slopes(config.num_attention_heads)
         self.alibi_slopes: torch.Tensor
@@ -114,21 +108,6 @@ class Step1ForCausalLM(nn.Module):
     def kv_layout(self) -> KVLayout:
         cfg = self.config
         return KVLayout(cfg.num_hidden_layers, cfg.num_attention_groups, cfg.head_dim)
-
-    @property
-    def pad_id(self) -> int:
-        return self.config.pad_token_id
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.embed_tokens.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(input_ids)
 
     def hidden(
         self,
@@ -158,22 +137,3 @@ class Step1ForCausalLM(nn.Module):
         if collect is not None:
             collect.append(x)
         return x
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        cache: StaticKVCache | None = None,
-        valid: torch.Tensor | None = None,
-        *,
-        step: CacheStep | None = None,
-        logits_at: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits [B, q, V] of ids [B, q], or [B, V] at the per-row indices `logits_at` [B] (no head elsewhere)."""
-        h = self.hidden(self.embed(input_ids), positions, cache, valid, step=step)
-        if logits_at is not None:
-            h = h[torch.arange(h.shape[0], device=h.device), logits_at]
-        return self.logits(h)
