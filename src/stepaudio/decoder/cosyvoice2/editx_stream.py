@@ -63,15 +63,7 @@ class FloatStreamVocoder(StreamVocoder):
     """Step-Audio 2's vocoder glue with float32 speech out (EditX's stream returns floats, not PCM)."""
 
     def push_float(self, mel: torch.Tensor, last: bool) -> np.ndarray:
-        if self._mel is not None:
-            mel = torch.cat([self._mel, mel], dim=2)
-        speech, source = self.hift(mel, self.draws, self._source)
-        speech = self.crossfade(speech)
-        n = self.source_cache_len
-        self._mel = mel[..., -self.mel_cache_frames :]
-        self._source = source[:, :, -n:]
-        self._speech = speech[:, -n:]
-        out = speech if last else speech[:, :-n]
+        out = self.speech(mel, last)
         return np.asarray(out[0].detach().cpu().float().numpy(), dtype=np.float32)
 
 

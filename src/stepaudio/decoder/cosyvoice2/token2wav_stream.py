@@ -74,6 +74,11 @@ class StreamVocoder:
 
     def push(self, mel: torch.Tensor, last: bool) -> np.ndarray:
         """mel chunk `[1, 80, T]` -> the PCM that is final now (all of it when `last`)."""
+        return to_pcm16(self.speech(mel, last))
+
+    def speech(self, mel: torch.Tensor, last: bool) -> torch.Tensor:
+        """mel chunk `[1, 80, T]` -> the float speech `[1, N]` that is final now; the tail is held back to
+        crossfade into the next chunk (all of it comes out when `last`)."""
         if self._mel is not None:
             mel = torch.cat([self._mel, mel], dim=2)
         speech, source = self.hift(mel, self.draws, self._source)
@@ -82,7 +87,7 @@ class StreamVocoder:
         self._mel = mel[..., -self.mel_cache_frames :]
         self._source = source[:, :, -n:]
         self._speech = speech[:, -n:]
-        return to_pcm16(speech if last else speech[:, :-n])
+        return speech if last else speech[:, :-n]
 
 
 class Token2WavStream:
