@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepaudio.text.sentences import SentenceSplitter, has_cjk, split_sentences
+from stepaudio.text.sentences import SentenceSplitter, has_cjk, sentence_segments, split_sentences
 
 TEXTS = [
     'Hello there! Mr. Smith went to Washington. He said "hi." Then he left... OK? Fine',
@@ -126,3 +126,10 @@ def test_the_clause_cut_is_the_same_streamed_in_any_pieces(text: str, sizes: lis
     out += splitter.finish()
     assert out == split_sentences(text, max_chars=40, first_max_chars=20, first_clause_chars=3, first_clause_words=2)
     assert "".join(out).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+def test_sentence_segments_merge_whole_sentences_up_to_the_limit() -> None:
+    text = "你好。今天天气很好。我们出去走走吧。"
+    assert sentence_segments(text, 10) == ["你好。今天天气很好。", "我们出去走走吧。"]
+    assert sentence_segments(text, 100) == [text]
+    assert sentence_segments("", 10) == [""]

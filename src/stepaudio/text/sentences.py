@@ -86,6 +86,17 @@ def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None
     return [*splitter.push(text), *splitter.finish()]
 
 
+def sentence_segments(text: str, max_chars: int) -> list[str]:
+    """Sentences merged up to `max_chars`, so a TTS model gets whole sentences per prompt but never a page."""
+    out: list[str] = []
+    for sentence in split_sentences(text, max_chars=max_chars):
+        if out and len(out[-1]) + len(sentence) <= max_chars:
+            out[-1] += sentence
+        else:
+            out.append(sentence)
+    return out or [text]
+
+
 def _find_boundary(buffer: str, final: bool) -> int | None:
     """Index just past the first sentence end in `buffer`, or None while undecided."""
     for i, char in enumerate(buffer):

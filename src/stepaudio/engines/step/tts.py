@@ -22,7 +22,7 @@ from stepaudio.engines.step.voices import PromptVoice, VoiceBank
 from stepaudio.errors import TagError, UnsupportedError
 from stepaudio.lm import TTS_SAMPLING, GenerationConfig
 from stepaudio.text.prompts import build_tts_prompt, builtin_speaker_key
-from stepaudio.text.sentences import split_sentences
+from stepaudio.text.sentences import sentence_segments
 from stepaudio.text.tags import KNOWN_TAGS, TagFamily, build_tagged_text, friendly_to_tag, parse_tags
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.text.vocab import STEP1
@@ -86,7 +86,7 @@ class StepSynthesizer:
         prefix = "".join(f"({tag})" for tag in parsed.tags)
         prompt_voice, speaker = self._resolve(voice, tagged)
         decoder = self._decoder(parsed.is_music)
-        segments = _segments(parsed.body, self.settings.segment_chars)
+        segments = sentence_segments(parsed.body, self.settings.segment_chars)
         slow = any(tag.startswith("慢速") for tag in parsed.tags)
         for index, segment in enumerate(segments):
             if cancel is not None and cancel.cancelled:
@@ -163,17 +163,6 @@ def apply_instructions(text: str, instructions: SpeechInstructions) -> str:
         if instructions.strict and tag not in KNOWN_TAGS:
             raise TagError(f"unknown instruction tag {tag!r}")
     return leading + extra + parsed.body
-
-
-def _segments(body: str, max_chars: int) -> list[str]:
-    """Sentences merged up to `max_chars`, so the model gets whole sentences but never a page."""
-    out: list[str] = []
-    for sentence in split_sentences(body, max_chars=max_chars):
-        if out and len(out[-1]) + len(sentence) <= max_chars:
-            out[-1] += sentence
-        else:
-            out.append(sentence)
-    return out or [body]
 
 
 def _post_process(

@@ -24,7 +24,7 @@ from stepaudio.engines.step2.runtime import SpeechCode, Step2Runtime
 from stepaudio.engines.step2.voices import Step2Voices
 from stepaudio.errors import TagError, UnsupportedError
 from stepaudio.lm import GenerationConfig, SamplingConfig
-from stepaudio.text.sentences import split_sentences
+from stepaudio.text.sentences import sentence_segments
 from stepaudio.text.step2_prompts import TTS_SYSTEM, Turn, render
 
 SAMPLE_RATE = 24000
@@ -91,7 +91,7 @@ class Step2Synthesizer:
         if not text.strip():
             raise TagError("there is no text to speak")
         prompt = self._voices.prompt(voice)
-        segments = _segments(text, self.settings.segment_chars)
+        segments = sentence_segments(text, self.settings.segment_chars)
         for segment in segments:
             if cancel is not None and cancel.cancelled:
                 return
@@ -121,17 +121,6 @@ class Step2Synthesizer:
         if out.codes == 0:
             warnings.warn(f"the model wrote no speech for {text[:30]!r}", RuntimeWarning, stacklevel=3)
         yield out.finish()
-
-
-def _segments(text: str, max_chars: int) -> list[str]:
-    """Sentences merged up to `max_chars`: whole sentences per prompt, never a page."""
-    out: list[str] = []
-    for sentence in split_sentences(text, max_chars=max_chars):
-        if out and len(out[-1]) + len(sentence) <= max_chars:
-            out[-1] += sentence
-        else:
-            out.append(sentence)
-    return out or [text]
 
 
 def _post_processing(instructions: SpeechInstructions) -> tuple[float, float | None]:
