@@ -30,8 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="only the first N utterances")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run N times and report the mean and spread (Whisper's fallback sampling varies)")
+    add_report_arguments(parser, "asr")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+    """The seed, report destinations, plot and progress switches every `stepaudio eval` run shares."""
     parser.add_argument("--seed", type=int, default=0, help="numpy/torch seed (recorded in the report)")
-    parser.add_argument("--output-dir", metavar="DIR", help="write asr-NAME.json and asr-NAME.md here")
+    parser.add_argument("--output-dir", metavar="DIR", help=f"write {kind}-NAME.json and {kind}-NAME.md here")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
     parser.add_argument("--markdown", metavar="PATH", help="write the Markdown report here")
     parser.add_argument("--no-plots", action="store_true", help="no PNG beside the reports")
@@ -46,14 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from stepaudio.eval.datasets import load_asr_dataset
     from stepaudio.eval.engine_models import engine_model_records
     from stepaudio.eval.plots import asr_error_rates
-    from stepaudio.eval.report import (
-        figure_path,
-        provenance,
-        seed_everything,
-        spread_note,
-        to_jsonable,
-        write_reports,
-    )
+    from stepaudio.eval.report import provenance, seed_everything, spread_note, to_jsonable
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dataset = load_asr_dataset(args.dataset, args.format, name=args.name, limit=args.limit)
@@ -70,14 +68,8 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(engine_model_records(args.engine, options, ["asr"]), seeds=seeds,
                       engine={"name": args.engine, "options": options})
     payload = to_jsonable(asr_report(result, prov, description=dataset.description, repeats=runs[1:]))
-    stem = f"asr-{dataset.name}"
-    png = None if args.no_plots else figure_path(stem, output_dir=args.output_dir, json_path=args.json,
-                                                 md_path=args.markdown)
-    if png is not None:
-        add_figure(payload, png, asr_error_rates)
-    markdown = asr_markdown(payload, args.engine)
-    written = write_reports(stem, payload, markdown, output_dir=args.output_dir, json_path=args.json,
-                            md_path=args.markdown)
+    written = publish(args, f"asr-{dataset.name}", payload, asr_error_rates,
+                      lambda report: asr_markdown(report, args.engine))
     for summary in result.summaries:
         print(f"{dataset.name}: {summary.metric} {100 * summary.rate:.2f}% "
               f"({summary.substitutions + summary.deletions + summary.insertions}/{summary.reference_length} "
@@ -85,9 +77,28 @@ def run(args: argparse.Namespace) -> int:
               f"RTF {result.rtf:.3f}{' [synthetic speech]' if dataset.synthetic else ''}")
     for metric, stats in payload["repeats"].items():
         print(f"{dataset.name}: {metric} {spread_note(stats)}")
+    say_written(written, payload)
+    return 0
+
+
+def publish(args: argparse.Namespace, stem: str, payload: dict[str, Any],
+            draw: Callable[[dict[str, Any], Path], Path], markdown: Callable[[dict[str, Any]], str]) -> list[Path]:
+    """Draw the PNG (unless --no-plots) and write the JSON and Markdown reports where the arguments say;
+    returns the files written."""
+    from stepaudio.eval.report import figure_path, write_reports
+
+    png = None if args.no_plots else figure_path(stem, output_dir=args.output_dir, json_path=args.json,
+                                                 md_path=args.markdown)
+    if png is not None:
+        add_figure(payload, png, draw)
+    return write_reports(stem, payload, markdown(payload), output_dir=args.output_dir, json_path=args.json,
+                         md_path=args.markdown)
+
+
+def say_written(written: list[Path], payload: dict[str, Any]) -> None:
+    """Name the reports and figures written, on stderr (stdout holds the scores)."""
     if written:
         print("report: " + ", ".join(str(p) for p in [*written, *payload.get("plots", [])]), file=sys.stderr)
-    return 0
 
 
 def add_figure(payload: dict[str, Any], path: Path, draw: Callable[[dict[str, Any], Path], Path]) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from stepaudio.cli.engine_args import add_engine_arguments
+from stepaudio.cli.eval_asr import add_report_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,33 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wav-dir", metavar="DIR", help="keep the synthesised wavs here")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run N times and report means and spreads (Piper noise, Whisper fallback sampling)")
-    parser.add_argument("--seed", type=int, default=0, help="numpy/torch seed (recorded in the report)")
-    parser.add_argument("--output-dir", metavar="DIR", help="write tts-NAME.json and tts-NAME.md here")
-    parser.add_argument("--json", metavar="PATH")
-    parser.add_argument("--markdown", metavar="PATH")
-    parser.add_argument("--no-plots", action="store_true", help="no PNG beside the reports")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_report_arguments(parser, "tts")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stepaudio.cli.engine_args import create_engine_from_args, engine_options
-    from stepaudio.cli.eval_asr import add_figure
+    from stepaudio.cli.eval_asr import publish, say_written
     from stepaudio.engines.registry import create_engine
     from stepaudio.errors import StepAudioError, UnsupportedError
     from stepaudio.eval.datasets import load_seed_tts
     from stepaudio.eval.engine_models import engine_model_records
     from stepaudio.eval.plots import tts_scores
-    from stepaudio.eval.report import (
-        figure_path,
-        model_record,
-        provenance,
-        seed_everything,
-        spread_note,
-        to_jsonable,
-        write_reports,
-    )
+    from stepaudio.eval.report import model_record, provenance, seed_everything, spread_note, to_jsonable
     from stepaudio.eval.speaker import SpeakerEncoder
     from stepaudio.eval.tts import TtsEvalConfig, evaluate_tts, tts_markdown, tts_report
 
@@ -99,19 +86,13 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(records, seeds=seeds, engine={"name": args.engine, "options": options})
     payload = to_jsonable(tts_report(result, prov, asr_model=asr_name, speaker_model=speaker_name,
                                      description=testset.description, repeats=runs[1:]))
-    stem = f"tts-{testset.name}"
-    png = None if args.no_plots else figure_path(stem, output_dir=args.output_dir, json_path=args.json,
-                                                 md_path=args.markdown)
-    if png is not None:
-        add_figure(payload, png, tts_scores)
-    written = write_reports(stem, payload, tts_markdown(payload, args.engine), output_dir=args.output_dir,
-                            json_path=args.json, md_path=args.markdown)
+    written = publish(args, f"tts-{testset.name}", payload, tts_scores,
+                      lambda report: tts_markdown(report, args.engine))
     similarity = f", SS {result.similarity:.3f}" if result.similarity is not None else ""
     print(f"{testset.name}: {result.metric} {100 * result.rate:.2f}%{similarity} over {len(result.rows)} cases "
           f"[{result.voice_mode}{'; synthetic prompts' if testset.synthetic else ''}], "
           f"synthesis RTF {result.rtf:.3f}")
     for metric, stats in payload["repeats"].items():
         print(f"{testset.name}: {metric} {spread_note(stats, '%' if metric != 'SS' else '')}")
-    if written:
-        print("report: " + ", ".join(str(p) for p in [*written, *payload.get("plots", [])]), file=sys.stderr)
+    say_written(written, payload)
     return 0
