@@ -11,13 +11,12 @@ time on a shared machine (with one thread they agree on an idle one). Parts plug
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stepaudio.eval.bench.table import format_rows
+from stepaudio.eval.bench.table import format_rows, report_rows
 
 DTYPES = ("fp32", "bf16", "int8")
 SAMPLE_RATE = 22050
@@ -181,10 +180,5 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for part in args.parts:
         rows += PARTS[part](args)
-    for row in rows:
-        row["threads"] = args.threads
-    print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    report_rows(rows, _COLUMNS, args.threads, args.json)
     return 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from stepaudio.eval.bench.table import format_rows
+from stepaudio.eval.bench.table import format_rows, report_rows
 
 PROMPT_SECONDS = 3.0
 TOKEN_RATE = 41.667
@@ -189,10 +189,5 @@ def run(args: argparse.Namespace) -> int:
     for dtype in args.dtypes:
         rows += run_stream_bench(args.seconds, args.device, dtype, config=config, offline=not args.no_offline,
                                  fast_hift=not args.plain_hift, seed=args.seed, progress=True)
-    for row in rows:
-        row["threads"] = args.threads
-    print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    report_rows(rows, _COLUMNS, args.threads, args.json)
     return 0
