@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stepaudio.lm.cache import CacheStep, StaticKVCache
@@ -33,6 +34,26 @@ def frozen_linear(
     layer = nn.Linear(n_in, n_out, bias=bias, device=device, dtype=dtype)
     layer.requires_grad_(False)
     return layer
+
+
+class SwiGLU(nn.Module):
+    """The decoders' MLP: down(silu(gate(x)) * up(x)); `gate_up_proj`, when a weight format fuses the two
+    (`lm.step1.fuse`), computes gate and up in one matmul."""
+
+    def __init__(self, hidden: int, intermediate: int, device: torch.device | str | None,
+                 dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.gate_proj = frozen_linear(hidden, intermediate, device, dtype)
+        self.up_proj = frozen_linear(hidden, intermediate, device, dtype)
+        self.down_proj = frozen_linear(intermediate, hidden, device, dtype)
+        self.gate_up_proj: nn.Module | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderConfig(Protocol):

@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, frozen_linear
+from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, SwiGLU, frozen_linear
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -53,24 +53,13 @@ class Qwen2Attention(nn.Module):
         return self.o_proj(out.to(x.dtype))
 
 
-class Qwen2MLP(nn.Module):
-    def __init__(self, cfg: Qwen2Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.gate_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.up_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.down_proj = frozen_linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class Qwen2Layer(nn.Module):
     def __init__(self, cfg: Qwen2Config, device: torch.device | str | None, dtype: torch.dtype | None):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
         self.self_attn = Qwen2Attention(cfg, device, dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-        self.mlp = Qwen2MLP(cfg, device, dtype)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, device, dtype)
 
     def forward(
         self,

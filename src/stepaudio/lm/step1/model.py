@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, frozen_linear
+from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, SwiGLU, frozen_linear
 from stepaudio.lm.step1.alibi import alibi_bias, alibi_slopes
 from stepaudio.lm.step1.config import Step1Config
 
@@ -56,20 +56,11 @@ class Step1Attention(nn.Module):
         return self.o_proj(out.to(x.dtype))
 
 
-class Step1MLP(nn.Module):
-    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.gate_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.up_proj = frozen_linear(cfg.hidden_size, cfg.intermediate_size, device, dtype)
-        self.down_proj = frozen_linear(cfg.intermediate_size, cfg.hidden_size, device, dtype)
-        self.gate_up_proj: nn.Module | None = None  # set by fuse.fuse_projections (opt-in speed-up)
+class Step1MLP(SwiGLU):
+    """Step1's MLP; `fuse.fuse_projections` sets its `gate_up_proj` (opt-in speed-up)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__(cfg.hidden_size, cfg.intermediate_size, device, dtype)
 
 
 class Step1Layer(nn.Module):
