@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stepaudio.audio.stretch import time_stretch
+from stepaudio.audio.stretch import speed_and_volume, time_stretch
 from stepaudio.errors import AudioError
 
 RATE = 22050
@@ -39,3 +39,13 @@ def test_identity_and_limits() -> None:
     for speed in (0.2, 4.5):
         with pytest.raises(AudioError, match=r"0\.25\.\.4"):
             time_stretch(samples, speed)
+
+
+def test_speed_and_volume_stretches_long_pieces_and_scales_with_a_clip() -> None:
+    samples = _voiced(1.0)
+    assert np.array_equal(speed_and_volume(samples, 1.0, None), samples.astype(np.float32))
+    assert abs(speed_and_volume(samples, 2.0, None).size - samples.size / 2) < 0.01 * samples.size
+    short = samples[:2048]
+    assert np.array_equal(speed_and_volume(short, 2.0, None), short)  # too short to stretch: as it came
+    loud = speed_and_volume(np.array([0.4, -0.8], dtype=np.float32), 1.0, 2.0)
+    assert loud.tolist() == pytest.approx([0.8, -1.0])

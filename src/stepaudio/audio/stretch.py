@@ -28,3 +28,16 @@ def time_stretch(samples: np.ndarray, speed: float) -> np.ndarray:
         raise MissingExtraError("lite", "pytsmod") from exc
     out = np.asarray(pytsmod.wsola(data, 1.0 / speed), dtype=np.float32)
     return np.clip(out, -1.0, 1.0)
+
+
+def speed_and_volume(samples: np.ndarray, speed: float, volume: float | None) -> np.ndarray:
+    """The Step engines' after-synthesis controls: WSOLA to `speed` (pieces of 2048 samples or fewer are left as
+    they are: too short to stretch), then gain `volume`, clipped to [-1, 1]; float32."""
+    out = np.asarray(samples, dtype=np.float32)
+    if speed != 1.0 and out.size > 2048:
+        import pytsmod
+
+        out = np.asarray(pytsmod.wsola(out, 1.0 / speed), dtype=np.float32)
+    if volume is not None and volume != 1.0:
+        out = np.clip(out * float(volume), -1.0, 1.0)
+    return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stepaudio.audio.stretch import speed_and_volume
 from stepaudio.decoder.cosyvoice1.token2wav import StreamingConfig, Token2Wav
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Voice
 from stepaudio.engines.lm_backend import LMBackend
@@ -182,17 +183,6 @@ def _post_process(
         chunks = iter([np.concatenate(list(chunks) or [np.zeros(0, dtype=np.float32)])])
     for samples in chunks:
         if samples.size:
-            yield AudioChunk(_adjust(samples, factor, instructions.volume), rate, text=text)
+            yield AudioChunk(speed_and_volume(samples, factor, instructions.volume), rate, text=text)
     if final:
         yield AudioChunk(np.zeros(0, dtype=np.float32), rate, text=text, is_last=True)
-
-
-def _adjust(samples: np.ndarray, speed: float, volume: float | None) -> np.ndarray:
-    out = np.asarray(samples, dtype=np.float32)
-    if speed != 1.0 and out.size > 2048:
-        import pytsmod
-
-        out = np.asarray(pytsmod.wsola(out, 1.0 / speed), dtype=np.float32)
-    if volume is not None and volume != 1.0:
-        out = np.clip(out * float(volume), -1.0, 1.0)
-    return out

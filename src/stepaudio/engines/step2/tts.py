@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stepaudio.audio.stretch import speed_and_volume
 from stepaudio.decoder.cosyvoice2.prompt import Prompt
 from stepaudio.decoder.cosyvoice2.token2wav import Token2Wav
 from stepaudio.engines.base import AudioChunk, CancelToken, SpeechInstructions, Voice
@@ -100,7 +101,7 @@ class Step2Synthesizer:
                 samples = [np.concatenate(samples)] if samples else []
             for piece in samples:
                 if piece.size:
-                    yield AudioChunk(_adjust(piece, factor, volume), SAMPLE_RATE, text=segment)
+                    yield AudioChunk(speed_and_volume(piece, factor, volume), SAMPLE_RATE, text=segment)
         yield AudioChunk(np.zeros(0, dtype=np.float32), SAMPLE_RATE, text="", is_last=True)
 
     def _segment(self, text: str, prompt: Prompt, cancel: CancelToken | None) -> Iterator[np.ndarray]:
@@ -138,14 +139,3 @@ def _post_processing(instructions: SpeechInstructions) -> tuple[float, float | N
     if not 0.25 <= factor <= 4.0:
         raise UnsupportedError(f"speed factor {factor} is outside 0.25..4")
     return factor, instructions.volume
-
-
-def _adjust(samples: np.ndarray, speed: float, volume: float | None) -> np.ndarray:
-    out = np.asarray(samples, dtype=np.float32)
-    if speed != 1.0 and out.size > 2048:
-        import pytsmod
-
-        out = np.asarray(pytsmod.wsola(out, 1.0 / speed), dtype=np.float32)
-    if volume is not None and volume != 1.0:
-        out = np.clip(out * float(volume), -1.0, 1.0)
-    return out
