@@ -89,8 +89,13 @@ class DecoderLM(nn.Module):
     pad id, device and dtype from the embedding, embed, head, and `forward` = head(hidden(embed(ids)))."""
 
     config: DecoderConfig
-    model: Backbone
-    lm_head: nn.Linear
+
+    def __init__(self, config: DecoderConfig, layers: Iterable[nn.Module], device: torch.device | str | None,
+                 dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config, layers, device, dtype)
+        self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
 
     @property
     def pad_id(self) -> int:

@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, SwiGLU, frozen_linear
+from stepaudio.lm.layers import DecoderLM, RMSNorm, SwiGLU, frozen_linear
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -82,11 +82,8 @@ class Qwen2ForCausalLM(DecoderLM):
     def __init__(
         self, config: Qwen2Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.model = Backbone(config, (Qwen2Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
-                              device, dtype)
-        self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
+        super().__init__(config, (Qwen2Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
+                         device, dtype)
         self.tie_weights()
         inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
         self.inv_freq: torch.Tensor

@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import Backbone, DecoderLM, RMSNorm, SwiGLU, frozen_linear
+from stepaudio.lm.layers import DecoderLM, RMSNorm, SwiGLU, frozen_linear
 from stepaudio.lm.step1.alibi import alibi_bias, alibi_slopes
 from stepaudio.lm.step1.config import Step1Config
 
@@ -86,11 +86,8 @@ class Step1ForCausalLM(DecoderLM):
     def __init__(
         self, config: Step1Config, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.model = Backbone(config, (Step1Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
-                              device, dtype)
-        self.lm_head = frozen_linear(config.hidden_size, config.vocab_size, device, dtype)
+        super().__init__(config, (Step1Layer(config, device, dtype) for _ in range(config.num_hidden_layers)),
+                         device, dtype)
         slopes = alibi_slopes(config.num_attention_heads)
         self.alibi_slopes: torch.Tensor
         self.register_buffer("alibi_slopes", slopes.to("cpu" if device == "meta" else device), persistent=False)
