@@ -13,13 +13,13 @@ Off the CPU the weights are dequantised per call (correct, memory-saving, not fa
 int4 (`Int4Linear`, groups of 128 along the input, symmetric round-to-nearest): half a byte per weight. The
 head keeps 8 bits where int8 is fast (the CPU: what the `int8` format gives it) and the model dtype elsewhere,
 since 4-bit logits cost the most accuracy for the fewest bytes; the embedding stays as loaded, as with int8.
-A layer whose in_features no group size divides stays as loaded. On CPU the layers run on onnxruntime's
-MatMulNBits (int8 activations per group, ~0.5 % product error) where it is measured faster than torch's
-int4 kernel (`kernels.int4.cpu_int4_kernel`, cached); torch's is compute-bound on AVX2 (2-core EPYC,
-TTS-3B: ~21-26 % of the bandwidth bound) and MatMulNBits ~3x faster at decode and 2.7x at 128-token prefill
-(~55-80 % of copy bandwidth at decode, interleaved with copies on the loaded machine). Without onnx and
-onnxruntime it falls back to torch's kernel with a warning. On CUDA torch's tinygemm kernel reads the 4x
-smaller weights at batch 1.
+A layer whose in_features no group size divides stays as loaded. On CPU each layer runs on the backend measured
+fastest here (`kernels.int4.cpu_int4_kernel`, cached): our own AVX2 kernel (`kernels.int4_avx2`, compiled on
+first use), onnxruntime's MatMulNBits, or torch's kernel; the first two round activations to int8 per group
+(~0.5 % product error). torch's kernel is compute-bound on AVX2 (2-core EPYC, TTS-3B: ~21-26 % of the bandwidth
+bound); on that machine, quiet, `bench lm --shape tts-3b --layers 8` decoded at 70-71 % of the bound with the
+AVX2 kernel and 50-68 % with MatMulNBits. Without a C compiler or onnxruntime the next backend serves. On CUDA
+torch's tinygemm kernel reads the 4x smaller weights at batch 1.
 
 16-bit: `bf16-packed` (oneDNN pre-blocked bf16, the choice with AMX) or `half_linears` (fp16 weights,
 exact for bf16 values in fp16's normal range, behind a cast of the activations) where this CPU's fp16
