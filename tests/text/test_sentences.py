@@ -133,3 +133,5 @@ def test_sentence_segments_merge_whole_sentences_up_to_the_limit() -> None:
     assert sentence_segments(text, 10) == ["你好。今天天气很好。", "我们出去走走吧。"]
     assert sentence_segments(text, 100) == [text]
     assert sentence_segments("", 10) == [""]
+    assert sentence_segments("One. Two. Three.", 9) == ["One. Two.", "Three."]
+    assert sentence_segments("Hello there. 你好。OK.", 100) == ["Hello there.你好。OK."]  # CJK beside: no space

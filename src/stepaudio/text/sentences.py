@@ -87,13 +87,17 @@ def split_sentences(text: str, max_chars: int = 250, first_max_chars: int | None
 
 
 def sentence_segments(text: str, max_chars: int) -> list[str]:
-    """Sentences merged up to `max_chars`, so a TTS model gets whole sentences per prompt but never a page."""
+    """Sentences merged up to `max_chars`, so a TTS model gets whole sentences per prompt but never a page. Spaced
+    scripts keep the space between merged sentences ("One. Two."); CJK ones join as written."""
     out: list[str] = []
     for sentence in split_sentences(text, max_chars=max_chars):
-        if out and len(out[-1]) + len(sentence) <= max_chars:
-            out[-1] += sentence
-        else:
-            out.append(sentence)
+        if out:
+            last = out[-1][-1:]
+            seam = "" if _CJK.match(last) or _CJK.match(sentence[:1]) or last in FULLWIDTH_TERMINALS else " "
+            if len(out[-1]) + len(seam) + len(sentence) <= max_chars:
+                out[-1] += seam + sentence
+                continue
+        out.append(sentence)
     return out or [text]
 
 
