@@ -96,8 +96,9 @@ def test_echoes_of_the_mandarin_prompt_are_dropped() -> None:
 
 
 def test_detection_chooses_among_the_configured_languages(lite_engine: Engine) -> None:
-    """espeak's formant Mandarin of this question is taken for Thai by free detection; constrained to the
-    engine's languages (zh, en, ja, ko) it is heard as the Mandarin it is, from the same encoder pass."""
+    """espeak's formant Mandarin of this question is borderline for free detection (often taken for Thai, not
+    always); constrained to the engine's languages (zh, en, ja, ko) it is heard as the Mandarin it is, from the
+    same encoder pass, and constrained to English it is English."""
     from stepaudio.engines.lite import models, resolver
     from stepaudio.engines.lite.asr import WhisperOptions, WhisperTranscriber
 
@@ -105,8 +106,6 @@ def test_detection_chooses_among_the_configured_languages(lite_engine: Engine) -
     text = "今天晚饭我应该做什么菜？"
     chunks = list(lite_engine.synthesizer.synthesize(text, "cmn"))
     audio = Audio(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate)
-    free = WhisperTranscriber(resolver.resolve(models.WHISPER_BASE), WhisperOptions(languages=()))
-    assert free.transcribe(audio).language != "zh"
     heard = lite_engine.transcriber.transcribe(audio)
     assert heard.language == "zh" and heard.text.startswith("今天"), heard.text  # the rest varies: espeak is hard
     english_only = WhisperTranscriber(resolver.resolve(models.WHISPER_BASE), WhisperOptions(languages=("en",)))
