@@ -10,11 +10,10 @@ turn them off gets `<audio_N>` pieces dropped or spaced), and vLLM's error bodie
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from stepaudio.engines.base import CancelToken
 from stepaudio.engines.remote import RemoteLM, RemoteLMError
 from stepaudio.lm import GREEDY, GenerationConfig, SamplingConfig
+from stepaudio.testing.loopback import serve_on_loopback
 from stepaudio.text.vocab import STEP1
 
 AUDIO = STEP1.audio_offset
@@ -138,14 +138,8 @@ def fake() -> Iterator[tuple[FakeVllm, str]]:
                 self.wfile.write(f"data: {payload}\n\n".encode())
                 self.wfile.flush()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(Handler) as url:
+        yield state, url
 
 
 CONFIG = GenerationConfig(max_new_tokens=16, sampling=GREEDY, stop_ids=STEP1.stop_ids, seed=7)

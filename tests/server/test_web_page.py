@@ -9,7 +9,6 @@ import dataclasses
 import http.server
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from stepaudio.audio.io import Audio
 from stepaudio.engines.base import Abilities, Segment, Transcript
 from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
 from stepaudio.server.settings import ServerSettings
+from stepaudio.testing.loopback import serve_on_loopback
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -306,12 +306,8 @@ def other_origin(tone: Any) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_on_loopback(Handler) as url:
+        yield url
 
 
 def test_another_origin_can_neither_plant_a_voice_nor_open_the_realtime_socket(

@@ -12,10 +12,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from stepaudio.engines.base import AudioChunk, ChatDelta, ChatMessage, Engine, G
 from stepaudio.engines.registry import create_engine
 from stepaudio.engines.remote import RemoteLMError
 from stepaudio.engines.step2.remote import CallAssembler, Step2Server
+from stepaudio.testing.loopback import serve_on_loopback
 from stepaudio.testing.tiny_stack import speech_like
 from stepaudio.text.step2_prompts import ASR_SYSTEM, TTS_SYSTEM
 
@@ -155,14 +155,8 @@ def fake() -> Iterator[tuple[FakeServer, str]]:
                 self.wfile.write(f"data: {payload}\n\n".encode())
                 self.wfile.flush()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(Handler) as url:
+        yield state, url
 
 
 @pytest.fixture
