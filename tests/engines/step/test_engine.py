@@ -196,12 +196,16 @@ def test_a_gpu_device_without_a_gpu_is_refused_before_loading(tmp_path: Path) ->
 
 def test_parts_serve_as_many_requests_at_once_as_the_lm_decodes_together(stack: Path) -> None:
     """The server's gate is as wide as `lm_batch` (the batcher then gets concurrent requests); one at a time by
-    default on CPU; a remote LM's part stays one at a time here."""
+    default on CPU; a part whose LM is served is as wide as `remote_parallel` (the server batches them)."""
     assert create_engine("step", model_path=str(stack)).concurrency == ()
     wide = create_engine("step", model_path=str(stack), lm_batch=3)
     assert dict(wide.concurrency) == {"chat": 3, "transcriber": 3, "synthesizer": 3}
     remote_tts = create_engine("step", model_path=str(stack), lm_batch=2, tts_url="http://127.0.0.1:9/v1")
-    assert dict(remote_tts.concurrency) == {"chat": 2, "transcriber": 2}
+    assert dict(remote_tts.concurrency) == {"chat": 2, "transcriber": 2, "synthesizer": 4}
+    one_at_a_time = create_engine("step", model_path=str(stack), tts_url="http://127.0.0.1:9/v1", remote_parallel=1)
+    assert one_at_a_time.concurrency == ()
+    with pytest.raises(OptionError, match="remote_parallel must be at least 1"):
+        create_engine("step", model_path=str(stack), remote_parallel=0)
 
 
 def test_sentences_spoken_at_once_share_decode_steps_and_sound_as_alone(stack: Path) -> None:

@@ -11,15 +11,10 @@ from typing import Any
 import pytest
 
 from stepaudio.engines.base import CancelToken
-from stepaudio.engines.step.native_lm import (
-    DEFAULT_LM_BATCH,
-    DEFAULT_PREFIX_CACHE_MB,
-    NativeLM,
-    default_lm_batch,
-    planned_lm_batch,
-)
+from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, NativeLM
 from stepaudio.errors import OptionError
 from stepaudio.lm import GREEDY, TTS_SAMPLING, GenerationConfig
+from stepaudio.lm.generations import DEFAULT_ROWS, default_rows, planned_rows
 from stepaudio.testing.tiny_lm import write_tiny_step1
 from stepaudio.text.prompts import build_tts_prompt, chat_prompt_text
 from stepaudio.text.vocab import STEP1
@@ -142,7 +137,7 @@ def test_cuda_graph_decode_gives_the_eager_tokens(model_dir: Path) -> None:
     graphs = NativeLM.load(model_dir, device="cuda", prefix_cache_mb=0, lm_batch=1)
     batched = NativeLM.load(model_dir, device="cuda", prefix_cache_mb=0)
     eager = NativeLM.load(model_dir, device="cuda", prefix_cache_mb=0, cuda_graphs=False, lm_batch=1)
-    assert graphs.cuda_graphs and not eager.cuda_graphs and batched.lm_batch == DEFAULT_LM_BATCH
+    assert graphs.cuda_graphs and not eager.cuda_graphs and batched.lm_batch == DEFAULT_ROWS
     prompt = build_tts_prompt(graphs.tokenizer, text="今天天气真好。", prompt_text=VOICE_TEXT,
                               prompt_audio_ids=VOICE_AUDIO, speaker="Tingting")
     long_greedy = GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_ids=())
@@ -160,9 +155,9 @@ def test_concurrent_requests_share_decode_steps_and_get_their_own_tokens(model_d
     batched, alone = NativeLM.load(model_dir, lm_batch=3), NativeLM.load(model_dir, lm_batch=1)
     assert batched.batcher is not None and alone.batcher is None
     # alone by default on CPU (several rows cost several there, or share int8 activation scales); batched on CUDA
-    assert NativeLM.load(model_dir).lm_batch == 1 == default_lm_batch(alone.model) < DEFAULT_LM_BATCH
-    assert planned_lm_batch("cpu", None) == 1 and planned_lm_batch("cuda:1", None) == DEFAULT_LM_BATCH
-    assert planned_lm_batch("cpu", 3) == 3 == batched.lm_batch
+    assert NativeLM.load(model_dir).lm_batch == 1 == default_rows(alone.model) < DEFAULT_ROWS
+    assert planned_rows("cpu", None) == 1 and planned_rows("cuda:1", None) == DEFAULT_ROWS
+    assert planned_rows("cpu", 3) == 3 == batched.lm_batch
     prompts = [build_tts_prompt(batched.tokenizer, text=text, prompt_text=VOICE_TEXT, prompt_audio_ids=VOICE_AUDIO,
                                 speaker="Tingting") for text in ("今天天气真好。", "Hello there.")]
     prompts += [batched.tokenizer.encode("<|BOT|>human\n你好<|EOT|><|BOT|>assistant\n")] * 2

@@ -115,3 +115,16 @@ def test_wrong_folders_say_what_to_pass(step2_stack: Path, tmp_path: Path) -> No
     assert engine.synthesizer is None and not engine.abilities.clones_voices
     with pytest.raises(CheckpointError, match="huggingface-cli download stepfun-ai/Step-Audio-2-mini"):
         engine.warmup("chat")  # the weights were left out of the copy
+
+
+def test_parts_serve_as_many_requests_at_once_as_the_lm_decodes_together(step2_stack: Path) -> None:
+    """The server's gate is as wide as the LM's rows (`lm_batch`; one at a time by default on CPU) or, for a
+    served model, `remote_parallel` (the server batches them): chat, ASR and TTS share the one LM."""
+    assert create_engine("step2", model_path=str(step2_stack)).concurrency == ()
+    wide = create_engine("step2", model_path=str(step2_stack), lm_batch=2)
+    assert dict(wide.concurrency) == {"chat": 2, "transcriber": 2, "synthesizer": 2}
+    served = create_engine("step2", server_url="http://127.0.0.1:9/v1")
+    assert dict(served.concurrency) == {"chat": 4, "transcriber": 4}
+    assert create_engine("step2", server_url="http://127.0.0.1:9/v1", remote_parallel=1).concurrency == ()
+    with pytest.raises(OptionError, match="lm_batch must be at least 1"):
+        create_engine("step2", model_path=str(step2_stack), lm_batch=0)

@@ -65,3 +65,27 @@ def test_the_same_ids_over_other_audio_are_not_reused(step2_runtime: Step2Runtim
     list(runtime.run(other, config))
     assert runtime.prefix_cache is not None and runtime.prefix_cache.stats().reused_tokens == audio_rows[0]
     assert not np.array_equal(one.mels[0].numpy(), other.mels[0].numpy())
+
+
+def test_spoken_prompts_asked_at_once_share_decode_steps_and_get_their_tokens_alone(
+        step2_runtime: Step2Runtime) -> None:
+    """With lm_batch rows, prompts with spliced audio rows, asked from several threads at once, decode together
+    and each gets the tokens it gets alone (prefix reuse on, so the second ask of a conversation joins from it)."""
+    import threading
+
+    batched = Step2Runtime(step2_runtime.model, step2_runtime.tokenizer, PrefixCache(64 << 20), lm_batch=3)
+    alone = Step2Runtime(step2_runtime.model, step2_runtime.tokenizer)
+    assert batched.generations.batcher is not None and alone.generations.batcher is None
+    config = GenerationConfig(max_new_tokens=10, stop_ids=(), sampling=GREEDY)
+    prompts = [_prompt(batched, [spoken(1.0 + 0.3 * k, 10 + k)], []) for k in range(3)]
+    expected = [list(alone.run(prompt, config)) for prompt in prompts]
+    got: list[list[int] | None] = [None] * 3
+    threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, list(batched.run(prompts[k], config))))
+               for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == expected and all(len(tokens) == 10 for tokens in expected)
+    core = batched.generations.batcher.core
+    assert core.row_steps > core.steps  # some steps decoded two or three prompts

@@ -22,12 +22,13 @@ from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lm_backend import LMBackend
 from stepaudio.engines.remote import RemoteLM
 from stepaudio.engines.step.chat import ChatSettings, StepChat, StepTranscriber
-from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM, planned_lm_batch
+from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM
 from stepaudio.engines.step.paths import TTS_DIR, StepModelPaths, download_hint
 from stepaudio.engines.step.roleplay import roleplay_prompt
 from stepaudio.engines.step.tts import StepSynthesizer, TTSSettings
 from stepaudio.engines.step.voices import VoiceBank
 from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
+from stepaudio.lm.generations import planned_rows
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
@@ -40,7 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer_weights": WEIGHT_MODES,
 }
 INTEGERS: dict[str, int | None] = {"seed": None, "max_segment_tokens": 1, "chat_max_tokens": 1, "prefix_cache_mb": 0,
-                                   "lm_batch": 1}
+                                   "lm_batch": 1, "remote_parallel": 1}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -69,8 +70,10 @@ class StepOptions:
     chat_max_tokens: int = 2048
     # MiB of prompt-prefix K/V kept per in-process LM (voice prompts, chat history); 0 turns reuse off
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
-    # requests an in-process LM decodes together (1: each alone); None: native_lm.default_lm_batch
+    # requests an in-process LM decodes together (1: each alone); None: lm.generations.default_rows
     lm_batch: int | None = None
+    # requests sent at once to a served LM (chat_url, tts_url): vLLM and `serve-lm` batch concurrent requests
+    remote_parallel: int = 4
 
     def __post_init__(self) -> None:
         """Bad values fail here, naming the allowed ones, not as a traceback at the first use."""
@@ -164,14 +167,16 @@ def create_engine(**options: Any) -> Engine:
 
 def _concurrency(opts: StepOptions, chat: bool, speech: bool) -> tuple[tuple[Part, int], ...]:
     """Requests each part serves at once: as many as its in-process LM decodes together (`lm_batch`), so that
-    concurrent requests reach the batcher instead of queueing one by one in front of it. The chat LM serves the
-    transcriber too: they share its rows. A remote LM's part stays one at a time here."""
+    concurrent requests reach the batcher instead of queueing one by one in front of it, or `remote_parallel`
+    for a served LM, whose server batches them. The chat LM serves the transcriber too: they share its rows."""
+    rows = planned_rows(opts.device, opts.lm_batch)
+    chat_width = opts.remote_parallel if opts.chat_url is not None else rows
+    speech_width = opts.remote_parallel if opts.tts_url is not None else rows
     widths: list[tuple[Part, int]] = []
-    rows = planned_lm_batch(opts.device, opts.lm_batch)
-    if chat and opts.chat_url is None and rows > 1:
-        widths += [("chat", rows), ("transcriber", rows)]
-    if speech and opts.tts_url is None and rows > 1:
-        widths.append(("synthesizer", rows))
+    if chat and chat_width > 1:
+        widths += [("chat", chat_width), ("transcriber", chat_width)]
+    if speech and speech_width > 1:
+        widths.append(("synthesizer", speech_width))
     return tuple(widths)
 
 

@@ -36,6 +36,7 @@ from stepaudio.engines.step2.runtime import DEFAULT_PREFIX_CACHE_MB, Step2Runtim
 from stepaudio.engines.step2.tts import Step2Synthesizer, TTSSettings
 from stepaudio.engines.step2.voices import Step2Voices
 from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
+from stepaudio.lm.generations import planned_rows
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.step2_prompts import DEFAULT_SYSTEM
 from stepaudio.tokenizer.semantic import SemanticTokenizer
@@ -61,6 +62,8 @@ class Step2Options:
     chat_max_tokens: int = 2048
     max_segment_tokens: int | None = None
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB  # K/V of earlier prompts kept for reuse (0: off)
+    lm_batch: int | None = None  # requests the in-process LM decodes together; None: lm.generations.default_rows
+    remote_parallel: int = 4  # requests sent at once to a served model (vLLM batches them)
     server_url: str | None = None  # a served Step-Audio 2 (vLLM): the LM runs there
     server_model: str = SERVED_NAME
     api_key: str | None = None
@@ -70,7 +73,7 @@ class Step2Options:
             value = getattr(self, name)
             if value is not None and value not in allowed:
                 raise OptionError(f"step2 engine option {name}={value!r} is not one of {', '.join(allowed)}")
-        for name in ("chat_max_tokens", "max_segment_tokens"):
+        for name in ("chat_max_tokens", "max_segment_tokens", "lm_batch", "remote_parallel"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"step2 engine option {name} must be at least 1, not {value}")
@@ -135,7 +138,18 @@ def create_engine(**options: Any) -> Engine:
         abilities=Abilities(hears_audio=True, clones_voices=synthesizer is not None, tool_calls=True,
                             speaks=decoder is not None),
         warmups=_warmups(runtime, decoder, voices),
+        concurrency=_concurrency(planned_rows(opts.device, opts.lm_batch), synthesizer is not None),
     )
+
+
+def _concurrency(width: int, speech: bool) -> tuple[tuple[Part, int], ...]:
+    """Requests each part serves at once: as many as the LM decodes together (in-process rows, or what a served
+    model is sent at once), so concurrent requests reach the batch instead of queueing in front of it. Chat, ASR
+    and TTS share the one LM."""
+    if width <= 1:
+        return ()
+    parts: tuple[Part, ...] = ("chat", "transcriber", "synthesizer") if speech else ("chat", "transcriber")
+    return tuple((part, width) for part in parts)
 
 
 def _served(opts: Step2Options, paths: Step2Paths | None) -> Engine:
@@ -161,6 +175,7 @@ def _served(opts: Step2Options, paths: Step2Paths | None) -> Engine:
         abilities=Abilities(hears_audio=True, clones_voices=synthesizer is not None, tool_calls=True,
                             speaks=decoder is not None),
         warmups=steps,
+        concurrency=_concurrency(opts.remote_parallel, synthesizer is not None),
     )
 
 
@@ -186,7 +201,8 @@ def _tts_settings(opts: Step2Options) -> TTSSettings:
 def _load_runtime(paths: Step2Paths, opts: Step2Options) -> Step2Runtime:
     try:
         return Step2Runtime.load(paths.release, device=opts.device, dtype=DTYPES[opts.dtype] if opts.dtype else None,
-                                 quant=opts.quant, prefix_cache_mb=opts.prefix_cache_mb)
+                                 quant=opts.quant, prefix_cache_mb=opts.prefix_cache_mb,
+                                 lm_batch=opts.lm_batch)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (to fetch the release again: {download_hint(paths.release)})") from exc
 

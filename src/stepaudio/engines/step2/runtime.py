@@ -27,7 +27,8 @@ from stepaudio.engines.base import CancelToken
 from stepaudio.engines.step2.model import Step2Model, load_step2
 from stepaudio.engines.step2.tokenizer import Step2Tokenizer
 from stepaudio.errors import AudioError
-from stepaudio.lm import GenerationConfig, TokenStream
+from stepaudio.lm import GenerationConfig
+from stepaudio.lm.generations import Generations, default_rows
 from stepaudio.lm.prefix_cache import PrefixCache, prefix_cache_of_size
 from stepaudio.lm.quant import apply_weight_format, resolve_weight_format
 from stepaudio.text.step2_prompts import Audio as AudioItem
@@ -66,25 +67,32 @@ class Counted:
 
 
 class Step2Runtime:
-    """One model and tokenizer; thread-compatible (each call builds its own KV cache; the prefix cache locks)."""
+    """One model and tokenizer; thread-safe: each request runs in its own KV cache, or with `lm_batch` > 1 in a
+    row of the batch its concurrent requests decode together (`lm.generations`); the prefix cache locks."""
 
-    def __init__(self, model: Step2Model, tokenizer: Step2Tokenizer, prefix_cache: PrefixCache | None = None) -> None:
+    def __init__(self, model: Step2Model, tokenizer: Step2Tokenizer, prefix_cache: PrefixCache | None = None,
+                 lm_batch: int = 1) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.vocab = tokenizer.vocab
         self.prefix_cache = prefix_cache
+        # eager decode steps: CUDA graphs of this family are not yet checked on a GPU
+        self.generations = Generations(model.lm, lm_batch, prefix_cache, cuda_graphs=False)
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None,
-             quant: str | None = None, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB) -> Step2Runtime:
+             quant: str | None = None, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+             lm_batch: int | None = None) -> Step2Runtime:
         """The release folder: tokenizer first (its ids place the splice), then both model parts; `quant` is
         an `lm.quant` weight format for the LM's linears (None: the fastest exact one here); `prefix_cache_mb`
-        bounds the K/V kept for reuse by later prompts (0: none)."""
+        bounds the K/V kept for reuse by later prompts (0: none); `lm_batch`: requests decoded together (None:
+        `lm.generations.default_rows`, by device and weight format)."""
         tokenizer = Step2Tokenizer.from_dir(folder)
         model = load_step2(folder, device=device, dtype=dtype, vocab=tokenizer.vocab)
         weight_dtype = model.lm.lm_head.weight.dtype
         apply_weight_format(model.lm, resolve_weight_format(quant or "auto", device, weight_dtype))
-        return cls(model, tokenizer, prefix_cache_of_size(prefix_cache_mb))
+        rows = default_rows(model.lm) if lm_batch is None else lm_batch
+        return cls(model, tokenizer, prefix_cache_of_size(prefix_cache_mb), rows)
 
     def audio(self, audio: Audio) -> tuple[AudioItem, list[torch.Tensor]]:
         """A spoken item: its placeholder counts and its mels (one per 25 s piece)."""
@@ -101,10 +109,9 @@ class Step2Runtime:
         """Generated ids, the stop id left out; the audio reaches the LM as encoder rows spliced into the
         prompt's embeddings."""
         embeds = self.model.prompt_embeds(prompt.ids, list(prompt.mels))
-        keys = [self.prefix_keys(prompt)] if self.prefix_cache is not None else None
-        stream = TokenStream(self.model.lm, [list(prompt.ids)], config,
-                             cancel_event=cancel.event if cancel is not None else None, prompt_embeds=[embeds],
-                             prefix_cache=self.prefix_cache, prefix_keys=keys)
+        keys = self.prefix_keys(prompt) if self.prefix_cache is not None else None
+        stream = self.generations.stream(prompt.ids, config, cancel_event=cancel.event if cancel is not None else None,
+                                         prompt_embeds=embeds, prefix_keys=keys)
         for step in stream:
             token = step.tokens[0]
             if token < 0 or token in config.stop_ids:
