@@ -87,3 +87,16 @@ def test_folders_are_found_as_the_release_names_them(editx_stack: Path, tmp_path
 def test_engine_refuses_a_wrong_model_path(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a directory"):
         create_engine("editx", model_path=str(tmp_path / "nowhere"))
+
+
+def test_concurrent_clones_reach_the_lms_batch(editx_stack: Path) -> None:
+    """`lm_batch` rows: the server lets that many clones and edits in at once and the LM decodes them together;
+    one at a time by default on CPU."""
+    assert create_engine("editx", model_path=str(editx_stack)).concurrency == ()
+    wide = create_engine("editx", model_path=str(editx_stack), lm_batch=2)
+    assert dict(wide.concurrency) == {"synthesizer": 2}
+    assert isinstance(wide.synthesizer, EditXSynthesizer)
+    lm = wide.synthesizer.model._lm()
+    assert lm.lm_batch == 2 and lm.batcher is not None
+    with pytest.raises(OptionError, match="lm_batch must be at least 1"):
+        EditXOptions.from_options({"lm_batch": 0})

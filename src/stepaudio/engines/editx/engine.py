@@ -27,6 +27,7 @@ from stepaudio.engines.editx.synthesizer import EditXModel, EditXSynthesizer
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.step.native_lm import DEFAULT_PREFIX_CACHE_MB, DTYPES, NativeLM
 from stepaudio.errors import CheckpointError, OptionError, UnsupportedError
+from stepaudio.lm.generations import planned_rows
 from stepaudio.lm.quant import WEIGHT_FORMATS
 from stepaudio.text.tokenizer import StepTokenizer
 from stepaudio.tokenizer.audio_tokenizer import StepAudioTokenizer
@@ -34,7 +35,7 @@ from stepaudio.tokenizer.paraformer.fast import WEIGHT_MODES, preferred_weight_m
 
 CHOICES: dict[str, tuple[str, ...]] = {"dtype": tuple(DTYPES), "quant": WEIGHT_FORMATS,
                                        "tokenizer_weights": WEIGHT_MODES}
-INTEGERS = {"seed": None, "max_new_tokens": 1, "voice_cache": 1, "prefix_cache_mb": 0}
+INTEGERS = {"seed": None, "max_new_tokens": 1, "voice_cache": 1, "prefix_cache_mb": 0, "lm_batch": 1}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -53,6 +54,7 @@ class EditXOptions:
     voice_cache: int = 8
     prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
     streaming: bool = True
+    lm_batch: int | None = None  # requests the LM decodes together; None: lm.generations.default_rows
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -123,8 +125,10 @@ def create_engine(**options: Any) -> Engine:
         decoder.get()
 
     steps: list[tuple[Part, Callable[[], None]]] = [("synthesizer", speak)]
+    rows = planned_rows(opts.device, opts.lm_batch)  # concurrent clones and edits reach the LM's batch
     return Engine(name="editx", transcriber=transcriber, chat=None, synthesizer=synthesizer,
-                  abilities=Abilities(clones_voices=True, tool_calls=False, edits_speech=True), warmups=tuple(steps))
+                  abilities=Abilities(clones_voices=True, tool_calls=False, edits_speech=True), warmups=tuple(steps),
+                  concurrency=(("synthesizer", rows),) if rows > 1 else ())
 
 
 def _audio_tokenizer(paths: EditXPaths, opts: EditXOptions) -> StepAudioTokenizer:
@@ -141,7 +145,7 @@ def _lm(paths: EditXPaths, opts: EditXOptions) -> NativeLM:
     config.json has no `tie_word_embeddings`, and tying makes it speak silence)."""
     try:
         return NativeLM.load(paths.lm, device=opts.device, dtype=opts.dtype, quant=opts.quant,
-                             prefix_cache_mb=opts.prefix_cache_mb)
+                             prefix_cache_mb=opts.prefix_cache_mb, lm_batch=opts.lm_batch)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (fetch it again: {download_hint('Step-Audio-EditX', paths.lm)})") from exc
 
