@@ -8,9 +8,12 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +149,37 @@ def lite_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"the lite engine is not usable here: {exc}")
     with InProcessServer(engine, Path(tmp_path_factory.mktemp("store")), 8) as ws_url:
         yield ws_url.replace("ws://", "http://").removesuffix("/v1/realtime")
+
+
+@pytest.fixture()
+def conversations_file(tmp_path: Path) -> Path:
+    """A local chat-eval set: a spoken question ("What is the capital of France?"), an answer and a typed
+    follow-up (knowledge), and a one-turn typed question (reasoning); `q.wav` beside it."""
+    import shutil
+
+    shutil.copy(REPO_ROOT / "examples" / "question_capital.wav", tmp_path / "q.wav")
+    lines = [
+        {"id": "geo", "category": "knowledge", "turns": [
+            {"role": "user", "audio": "q.wav"},
+            {"role": "assistant", "text": "Paris."},
+            {"role": "user", "text": "And what is the capital of Italy?"}]},
+        {"id": "math", "category": "reasoning", "turns": [{"role": "user", "text": "What is two plus two?"}]},
+    ]
+    file = tmp_path / "convs.jsonl"
+    file.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    return file
+
+
+@pytest.fixture
+def cuda() -> Iterator[torch.device]:
+    """The CUDA device, with TF32 off so fp32 results can be compared with the CPU's; skips without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield torch.device("cuda")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

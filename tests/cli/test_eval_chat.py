@@ -5,29 +5,11 @@ clear error."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from stepaudio.cli.main import main
-
-QUESTION_WAV = Path(__file__).resolve().parents[2] / "examples" / "question_capital.wav"
-
-
-@pytest.fixture()
-def conversations_file(tmp_path: Path) -> Path:
-    shutil.copy(QUESTION_WAV, tmp_path / "q.wav")
-    lines = [
-        {"id": "geo", "category": "knowledge", "turns": [
-            {"role": "user", "audio": "q.wav"},
-            {"role": "assistant", "text": "Paris."},
-            {"role": "user", "text": "And what is the capital of Italy?"}]},
-        {"id": "math", "category": "reasoning", "turns": [{"role": "user", "text": "What is two plus two?"}]},
-    ]
-    file = tmp_path / "convs.jsonl"
-    file.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
-    return file
 
 
 def test_cli_writes_json_and_markdown_with_provenance(lite_server_url: str, conversations_file: Path,

@@ -6,7 +6,6 @@ Every test needs a CUDA device and skips without one; `make gpu-check` runs them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,6 @@ import torch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-
-
-@pytest.fixture
-def cuda() -> Iterator[torch.device]:
-    """The CUDA device, with TF32 off so fp32 results can be compared with the CPU's."""
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield torch.device("cuda")
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:

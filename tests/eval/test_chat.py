@@ -16,9 +16,6 @@ from stepaudio.eval.chat import ChatEvalConfig, TurnResult, engine_models, run_c
 from stepaudio.eval.judge import Judge, JudgeConfig, JudgeError, Verdict
 from stepaudio.eval.stepeval import load_conversations
 
-REPO = Path(__file__).resolve().parents[2]
-QUESTION_WAV = REPO / "examples" / "question_capital.wav"  # "What is the capital of France?"
-
 
 @pytest.fixture(scope="module")
 def lite() -> Engine:
@@ -30,21 +27,6 @@ def lite() -> Engine:
     except (StepAudioError, ImportError) as exc:
         pytest.skip(f"the lite engine is not usable here: {exc}")
     return engine
-
-
-@pytest.fixture()
-def conversations_file(tmp_path: Path) -> Path:
-    shutil.copy(QUESTION_WAV, tmp_path / "q.wav")
-    lines = [
-        {"id": "geo", "category": "knowledge", "turns": [
-            {"role": "user", "audio": "q.wav"},
-            {"role": "assistant", "text": "Paris."},
-            {"role": "user", "text": "And what is the capital of Italy?"}]},
-        {"id": "math", "category": "reasoning", "turns": [{"role": "user", "text": "What is two plus two?"}]},
-    ]
-    file = tmp_path / "convs.jsonl"
-    file.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
-    return file
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ Every test needs a CUDA device and skips without one; `make gpu-check` runs them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,19 +16,6 @@ from stepaudio.lm.protocol import CausalLM, new_cache
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 PROMPTS = [[1, 5, 9, 33, 2, 7, 60, 11, 12, 13, 14], [1, 40], [1, 3, 3, 3, 8]]
-
-
-@pytest.fixture
-def cuda() -> Iterator[torch.device]:
-    """The CUDA device, with TF32 off so fp32 results can be compared with the CPU's."""
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield torch.device("cuda")
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.fixture(params=["step1", "qwen2"])
