@@ -14,6 +14,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stepaudio.audio.io import save_audio
@@ -26,9 +27,25 @@ from stepaudio.testing.tiny_decoder import TinyXVector, reference_hift_state
 from stepaudio.testing.tiny_stack import _speaking_step1, speech_like
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
 
-__all__ = ["TINY_EDITX_YAML", "write_random_editx_decoder", "write_tiny_editx_decoder", "write_tiny_editx_stack"]
+__all__ = [
+    "TINY_EDITX_YAML",
+    "dual_codebook_ids",
+    "write_random_editx_decoder",
+    "write_tiny_editx_decoder",
+    "write_tiny_editx_stack",
+]
 
 TINY_EDITX_YAML = editx_yaml(TINY_SHAPE)
+
+
+def dual_codebook_ids(groups: int, seed: int) -> list[int]:
+    """Random decoder ids in EditX's interleaving: per group 2 ids of the 1024-code book, then 3 of the 4096-code
+    book offset by 1024 (what `decoder.cosyvoice2.editx.dual_frames` regroups)."""
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    for _ in range(groups):
+        out += [int(c) for c in rng.integers(0, 1024, 2)] + [1024 + int(c) for c in rng.integers(0, 4096, 3)]
+    return out
 
 
 def write_random_editx_decoder(folder: Path, yaml_text: str, seed: int, hift_seed: int) -> EditXDecoderConfig:

@@ -1,4 +1,5 @@
-"""Step-Audio 2 token2wav conformance vectors (tiny random weights in the real key layout) and loaded models."""
+"""Step-Audio 2 token2wav conformance vectors (tiny random weights in the real key layout) and loaded models;
+EditX's tiny decoder folder and its offline decoder."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from safetensors.torch import load_file
 
 from stepaudio.decoder.cosyvoice2.cfm import TensorNoise
 from stepaudio.decoder.cosyvoice2.config import flow_config_from_yaml
+from stepaudio.decoder.cosyvoice2.editx_token2wav import EditXToken2Wav
 from stepaudio.decoder.cosyvoice2.flow import CausalMaskedDiffWithXvec
 from stepaudio.decoder.cosyvoice2.flow_loading import load_flow
 from stepaudio.decoder.cosyvoice2.hift import HiFT24k, ScriptedDraws
 from stepaudio.decoder.cosyvoice2.hift_loading import load_hift24k
 from stepaudio.decoder.cosyvoice2.prompt import Prompt
+from stepaudio.testing.tiny_editx import write_tiny_editx_decoder
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +81,14 @@ def stream_draws(
     """The per-chunk phase draws of the streamed run; noise by the same tiling rule."""
     phases = [stream_vectors[f"chunk{i}.hift_sine_phase"] for i in range(len(meta["stream_chunks"]))]
     return ScriptedDraws(phases, offline["hift.noise_base"])
+
+
+@pytest.fixture(scope="module")
+def editx_decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random EditX `CosyVoice-300M-25Hz/` (seed 3)."""
+    return write_tiny_editx_decoder(tmp_path_factory.mktemp("editx") / "CosyVoice-300M-25Hz", seed=3)
+
+
+@pytest.fixture(scope="module")
+def editx_decoder(editx_decoder_dir: Path) -> EditXToken2Wav:
+    return EditXToken2Wav.from_dir(editx_decoder_dir, seed=1)

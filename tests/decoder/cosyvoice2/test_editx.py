@@ -20,7 +20,7 @@ from stepaudio.decoder.cosyvoice2.editx import (
 from stepaudio.decoder.cosyvoice2.editx_token2wav import EditXPrompt, EditXToken2Wav
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
-from stepaudio.testing.tiny_editx import TINY_EDITX_YAML, write_tiny_editx_decoder
+from stepaudio.testing.tiny_editx import TINY_EDITX_YAML, dual_codebook_ids
 from stepaudio.testing.tiny_stack import speech_like
 
 
@@ -28,24 +28,6 @@ from stepaudio.testing.tiny_stack import speech_like
 def editx_cases(conformance_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((conformance_dir / "editx" / "prompts.json").read_text(encoding="utf-8"))
     return data
-
-
-@pytest.fixture(scope="module")
-def decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_editx_decoder(tmp_path_factory.mktemp("editx") / "CosyVoice-300M-25Hz", seed=3)
-
-
-@pytest.fixture(scope="module")
-def decoder(decoder_dir: Path) -> EditXToken2Wav:
-    return EditXToken2Wav.from_dir(decoder_dir, seed=1)
-
-
-def _ids(groups: int, seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    for _ in range(groups):
-        out += [int(c) for c in rng.integers(0, 1024, 2)] + [1024 + int(c) for c in rng.integers(0, 4096, 3)]
-    return out
 
 
 @pytest.mark.conformance
@@ -92,9 +74,9 @@ def test_yaml_gives_sizes_and_refuses_other_families() -> None:
                                .replace("upsample_rates: [8, 5, 3]", "upsample_rates: [8, 8]"))
 
 
-def test_flow_key_map_names_the_offending_key(decoder_dir: Path) -> None:
-    config = editx_config_from_yaml(decoder_dir / "cosyvoice.yaml").flow
-    state = torch.load(decoder_dir / "flow.pt", map_location="cpu")
+def test_flow_key_map_names_the_offending_key(editx_decoder_dir: Path) -> None:
+    config = editx_config_from_yaml(editx_decoder_dir / "cosyvoice.yaml").flow
+    state = torch.load(editx_decoder_dir / "flow.pt", map_location="cpu")
     assert "input_embedding.embedding.weight" in state and state["input_embedding.embedding.weight"].shape == (5121, 16)
     sa2_style = dict(state)
     sa2_style["input_embedding.weight"] = sa2_style.pop("input_embedding.embedding.weight")
@@ -113,24 +95,24 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_offline_decode_lengths_and_prompt_use(decoder: EditXToken2Wav) -> None:
+def test_offline_decode_lengths_and_prompt_use(editx_decoder: EditXToken2Wav) -> None:
     prompt_wav = speech_like(2.0, 24000, 1)
-    prompt_ids = _ids(12, 0)
-    prompt = decoder.prompt_features(prompt_wav, 24000, prompt_ids)
+    prompt_ids = dual_codebook_ids(12, 0)
+    prompt = editx_decoder.prompt_features(prompt_wav, 24000, prompt_ids)
     # untrimmed 2 s at 24 kHz -> 100 mel frames, bf16-rounded; 12 groups of codes -> 36 pairs (72 mel frames)
     assert prompt.mel.shape == (100, 80)
     assert torch.equal(prompt.mel, prompt.mel.bfloat16().float())
     assert torch.equal(prompt.embedding, prompt.embedding.bfloat16().float())
-    ids = _ids(4, 1)[:-2]  # a partial last group is padded, as the reference does
-    mel = decoder.mel(ids, prompt)
+    ids = dual_codebook_ids(4, 1)[:-2]  # a partial last group is padded, as the reference does
+    mel = editx_decoder.mel(ids, prompt)
     assert mel.shape == (1, 80, 4 * 3 * 2)
-    wav = decoder(ids, prompt)
+    wav = editx_decoder(ids, prompt)
     assert wav.shape == (4 * 3 * 2 * 480,) and wav.dtype == np.float32
     assert np.isfinite(wav).all() and 0 < np.abs(wav).max() <= 0.99
-    assert np.array_equal(wav, decoder(ids, prompt))  # fixed flow noise and seeded HiFT draws
-    other = decoder.prompt_features(speech_like(2.0, 16000, 9), 16000, _ids(8, 5))
-    assert not torch.allclose(decoder.mel(ids, other), mel)
+    assert np.array_equal(wav, editx_decoder(ids, prompt))  # fixed flow noise and seeded HiFT draws
+    other = editx_decoder.prompt_features(speech_like(2.0, 16000, 9), 16000, dual_codebook_ids(8, 5))
+    assert not torch.allclose(editx_decoder.mel(ids, other), mel)
     with pytest.raises(ValueError, match="flow ids"):
-        decoder.mel([5120], prompt)
+        editx_decoder.mel([5120], prompt)
     with pytest.raises(AudioError, match="no audio tokens"):
         EditXPrompt((), prompt.mel, prompt.embedding)

@@ -23,38 +23,21 @@ from stepaudio.decoder.cosyvoice2.editx_stream import EditXStreamConfig, ids_for
 from stepaudio.decoder.cosyvoice2.editx_token2wav import EditXPrompt, EditXToken2Wav
 from stepaudio.decoder.cosyvoice2.hift import SeededDraws
 from stepaudio.decoder.cosyvoice2.token2wav_stream import StreamVocoder, to_pcm16
-from stepaudio.testing.tiny_editx import write_tiny_editx_decoder
+from stepaudio.testing.tiny_editx import dual_codebook_ids
 from stepaudio.testing.tiny_stack import speech_like
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_editx_decoder(tmp_path_factory.mktemp("editx") / "CosyVoice-300M-25Hz", seed=3)
+def prompt(editx_decoder: EditXToken2Wav) -> EditXPrompt:
+    # 36 pairs, 72 mel frames
+    return editx_decoder.prompt_features(speech_like(2.0, 24000, 1), 24000, dual_codebook_ids(12, 0))
 
 
-@pytest.fixture(scope="module")
-def decoder(decoder_dir: Path) -> EditXToken2Wav:
-    return EditXToken2Wav.from_dir(decoder_dir, seed=1)
-
-
-def _ids(groups: int, seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    for _ in range(groups):
-        out += [int(c) for c in rng.integers(0, 1024, 2)] + [1024 + int(c) for c in rng.integers(0, 4096, 3)]
-    return out
-
-
-@pytest.fixture(scope="module")
-def prompt(decoder: EditXToken2Wav) -> EditXPrompt:
-    return decoder.prompt_features(speech_like(2.0, 24000, 1), 24000, _ids(12, 0))  # 36 pairs, 72 mel frames
-
-
-def _streamed(decoder: EditXToken2Wav, prompt: EditXPrompt, ids: list[int], step: int,
+def _streamed(editx_decoder: EditXToken2Wav, prompt: EditXPrompt, ids: list[int], step: int,
               config: EditXStreamConfig | None = None) -> tuple[list[np.ndarray], torch.Tensor]:
-    stream = decoder.stream(prompt, draws=SeededDraws(2), config=config)
+    stream = editx_decoder.stream(prompt, draws=SeededDraws(2), config=config)
     pieces, mels = [], []
     for i in range(0, len(ids), step):
         pieces.append(stream.push(ids[i : i + step]))
@@ -66,13 +49,13 @@ def _streamed(decoder: EditXToken2Wav, prompt: EditXPrompt, ids: list[int], step
     return pieces, torch.cat([*mels, stream.last_mel], dim=2)
 
 
-def test_chunks_grow_as_the_reference_schedules_them(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
-    ids = _ids(60, 1)[:-2]  # 298 ids
-    pieces, _ = _streamed(decoder, prompt, ids, 1)
+def test_chunks_grow_as_the_reference_schedules_them(editx_decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
+    ids = dual_codebook_ids(60, 1)[:-2]  # 298 ids
+    pieces, _ = _streamed(editx_decoder, prompt, ids, 1)
     produced = [i for i, piece in enumerate(pieces[:-1]) if piece.size]
     # first audio with 15 frames (25 ids) + the 5 look-ahead ids, then 24 frames (40 ids), then 48 (80 ids)
     assert produced == [29, 69, 149, 229]
-    stream = decoder.stream(prompt)
+    stream = editx_decoder.stream(prompt)
     assert stream.push(ids[:4]).size == 0 and not stream.primed
     assert stream.push(ids[4:5]).size == 0 and stream.primed  # caches primed with the first 3 frames as look-ahead
     assert stream.push(ids[5:29]).size == 0
@@ -82,31 +65,31 @@ def test_chunks_grow_as_the_reference_schedules_them(decoder: EditXToken2Wav, pr
     assert stream.chunk_ids == [30]
 
 
-def test_how_ids_arrive_does_not_matter(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
-    ids = _ids(40, 2)[:-3]
-    one_by_one = np.concatenate(_streamed(decoder, prompt, ids, 1)[0])
-    in_sevens = np.concatenate(_streamed(decoder, prompt, ids, 7)[0])
-    at_once = np.concatenate(_streamed(decoder, prompt, ids, len(ids))[0])
+def test_how_ids_arrive_does_not_matter(editx_decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
+    ids = dual_codebook_ids(40, 2)[:-3]
+    one_by_one = np.concatenate(_streamed(editx_decoder, prompt, ids, 1)[0])
+    in_sevens = np.concatenate(_streamed(editx_decoder, prompt, ids, 7)[0])
+    at_once = np.concatenate(_streamed(editx_decoder, prompt, ids, len(ids))[0])
     assert np.array_equal(one_by_one, in_sevens) and np.array_equal(one_by_one, at_once)
 
 
 @pytest.mark.parametrize("count", [1, 4, 5, 31, 104])
-def test_streamed_length_is_the_offline_length(decoder: EditXToken2Wav, prompt: EditXPrompt, count: int) -> None:
-    ids = _ids(25, 3)[:count]
-    streamed = np.concatenate(_streamed(decoder, prompt, ids, 3)[0])
-    offline = decoder(ids, prompt)
+def test_streamed_length_is_the_offline_length(editx_decoder: EditXToken2Wav, prompt: EditXPrompt, count: int) -> None:
+    ids = dual_codebook_ids(25, 3)[:count]
+    streamed = np.concatenate(_streamed(editx_decoder, prompt, ids, 3)[0])
+    offline = editx_decoder(ids, prompt)
     assert streamed.shape == offline.shape == (-(-count // 5) * 3 * 2 * 480,)
     assert np.isfinite(streamed).all()
 
 
-def test_streamed_mel_is_offline_up_to_the_first_cache_cut(decoder: EditXToken2Wav, decoder_dir: Path,
+def test_streamed_mel_is_offline_up_to_the_first_cache_cut(editx_decoder: EditXToken2Wav, editx_decoder_dir: Path,
                                                           prompt: EditXPrompt) -> None:
-    ids = _ids(60, 1)[:-2]
-    offline = decoder.mel(ids, prompt)
-    other_noise = EditXToken2Wav.from_dir(decoder_dir, seed=1)
+    ids = dual_codebook_ids(60, 1)[:-2]
+    offline = editx_decoder.mel(ids, prompt)
+    other_noise = EditXToken2Wav.from_dir(editx_decoder_dir, seed=1)
     other_noise.noise = seeded_noise(7, 80)
     seed_distance = float((other_noise.mel(ids, prompt) - offline).abs().mean())
-    _, streamed = _streamed(decoder, prompt, ids, 1)
+    _, streamed = _streamed(editx_decoder, prompt, ids, 1)
     assert streamed.shape == offline.shape
     distance = (streamed - offline).abs().mean(dim=(0, 1))
     # chunks end at mel frames 30, 78, 174: the cache (72 prompt + frames so far) passes 72 + 96 after the
@@ -116,23 +99,23 @@ def test_streamed_mel_is_offline_up_to_the_first_cache_cut(decoder: EditXToken2W
     assert before < 0.1 * seed_distance, (before, seed_distance)  # measured 0.02
     assert after > 0.5 * seed_distance, (after, seed_distance)  # measured ~1.0: a noise change
     # without the cut (a long left context) every frame keeps its own noise column and stays close
-    _, uncut = _streamed(decoder, prompt, ids, 1, EditXStreamConfig(left_context_frames=10_000))
+    _, uncut = _streamed(editx_decoder, prompt, ids, 1, EditXStreamConfig(left_context_frames=10_000))
     assert float((uncut - offline).abs().mean()) < 0.1 * seed_distance
 
 
-def test_float_vocoder_glue_is_the_pcm_glue(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
+def test_float_vocoder_glue_is_the_pcm_glue(editx_decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
     from stepaudio.decoder.cosyvoice2.editx_stream import FloatStreamVocoder
 
-    mel = decoder.mel(_ids(20, 4), prompt)
-    floats = FloatStreamVocoder(decoder.hift, SeededDraws(5))
-    pcm = StreamVocoder(decoder.hift, SeededDraws(5))
+    mel = editx_decoder.mel(dual_codebook_ids(20, 4), prompt)
+    floats = FloatStreamVocoder(editx_decoder.hift, SeededDraws(5))
+    pcm = StreamVocoder(editx_decoder.hift, SeededDraws(5))
     for start, stop, last in ((0, 30, False), (30, 78, False), (78, 120, True)):
         out = floats.push_float(mel[..., start:stop], last)
         assert np.array_equal(to_pcm16(torch.from_numpy(out)[None]), pcm.push(mel[..., start:stop], last))
 
 
-def test_stream_edges(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
-    stream = decoder.stream(prompt)
+def test_stream_edges(editx_decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
+    stream = editx_decoder.stream(prompt)
     assert stream.finish().size == 0 and stream.finish().size == 0
     with pytest.raises(RuntimeError, match="after finish"):
         stream.push([1])
@@ -143,12 +126,12 @@ def test_stream_edges(decoder: EditXToken2Wav, prompt: EditXPrompt) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_offline_and_stream_on_cuda_equal_cpu(decoder_dir: Path, decoder: EditXToken2Wav,
+def test_offline_and_stream_on_cuda_equal_cpu(editx_decoder_dir: Path, editx_decoder: EditXToken2Wav,
                                               prompt: EditXPrompt) -> None:
-    gpu = EditXToken2Wav.from_dir(decoder_dir, device="cuda", seed=1)
-    ids = _ids(50, 6)[:-1]
-    torch.testing.assert_close(gpu.mel(ids, prompt).cpu(), decoder.mel(ids, prompt), atol=2e-3, rtol=1e-3)
-    cpu_pieces, cpu_mel = _streamed(decoder, prompt, ids, 1)
+    gpu = EditXToken2Wav.from_dir(editx_decoder_dir, device="cuda", seed=1)
+    ids = dual_codebook_ids(50, 6)[:-1]
+    torch.testing.assert_close(gpu.mel(ids, prompt).cpu(), editx_decoder.mel(ids, prompt), atol=2e-3, rtol=1e-3)
+    cpu_pieces, cpu_mel = _streamed(editx_decoder, prompt, ids, 1)
     gpu_pieces, gpu_mel = _streamed(gpu, prompt, ids, 1)
     assert [p.shape for p in gpu_pieces] == [p.shape for p in cpu_pieces]
     torch.testing.assert_close(gpu_mel.cpu(), cpu_mel, atol=2e-3, rtol=1e-3)
