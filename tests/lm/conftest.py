@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 import torch
 from torch import nn
 
+from stepaudio.lm.protocol import CausalLM
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.model import Qwen2ForCausalLM
 from stepaudio.lm.step1.config import Step1Config
 from stepaudio.lm.step1.model import Step1ForCausalLM
+
+M = TypeVar("M", Step1ForCausalLM, Qwen2ForCausalLM)
 
 TINY = Step1Config(
     hidden_size=48,
@@ -46,27 +50,29 @@ def _randomise(model: nn.Module) -> None:
                 param.copy_(torch.randn_like(param) / param.shape[-1] ** 0.5)
 
 
-def random_model(config: Step1Config = TINY, seed: int = 0, dtype: torch.dtype = torch.float32) -> Step1ForCausalLM:
-    torch.manual_seed(seed)
-    model = Step1ForCausalLM(config, dtype=dtype)
-    _randomise(model)
-    return model.eval()
+def _random(family: type[M], default: Any) -> Callable[..., M]:
+    """A factory of random models of one family: (config = the tiny one, seed, dtype) -> model in eval mode."""
 
+    def build(config: Any = default, seed: int = 0, dtype: torch.dtype = torch.float32) -> M:
+        torch.manual_seed(seed)
+        model = family(config, dtype=dtype)
+        _randomise(model)
+        return model.eval()
 
-def random_qwen2(
-    config: Qwen2Config = TINY_QWEN2, seed: int = 0, dtype: torch.dtype = torch.float32
-) -> Qwen2ForCausalLM:
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config, dtype=dtype)
-    _randomise(model)
-    return model.eval()
+    return build
 
 
 @pytest.fixture
 def tiny_model() -> Callable[..., Step1ForCausalLM]:
-    return random_model
+    return _random(Step1ForCausalLM, TINY)
 
 
 @pytest.fixture
 def tiny_qwen2() -> Callable[..., Qwen2ForCausalLM]:
-    return random_qwen2
+    return _random(Qwen2ForCausalLM, TINY_QWEN2)
+
+
+@pytest.fixture(params=["step1", "qwen2"])
+def family(request: pytest.FixtureRequest) -> Callable[..., CausalLM]:
+    """Each family's factory in turn, for the checks every `CausalLM` must pass."""
+    return request.getfixturevalue("tiny_model" if request.param == "step1" else "tiny_qwen2")

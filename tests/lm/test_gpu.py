@@ -18,11 +18,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 PROMPTS = [[1, 5, 9, 33, 2, 7, 60, 11, 12, 13, 14], [1, 40], [1, 3, 3, 3, 8]]
 
 
-@pytest.fixture(params=["step1", "qwen2"])
-def family(request: pytest.FixtureRequest) -> Callable[..., CausalLM]:
-    return request.getfixturevalue("tiny_model" if request.param == "step1" else "tiny_qwen2")
-
-
 def _logits(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
     return model.logits(model.hidden(model.embed(ids)))
 

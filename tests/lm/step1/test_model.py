@@ -8,43 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stepaudio.lm.generate import pad_prompts
 from stepaudio.lm.protocol import new_cache
 from stepaudio.lm.step1.loading import load_step1
 from stepaudio.lm.step1.model import Step1ForCausalLM
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 Factory = Callable[..., Step1ForCausalLM]
-
-
-def test_incremental_decode_equals_full_forward(tiny_model: Factory) -> None:
-    model = tiny_model()
-    ids = torch.randint(0, 64, (2, 11))
-    full = model(ids)
-    cache = new_cache(model, 2, 32)
-    parts = [model(ids[:, :4], cache=cache)]
-    parts += [model(ids[:, i : i + 1], cache=cache) for i in range(4, 9)]
-    parts.append(model(ids[:, 9:], cache=cache))
-    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
-    assert cache.length == 11
-
-
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_padded_batch_equals_unpadded_rows(tiny_model: Factory, side: str) -> None:
-    model = tiny_model(seed=1)
-    prompts = [[1, 5, 9, 33, 2, 7, 60], [1, 40], [1, 3, 3, 3, 8]]
-    ids, valid = pad_prompts(prompts, pad_id=0, side=side)
-    cache = new_cache(model, 3, 16)
-    out = model(ids, cache=cache, valid=valid)
-    step_ids = torch.tensor([[11], [12], [13]])
-    step = model(step_ids, cache=cache)[:, 0]
-    for row, prompt in enumerate(prompts):
-        ref_cache = new_cache(model, 1, 16)
-        ref = model(torch.tensor([prompt]), cache=ref_cache)[0]
-        assert torch.allclose(out[row][valid[row]], ref, atol=1e-5)
-        ref_step = model(step_ids[row : row + 1], cache=ref_cache)[0, 0]
-        assert torch.allclose(step[row], ref_step, atol=1e-5)
-    assert torch.isfinite(out).all()
 
 
 def test_static_step_reading_all_slots_matches_eager(tiny_model: Factory) -> None:
