@@ -57,7 +57,7 @@ class SwiGLU(nn.Module):
 
 
 class DecoderConfig(Protocol):
-    """What `Backbone` and `DecoderLM` read of a family's config."""
+    """What `Backbone`, `DecoderLM` and `decoder_shapes` read of a family's config."""
 
     @property
     def vocab_size(self) -> int: ...
@@ -70,6 +70,40 @@ class DecoderConfig(Protocol):
 
     @property
     def pad_token_id(self) -> int: ...
+
+    @property
+    def intermediate_size(self) -> int: ...
+
+    @property
+    def num_hidden_layers(self) -> int: ...
+
+    @property
+    def kv_dim(self) -> int: ...
+
+
+def decoder_shapes(cfg: DecoderConfig, *, qkv_bias: bool, head: bool) -> dict[str, tuple[int, ...]]:
+    """Every checkpoint key of a `DecoderLM` (embedding, layers, norm, and the head unless tied) and its shape,
+    in checkpoint order; `qkv_bias` for families whose q/k/v projections carry biases (Qwen2)."""
+    h, i, kv, v = cfg.hidden_size, cfg.intermediate_size, cfg.kv_dim, cfg.vocab_size
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, h)}
+    for n in range(cfg.num_hidden_layers):
+        p = f"model.layers.{n}."
+        shapes[p + "input_layernorm.weight"] = (h,)
+        for name, rows in (("q_proj", h), ("k_proj", kv), ("v_proj", kv)):
+            shapes[f"{p}self_attn.{name}.weight"] = (rows, h)
+            if qkv_bias:
+                shapes[f"{p}self_attn.{name}.bias"] = (rows,)
+        shapes |= {
+            p + "self_attn.o_proj.weight": (h, h),
+            p + "post_attention_layernorm.weight": (h,),
+            p + "mlp.gate_proj.weight": (i, h),
+            p + "mlp.up_proj.weight": (i, h),
+            p + "mlp.down_proj.weight": (h, i),
+        }
+    shapes["model.norm.weight"] = (h,)
+    if head:
+        shapes["lm_head.weight"] = (v, h)
+    return shapes
 
 
 class Backbone(nn.Module):

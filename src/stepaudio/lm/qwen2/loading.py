@@ -12,6 +12,7 @@ import torch
 
 from stepaudio.errors import CheckpointError
 from stepaudio.lm.checkpoint import load_weights, save_weights
+from stepaudio.lm.layers import decoder_shapes
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.model import Qwen2ForCausalLM
 
@@ -20,28 +21,7 @@ DECODER_PREFIXES = ("model.", "lm_head.")
 
 def expected_shapes(cfg: Qwen2Config) -> dict[str, tuple[int, ...]]:
     """Every checkpoint key of the decoder and its shape, in checkpoint order."""
-    h, i, kv, v = cfg.hidden_size, cfg.intermediate_size, cfg.kv_dim, cfg.vocab_size
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, h)}
-    for n in range(cfg.num_hidden_layers):
-        p = f"model.layers.{n}."
-        shapes |= {
-            p + "input_layernorm.weight": (h,),
-            p + "self_attn.q_proj.weight": (h, h),
-            p + "self_attn.q_proj.bias": (h,),
-            p + "self_attn.k_proj.weight": (kv, h),
-            p + "self_attn.k_proj.bias": (kv,),
-            p + "self_attn.v_proj.weight": (kv, h),
-            p + "self_attn.v_proj.bias": (kv,),
-            p + "self_attn.o_proj.weight": (h, h),
-            p + "post_attention_layernorm.weight": (h,),
-            p + "mlp.gate_proj.weight": (i, h),
-            p + "mlp.up_proj.weight": (i, h),
-            p + "mlp.down_proj.weight": (h, i),
-        }
-    shapes["model.norm.weight"] = (h,)
-    if not cfg.tie_word_embeddings:
-        shapes["lm_head.weight"] = (v, h)
-    return shapes
+    return decoder_shapes(cfg, qkv_bias=True, head=not cfg.tie_word_embeddings)
 
 
 def load_qwen2(

@@ -12,29 +12,14 @@ import torch
 
 from stepaudio.errors import CheckpointError
 from stepaudio.lm.checkpoint import load_weights, save_weights
+from stepaudio.lm.layers import decoder_shapes
 from stepaudio.lm.step1.config import Step1Config
 from stepaudio.lm.step1.model import Step1ForCausalLM
 
 
 def expected_shapes(cfg: Step1Config) -> dict[str, tuple[int, ...]]:
     """Every checkpoint key of a Step1 model and its shape, in checkpoint order."""
-    h, i, kv, v = cfg.hidden_size, cfg.intermediate_size, cfg.kv_dim, cfg.vocab_size
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, h)}
-    for n in range(cfg.num_hidden_layers):
-        p = f"model.layers.{n}."
-        shapes |= {
-            p + "input_layernorm.weight": (h,),
-            p + "self_attn.q_proj.weight": (h, h),
-            p + "self_attn.k_proj.weight": (kv, h),
-            p + "self_attn.v_proj.weight": (kv, h),
-            p + "self_attn.o_proj.weight": (h, h),
-            p + "post_attention_layernorm.weight": (h,),
-            p + "mlp.gate_proj.weight": (i, h),
-            p + "mlp.up_proj.weight": (i, h),
-            p + "mlp.down_proj.weight": (h, i),
-        }
-    shapes |= {"model.norm.weight": (h,), "lm_head.weight": (v, h)}
-    return shapes
+    return decoder_shapes(cfg, qkv_bias=False, head=True)
 
 
 def load_step1(
