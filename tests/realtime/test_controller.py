@@ -49,7 +49,12 @@ class Driver:
         return self.send(ev.GenerationAudio(response_id, np.zeros(int(seconds * 1000), np.float32), 1000, text))
 
 
+# the scripts below time their pauses against a tentative end 200 ms into the silence
+SPECULATING = TurnDetectionConfig(speculative_silence_ms=200)
+
+
 def driver(**config: Any) -> Driver:
+    config.setdefault("turn_detection", SPECULATING)
     return Driver(ControllerState(ControllerConfig(**config)))
 
 

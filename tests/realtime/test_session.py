@@ -36,6 +36,7 @@ from stepaudio.errors import AudioError, StepAudioError
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import Phase
 from stepaudio.realtime.session import RealtimeSession, SessionConfig, asyncio_sink
+from stepaudio.realtime.turns import TurnDetectionConfig
 
 RATE = 16000
 
@@ -763,7 +764,10 @@ def test_step_chat_hears_the_turn_while_it_is_spoken(step_stack: Path, chat_prom
     keep = engine.chat._keep
     engine.chat._keep = lambda audio, text: (kept.append((audio, text)), keep(audio, text))  # type: ignore[method-assign]
     speech = load_audio(step_stack / "speakers" / "Tingting_prompt.wav", sample_rate=RATE).samples
-    config = SessionConfig(tick_interval_s=None, modalities=("text",), transcribe_input=False)
+    # the prompt recording ends in a short quiet: a tentative end later than that keeps the reply until the
+    # silence fed below
+    config = SessionConfig(tick_interval_s=None, modalities=("text",), transcribe_input=False,
+                           turn_detection=TurnDetectionConfig(speculative_silence_ms=300))
     clock = Clock()
     with RealtimeSession(engine, energy_vad, config, clock=clock) as session:
         feed(session, clock, np.concatenate([silence(0.3), speech]), patience_s=120)

@@ -13,9 +13,12 @@ from stepaudio.eval.bench import realtime
 from stepaudio.eval.bench.realtime import Scenario, recorded_turns, replay, silero_scores, simulate
 from stepaudio.realtime.turns import TurnDetectionConfig
 
+# the expectations below are worked out for a tentative end 200 ms into the silence
+AT_200 = TurnDetectionConfig(speculative_silence_ms=200)
+
 
 def test_no_pauses_commits_every_speculation_and_saves_the_window() -> None:
-    result = simulate(Scenario(conversations=2, turns=3, pauses_per_turn=0.0, first_audio_ms=600))
+    result = simulate(Scenario(conversations=2, turns=3, pauses_per_turn=0.0, first_audio_ms=600, detection=AT_200))
     assert result["speculative_started"] == result["speculative_committed"] == 6
     assert result["commit_rate"] == 1.0
     assert result["mean_window_ms"] == pytest.approx(300, abs=1)  # 500 ms confirmed - 200 ms tentative
@@ -25,13 +28,13 @@ def test_no_pauses_commits_every_speculation_and_saves_the_window() -> None:
 
 
 def test_fast_generation_saves_only_its_own_time() -> None:
-    result = simulate(Scenario(conversations=1, turns=2, pauses_per_turn=0.0, first_audio_ms=100))
+    result = simulate(Scenario(conversations=1, turns=2, pauses_per_turn=0.0, first_audio_ms=100, detection=AT_200))
     assert result["mean_saved_ms"] == pytest.approx(100, abs=1)
     assert result["latency_mean_ms"] == pytest.approx(500, abs=21)  # audio waits for the confirmation
 
 
 def test_pauses_between_the_tentative_and_confirmed_silence_are_discarded() -> None:
-    result = simulate(Scenario(conversations=2, turns=2, pauses_per_turn=3.0, pause_ms=(300, 301)))
+    result = simulate(Scenario(conversations=2, turns=2, pauses_per_turn=3.0, pause_ms=(300, 301), detection=AT_200))
     turns = result["turns"]
     assert result["speculative_committed"] == turns
     assert result["speculative_started"] > turns
@@ -40,7 +43,7 @@ def test_pauses_between_the_tentative_and_confirmed_silence_are_discarded() -> N
 
 
 def test_short_pauses_start_nothing_and_baseline_never_speculates() -> None:
-    short = simulate(Scenario(conversations=1, turns=3, pauses_per_turn=3.0, pause_ms=(60, 140)))
+    short = simulate(Scenario(conversations=1, turns=3, pauses_per_turn=3.0, pause_ms=(60, 140), detection=AT_200))
     assert short["commit_rate"] == 1.0
     baseline = simulate(Scenario(conversations=1, turns=3, detection=TurnDetectionConfig(speculative_silence_ms=None)))
     assert baseline["speculative_started"] == 0

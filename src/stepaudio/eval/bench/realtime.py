@@ -199,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pause-ms", default="100:480", help="uniform range of mid-turn pauses, MIN:MAX")
     parser.add_argument("--first-audio-ms", type=int, default=600, help="generator start -> first audio")
     parser.add_argument("--silence-ms", type=int, default=500, help="silence_duration_ms (confirmed end)")
-    parser.add_argument("--speculative-ms", type=int, default=200, help="tentative end of turn")
+    parser.add_argument("--speculative-ms", type=int, default=TurnDetectionConfig().speculative_silence_ms,
+                        help="tentative end of turn (default: the sessions' default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recordings", type=Path, default=SPHINX_DATA,
                         help="pocketsphinx-testdata folder whose recordings are the recorded turns")
