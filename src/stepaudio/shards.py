@@ -1,15 +1,34 @@
 """Which file of a Hugging Face safetensors folder holds each weight: the shard index, else the folder's one
-`.safetensors` file. The language models (`lm.checkpoint`) and Step-Audio 2's audio encoder
-(`audio_encoder.loading`) read the same release folders by this one rule."""
+`.safetensors` file; and the folder's `config.json`. The language models (`lm.checkpoint`, their configs) and
+Step-Audio 2's audio encoder (`audio_encoder.loading`, `audio_encoder.config`) read the same release folders
+by these rules."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from stepaudio.errors import CheckpointError
 
 INDEX_NAME = "model.safetensors.index.json"
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """The object in `path` (a config.json file or a directory holding one); a missing, unreadable or non-object
+    file is a `CheckpointError` that says what to re-download."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"no config.json at {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise CheckpointError(f"{path} is not valid JSON ({exc}): re-download this config.json") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object: re-download it")
+    return data
 
 
 def indexed_files(directory: Path) -> dict[str, Path] | None:

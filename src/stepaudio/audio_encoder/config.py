@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from stepaudio.errors import CheckpointError
+from stepaudio.shards import read_config_json
 
 ADAPTER_HIDDEN = 2048  # the adaptor's inner width is fixed in the reference, not a config field
 
@@ -62,12 +62,7 @@ class AudioEncoderConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> AudioEncoderConfig:
         """Read `path` (a config.json file or a directory holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"no config.json at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_dict(read_config_json(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The `audio_encoder_config` section as the release writes it."""

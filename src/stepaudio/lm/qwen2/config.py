@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from stepaudio.errors import CheckpointError
+from stepaudio.shards import read_config_json
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,7 @@ class Qwen2Config:
     @classmethod
     def from_json(cls, path: str | Path) -> Qwen2Config:
         """Read `path` (a config.json file or a directory holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"no config.json at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_dict(read_config_json(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
         """A plain Qwen2 config.json (what `transformers.Qwen2ForCausalLM` reads)."""

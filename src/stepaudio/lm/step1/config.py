@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from stepaudio.errors import CheckpointError
+from stepaudio.shards import read_config_json
 from stepaudio.text.vocab import STEP1
 
 
@@ -70,18 +70,7 @@ class Step1Config:
     @classmethod
     def from_json(cls, path: str | Path) -> Step1Config:
         """Read `path` (a config.json file or a directory holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"no config.json at {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
-            raise CheckpointError(f"{path} is not valid JSON ({exc}): re-download this config.json") from exc
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object: re-download it")
-        return cls.from_dict(data)
+        return cls.from_dict(read_config_json(path))
 
     @classmethod
     def resolve(cls, name_or_path: str | Path) -> Step1Config:
