@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,24 @@ class SwiGLU(nn.Module):
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
         return self.down_proj(F.silu(gate) * up)
+
+
+class PreNormLayer(nn.Module):
+    """A decoder layer of every family: x + attention(norm(x)), then x + mlp(norm(x)). The family's attention
+    takes its own position inputs (RoPE tables and a mask, or an ALiBi bias), passed through `forward`; its
+    modules are built in checkpoint order (norm, attention, norm, MLP), so seeded random weights stay the same."""
+
+    def __init__(self, hidden: int, eps: float, attention: Callable[[], nn.Module], mlp: Callable[[], nn.Module],
+                 device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(hidden, eps, device, dtype)
+        self.self_attn = attention()
+        self.post_attention_layernorm = RMSNorm(hidden, eps, device, dtype)
+        self.mlp = mlp()
+
+    def forward(self, x: torch.Tensor, *attention_inputs: Any) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), *attention_inputs)
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class DecoderConfig(Protocol):

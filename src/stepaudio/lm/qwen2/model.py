@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import DecoderLM, RMSNorm, SwiGLU, frozen_linear
+from stepaudio.lm.layers import DecoderLM, PreNormLayer, SwiGLU, frozen_linear
 from stepaudio.lm.qwen2.config import Qwen2Config
 from stepaudio.lm.qwen2.rope import apply_rope, inverse_frequencies, rope_tables
 
@@ -53,25 +53,12 @@ class Qwen2Attention(nn.Module):
         return self.o_proj(out.to(x.dtype))
 
 
-class Qwen2Layer(nn.Module):
-    def __init__(self, cfg: Qwen2Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-        self.self_attn = Qwen2Attention(cfg, device, dtype)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, device, dtype)
+class Qwen2Layer(PreNormLayer):
+    """Qwen2's decoder layer; `forward(x, rope, mask, cache, step, i)`."""
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor,
-        cache: StaticKVCache | None,
-        step: CacheStep | None,
-        i: int,
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, step, i)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def __init__(self, cfg: Qwen2Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__(cfg.hidden_size, cfg.rms_norm_eps, lambda: Qwen2Attention(cfg, device, dtype),
+                         lambda: SwiGLU(cfg.hidden_size, cfg.intermediate_size, device, dtype), device, dtype)
 
 
 class Qwen2ForCausalLM(DecoderLM):

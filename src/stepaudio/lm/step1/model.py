@@ -13,7 +13,7 @@ from torch import nn
 
 from stepaudio.lm.attention import plan_attention
 from stepaudio.lm.cache import CacheStep, KVLayout, StaticKVCache
-from stepaudio.lm.layers import DecoderLM, RMSNorm, SwiGLU, frozen_linear
+from stepaudio.lm.layers import DecoderLM, PreNormLayer, SwiGLU, frozen_linear
 from stepaudio.lm.step1.alibi import alibi_bias, alibi_slopes
 from stepaudio.lm.step1.config import Step1Config
 
@@ -63,19 +63,12 @@ class Step1MLP(SwiGLU):
         super().__init__(cfg.hidden_size, cfg.intermediate_size, device, dtype)
 
 
-class Step1Layer(nn.Module):
-    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
-        super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-        self.self_attn = Step1Attention(cfg, device, dtype)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, device, dtype)
-        self.mlp = Step1MLP(cfg, device, dtype)
+class Step1Layer(PreNormLayer):
+    """Step1's decoder layer (the unit training wraps and shards); `forward(x, bias, cache, step, i)`."""
 
-    def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, cache: StaticKVCache | None, step: CacheStep | None, i: int
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), bias, cache, step, i)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def __init__(self, cfg: Step1Config, device: torch.device | str | None, dtype: torch.dtype | None):
+        super().__init__(cfg.hidden_size, cfg.rms_norm_eps, lambda: Step1Attention(cfg, device, dtype),
+                         lambda: Step1MLP(cfg, device, dtype), device, dtype)
 
 
 class Step1ForCausalLM(DecoderLM):
