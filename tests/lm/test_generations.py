@@ -19,11 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PROMPTS = [[1, 5, 9, 33, 2, 7, 60, 11], [1, 40], [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]]
 
 
-@pytest.fixture(params=["step1", "qwen2"])
-def family(request: pytest.FixtureRequest) -> Callable[..., CausalLM]:
-    return request.getfixturevalue("tiny_model" if request.param == "step1" else "tiny_qwen2")
-
-
 def _configs() -> list[GenerationConfig]:
     return [GenerationConfig(max_new_tokens=n, stop_ids=(), sampling=s, seed=7 + n)
             for n, s in ((9, GREEDY), (14, TTS_SAMPLING), (6, GREEDY))]
