@@ -22,9 +22,40 @@ from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig
 from stepaudio.decoder.cosyvoice1.hift_loading import WEIGHT_NORMED
 from stepaudio.decoder.cosyvoice1.vocoder import HiFTGenerator
 
-__all__ = ["TINY_COSYVOICE_YAML", "write_tiny_cosyvoice_dir"]
+__all__ = ["TINY_COSYVOICE_YAML", "cosyvoice_hift_yaml", "write_tiny_cosyvoice_dir"]
 
-TINY_COSYVOICE_YAML = """\
+
+def cosyvoice_hift_yaml(base_channels: str) -> str:
+    """The `hift:` section of a CosyVoice-300M cosyvoice.yaml: every value the release's (HiFT at 22.05 kHz) but
+    `base_channels`, which is yaml text (a number or a `!ref` expression)."""
+    return f"""\
+hift: !new:cosyvoice.hifigan.generator.HiFTGenerator
+    in_channels: 80
+    base_channels: {base_channels}
+    nb_harmonics: 8
+    sampling_rate: !ref <sample_rate>
+    nsf_alpha: 0.1
+    nsf_sigma: 0.003
+    nsf_voiced_threshold: 10
+    upsample_rates: [8, 8]
+    upsample_kernel_sizes: [16, 16]
+    istft_params:
+        n_fft: 16
+        hop_len: 4
+    resblock_kernel_sizes: [3, 7, 11]
+    resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
+    source_resblock_kernel_sizes: [7, 11]
+    source_resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]
+    lrelu_slope: 0.1
+    audio_limit: 0.99
+    f0_predictor: !new:cosyvoice.hifigan.f0_predictor.ConvRNNF0Predictor
+        num_class: 1
+        in_channels: 80
+        cond_channels: !ref <hift[base_channels]>
+"""
+
+
+TINY_COSYVOICE_YAML = f"""\
 # set random seed, so that you may reproduce your result.
 __set_seed1: !apply:random.seed [1986]
 __set_seed2: !apply:numpy.random.seed [1986]
@@ -86,30 +117,7 @@ flow: !new:cosyvoice.flow.flow.MaskedDiffWithXvec
             num_heads: 2
             act_fn: 'gelu'
 
-hift: !new:cosyvoice.hifigan.generator.HiFTGenerator
-    in_channels: 80
-    base_channels: 16
-    nb_harmonics: 8
-    sampling_rate: !ref <sample_rate>
-    nsf_alpha: 0.1
-    nsf_sigma: 0.003
-    nsf_voiced_threshold: 10
-    upsample_rates: [8, 8]
-    upsample_kernel_sizes: [16, 16]
-    istft_params:
-        n_fft: 16
-        hop_len: 4
-    resblock_kernel_sizes: [3, 7, 11]
-    resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    source_resblock_kernel_sizes: [7, 11]
-    source_resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]
-    lrelu_slope: 0.1
-    audio_limit: 0.99
-    f0_predictor: !new:cosyvoice.hifigan.f0_predictor.ConvRNNF0Predictor
-        num_class: 1
-        in_channels: 80
-        cond_channels: !ref <hift[base_channels]>
-
+{cosyvoice_hift_yaml("16")}
 # processor functions
 parquet_opener: !name:cosyvoice.dataset.processor.parquet_opener
 allowed_special: 'all'

@@ -7,9 +7,11 @@ import pytest
 
 from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig, YamlTagged, load_hyperpyyaml
 from stepaudio.errors import CheckpointError
+from stepaudio.testing.tiny_decoder import cosyvoice_hift_yaml
 
-# Written in the shape of a CosyVoice-300M cosyvoice.yaml (HyperPyYAML tags, refs, other sections).
-COSYVOICE_YAML = """\
+# Written in the shape of a CosyVoice-300M cosyvoice.yaml (HyperPyYAML tags, refs, other sections); its hift
+# section the release's, base_channels as ref arithmetic.
+COSYVOICE_YAML = f"""\
 __set_seed1: !apply:random.seed [1986]
 __set_seed3: !apply:torch.manual_seed [1986]
 
@@ -27,30 +29,7 @@ flow: !new:cosyvoice.flow.flow.MaskedDiffWithXvec
                 sigma_min: 1e-06
                 inference_cfg_rate: 0.7
 
-hift: !new:cosyvoice.hifigan.generator.HiFTGenerator
-    in_channels: 80
-    base_channels: !ref <half_base> * 2
-    nb_harmonics: 8
-    sampling_rate: !ref <sample_rate>
-    nsf_alpha: 0.1
-    nsf_sigma: 0.003
-    nsf_voiced_threshold: 10
-    upsample_rates: [8, 8]
-    upsample_kernel_sizes: [16, 16]
-    istft_params:
-        n_fft: 16
-        hop_len: 4
-    resblock_kernel_sizes: [3, 7, 11]
-    resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
-    source_resblock_kernel_sizes: [7, 11]
-    source_resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]
-    lrelu_slope: 0.1
-    audio_limit: 0.99
-    f0_predictor: !new:cosyvoice.hifigan.f0_predictor.ConvRNNF0Predictor
-        num_class: 1
-        in_channels: 80
-        cond_channels: !ref <hift[base_channels]>
-
+{cosyvoice_hift_yaml("!ref <half_base> * 2")}
 feat_extractor: !name:matcha.utils.audio.mel_spectrogram
     n_fft: 1024
     sampling_rate: !ref <sample_rate>
