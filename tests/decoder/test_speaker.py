@@ -5,30 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from stepaudio.audio.features import kaldi_fbank
 from stepaudio.decoder.speaker import CampPlusEmbedder, campplus_features
 from stepaudio.errors import AudioError, CheckpointError, MissingExtraError
+from stepaudio.testing.tiny_decoder import TinyXVector
 
 
-class _TinyXVector(nn.Module):
-    """Same signature as campplus.onnx: fbank [1, T, 80] float32 -> embedding [1, 192]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(80, 32, 3, padding=1)
-        self.proj = nn.Linear(64, 192)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        hidden = torch.relu(self.conv(feats.transpose(1, 2)))
-        stats = torch.cat([hidden.mean(dim=-1), hidden.std(dim=-1)], dim=-1)
-        return self.proj(stats)
-
-
-def _export(tmp_path: Path) -> tuple[_TinyXVector, Path]:
+def _export(tmp_path: Path) -> tuple[TinyXVector, Path]:
     torch.manual_seed(0)
-    model = _TinyXVector().eval()
+    model = TinyXVector().eval()
     path = tmp_path / "campplus.onnx"
     torch.onnx.export(
         model, (torch.randn(1, 50, 80),), str(path),

@@ -164,6 +164,18 @@ class TinyXVector(nn.Module):
         return self.proj(stats)
 
 
+def write_tiny_campplus(path: Path) -> None:
+    """A random `TinyXVector` exported as `campplus.onnx` is (input `input` [1, frames, 80], output `output`)."""
+    xvector = TinyXVector().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        torch.onnx.export(
+            xvector, (torch.randn(1, 50, 80),), str(path),
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {1: "frames"}}, dynamo=False,
+        )  # fmt: skip
+
+
 def reference_flow_state(model: MaskedDiffWithXvec) -> dict[str, torch.Tensor]:
     """Our flow state dict under the reference names (the fused q|k|v split back into three)."""
     ours = model.state_dict()
@@ -212,12 +224,5 @@ def write_tiny_cosyvoice_dir(path: str | Path, seed: int = 0) -> Path:
     hift = HiFTGenerator(HiFTConfig.from_cosyvoice_yaml(root / "cosyvoice.yaml"))
     _tame_hift(hift)
     torch.save(reference_hift_state(hift, generator), root / "hift.pt")
-    xvector = TinyXVector().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(
-            xvector, (torch.randn(1, 50, 80),), str(root / "campplus.onnx"),
-            input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {1: "frames"}}, dynamo=False,
-        )  # fmt: skip
+    write_tiny_campplus(root / "campplus.onnx")
     return root

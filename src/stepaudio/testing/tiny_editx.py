@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from stepaudio.decoder.cosyvoice2.editx import EditXDecoderConfig, EditXFlow, ed
 from stepaudio.engines.editx.paths import DECODER_DIR, EDITX_DIR, TOKENIZER_DIR
 from stepaudio.lm.step1.loading import save_step1
 from stepaudio.testing.editx_yaml import TINY_SHAPE, editx_yaml
-from stepaudio.testing.tiny_decoder import TinyXVector, reference_hift_state
+from stepaudio.testing.tiny_decoder import reference_hift_state, write_tiny_campplus
 from stepaudio.testing.tiny_stack import _speaking_step1, speech_like
 from stepaudio.testing.tiny_tokenizer import write_tiny_tokenizer_dir
 
@@ -68,11 +67,7 @@ def write_tiny_editx_decoder(path: str | Path, seed: int = 0) -> Path:
     """`CosyVoice-300M-25Hz/` of EditX: cosyvoice.yaml, flow.pt, hift.pt, campplus.onnx (created)."""
     root = Path(path)
     write_random_editx_decoder(root, TINY_EDITX_YAML, seed, hift_seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(TinyXVector().eval(), (torch.randn(1, 50, 80),), str(root / "campplus.onnx"),
-                          input_names=["input"], output_names=["output"], dynamic_axes={"input": {1: "frames"}},
-                          dynamo=False)
+    write_tiny_campplus(root / "campplus.onnx")
     return root
 
 
