@@ -23,7 +23,6 @@ from stepaudio.engines.base import (
     GenerationOptions,
     ToolCall,
     ToolSpec,
-    Transcript,
 )
 from stepaudio.engines.tools import ToolRegistry
 from stepaudio.errors import StepAudioError
@@ -39,38 +38,9 @@ from stepaudio.realtime.turn import (
     needs_transcriber,
     run_turn,
 )
+from stepaudio.testing.fakes import CountingTranscriber, ScriptedChat
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-class ScriptedChat:
-    """Replies with fixed pieces; with a `gate`, it holds its last piece until the gate opens."""
-
-    def __init__(self, pieces: list[str], gate: threading.Event | None = None) -> None:
-        self.pieces, self.gate = pieces, gate
-        self.seen: list[list[ChatMessage]] = []
-        self.gate_opened: bool | None = None
-
-    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
-                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
-        self.seen.append(list(messages))
-        for index, piece in enumerate(self.pieces):
-            if self.gate is not None and index == len(self.pieces) - 1:
-                self.gate_opened = self.gate.wait(timeout=60)
-            yield ChatDelta(text=piece)
-        yield ChatDelta(finish_reason="stop")
-
-
-class CountingTranscriber:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls = 0
-        self.fail = fail
-
-    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("recognizer down")
-        return Transcript(f"heard {audio.duration:.1f} s")
 
 
 class ToolThenAnswer:

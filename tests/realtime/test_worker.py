@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -11,40 +11,15 @@ from stepaudio.engines.base import (
     Abilities,
     AudioChunk,
     CancelToken,
-    ChatDelta,
     ChatMessage,
     Engine,
-    GenerationOptions,
     SpeechInstructions,
-    ToolSpec,
-    Transcript,
     Voice,
 )
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.turn import Transcripts
 from stepaudio.realtime.worker import SpeechSettings, run_generation, run_transcription
-
-
-class CountingTranscriber:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
-        self.calls += 1
-        return Transcript(f"heard {audio.duration:.1f}")
-
-
-class ScriptChat:
-    def __init__(self, pieces: list[str]) -> None:
-        self.pieces = pieces
-        self.messages: list[ChatMessage] = []
-
-    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
-                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
-        self.messages = list(messages)
-        for piece in self.pieces:
-            yield ChatDelta(text=piece)
-        yield ChatDelta(finish_reason="stop")
+from stepaudio.testing.fakes import CountingTranscriber, ScriptedChat
 
 
 class TwoChunkSynth:
@@ -72,14 +47,15 @@ def command(*spans: ev.ItemSpan) -> ev.StartGeneration:
 
 
 def test_sentences_are_spoken_with_their_text_on_the_first_chunk() -> None:
-    transcriber, chat, synth = CountingTranscriber(), ScriptChat(["Hello the", "re. How are", " you?"]), TwoChunkSynth()
+    transcriber, synth = CountingTranscriber(), TwoChunkSynth()
+    chat = ScriptedChat(["Hello the", "re. How are", " you?"])
     engine = Engine("t", transcriber, chat, synth)
     posted: list[ev.Event] = []
     audio = {"u": Audio(np.zeros(1600, np.float32), 16000)}
     run_generation(engine, Transcripts(transcriber), command(ev.ItemSpan("u", 0, 100)), [ChatMessage("system", "s")],
                    audio, SpeechSettings(), CancelToken(), posted.append)
-    assert posted[0] == ev.InputTranscribed("u", 100, "heard 0.1")
-    assert chat.messages == [ChatMessage("system", "s"), ChatMessage("user", "heard 0.1")]
+    assert posted[0] == ev.InputTranscribed("u", 100, "heard 0.1 s")
+    assert chat.seen[-1] == [ChatMessage("system", "s"), ChatMessage("user", "heard 0.1 s")]
     assert synth.sentences == ["Hello there.", "How are you?"]
     spoken = [(e.text, len(e.samples)) for e in posted if isinstance(e, ev.GenerationAudio)]
     assert spoken == [("Hello there.", 10), ("", 10), ("How are you?", 10), ("", 10)]
@@ -95,18 +71,18 @@ def test_transcripts_are_made_once_per_clip() -> None:
     run_transcription(transcripts, ev.ItemSpan("u", 0, 200), clip, posted.append)
     run_transcription(transcripts, ev.ItemSpan("u", 0, 300), longer, posted.append)
     assert transcriber.calls == 2
-    assert [(e.end_ms, e.text) for e in posted] == [(200, "heard 0.2"), (200, "heard 0.2"), (300, "heard 0.3")]
+    assert [(e.end_ms, e.text) for e in posted] == [(200, "heard 0.2 s"), (200, "heard 0.2 s"), (300, "heard 0.3 s")]
 
 
 def test_an_engine_that_hears_gets_the_clip_and_its_transcript_only_when_asked() -> None:
     for transcribe in (False, True):
-        transcriber, chat = CountingTranscriber(), ScriptChat(["Hi."])
+        transcriber, chat = CountingTranscriber(), ScriptedChat(["Hi."])
         engine = Engine("t", transcriber, chat, None, Abilities(hears_audio=True))
         posted: list[ev.Event] = []
         clip = Audio(np.zeros(1600, np.float32), 16000)
         run_generation(engine, Transcripts(transcriber), command(ev.ItemSpan("u", 0, 100)), [], {"u": clip},
                        SpeechSettings(transcribe=transcribe), CancelToken(), posted.append)
-        assert chat.messages[-1].audio is clip
+        assert chat.seen[-1][-1].audio is clip
         heard = [e for e in posted if isinstance(e, ev.InputTranscribed)]
         assert transcriber.calls == len(heard) == int(transcribe)
         kinds = [type(e).__name__ for e in posted]
@@ -116,7 +92,7 @@ def test_an_engine_that_hears_gets_the_clip_and_its_transcript_only_when_asked()
 def test_cancel_stops_between_sentences_and_posts_no_done() -> None:
     token = CancelToken()
     synth = TwoChunkSynth(cancel_after=1, token=token)
-    engine = Engine("t", CountingTranscriber(), ScriptChat(["One sentence here. ", "Two sentences here. ", "Three."]),
+    engine = Engine("t", CountingTranscriber(), ScriptedChat(["One sentence here. ", "Two sentences here. ", "Three."]),
                     synth)
     posted: list[ev.Event] = []
     run_generation(engine, Transcripts(None), command(), [], {}, SpeechSettings(), token, posted.append)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,8 @@ from stepaudio.cli.main import main
 from stepaudio.engines.base import (
     AudioChunk,
     CancelToken,
-    ChatDelta,
-    ChatMessage,
     Engine,
-    GenerationOptions,
     SpeechInstructions,
-    ToolSpec,
     Transcript,
     Voice,
 )
@@ -35,6 +31,7 @@ from stepaudio.eval.bench.server_load import (
     machine_info,
     speech_end,
 )
+from stepaudio.testing.fakes import ScriptedChat
 
 QUESTION = Path(__file__).resolve().parents[3] / "examples" / "question_capital.wav"
 
@@ -68,13 +65,6 @@ class _Heard:
         return Transcript("hello")
 
 
-class _Chat:
-    def respond(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None = None,
-                options: GenerationOptions | None = None, cancel: CancelToken | None = None) -> Iterator[ChatDelta]:
-        yield ChatDelta(text="Hi there.")
-        yield ChatDelta(finish_reason="stop")
-
-
 class _Tone:
     sample_rate = RATE
 
@@ -97,7 +87,7 @@ def test_sessions_say_recordings_and_every_reply_is_timed(tmp_path: Path) -> Non
     if not LIBRIVOX.is_dir():
         pytest.skip("real recordings absent: apt-get install pocketsphinx-testdata")
     recordings = [r for r in load_recordings() if r.name.endswith(("0880", "0930"))]
-    engine = Engine("instant", _Heard(), _Chat(), _Tone())  # type: ignore[arg-type]
+    engine = Engine("instant", _Heard(), ScriptedChat(["Hi there."]), _Tone())  # type: ignore[arg-type]
     with InProcessServer(engine, tmp_path, sessions=2) as url:
         report = asyncio.run(drive(url, recordings, sessions=2, seconds=None, turn_timeout=20.0, api_key=None,
                                    turns=1))
