@@ -44,11 +44,12 @@ def test_split_keeps_whole_sentences_then_clauses_within_the_window() -> None:
 
 
 def test_the_prepared_graph_speaks_exactly_as_the_published_one(lite_engine: Engine) -> None:
-    """Convolutions as int8 matrix products (kokoro_graph) give the same integers, so the same samples."""
+    """Convolutions as int8 matrix products (kokoro_graph) give the same integers, so the same samples (the
+    fused Snake op, which is not exact, left out)."""
     engine = _kokoro(lite_engine)
     g2p = _lite_tts(engine)._kokoro._g2p
     prepared, published = (KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), g2p, prepared=flag,
-                                         trim=False) for flag in (True, False))
+                                         trim=False, snake=False) for flag in (True, False))
     assert prepared._session.get()[0]._model_path != published._session.get()[0]._model_path
     for text, language, voice in (("中国的首都是北京。", "zh", "zh-xiaobei"), ("駅まで歩きます。", "ja", "ja-alpha")):
         ours = prepared.speak(text, language, kokoro_voices.BY_NAME[voice])

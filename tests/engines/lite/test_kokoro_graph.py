@@ -148,3 +148,63 @@ def test_prepare_applies_every_edit(tmp_path: Path) -> None:
     prepared = kokoro_graph.prepare(_quantized_conv_model(tmp_path / "q.onnx", channel_scale=False), tmp_path)
     ops = _ops(prepared)
     assert "ConvInteger" not in ops and "Pow" not in ops and ops.count("DequantizeLinear") == 1
+
+
+def _snake_model(path: Path, shared: bool = True) -> Path:
+    """Two of Kokoro's Snake activations in a row, x + r * sin(a * x)^2 with Pow(s, 2) as released; with
+    `shared=False` the second one's sine also leaves the graph, so it must stay as it is."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    a = (rng.random((1, 6, 1)) * 2 + 0.2).astype(np.float32)
+    nodes, outputs = [], ["y2"] if shared else ["y2", "s2"]
+    for step, x in ((1, "x"), (2, "y1")):
+        nodes += [helper.make_node("Mul", [f"a{step}", x], [f"ax{step}"]),
+                  helper.make_node("Sin", [f"ax{step}"], [f"s{step}"]),
+                  helper.make_node("Pow", [f"s{step}", "two"], [f"q{step}"]),
+                  helper.make_node("Mul", [f"r{step}", f"q{step}"], [f"rq{step}"]),
+                  helper.make_node("Add", [x, f"rq{step}"], [f"y{step}"])]
+    graph = helper.make_graph(
+        nodes, "snake", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, "t"])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 6, "t"]) for name in outputs],
+        [numpy_helper.from_array(a, "a1"), numpy_helper.from_array((1 / a).astype(np.float32), "r1"),
+         numpy_helper.from_array(a * 2, "a2"), numpy_helper.from_array((0.5 / a).astype(np.float32), "r2"),
+         numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _snake_library(tmp_path: Path) -> Path:
+    from stepaudio.errors import UnsupportedError
+    from stepaudio.kernels import snake_ort
+
+    try:
+        return snake_ort.build(tmp_path)
+    except UnsupportedError as exc:
+        pytest.skip(str(exc))
+
+
+def test_snake_activations_become_one_op_equal_to_float_rounding(tmp_path: Path) -> None:
+    """Not bit for bit (a polynomial sine): same shape, within 1e-6 of the peak here; on Kokoro the int8
+    requantisation after each Snake turns such differences into another draw of its noise (test_kokoro)."""
+    model = _snake_model(tmp_path / "snake.onnx")
+    x = np.random.default_rng(9).standard_normal((1, 6, 333)).astype(np.float32) * 4
+    expected = _run(model, x)[0]
+    prepared = kokoro_graph.prepare(model, tmp_path, snake=True)
+    assert prepared == kokoro_graph.prepared_path(model, tmp_path, snake=True) != kokoro_graph.prepare(model, tmp_path)
+    assert kokoro_graph.SNAKE_VERSION in prepared.name
+    assert _ops(prepared) == ["Snake", "Snake"]
+    options = onnxruntime.SessionOptions()
+    options.register_custom_ops_library(str(_snake_library(tmp_path)))
+    got = onnxruntime.InferenceSession(str(prepared), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-6 * np.abs(expected).max()
+    assert np.abs(got - x).max() > 0.1  # the activations changed the signal
+
+
+def test_a_snake_whose_parts_are_used_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    edited = onnx.load(str(_snake_model(tmp_path / "snake.onnx", shared=False)))
+    assert kokoro_graph.snakes_fused(edited) == 1  # the first one only: the second's sine is a graph output
+    ops = [node.op_type for node in edited.graph.node]
+    assert ops.count("Snake") == 1 and ops.count("Sin") == 1 and ops.count("Pow") == 1
+    assert any(entry.domain == "stepaudio" for entry in edited.opset_import)

@@ -17,7 +17,13 @@ Two more edits keep every float: each convolution's int32 -> float Cast and scal
 DequantizeLinear (float(x) * scale in one pass; the Cast ran on one thread), and the Snake activations'
 Pow(sin, 2) becomes Mul(sin, sin); together ~3 % less CPU (interleaved A/B, all 16 bench sentences identical).
 What is left off the matmuls is mostly order-sensitive: moving the Transposes out of the AdaIN chains would
-make its ReduceMeans sum in another order (not the same floats), and Sin runs on one thread in onnxruntime.
+make its ReduceMeans sum in another order (not the same floats).
+
+One edit changes floats, and only where the caller asks (`snake=True`, with the library built by
+`stepaudio.kernels.snake_ort` registered in the session): each Snake activation's Mul, Sin, Mul, Mul, Add
+chain becomes one "stepaudio.Snake" node. onnxruntime's Sin is a scalar loop on one thread (~11 % of the
+kernel time, the other thread idle); the op's polynomial sine runs vectorised on every core, and differs from
+Sin by float rounding (samples within 1e-4 of the peak, the same Whisper transcripts; test_kokoro).
 
 Editing needs the `onnx` package; the prepared file is written beside a temporary name and renamed, so a
 killed process never leaves a half-written model under the cached name.
@@ -38,18 +44,21 @@ from stepaudio.errors import MissingExtraError
 
 # bump when the edit changes: the cached file's name carries it
 EDIT_VERSION = "convmm3"
+SNAKE_VERSION = "snake1"  # the fused Snake activations, added to the name of graphs that have them
 FOLDER = "kokoro-prepared"
 MAX_PAIR = 32767 // 255  # |w1| + |w2| of two weights summed into one int16 against uint8 inputs
 
 
-def prepared_path(model: Path, cache_dir: Path) -> Path:
-    """Where the prepared copy of `model` lives: named by its sha256 and the edit's version."""
-    return cache_dir / FOLDER / f"{model.stem}.{sha256_file(model)[:16]}.{EDIT_VERSION}.onnx"
+def prepared_path(model: Path, cache_dir: Path, snake: bool = False) -> Path:
+    """Where the prepared copy of `model` lives: named by its sha256 and the edits' versions."""
+    edits = f"{EDIT_VERSION}-{SNAKE_VERSION}" if snake else EDIT_VERSION
+    return cache_dir / FOLDER / f"{model.stem}.{sha256_file(model)[:16]}.{edits}.onnx"
 
 
-def prepare(model: Path, cache_dir: Path) -> Path:
-    """The path of `model` with its convolutions as matrix products, built on first use and reused after."""
-    target = prepared_path(model, cache_dir)
+def prepare(model: Path, cache_dir: Path, snake: bool = False) -> Path:
+    """The path of `model` with its convolutions as matrix products, built on first use and reused after;
+    `snake`: with the Snake activations as "stepaudio.Snake" nodes (a session must register the op's library)."""
+    target = prepared_path(model, cache_dir, snake)
     if target.is_file():
         return target
     try:
@@ -60,6 +69,8 @@ def prepare(model: Path, cache_dir: Path) -> Path:
     convs_as_matmuls(graph_model)
     casts_as_dequantize(graph_model)
     squares_as_products(graph_model)
+    if snake:
+        snakes_fused(graph_model)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
@@ -252,3 +263,74 @@ def squares_as_products(model: Any) -> int:
                                                         name=node.name))
             count += 1
     return count
+
+
+def snakes_fused(model: Any) -> int:
+    """Replace each Snake activation y = x + r * sin(a * x)^2 (Mul(a, x), Sin, Mul(s, s) or Pow(s, 2), Mul(r, .),
+    Add(x, .)) whose a and r are float initializers of one [1, C, 1] shape, and whose intermediates feed nothing
+    else, with one `stepaudio.Snake(x, a, r)` node (in place); returns how many."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    producer = {name: index for index, node in enumerate(graph.node) for name in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for value in graph.output:
+        uses[value.name] = uses.get(value.name, 0) + 1
+    twos = {name for name, init in inits.items()
+            if init.data_type == 1 and len(init.dims) == 0 and float(numpy_helper.to_array(init)) == 2.0}
+
+    def channel_vector(name: str) -> tuple[int, ...] | None:
+        init = inits.get(name)
+        if init is None or init.data_type != 1 or len(init.dims) != 3 or init.dims[0] != 1 or init.dims[2] != 1:
+            return None
+        return tuple(init.dims)
+
+    def single(name: str, op: str) -> int | None:
+        index = producer.get(name)
+        return index if index is not None and graph.node[index].op_type == op and uses.get(name) == 1 else None
+
+    fused: dict[int, Any] = {}  # index of the Add -> its Snake node
+    dropped: set[int] = set()
+    for position, add in enumerate(graph.node):
+        if add.op_type != "Add" or len(add.input) != 2:
+            continue
+        for x, product in (add.input, add.input[::-1]):
+            scaled = single(product, "Mul")
+            if scaled is None or len(graph.node[scaled].input) != 2:
+                continue
+            r = next((name for name in graph.node[scaled].input if channel_vector(name)), None)
+            other = next((name for name in graph.node[scaled].input if name != r), "")
+            square = single(other, "Mul") if single(other, "Mul") is not None else single(other, "Pow")
+            if r is None or square is None:
+                continue
+            squared = graph.node[square]
+            if squared.op_type == "Mul" and squared.input[0] != squared.input[1]:
+                continue
+            if squared.op_type == "Pow" and squared.input[1] not in twos:
+                continue
+            sine = producer.get(squared.input[0])
+            if sine is None or graph.node[sine].op_type != "Sin" or \
+                    uses.get(squared.input[0]) != (2 if squared.op_type == "Mul" else 1):
+                continue
+            argument = single(graph.node[sine].input[0], "Mul")
+            if argument is None or x not in graph.node[argument].input or len(graph.node[argument].input) != 2:
+                continue
+            pair = graph.node[argument].input
+            a = pair[1] if pair[0] == x else pair[0]
+            if a == x or channel_vector(a) is None or channel_vector(a) != channel_vector(r):
+                continue
+            fused[position] = helper.make_node("Snake", [x, a, r], list(add.output), domain="stepaudio",
+                                               name=f"{add.name or add.output[0]}_snake")
+            dropped.update({scaled, square, sine, argument})
+            break
+    nodes = [fused.get(index, node) for index, node in enumerate(graph.node) if index not in dropped]
+    if fused:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        if not any(entry.domain == "stepaudio" for entry in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("stepaudio", 1))
+    return len(fused)
