@@ -176,6 +176,25 @@ def test_the_stream_can_be_turned_off() -> None:
         create_engine("lite", asr_stream="maybe")
 
 
+def test_hypotheses_wait_while_other_work_needs_the_cores(librivox: dict[Path, str]) -> None:
+    """While `busy` says so, a due hypothesis is not made (the turn is then decoded at its end); once clear, the
+    stream catches up; the words are the one-pass words."""
+    transcriber = _whisper(1)
+    samples = load_audio(list(librivox)[3], sample_rate=16000).samples
+    busy = [True]
+    stream = transcriber.listen(16000, "en", busy=lambda: busy[0])
+    _heard_while_spoken(stream, samples[: samples.size // 2])
+    assert stream.updates == 0 and stream.deferred > 0
+    busy[0] = False
+    _heard_while_spoken(stream, samples[samples.size // 2 :])
+    assert stream.updates >= 1
+    heard, one_pass = stream.transcript(), transcriber.transcribe(Audio(samples, 16000), "en")
+    assert error_rate([(one_pass.text, heard.text)]) == 0, (one_pass.text, heard.text)  # punctuation may differ
+    always = transcriber.listen(16000, "en")
+    _heard_while_spoken(always, samples)
+    assert always.updates >= 2 and always.deferred == 0
+
+
 def _whisper(batch: int, wait_s: float = 0.003) -> WhisperTranscriber:
     pytest.importorskip("faster_whisper")
     from stepaudio.engines.lite import models, resolver

@@ -3,12 +3,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stepaudio.engines.base import ChatModel, Engine, Synthesizer, Transcriber
-from stepaudio.engines.lite.engine import LiteConfig, create_engine
+from stepaudio.engines.lite.engine import Activity, LiteConfig, create_engine
 from stepaudio.errors import MissingExtraError, StepAudioError
 
 
@@ -36,6 +37,45 @@ def test_asr_languages_come_from_a_comma_list_or_a_list() -> None:
     assert LiteConfig.from_options({"asr_languages": "zh, ja"}).asr_languages == ("zh", "ja")
     assert LiteConfig.from_options({"asr_languages": ["en"]}).asr_languages == ("en",)
     assert LiteConfig.from_options({"asr_languages": ""}).asr_languages == ()  # any language
+
+
+def test_activity_counts_work_until_it_ends_or_is_dropped() -> None:
+    activity = Activity()
+    first, second = activity.during(iter([1, 2])), activity.during(iter("ab"))
+    assert not activity.busy()  # nothing asked for yet
+    assert next(first) == 1 and next(second) == "a" and activity.busy()
+    assert list(first) == [2] and activity.busy()  # the other one still runs
+    second.close()  # its caller stopped listening
+    assert not activity.busy()
+    failing = activity.during(_fails())
+    with pytest.raises(RuntimeError, match="engine failed"):
+        list(failing)
+    assert not activity.busy()
+
+
+def _fails() -> Iterator[int]:
+    yield 1
+    raise RuntimeError("engine failed")
+
+
+def test_recognition_ahead_waits_while_a_reply_is_spoken() -> None:
+    """The streams of turns being spoken see the engine busy while any sentence is synthesized (default), or
+    never with asr_stream_busy on."""
+    pytest.importorskip("faster_whisper", reason="lite extra not installed")
+    engine = create_engine()
+    assert engine.transcriber is not None and engine.synthesizer is not None
+    stream = engine.transcriber.listen(16000, "en")  # type: ignore[attr-defined]
+    assert stream.busy is not None and not stream.busy()
+    speech = engine.synthesizer.synthesize("Hello there, how are you?")
+    next(speech)
+    assert stream.busy()
+    list(speech)
+    assert not stream.busy()
+    assert LiteConfig().asr_stream_busy is False
+    anyway = create_engine(asr_stream_busy="on")
+    assert anyway.transcriber.listen(16000, "en").busy is None  # type: ignore[union-attr]
+    with pytest.raises(StepAudioError, match="asr_stream_busy is on or off"):
+        create_engine(asr_stream_busy="sometimes")
 
 
 def test_kokoro_options_reach_its_speaker() -> None:

@@ -110,9 +110,10 @@ class WhisperTranscriber:
         self._batcher = Coalescer(self._decode, self.options.batch, self.options.batch_wait_s)
 
     def listen(self, sample_rate: int = SAMPLE_RATE, language: str | None = None,
-               options: StreamOptions | None = None) -> WhisperStream:
-        """A stream that recognises one turn while it is spoken (see `WhisperStream`)."""
-        return WhisperStream(self, sample_rate, language, options or StreamOptions())
+               options: StreamOptions | None = None, busy: Callable[[], bool] | None = None) -> WhisperStream:
+        """A stream that recognises one turn while it is spoken (see `WhisperStream`); `busy` says when other
+        work needs the cores (its hypotheses then wait)."""
+        return WhisperStream(self, sample_rate, language, options or StreamOptions(), busy)
 
     def batch_sizes(self) -> dict[int, int]:
         """How many batches of final passes of each size have been decoded (benches and tests read it)."""
@@ -373,15 +374,21 @@ class WhisperStream:
     whole turn.
 
     Hypotheses of all streams of one transcriber run one at a time and give way to final passes, so a turn that
-    has ended is not kept waiting by turns still being spoken. Thread-safe."""
+    has ended is not kept waiting by turns still being spoken. With `busy`, they also give way while it says
+    other work needs the cores (the engine's replies being written or spoken): a hypothesis is work done ahead
+    of the end of speech, ~0.5 CPU-s a second of speech on 2 cores, which saves the final pass only part of its
+    cost (the encoder window is the same), so on a loaded machine it delays the replies more than it speeds the
+    transcript. Thread-safe."""
 
     def __init__(self, transcriber: WhisperTranscriber, sample_rate: int, language: str | None,
-                 options: StreamOptions) -> None:
+                 options: StreamOptions, busy: Callable[[], bool] | None = None) -> None:
         self.transcriber = transcriber
         self.sample_rate = sample_rate
         self.options = options
+        self.busy = busy
         self.language = normalize_language(language)
         self.updates = 0  # hypotheses made while the turn was spoken
+        self.deferred = 0  # times a due hypothesis waited because other work needed the cores (`busy`)
         self.final_seconds = 0.0  # audio the last `transcript` decoded (from the cut)
         self._pieces: list[np.ndarray] = []
         self._count = 0
@@ -415,10 +422,14 @@ class WhisperStream:
         return self._count - self._decoded >= self.options.step_s * self.sample_rate
 
     def update(self) -> bool:
-        """Decode the turn so far if `step_s` of new audio came since the last hypothesis and no other stream's
-        hypothesis or any final pass is running; True if it did."""
+        """Decode the turn so far if `step_s` of new audio came since the last hypothesis, no other stream's
+        hypothesis or any final pass is running and `busy` does not say other work needs the cores; True if it
+        did."""
         model = self.transcriber
         if not self.due() or self._count > self.options.max_s * self.sample_rate:
+            return False
+        if self.busy is not None and self.busy():
+            self.deferred += 1
             return False
         with model._gate:
             resting = model._last_stream is not self and time.monotonic() < model._rest_until

