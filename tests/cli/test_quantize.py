@@ -4,39 +4,25 @@ native LM loads and generates from, every other release file copied; clear refus
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stepaudio.cli.main import main
-from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
 from stepaudio.engines.step.native_lm import NativeLM
 from stepaudio.engines.step.paths import COSYVOICE_DIR, TTS_DIR
 from stepaudio.lm.generate import GenerationConfig
-from stepaudio.testing.tiny_stack import speech_like
 from stepaudio.text.vocab import STEP1
 
 
-def _dataset(root: Path, n: int = 6) -> Path:
-    rng = np.random.default_rng(0)
-    write_info(root, DatasetInfo(engine="lite", tokenizer=TokenizerInfo("tiny")))
-    writer = DatasetWriter(root)
-    for i in range(n):
-        text = f"第{i}句话，今天天气很好。"
-        rid = row_id("lite", "Tingting", [], text)
-        audio = writer.write_audio(rid, speech_like(0.3, 16000, i), 16000)
-        tokens = tuple(int(t) for t in rng.choice([1, 2, 1030, 1031, 1032], size=15))
-        writer.append(DatasetRow(rid, text, (), "Tingting", audio, 16000, 0.3, tokens, "lite"))
-    return root
-
-
-def test_quantize_a_release_folder_from_a_dataset(step_stack: Path, tmp_path: Path,
+def test_quantize_a_release_folder_from_a_dataset(step_stack: Path, tmp_path: Path, write_dataset: Callable[..., Path],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("llmcompressor", reason="needs the quantize extra: pip install 'stepaudio[quantize]'")
     out = tmp_path / "tts-fp8"
+    data = write_dataset(tmp_path / "data", n=6, seconds=0.3, tokens=15)
     code = main(["quantize", str(step_stack / TTS_DIR), "--scheme", "fp8", "-o", str(out),
-                 "--dataset", str(_dataset(tmp_path / "data")), "--check-prompts", "1", "--check-steps", "4"])
+                 "--dataset", str(data), "--check-prompts", "1", "--check-steps", "4"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "14 linear layers quantized" in printed and "speech tokens" in printed and "greedy tokens agree" in printed

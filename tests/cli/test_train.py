@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from stepaudio.cli.main import main
-from stepaudio.data.manifest import DatasetInfo, DatasetRow, DatasetWriter, TokenizerInfo, row_id, write_info
 from stepaudio.engines.step.paths import COSYVOICE_DIR, TTS_DIR
 from stepaudio.lm.step1.loading import load_step1
-from stepaudio.testing.tiny_stack import speech_like, write_tiny_step_stack
+from stepaudio.testing.tiny_stack import write_tiny_step_stack
 from stepaudio.train.lora import ADAPTER_WEIGHTS
 
 
@@ -22,27 +21,14 @@ def stack(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return write_tiny_step_stack(tmp_path_factory.mktemp("stack"), conformance_dir / "text" / "tokenizer.model")
 
 
-def _dataset(root: Path, n: int = 10) -> Path:
-    rng = np.random.default_rng(0)
-    write_info(root, DatasetInfo(engine="lite", tokenizer=TokenizerInfo("tiny")))
-    writer = DatasetWriter(root)
-    for i in range(n):
-        text = f"第{i}句话，今天天气很好。"
-        rid = row_id("lite", "Tingting", [], text)
-        audio = writer.write_audio(rid, speech_like(0.6, 16000, i), 16000)
-        tokens = [int(t) for t in rng.choice([1, 2, 1030, 1031, 1032], size=20)]
-        writer.append(DatasetRow(rid, text, (), "Tingting", audio, 16000, 0.6, tuple(tokens), "lite"))
-    return root
-
-
 def _train(*extra: str) -> int:
     return main(["train", "tts", "--no-progress", "--steps", "3", "--batch-size", "2", "--lr", "1e-2",
                  "--warmup-steps", "1", "--save-every", "2", "--eval-every", "3", *extra])
 
 
 def test_lora_merge_writes_adapters_and_a_loadable_standard_checkpoint(
-        stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data")
+        stack: Path, tmp_path: Path, write_dataset: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_dataset(tmp_path / "data", n=10, seconds=0.6, tokens=20)
     out = tmp_path / "out"
     code = _train("--dataset", str(data), "--out", str(out), "--init", str(stack / TTS_DIR),
                   "--lora-rank", "4", "--merge", "--eval-fraction", "0.2")
@@ -62,8 +48,8 @@ def test_lora_merge_writes_adapters_and_a_loadable_standard_checkpoint(
 
 
 def test_resume_continues_and_a_second_run_without_resume_is_refused(
-        stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data")
+        stack: Path, tmp_path: Path, write_dataset: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_dataset(tmp_path / "data", n=10, seconds=0.6, tokens=20)
     args = ("--dataset", str(data), "--out", str(tmp_path / "out"), "--init", str(stack / TTS_DIR))
     assert _train(*args) == 0
     capsys.readouterr()
@@ -75,8 +61,9 @@ def test_resume_continues_and_a_second_run_without_resume_is_refused(
     assert summary["resumed_from"] == 3 and summary["steps"] == 5
 
 
-def test_bad_input_is_a_clear_error(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data", n=3)
+def test_bad_input_is_a_clear_error(stack: Path, tmp_path: Path, write_dataset: Callable[..., Path],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_dataset(tmp_path / "data", n=3, seconds=0.6, tokens=20)
     init = ("--init", str(stack / TTS_DIR))
     assert _train("--dataset", str(tmp_path / "nothing"), "--out", str(tmp_path / "o1"), *init) == 2
     assert "not a stepaudio dataset" in capsys.readouterr().err
@@ -105,10 +92,11 @@ def test_memory_table_for_tts_3b(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_from_scratch_with_a_config_and_bf16_lora_on_a_bf16_base(
-        stack: Path, tmp_path: Path, conformance_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        stack: Path, tmp_path: Path, write_dataset: Callable[..., Path], conformance_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from stepaudio.testing.tiny_lm import tiny_step1_config
 
-    data = _dataset(tmp_path / "data", n=6)
+    data = write_dataset(tmp_path / "data", n=6, seconds=0.6, tokens=20)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_step1_config(layers=1).to_hf_dict()))
     tokenizer = conformance_dir / "text" / "tokenizer.model"
@@ -126,13 +114,14 @@ def test_from_scratch_with_a_config_and_bf16_lora_on_a_bf16_base(
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_finishes_from_a_complete_checkpoint(stack: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_resume_finishes_from_a_complete_checkpoint(
+        stack: Path, tmp_path: Path, write_dataset: Callable[..., Path]) -> None:
     import signal
     import subprocess
     import sys
     import time
 
-    data = _dataset(tmp_path / "data", n=12)
+    data = write_dataset(tmp_path / "data", n=12, seconds=0.6, tokens=20)
     out = tmp_path / "out"
     base = [sys.executable, "-m", "stepaudio.cli.main", "train", "tts", "--dataset", str(data), "--out", str(out),
             "--init", str(stack / TTS_DIR), "--batch-size", "2", "--save-every", "3", "--keep-checkpoints", "3",
@@ -161,8 +150,9 @@ def test_sigkill_mid_run_then_resume_finishes_from_a_complete_checkpoint(stack: 
     assert steps == list(range(killed_at + 4))  # one trajectory: rows after the checkpoint were dropped
 
 
-def test_format_editx_trains_on_editx_prompts(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data")
+def test_format_editx_trains_on_editx_prompts(stack: Path, tmp_path: Path, write_dataset: Callable[..., Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_dataset(tmp_path / "data", n=10, seconds=0.6, tokens=20)
     out = tmp_path / "out"
     assert _train("--dataset", str(data), "--out", str(out), "--init", str(stack / TTS_DIR), "--format", "editx",
                   "--lora-rank", "4", "--eval-fraction", "0") == 0
