@@ -8,6 +8,7 @@ echoes the last user turn word by word (or calls the first tool when asked to "c
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -42,6 +44,9 @@ from stepaudio.server.settings import ServerSettings
 from stepaudio.store.voices import VoiceStore
 from stepaudio.text.sentences import split_sentences
 from stepaudio.text.tags import parse_tags
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 uvicorn = pytest.importorskip("uvicorn", reason="the server extra is not installed (pip install 'stepaudio[server]')")
 pytest.importorskip("fastapi", reason="the server extra is not installed (pip install 'stepaudio[server]')")
@@ -237,3 +242,23 @@ def tone() -> object:
 def make_engine() -> Callable[..., Engine]:
     """`make_engine(chat_delay=0, synth_delay=0)`: a fresh tiny engine."""
     return tiny_engine
+
+
+def append_audio(ws: ClientConnection, data: bytes, chunk: int = 4800) -> None:
+    """Send PCM16 `data` to a realtime socket as `input_audio_buffer.append` events of `chunk` bytes."""
+    for start in range(0, len(data), chunk):
+        ws.send(json.dumps({"type": "input_audio_buffer.append",
+                            "audio": base64.b64encode(data[start : start + chunk]).decode()}))
+
+
+def recv_until(ws: ClientConnection, wanted: str, timeout: float = 15.0, *,
+               errors: bool = True) -> list[dict[str, Any]]:
+    """Events up to and including the first of type `wanted`; with `errors=False` an `error` event fails the test."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while True:
+        event = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        assert errors or event["type"] != "error", event
+        events.append(event)
+        if event["type"] == wanted:
+            return events

@@ -23,8 +23,10 @@ from stepaudio.server.settings import ServerSettings
 from stepaudio.testing.tiny_stack import speech_like
 from stepaudio.testing.tiny_step2 import PromptSpy, write_tiny_step2_stack
 
+from .conftest import append_audio, recv_until
+
 websockets = pytest.importorskip("websockets", reason="uvicorn needs the websockets package for WebSockets")
-from websockets.sync.client import ClientConnection, connect  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
 
 RATE = 24000
 
@@ -57,23 +59,6 @@ def speech(seconds: float, seed: int) -> bytes:
     return pcm16(resample(speech_like(seconds, 16000, seed), 16000, RATE))
 
 
-def append(ws: ClientConnection, data: bytes, chunk: int = 9600) -> None:
-    for start in range(0, len(data), chunk):
-        ws.send(json.dumps({"type": "input_audio_buffer.append",
-                            "audio": base64.b64encode(data[start : start + chunk]).decode()}))
-
-
-def recv_until(ws: ClientConnection, wanted: str, timeout: float = 120.0) -> list[dict[str, Any]]:
-    events = []
-    deadline = time.monotonic() + timeout
-    while True:
-        event = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        assert event["type"] != "error", event
-        events.append(event)
-        if event["type"] == wanted:
-            return events
-
-
 def reply_of(events: list[dict[str, Any]]) -> tuple[str, np.ndarray]:
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
     audio = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
@@ -90,16 +75,16 @@ def test_committed_speech_reaches_the_model_as_audio_features(server: Any, spy: 
         assert json.loads(ws.recv())["type"] == "session.created"
         ws.send(json.dumps({"type": "session.update", "session": {
             "type": "realtime", "audio": {"input": {"turn_detection": None}}}}))
-        recv_until(ws, "session.updated")
-        append(ws, speech(1.2, 4))
+        recv_until(ws, "session.updated", 120.0, errors=False)
+        append_audio(ws, speech(1.2, 4), chunk=9600)
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         ws.send(json.dumps({"type": "response.create"}))
-        first = recv_until(ws, "response.done")
+        first = recv_until(ws, "response.done", 120.0, errors=False)
         time.sleep(reply_of(first)[1].size / RATE + 0.3)  # the response stays open until its audio has played
-        append(ws, speech(0.8, 5))
+        append_audio(ws, speech(0.8, 5), chunk=9600)
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         ws.send(json.dumps({"type": "response.create"}))
-        second = recv_until(ws, "response.done")
+        second = recv_until(ws, "response.done", 120.0, errors=False)
     prompts = heard(spy)
     assert len(prompts) == 2, [e["type"] for e in first + second]
     (_, [first_frames]), (ids, both) = prompts
@@ -121,8 +106,8 @@ def test_server_vad_commits_the_turn_and_the_model_hears_it(server: Any, spy: Pr
     with connect(f"ws://127.0.0.1:{server.port}/v1/realtime") as ws:
         assert json.loads(ws.recv())["type"] == "session.created"
         silence = bytes(2 * RATE // 2)  # 0.5 s
-        append(ws, silence + speech(1.0, 6) + silence + silence)
-        events = recv_until(ws, "response.done")
+        append_audio(ws, silence + speech(1.0, 6) + silence + silence, chunk=9600)
+        events = recv_until(ws, "response.done", 120.0, errors=False)
     kinds = [e["type"] for e in events]
     for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                  "input_audio_buffer.committed", "response.created", "response.output_audio.delta"):

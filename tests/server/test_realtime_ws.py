@@ -20,7 +20,7 @@ from stepaudio.engines.base import Abilities
 from stepaudio.server.realtime_ws import RealtimeLimits, realtime_mount
 from stepaudio.server.settings import ServerSettings
 
-from .conftest import tone_seconds
+from .conftest import append_audio, recv_until, tone_seconds
 
 websockets = pytest.importorskip("websockets", reason="uvicorn needs the websockets package for WebSockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
@@ -38,23 +38,6 @@ def energy_vad() -> Callable[[np.ndarray], float]:
 def pcm(seconds: float, amplitude: float = 0.3) -> bytes:
     t = np.arange(int(seconds * RATE)) / RATE
     return (amplitude * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
-
-
-def append(ws: ClientConnection, data: bytes, chunk: int = 4800) -> None:
-    for start in range(0, len(data), chunk):
-        ws.send(json.dumps({"type": "input_audio_buffer.append",
-                            "audio": base64.b64encode(data[start : start + chunk]).decode()}))
-
-
-def recv_until(ws: ClientConnection, wanted: str, timeout: float = 15.0) -> list[dict[str, Any]]:
-    """Events up to and including the first of type `wanted`."""
-    events = []
-    deadline = time.monotonic() + timeout
-    while True:
-        event = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        events.append(event)
-        if event["type"] == wanted:
-            return events
 
 
 def say(ws: ClientConnection, text: str) -> None:
@@ -115,7 +98,7 @@ def test_official_openai_client_text_and_audio_reply(rt: Any) -> None:
 def test_spoken_turn_with_server_vad(rt: Any) -> None:
     with connect(ws_url(rt)) as ws:
         assert json.loads(ws.recv())["type"] == "session.created"
-        append(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))  # 0.5 s silence, 1 s tone, 1 s silence
+        append_audio(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))  # 0.5 s silence, 1 s tone, 1 s silence
         events = recv_until(ws, "response.done")
     kinds = [e["type"] for e in events]
     for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
@@ -234,7 +217,7 @@ def test_barge_in_cancels_and_truncates(server_factory: Any, make_engine: Any) -
         say(ws, "one. two. three. four. five. six. seven. eight")  # a reply of several sentences, slowly
         first = recv_until(ws, "response.output_audio.delta")
         item_id = next(e for e in first if e["type"] == "response.output_item.added")["item"]["id"]
-        append(ws, pcm(0.6))  # the user speaks over the reply
+        append_audio(ws, pcm(0.6))  # the user speaks over the reply
         events = recv_until(ws, "response.done")
         kinds = [e["type"] for e in events]
         assert "input_audio_buffer.speech_started" in kinds
@@ -336,7 +319,7 @@ def test_without_a_vad_turns_are_manual(server_factory: Any) -> None:
     with connect(ws_url(server)) as ws:
         session = recv_until(ws, "session.created")[-1]["session"]
         assert session["audio"]["input"]["turn_detection"] is None
-        append(ws, pcm(0.7))
+        append_audio(ws, pcm(0.7))
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         ws.send(json.dumps({"type": "response.create"}))
         events = recv_until(ws, "response.done")
@@ -363,7 +346,7 @@ def test_an_engine_that_hears_gets_input_transcripts_only_when_asked(server_fact
     with connect(ws_url(server)) as ws:
         session = recv_until(ws, "session.created")[-1]["session"]
         assert session["audio"]["input"]["transcription"] is None  # as OpenAI: off until asked
-        append(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
+        append_audio(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
         events = recv_until(ws, "response.done")
         assert not any(e["type"].startswith("conversation.item.input_audio_transcription") for e in events)
         assert engine.transcriber.heard == []  # the chat model heard the audio itself
@@ -371,7 +354,7 @@ def test_an_engine_that_hears_gets_input_transcripts_only_when_asked(server_fact
         ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
             "input": {"transcription": {"model": "default"}}}}}))
         recv_until(ws, "session.updated")
-        append(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
+        append_audio(ws, bytes(RATE) + pcm(1.0) + bytes(2 * RATE))
         events = recv_until(ws, "response.done")
     kinds = [e["type"] for e in events]
     assert "conversation.item.input_audio_transcription.completed" in kinds
