@@ -86,7 +86,7 @@ class HiFTConfig:
     @classmethod
     def from_cosyvoice_yaml(cls, path_or_text: str | Path, key: str = "hift") -> HiFTConfig:
         """Read the `hift:` node of a CosyVoice yaml (a path, or the yaml text itself)."""
-        text = _read_text(path_or_text)
+        text = read_yaml_text(path_or_text)
         tree = load_hyperpyyaml(text)
         node = tree.get(key)
         if node is None:
@@ -224,10 +224,12 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _read_text(path_or_text: str | Path) -> str:
+def read_yaml_text(path_or_text: str | Path, name: str = "cosyvoice yaml") -> str:
+    """The text of a decoder yaml given as a path or as the text itself (text has a newline, a path none);
+    a missing file is a `CheckpointError` naming it as `name`."""
     if isinstance(path_or_text, Path) or "\n" not in path_or_text:
         path = Path(path_or_text)
         if not path.is_file():
-            raise CheckpointError(f"cosyvoice yaml not found: {path}")
+            raise CheckpointError(f"{name} not found: {path}")
         return path.read_text(encoding="utf-8")
     return path_or_text

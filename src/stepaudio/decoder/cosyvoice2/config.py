@@ -13,7 +13,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from stepaudio.decoder.cosyvoice1.hift_config import F0PredictorConfig, HiFTConfig, YamlTagged, load_hyperpyyaml
+from stepaudio.decoder.cosyvoice1.hift_config import (
+    F0PredictorConfig,
+    HiFTConfig,
+    YamlTagged,
+    load_hyperpyyaml,
+    read_yaml_text,
+)
 from stepaudio.errors import CheckpointError
 
 FLOW_CLASS = "CausalMaskedDiffWithXvec"
@@ -174,12 +180,7 @@ def flow_config_from_tree(tree: Mapping[str, Any]) -> FlowConfig:
 
 def flow_config_from_yaml(source: str | Path) -> FlowConfig:
     """Read a `flow.yaml` (a path, or the yaml text itself)."""
-    if isinstance(source, Path) or "\n" not in source:
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"flow.yaml not found: {path}")
-        source = path.read_text(encoding="utf-8")
-    return flow_config_from_tree(load_hyperpyyaml(source))
+    return flow_config_from_tree(load_hyperpyyaml(read_yaml_text(source, "flow.yaml")))
 
 
 def hift24k_config(base_channels: int = 512, f0_channels: int = 512, nb_harmonics: int = 8) -> HiFTConfig:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from stepaudio.decoder.cosyvoice1.flow_loading import read_state_dict
-from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig, YamlTagged, load_hyperpyyaml
+from stepaudio.decoder.cosyvoice1.hift_config import HiFTConfig, YamlTagged, load_hyperpyyaml, read_yaml_text
 from stepaudio.decoder.cosyvoice2.config import FlowConfig, flow_config_from_tree
 from stepaudio.decoder.cosyvoice2.flow import CausalMaskedDiffWithXvec
 from stepaudio.errors import CheckpointError
@@ -153,12 +153,7 @@ def _untagged(value: Any) -> Any:
 
 def editx_config_from_yaml(source: str | Path) -> EditXDecoderConfig:
     """Read a `cosyvoice.yaml` (a path, or the yaml text itself)."""
-    if isinstance(source, Path) or "\n" not in source:
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"cosyvoice.yaml not found: {path}")
-        source = path.read_text(encoding="utf-8")
-    return editx_config_from_tree(load_hyperpyyaml(source))
+    return editx_config_from_tree(load_hyperpyyaml(read_yaml_text(source, "cosyvoice.yaml")))
 
 
 def editx_flow_key_shapes(config: FlowConfig) -> dict[str, tuple[int, ...]]:
