@@ -30,10 +30,12 @@ def _session(channels: int, fused: bool, library: Path, a: np.ndarray, r: np.nda
         nodes = [helper.make_node("Mul", ["a", "x"], ["ax"]), helper.make_node("Sin", ["ax"], ["s"]),
                  helper.make_node("Mul", ["s", "s"], ["q"]), helper.make_node("Mul", ["r", "q"], ["rq"]),
                  helper.make_node("Add", ["x", "rq"], ["y"])]
-    graph = helper.make_graph(nodes, "snake", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, "t"])],
+    graph = helper.make_graph(nodes, "snake",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, "t"])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(a, "a"), numpy_helper.from_array(r, "r")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(snake_ort.DOMAIN, 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(snake_ort.DOMAIN, 1)])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 2
     if fused:

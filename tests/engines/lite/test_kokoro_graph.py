@@ -196,7 +196,8 @@ def test_snake_activations_become_one_op_equal_to_float_rounding(tmp_path: Path)
     assert _ops(prepared) == ["Snake", "Snake"]
     options = onnxruntime.SessionOptions()
     options.register_custom_ops_library(str(_snake_library(tmp_path)))
-    got = onnxruntime.InferenceSession(str(prepared), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    session = onnxruntime.InferenceSession(str(prepared), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x})[0]
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-6 * np.abs(expected).max()
     assert np.abs(got - x).max() > 0.1  # the activations changed the signal
