@@ -81,6 +81,20 @@ def test_the_fused_snake_op_changes_only_the_quantisation_noise(lite_engine: Eng
         assert error_rate([(text, heard[0])], unit="char") <= error_rate([(text, heard[1])], unit="char"), heard
 
 
+def test_a_snake_library_that_does_not_load_falls_back_to_onnxruntimes_ops(
+        lite_engine: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _kokoro(lite_engine)
+    from stepaudio.engines.lite import kokoro
+
+    broken = tmp_path / "snake_ort-broken.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(kokoro, "_snake_library", lambda cache_dir: broken)
+    speaker = KokoroSpeaker(lambda: resolver.resolve(models.KOKORO_V1), _lite_tts(engine)._kokoro._g2p)
+    with pytest.warns(UserWarning, match="Snake op did not load"):
+        session = speaker._session.get()[0]
+    assert session._model_path.endswith(f"{kokoro_graph.EDIT_VERSION}.onnx")
+
+
 def test_trimming_keeps_a_margin_around_what_is_audible() -> None:
     rate = 1000
     samples = np.zeros(3000, dtype=np.float32)

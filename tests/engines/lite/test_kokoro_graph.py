@@ -209,3 +209,10 @@ def test_a_snake_whose_parts_are_used_elsewhere_is_left_alone(tmp_path: Path) ->
     ops = [node.op_type for node in edited.graph.node]
     assert ops.count("Snake") == 1 and ops.count("Sin") == 1 and ops.count("Pow") == 1
     assert any(entry.domain == "stepaudio" for entry in edited.opset_import)
+
+
+def test_a_snake_graph_without_its_library_fails_to_load(tmp_path: Path) -> None:
+    """What kokoro._open_session's fallback catches: without the op's library the session refuses the graph."""
+    prepared = kokoro_graph.prepare(_snake_model(tmp_path / "snake.onnx"), tmp_path, snake=True)
+    with pytest.raises(Exception, match="Snake"):
+        onnxruntime.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])

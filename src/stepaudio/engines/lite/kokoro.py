@@ -215,8 +215,16 @@ def _open_session(model_dir: Path, threads: int, cache_dir: Path | None, prepare
     # with two threads, one spinning between ops takes the core the chat model's thread is waiting for
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if library is not None and path.name.endswith(f"{kokoro_graph.SNAKE_VERSION}.onnx"):
-        options.register_custom_ops_library(str(library))
-    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        try:
+            options.register_custom_ops_library(str(library))
+            session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                   providers=["CPUExecutionProvider"])
+        except Exception as exc:  # an onnxruntime too old for the op (onnxruntime raises its own types)
+            warnings.warn(f"Kokoro's Snake op did not load ({exc}); its activations stay onnxruntime ops",
+                          UserWarning, stacklevel=2)
+            return _open_session(model_dir, threads, cache_dir, prepared, snake=False)
+    else:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))["vocab"]
     return session, {str(k): int(v) for k, v in vocab.items()}
 
