@@ -45,3 +45,24 @@ def test_conformance_step_times(conformance_dir: Path) -> None:
     meta = json.loads((conformance_dir / "flow" / "meta.json").read_text())
     times = euler_times(time_span(meta["n_timesteps"], "cosine", torch.float32, torch.device("cpu")))
     assert [float(t) for t, _ in times] == meta["t_values_per_step"]
+
+
+def test_parallel_guidance_equals_batched_pair() -> None:
+    torch.manual_seed(1)
+    est = ConditionalDecoder(EstimatorConfig(channels=(16, 16), attention_head_dim=4, n_blocks=1,
+                                             num_mid_blocks=1, num_heads=2)).eval()
+    noise, mu, cond = torch.randn(2, 80, 11), torch.randn(2, 80, 11), torch.randn(2, 80, 11)
+    spks = torch.randn(2, 80)
+    mask = torch.ones(2, 1, 11)
+    mask[1, :, 7:] = 0  # a padded item: each half keeps its mask
+    config = CFMConfig(n_timesteps=3)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        for m in (None, mask):
+            batched = solve_euler(est, noise, mu, m, spks, cond, config, parallel_guidance=False)
+            parallel = solve_euler(est, noise, mu, m, spks, cond, config, parallel_guidance=True)
+            torch.testing.assert_close(parallel, batched, atol=1e-5, rtol=1e-5)
+    assert torch.get_num_threads() == threads  # the caller's thread count is left as it was
+    with torch.no_grad():  # outside inference mode the halves follow the caller's grad mode
+        out = solve_euler(est, noise, mu, None, spks, cond, config, parallel_guidance=True)
+    assert not out.requires_grad and not out.is_inference()

@@ -4,15 +4,22 @@ The time arithmetic copies the reference exactly (`t += dt`, then `dt = t_span[k
 model dtype, so the ten estimator times match it bit for bit. The conditional and unconditional
 (zero mu, speaker and condition) branches run as one batch of 2B; their fixed parts are prepared
 once (`ConditionalDecoder.condition`) instead of at every step.
+
+On a multi-core CPU the two branches can instead run side by side, each on half the intra-op threads
+(`parallel_guidance`): the estimator's GEMMs are small (a few hundred rows), so two single-threaded
+halves beat one two-threaded batch (no OpenMP barrier per op, measured ~10 % per step quiet on a 2-core
+EPYC and 2-3x steadier when other processes share the cores). The result equals the batched one to
+float rounding (different GEMM blocking).
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder
+from stepaudio.decoder.cosyvoice1.estimator import ConditionalDecoder, EstimatorCondition
 from stepaudio.decoder.cosyvoice1.flow_config import CFMConfig
 
 
@@ -36,6 +43,34 @@ def euler_times(span: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
+def parallel_guidance_default(device: torch.device) -> bool:
+    """Run the guidance pair as two concurrent halves: on CPUs with at least two intra-op threads."""
+    return device.type == "cpu" and torch.get_num_threads() >= 2
+
+
+class _HalfRunner:
+    """Runs estimator steps on a pool thread with `threads` intra-op threads, in the caller's grad modes.
+
+    torch's thread count is per thread, but `set_num_threads` also sets the default that threads started
+    later pick up, so each call sets it for its own work and puts the caller's count back afterwards.
+    """
+
+    def __init__(self, estimator: ConditionalDecoder, threads: int, restore: int) -> None:
+        self.estimator = estimator
+        self.threads = threads
+        self.restore = restore
+        self.inference = torch.is_inference_mode_enabled()
+        self.grad = torch.is_grad_enabled()
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: EstimatorCondition) -> torch.Tensor:
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
+                return self.estimator.step(x, t, cond)
+        finally:
+            torch.set_num_threads(self.restore)
+
+
 def solve_euler(
     estimator: ConditionalDecoder,
     noise: torch.Tensor,
@@ -44,10 +79,19 @@ def solve_euler(
     spks: torch.Tensor,
     cond: torch.Tensor,
     config: CFMConfig,
+    parallel_guidance: bool | None = None,
 ) -> torch.Tensor:
-    """Integrate from `noise` [B, 80, T] to a mel [B, 80, T]; `mask` [B, 1, T] or None (no padding)."""
-    b = noise.shape[0]
+    """Integrate from `noise` [B, 80, T] to a mel [B, 80, T]; `mask` [B, 1, T] or None (no padding).
+
+    `parallel_guidance`: run the conditional and unconditional branches concurrently (see the module
+    docstring); None picks it on CPUs with two or more threads.
+    """
     rate = config.inference_cfg_rate
+    if parallel_guidance is None:
+        parallel_guidance = parallel_guidance_default(noise.device)
+    if rate > 0 and parallel_guidance:
+        return _solve_parallel(estimator, noise, mu, mask, spks, cond, config)
+    b = noise.shape[0]
     if rate > 0:
         copies = 2
         both_mask = None if mask is None else torch.cat([mask, mask], dim=0)
@@ -69,4 +113,32 @@ def solve_euler(
             v_cond, v_uncond = velocity.chunk(2, dim=0)
             velocity = (1.0 + rate) * v_cond - rate * v_uncond
         x = x + dt * velocity
+    return x
+
+
+def _solve_parallel(
+    estimator: ConditionalDecoder,
+    noise: torch.Tensor,
+    mu: torch.Tensor,
+    mask: torch.Tensor | None,
+    spks: torch.Tensor,
+    cond: torch.Tensor,
+    config: CFMConfig,
+) -> torch.Tensor:
+    """`solve_euler` with guidance, the two branches of every step on two pool threads."""
+    rate = config.inference_cfg_rate
+    b = noise.shape[0]
+    conditional = estimator.condition(mu, spks, cond, mask)
+    unconditional = estimator.condition(torch.zeros_like(mu), torch.zeros_like(spks), torch.zeros_like(cond), mask)
+    threads = torch.get_num_threads()
+    run = _HalfRunner(estimator, max(1, threads // 2), threads)
+    span = time_span(config.n_timesteps, config.t_scheduler, noise.dtype, noise.device)
+    x = noise
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cfm-guidance") as pool:
+        for t, dt in euler_times(span):
+            times = t.expand(b)
+            pending = pool.submit(run, x, times, unconditional)
+            v_cond = pool.submit(run, x, times, conditional).result()
+            velocity = (1.0 + rate) * v_cond - rate * pending.result()
+            x = x + dt * velocity
     return x
