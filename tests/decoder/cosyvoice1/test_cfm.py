@@ -66,3 +66,24 @@ def test_parallel_guidance_equals_batched_pair() -> None:
     with torch.no_grad():  # outside inference mode the halves follow the caller's grad mode
         out = solve_euler(est, noise, mu, None, spks, cond, config, parallel_guidance=True)
     assert not out.requires_grad and not out.is_inference()
+
+
+def test_estimator_setting_picks_the_guidance_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio.decoder.cosyvoice1 import cfm
+
+    est = ConditionalDecoder(EstimatorConfig(channels=(8, 8), attention_head_dim=4, n_blocks=1,
+                                             num_mid_blocks=1, num_heads=2)).eval()
+    calls: list[int] = []
+    parallel = cfm._solve_parallel
+    monkeypatch.setattr(cfm, "_solve_parallel", lambda *a: calls.append(1) or parallel(*a))
+    noise = torch.randn(1, 80, 5)
+    config = CFMConfig(n_timesteps=1)
+    with torch.inference_mode():
+        for setting, expected in ((True, 1), (False, 0)):
+            est.parallel_guidance = setting
+            calls.clear()
+            solve_euler(est, noise, noise, None, torch.randn(1, 80), noise, config)
+            assert len(calls) == expected
+        calls.clear()  # an explicit argument wins over the estimator's setting
+        solve_euler(est, noise, noise, None, torch.randn(1, 80), noise, config, parallel_guidance=True)
+        assert len(calls) == 1

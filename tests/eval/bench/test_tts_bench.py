@@ -50,3 +50,22 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="--tokenizer"):
         tts.find_tokenizer(str(tmp_path / "none.model"))
+
+
+def test_flow_guidance_both_times_each_mode(conformance_dir: Path, tmp_path: Path) -> None:
+    cfg = Step1Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_attention_groups=2,
+                      num_hidden_layers=1, vocab_size=74752)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
+    (tmp_path / "cosyvoice.yaml").write_text(TINY_COSYVOICE_YAML)
+    parser = argparse.ArgumentParser()
+    tts.add_arguments(parser)
+    out = tmp_path / "tts.json"
+    args = parser.parse_args([
+        "--shape", str(tmp_path / "config.json"), "--decoder-yaml", str(tmp_path / "cosyvoice.yaml"),
+        "--tokenizer", str(conformance_dir / "text" / "tokenizer.model"), "--dtype", "fp32", "--quant", "none",
+        "--repeats", "1", "--text", "今天天气真好。", "--prefix-reuse", "on", "--flow-guidance", "both",
+        "--json", str(out)])
+    assert tts.run(args) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [(row["prefix_reuse"], row["flow_guidance"]) for row in rows] == [("on", "batched"), ("on", "parallel")]
+    assert all(len(row["decoder_first_chunk_all_s"]) == 1 for row in rows)

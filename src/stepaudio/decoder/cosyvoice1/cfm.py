@@ -6,10 +6,10 @@ model dtype, so the ten estimator times match it bit for bit. The conditional an
 once (`ConditionalDecoder.condition`) instead of at every step.
 
 On a multi-core CPU the two branches can instead run side by side, each on half the intra-op threads
-(`parallel_guidance`): the estimator's GEMMs are small (a few hundred rows), so two single-threaded
-halves beat one two-threaded batch (no OpenMP barrier per op, measured ~10 % per step quiet on a 2-core
-EPYC and 2-3x steadier when other processes share the cores). The result equals the batched one to
-float rounding (different GEMM blocking).
+(`parallel_guidance`): the estimator's ops are small (a few hundred rows), and two single-threaded
+halves need no OpenMP barrier per op. On a 2-core EPYC shared with other processes a step took 0.59 s
+against 0.65 s (best of 6), and the streaming first chunk 12-17 s against 28-100 s when other jobs
+held the cores. The result equals the batched one to float rounding (different GEMM blocking).
 """
 
 from __future__ import annotations
@@ -84,9 +84,12 @@ def solve_euler(
     """Integrate from `noise` [B, 80, T] to a mel [B, 80, T]; `mask` [B, 1, T] or None (no padding).
 
     `parallel_guidance`: run the conditional and unconditional branches concurrently (see the module
-    docstring); None picks it on CPUs with two or more threads.
+    docstring); None takes the estimator's `parallel_guidance`, and if that is None too, picks it on
+    CPUs with two or more threads.
     """
     rate = config.inference_cfg_rate
+    if parallel_guidance is None:
+        parallel_guidance = estimator.parallel_guidance
     if parallel_guidance is None:
         parallel_guidance = parallel_guidance_default(noise.device)
     if rate > 0 and parallel_guidance:

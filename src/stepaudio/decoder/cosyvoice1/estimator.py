@@ -241,6 +241,9 @@ class ConditionalDecoder(nn.Module):
     def __init__(self, config: EstimatorConfig) -> None:
         super().__init__()
         self.config = config
+        # how the sampler runs the guidance pair: True two concurrent halves, False one batch, None its
+        # default (see `cfm.solve_euler`); a setting of the model so callers deep in a pipeline can pick it
+        self.parallel_guidance: bool | None = None
         ch = config.channels
         temb = ch[0] * 4
         self.time_mlp = TimestepMLP(config.in_channels, temb)

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "bf16-packed"),
                         default="auto", help="LM weight format (auto: as the Step engine picks for this CPU)")
     parser.add_argument("--flow-dtype", choices=("fp32", "bf16", "int8"), default="fp32")
+    parser.add_argument("--flow-guidance", choices=("auto", "parallel", "batched", "both"), default="auto",
+                        help="flow guidance pair as two concurrent halves or one batch (both: interleaved A/B)")
     parser.add_argument("--layers", type=int, help="override the LM layer count (to fit memory)")
     parser.add_argument("--shape", default="tts-3b", help="LM shape: tts-3b or a config.json path")
     parser.add_argument("--decoder-yaml", help="take the flow / HiFT shapes from this cosyvoice.yaml "
@@ -135,8 +137,9 @@ def speaking_head(model: Any) -> None:
         weight[end:] = 0
 
 
-def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str, Any]]:
-    """The synthesizer over a TimedLM, and the NativeLM per `--prefix-reuse` mode (`off` and `on`) sharing one model."""
+def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str, Any], Any]:
+    """The synthesizer over a TimedLM, the NativeLM per `--prefix-reuse` mode (`off` and `on`) sharing one model,
+    and the flow estimator (its `parallel_guidance` picks the guidance mode)."""
     import dataclasses
 
     import torch
@@ -181,7 +184,7 @@ def build_synthesizer(args: argparse.Namespace) -> tuple[Any, TimedLM, dict[str,
     voices.add("Tingting", PromptVoice(name="Tingting", prompt_text=PROMPT_TEXT, lm_ids=lm_ids, features=prompt))
     synthesizer = StepSynthesizer(tokenizer, lambda: lm, voices, lambda music: t2w,
                                   TTSSettings(seed=args.seed, stream_config=stream_config(args)))
-    return synthesizer, lm, backends
+    return synthesizer, lm, backends, t2w.flow.estimator
 
 
 def stream_config(args: argparse.Namespace) -> Any:
@@ -234,7 +237,7 @@ def time_first_audio(synthesizer: Any, lm: TimedLM, text: str) -> dict[str, Any]
             "decoder_first_chunk_s": at - last_needed, "first_chunk_audio_s": first.samples.size / first.sample_rate}
 
 
-_COLUMNS = (("text", "{}"), ("chars", "{}"), ("prefix_reuse", "{}"), ("prompt_tokens", "{}"),
+_COLUMNS = (("text", "{}"), ("chars", "{}"), ("prefix_reuse", "{}"), ("flow_guidance", "{}"), ("prompt_tokens", "{}"),
             ("reused_tokens", "{}"), ("first_audio_s", "{:.2f}"),
             ("first_audio_median_s", "{:.2f}"), ("prefill_s", "{:.2f}"), ("decode_s", "{:.2f}"),
             ("decoded_tokens", "{}"), ("decoder_first_chunk_s", "{:.2f}"))
@@ -253,25 +256,29 @@ def run(args: argparse.Namespace) -> int:
     texts = args.text or list(DEFAULT_SENTENCES)
     print(f"building TTS-3B-shape LM ({args.dtype}, {args.quant}) and CosyVoice-300M-shape decoder "
           f"({args.flow_dtype}) with random weights on {args.device} ...", flush=True)
-    synthesizer, lm, backends = build_synthesizer(args)
+    synthesizer, lm, backends, estimator = build_synthesizer(args)
     modes = ("off", "on") if args.prefix_reuse == "both" else (args.prefix_reuse,)
+    guidances = ("batched", "parallel") if args.flow_guidance == "both" else (args.flow_guidance,)
     with torch.inference_mode():
         time_first_audio(synthesizer, lm, WARM_UP)  # warm-up: kernels, allocator, voice
         rows = []
         for text in texts:
-            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {(m, g): [] for m in modes for g in guidances}
             for _ in range(max(1, args.repeats)):
                 for mode in modes:
-                    lm.inner = backends[mode]
-                    if mode == "on":
-                        prime_voice(synthesizer, lm, WARM_UP if text != WARM_UP else DEFAULT_SENTENCES[0])
-                    runs[mode].append(time_first_audio(synthesizer, lm, text))
-            for mode in modes:
-                best = min(runs[mode], key=lambda r: r["first_audio_s"])
-                row = {"text": text, "chars": len(text), "prefix_reuse": mode, **best,
-                       "first_audio_median_s": statistics.median(r["first_audio_s"] for r in runs[mode]),
-                       "first_audio_all_s": [round(r["first_audio_s"], 3) for r in runs[mode]],
-                       "prefill_all_s": [round(r["prefill_s"], 3) for r in runs[mode]],
+                    for guidance in guidances:
+                        estimator.parallel_guidance = {"auto": None, "parallel": True, "batched": False}[guidance]
+                        lm.inner = backends[mode]
+                        if mode == "on":
+                            prime_voice(synthesizer, lm, WARM_UP if text != WARM_UP else DEFAULT_SENTENCES[0])
+                        runs[mode, guidance].append(time_first_audio(synthesizer, lm, text))
+            for (mode, guidance), timed in runs.items():
+                best = min(timed, key=lambda r: r["first_audio_s"])
+                row = {"text": text, "chars": len(text), "prefix_reuse": mode, "flow_guidance": guidance, **best,
+                       "first_audio_median_s": statistics.median(r["first_audio_s"] for r in timed),
+                       "first_audio_all_s": [round(r["first_audio_s"], 3) for r in timed],
+                       "decoder_first_chunk_all_s": [round(r["decoder_first_chunk_s"], 3) for r in timed],
+                       "prefill_all_s": [round(r["prefill_s"], 3) for r in timed],
                        "device": args.device, "dtype": args.dtype, "quant": args.quant,
                        "weight_format": lm.weight_format, "flow_dtype": args.flow_dtype, "threads": args.threads,
                        "first_hop": stream_config(args).first_hop_tokens,
