@@ -71,3 +71,16 @@ def test_the_library_is_cached_by_source_and_compiler(library: Path) -> None:
     stamp = library.stat().st_mtime_ns
     assert snake_ort.build(library.parent.parent) == library and library.stat().st_mtime_ns == stamp
     assert not [p for p in library.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_thread_count_does_not_change_the_result(library: Path) -> None:
+    """Each channel is computed whole by one thread: 1 and 3 threads give the same floats."""
+    rng = np.random.default_rng(4)
+    a = (rng.random((1, 50, 1)) + 0.1).astype(np.float32)
+    x = rng.standard_normal((1, 50, 3001)).astype(np.float32)
+    outputs = []
+    for threads in (1, 3):
+        snake_ort.set_threads(library, threads)
+        outputs.append(_session(50, True, library, a, 1 / a).run(None, {"x": x})[0])  # type: ignore[attr-defined]
+    snake_ort.set_threads(library, 0)
+    np.testing.assert_array_equal(outputs[0], outputs[1])

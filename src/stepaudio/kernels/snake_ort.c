@@ -3,7 +3,8 @@
  *
  * Why: onnxruntime's Sin is a scalar loop on one thread (~3.4 ns an element on an AVX2 EPYC, 8x a Tanh), and
  * the Snake chain reads and writes the tensor five times (Mul, Sin, Mul, Mul, Add). Here one AVX2 + FMA pass
- * computes it with a polynomial sine, split over threads by channel ranges.
+ * computes it with a polynomial sine, split over threads by channel ranges (as many as the session's
+ * intra-op threads, through stepaudio_snake_set_threads).
  *
  * sin^2 has period pi: k = round(v / pi), z = v - k * pi in [-pi/2, pi/2] (pi in three parts, each product
  * exact with FMA), sin z by its Taylor series to z^11 (truncation < 6e-8 at pi/2), squared. The same
@@ -20,6 +21,7 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct OrtStatus OrtStatus;
@@ -157,11 +159,17 @@ int stepaudio_snake(const float *x, const float *a, const float *r, float *y, in
   return 0;
 }
 
-int stepaudio_snake_abi(void) { return 1; }
+int stepaudio_snake_abi(void) { return 2; }
 
 typedef struct {
   int threads;
 } Kernel;
+
+/* the thread count kernels created from now on take (0: every CPU of the process' set); set before a session
+ * is created, since onnxruntime creates a session's kernels while it initialises it */
+static int next_threads;
+
+void stepaudio_snake_set_threads(int threads) { __atomic_store_n(&next_threads, threads, __ATOMIC_SEQ_CST); }
 
 static int process_threads(void) {
   cpu_set_t set;
@@ -171,9 +179,11 @@ static int process_threads(void) {
 
 static void *create_kernel(const CustomOp *op, const void *api, const void *info) {
   (void)op, (void)api, (void)info;
-  static Kernel kernel; /* stateless but for the thread count, the same for every node */
-  kernel.threads = process_threads();
-  return &kernel;
+  Kernel *kernel = malloc(sizeof(Kernel));
+  if (kernel == NULL) return NULL;
+  int threads = __atomic_load_n(&next_threads, __ATOMIC_SEQ_CST);
+  kernel->threads = threads > 0 ? threads : process_threads();
+  return kernel;
 }
 
 static const char *op_name(const CustomOp *op) { (void)op; return "Snake"; }
@@ -184,7 +194,7 @@ static size_t one(const CustomOp *op) { (void)op; return 1; }
 static int required(const CustomOp *op, size_t index) { (void)op, (void)index; return 0; }
 static int default_memory(const CustomOp *op, size_t index) { (void)op, (void)index; return 0; }
 static int arity(const CustomOp *op) { (void)op; return 1; }
-static void destroy_kernel(void *kernel) { (void)kernel; }
+static void destroy_kernel(void *kernel) { free(kernel); }
 
 typedef OrtStatus *(*GetInputFn)(const void *context, size_t index, const void **out);
 typedef OrtStatus *(*GetOutputFn)(void *context, size_t index, const int64_t *dims, size_t count, void **out);

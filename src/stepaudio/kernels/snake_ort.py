@@ -1,10 +1,11 @@
 """The Snake activation x + r * sin(a * x)^2 as an onnxruntime custom op (`snake_ort.c`, domain "stepaudio",
 op "Snake"), compiled on first use with the system C compiler.
 
-Why: onnxruntime runs Sin as a scalar loop on one thread; in Kokoro's vocoder the 50 Snake activations' Sin
+Why: onnxruntime runs Sin as a scalar loop on one thread; in Kokoro's vocoder the 48 Snake activations' Sin
 was ~11 % of the kernel time and kept a second thread idle. The op computes the whole chain in one AVX2 + FMA
-pass over channel ranges on every core of the process' CPU set. Its sine is a polynomial (|error| < 1e-7
-after range reduction), so outputs differ from Sin's by float rounding, not bit for bit.
+pass over channel ranges on as many threads as the session's (`set_threads` before creating it). Its sine is
+a polynomial (|error| < 1e-7 after range reduction), so outputs differ from Sin's by float rounding, not bit
+for bit.
 
 The library is built (`-O3 -mavx2 -mfma -ffp-contract=off -fPIC -shared -pthread`) into `<cache>/kernels/`,
 named by the sha256 of the source, the flags and the compiler's version, written to a temporary file and
@@ -27,7 +28,7 @@ SOURCE = Path(__file__).with_name("snake_ort.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fPIC", "-shared", "-pthread")
 DOMAIN = "stepaudio"
 OP = "Snake"
-_ABI = 1
+_ABI = 2
 
 
 def cpu_lacks(flags: set[str] | None = None) -> str | None:
@@ -87,3 +88,9 @@ def _compile(cc: str, directory: Path, target: Path) -> None:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def set_threads(library: Path, threads: int) -> None:
+    """The thread count of the Snake kernels of sessions created from now on in this process (0: every CPU of
+    its set); call it just before creating a session, which creates its kernels then."""
+    ctypes.CDLL(str(library)).stepaudio_snake_set_threads(ctypes.c_int(threads))

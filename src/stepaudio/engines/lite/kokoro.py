@@ -216,6 +216,7 @@ def _open_session(model_dir: Path, threads: int, cache_dir: Path | None, prepare
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if library is not None and path.name.endswith(f"{kokoro_graph.SNAKE_VERSION}.onnx"):
         try:
+            snake_ort.set_threads(library, threads)
             options.register_custom_ops_library(str(library))
             session = onnxruntime.InferenceSession(str(path), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
