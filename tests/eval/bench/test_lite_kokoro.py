@@ -24,6 +24,13 @@ def test_the_kokoro_comparison_reports_both_paths_with_their_load() -> None:
     printed = "\n".join(lite_kokoro.lines(results))
     assert "0.550 prepared graph, 0.640 published (14% less)" in printed and "samples identical: yes" in printed
     assert "first_audio_p50 zh before" in printed and "4.60 s (18 turns)" in printed
+    results["kokoro_graphs"]["zh_zh-yunjian"].update(identical_samples=False, snr_db=21.34)  # the fused Snake op
+    assert "samples identical: no (lowest SNR 21.3 dB)" in "\n".join(lite_kokoro.lines(results))
+    assert "(lowest SNR 21.3 dB)" in rows_note(results)
+
+
+def rows_note(results: dict[str, object]) -> str:
+    return next(r["note"] for r in lite.headline(results) if r["metric"].endswith("prepared graph"))
 
 
 def test_the_comparison_lines_reach_the_bench_table() -> None:

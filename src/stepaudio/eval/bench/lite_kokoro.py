@@ -3,7 +3,8 @@ the same process and interleaved (the shared machine's load changes by the minut
 
 graphs  the prepared graph (convolutions as int8 matrix products) against the published one, one onnxruntime
         thread each: CPU and wall seconds per rendered audio second (silence kept: the work the model does),
-        medians of --repeats passes alternating sentence by sentence, and whether every sample came out the same
+        medians of --repeats passes alternating sentence by sentence, whether every sample came out the same, and
+        the lowest signal-to-difference ratio (the fused Snake op moves the int8 quantisation noise: ~20-26 dB)
 turns   spoken turns: English and Mandarin on the current path, and Mandarin as before (published graph,
         silences kept, one thread, first sentence not cut at a clause), the Mandarin pair back to back
 With --profile-kokoro (no comparison needed): where the prepared graph's time goes, per ONNX op type, from
@@ -122,7 +123,8 @@ def kokoro_before(engine: Any, threads: int) -> Any:
 def compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any]:
     """CPU and wall seconds per rendered audio second of each Kokoro voice (silence kept: the work the model
     does), prepared graph against published, the two alternating sentence by sentence; medians over `repeats`
-    passes; whether every sample came out the same."""
+    passes; whether every sample came out the same, else the lowest signal-to-difference ratio of a sentence (dB;
+    lengths must agree)."""
     import numpy as np
 
     from stepaudio.engines.lite import kokoro_voices, models, resolver
@@ -142,7 +144,7 @@ def compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any
         for speaker in speakers.values():  # loads the session, the voice table and the G2P
             speaker.speak(SENTENCES[language][0], language, kokoro, kokoro.british)  # type: ignore[arg-type]
         passes: dict[str, list[tuple[float, float]]] = {name: [] for name in speakers}
-        same = True
+        same, snr = True, float("inf")
         for repeat in range(repeats):
             totals = {name: [0.0, 0.0, 0.0] for name in speakers}  # cpu, wall, audio seconds
             for index, sentence in enumerate(SENTENCES[language]):
@@ -156,13 +158,30 @@ def compare_graphs(voices: list[tuple[str, str]], repeats: int) -> dict[str, Any
                     totals[name][1] += time.perf_counter() - start
                     totals[name][2] += len(audio[name]) / SAMPLE_RATE
                 same = same and np.array_equal(audio["prepared"], audio["published"])
+                snr = min(snr, _snr_db(audio["published"], audio["prepared"]))
             for name, (cpu, wall, seconds) in totals.items():
                 passes[name].append((cpu / seconds, wall / seconds))
         out[f"{language}_{voice}"] = {
-            "voice": voice, "language": language, "identical_samples": same, "repeats": repeats,
+            "voice": voice, "language": language, "identical_samples": same, "snr_db": snr, "repeats": repeats,
             **{name: {"cpu_rtf": statistics.median(c for c, _ in runs), "rtf": statistics.median(w for _, w in runs),
                       "cpu_rtf_runs": [c for c, _ in runs]} for name, runs in passes.items()}}
     return out
+
+
+def _snr_db(reference: Any, other: Any) -> float:
+    """Signal over difference in dB; -inf where the lengths differ, inf where the samples are the same."""
+    import numpy as np
+
+    if reference.shape != other.shape:
+        return float("-inf")
+    signal = reference.astype(np.float64)
+    noise = float(np.sum((signal - other) ** 2))
+    return float("inf") if noise == 0 else 10 * float(np.log10(float(np.sum(signal**2)) / noise))
+
+
+def _snr_note(part: dict[str, Any]) -> str:
+    snr = part.get("snr_db")
+    return "" if snr is None or part["identical_samples"] else f" (lowest SNR {snr:.1f} dB)"
 
 
 def compare_turns(engine: Any, before: Any, count: int, zh_count: int, repeats: int) -> dict[str, Any]:
@@ -209,7 +228,8 @@ def headline_rows(results: dict[str, Any], load: str) -> list[dict[str, Any]]:
             rows.append(headline_row("bench", f"TTS {part['language']} {part['voice']}",
                                      f"CPU seconds per audio second, {graph} graph", timing["cpu_rtf"], unit="",
                                      note=f"median of {part['repeats']} passes, the graphs alternating; wall RTF "
-                                          f"{timing['rtf']:.3f}; samples identical: {part['identical_samples']}; "
+                                          f"{timing['rtf']:.3f}; samples identical: {part['identical_samples']}"
+                                          f"{_snr_note(part)}; "
                                           f"{load}"))
     compare = results.get("latency_compare", {})
     for name, value in compare.get("summary", {}).items():
@@ -234,7 +254,8 @@ def lines(results: dict[str, Any]) -> list[str]:
         new, old = part["prepared"], part["published"]
         lines.append(f"KOK  {name:16s} CPU s per audio s {new['cpu_rtf']:.3f} prepared graph, {old['cpu_rtf']:.3f} "
                      f"published ({1 - new['cpu_rtf'] / old['cpu_rtf']:.0%} less); wall RTF {new['rtf']:.3f} vs "
-                     f"{old['rtf']:.3f}; samples identical: {'yes' if part['identical_samples'] else 'NO'}; "
+                     f"{old['rtf']:.3f}; samples identical: {'yes' if part['identical_samples'] else 'no'}"
+                     f"{_snr_note(part)}; "
                      f"median of {part['repeats']}")
     compare = results.get("latency_compare")
     if compare:
