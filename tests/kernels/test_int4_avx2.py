@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stepaudio.errors import UnsupportedError
-from stepaudio.kernels import int4_avx2
+from stepaudio.kernels import cbuild, int4_avx2
 from stepaudio.kernels.int4 import Int4Linear, cpu_backend
 from stepaudio.kernels.int4_avx2 import Avx2Int4, build, cpu_lacks, missing, pack, unpack
 
@@ -142,7 +142,7 @@ def test_the_compiled_library_is_reused_not_rebuilt(tmp_path: Path, monkeypatch:
         calls.append(list(args))
         return real_run(args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(int4_avx2.subprocess, "run", counting)
+    monkeypatch.setattr(cbuild.subprocess, "run", counting)
     assert build(tmp_path) == first and first.stat().st_mtime_ns == stamp
     assert not any("-shared" in args for args in calls)  # asked the compiler's version only
     assert int4_avx2.load(first).int4_avx2_abi() == int4_avx2._ABI

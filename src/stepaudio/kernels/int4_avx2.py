@@ -16,19 +16,13 @@ for symmetric groups. One copy of the weights serves every row count (prefill bl
 block is reused from cache by all activation rows).
 
 The shared library is compiled (`-O3 -mavx2 -mfma -fopenmp -fPIC -shared`) into `<cache>/kernels/`
-(`$STEPAUDIO_CACHE` or `~/.cache/stepaudio`), named by the sha256 of the source, the flags and the compiler's
-version, and written to a temporary file then renamed, so concurrent processes never load a half-written one.
-It links libgomp.so.1, which resolves to the OpenMP runtime torch already loaded: one thread pool, not two.
+(`$STEPAUDIO_CACHE` or `~/.cache/stepaudio`) by `kernels.cbuild`. It links libgomp.so.1, which resolves to
+the OpenMP runtime torch already loaded: one thread pool, not two.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ from typing import Any
 import torch
 
 from stepaudio.errors import UnsupportedError
+from stepaudio.kernels.cbuild import build_library, cpu_flags
 
 __all__ = ["FLAGS", "ROWS", "Avx2Int4", "build", "cpu_lacks", "missing", "pack", "unpack"]
 
@@ -48,27 +43,12 @@ _ERRORS = {-1: "out_features must be a multiple of 8", -2: "group size must be 3
            "and divide in_features", -3: "out of memory for the activation buffer"}
 
 
-def compiler() -> str | None:
-    """The C compiler to use: `$CC`, else `cc` or `gcc` from PATH; None where there is none."""
-    env = os.environ.get("CC")
-    if env:
-        return shutil.which(env)
-    return shutil.which("cc") or shutil.which("gcc")
-
-
 def cpu_lacks(flags: set[str] | None = None) -> str | None:
     """Why this CPU cannot run the kernel (a sentence), or None: it needs AVX2 and FMA, asked at run time
     (`flags`: /proc/cpuinfo's, read when None; where there are none, torch's CPU capability decides)."""
     capability = torch.backends.cpu.get_cpu_capability()
     if flags is None:
-        flags = set()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("flags"):
-                    flags = set(line.partition(":")[2].split())
-                    break
-        except OSError:
-            pass
+        flags = cpu_flags() or set()
     if flags:
         absent = [f for f in ("avx2", "fma") if f not in flags]
         if absent:
@@ -88,37 +68,7 @@ def _cache_dir() -> Path:
 def build(cache_dir: Path | None = None, cc: str | None = None) -> Path:
     """The shared library for this source and compiler, compiled into `cache_dir` unless already there.
     UnsupportedError (with the compiler's output) where it cannot be built."""
-    cc = cc or compiler()
-    if cc is None:
-        raise UnsupportedError("the AVX2 int4 kernel needs a C compiler (cc or gcc on PATH, or $CC)")
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UnsupportedError(f"cannot run the C compiler {cc} ({exc})") from exc
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + "\0".join((*FLAGS, version)).encode()).hexdigest()[:20]
-    directory = cache_dir or _cache_dir()
-    target = directory / f"int4_avx2-{key}.so"
-    if target.exists():
-        return target
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=directory)
-        os.close(handle)
-    except OSError as exc:
-        raise UnsupportedError(f"cannot write the AVX2 int4 kernel to {directory} ({exc})") from exc
-    try:
-        done = subprocess.run([cc, *FLAGS, "-o", temporary, str(SOURCE)], capture_output=True, text=True,
-                              timeout=300)
-        if done.returncode != 0:
-            raise UnsupportedError(f"the AVX2 int4 kernel did not compile with {cc}: {done.stderr.strip()[-2000:]}")
-        os.replace(temporary, target)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UnsupportedError(f"cannot compile the AVX2 int4 kernel with {cc} ({exc})") from exc
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return target
+    return build_library("the AVX2 int4 kernel", SOURCE, FLAGS, cache_dir or _cache_dir(), cc)
 
 
 def load(path: Path) -> Any:
