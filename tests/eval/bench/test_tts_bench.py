@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,10 +14,10 @@ from stepaudio.lm.step1.config import Step1Config
 from stepaudio.testing.tiny_decoder import TINY_COSYVOICE_YAML
 
 
-def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                   recwarn: pytest.WarningsRecorder) -> None:
+def _bench(conformance_dir: Path, tmp_path: Path, layers: int, *options: str) -> list[dict[str, Any]]:
+    """`bench tts` on a tiny Step1 shape with the tiny decoder, once; the rows it wrote."""
     cfg = Step1Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_attention_groups=2,
-                      num_hidden_layers=2, vocab_size=74752)
+                      num_hidden_layers=layers, vocab_size=74752)
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
     (tmp_path / "cosyvoice.yaml").write_text(TINY_COSYVOICE_YAML)
     parser = argparse.ArgumentParser()
@@ -25,9 +26,15 @@ def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys
     args = parser.parse_args([
         "--shape", str(tmp_path / "config.json"), "--decoder-yaml", str(tmp_path / "cosyvoice.yaml"),
         "--tokenizer", str(conformance_dir / "text" / "tokenizer.model"), "--dtype", "fp32", "--quant", "none",
-        "--repeats", "1", "--text", "(高兴1)今天天气真好。", "--json", str(out)])
+        "--repeats", "1", "--json", str(out), *options])
     assert tts.run(args) == 0
-    rows = json.loads(out.read_text(encoding="utf-8"))
+    rows: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))
+    return rows
+
+
+def test_first_audio_and_its_parts(conformance_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   recwarn: pytest.WarningsRecorder) -> None:
+    rows = _bench(conformance_dir, tmp_path, 2, "--text", "(高兴1)今天天气真好。")
     assert [row["prefix_reuse"] for row in rows] == ["off", "on"]  # the default times both, same run
     for row in rows:
         assert row["layers"] == 2 and row["chars"] == len("(高兴1)今天天气真好。")
@@ -53,19 +60,7 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_flow_guidance_both_times_each_mode(conformance_dir: Path, tmp_path: Path) -> None:
-    cfg = Step1Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_attention_groups=2,
-                      num_hidden_layers=1, vocab_size=74752)
-    (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
-    (tmp_path / "cosyvoice.yaml").write_text(TINY_COSYVOICE_YAML)
-    parser = argparse.ArgumentParser()
-    tts.add_arguments(parser)
-    out = tmp_path / "tts.json"
-    args = parser.parse_args([
-        "--shape", str(tmp_path / "config.json"), "--decoder-yaml", str(tmp_path / "cosyvoice.yaml"),
-        "--tokenizer", str(conformance_dir / "text" / "tokenizer.model"), "--dtype", "fp32", "--quant", "none",
-        "--repeats", "1", "--text", "今天天气真好。", "--prefix-reuse", "on", "--flow-guidance", "both",
-        "--json", str(out)])
-    assert tts.run(args) == 0
-    rows = json.loads(out.read_text(encoding="utf-8"))
+    rows = _bench(conformance_dir, tmp_path, 1, "--text", "今天天气真好。", "--prefix-reuse", "on",
+                  "--flow-guidance", "both")
     assert [(row["prefix_reuse"], row["flow_guidance"]) for row in rows] == [("on", "batched"), ("on", "parallel")]
     assert all(len(row["decoder_first_chunk_all_s"]) == 1 for row in rows)
