@@ -74,8 +74,8 @@ def test_estimator_setting_picks_the_guidance_mode(monkeypatch: pytest.MonkeyPat
     est = ConditionalDecoder(EstimatorConfig(channels=(8, 8), attention_head_dim=4, n_blocks=1,
                                              num_mid_blocks=1, num_heads=2)).eval()
     calls: list[int] = []
-    parallel = cfm._solve_parallel
-    monkeypatch.setattr(cfm, "_solve_parallel", lambda *a: calls.append(1) or parallel(*a))
+    parallel = cfm._parallel_pair
+    monkeypatch.setattr(cfm, "_parallel_pair", lambda *a: calls.append(1) or parallel(*a))
     noise = torch.randn(1, 80, 5)
     config = CFMConfig(n_timesteps=1)
     with torch.inference_mode():

@@ -17,6 +17,7 @@ a recompile for a new frame count, and within 5 % of eager once compiled.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -53,24 +54,21 @@ def parallel_guidance_default(device: torch.device) -> bool:
 class _HalfRunner:
     """Runs estimator steps on a pool thread with `threads` intra-op threads, in the caller's grad modes.
 
-    torch's thread count is per thread, but `set_num_threads` also sets the default that threads started
-    later pick up, so each call sets it for its own work and puts the caller's count back afterwards.
+    `set_num_threads` also sets process-wide state (the default later threads pick up, the BLAS thread count),
+    so a worker that put the count back while the other still ran would change that one's reduction order
+    mid-step: the workers only set it, and `solve_euler` restores the caller's count once both are done.
     """
 
-    def __init__(self, estimator: ConditionalDecoder, threads: int, restore: int) -> None:
+    def __init__(self, estimator: ConditionalDecoder, threads: int) -> None:
         self.estimator = estimator
         self.threads = threads
-        self.restore = restore
         self.inference = torch.is_inference_mode_enabled()
         self.grad = torch.is_grad_enabled()
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: EstimatorCondition) -> torch.Tensor:
         torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
-                return self.estimator.step(x, t, cond)
-        finally:
-            torch.set_num_threads(self.restore)
+        with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad):
+            return self.estimator.step(x, t, cond)
 
 
 def solve_euler(
@@ -94,56 +92,59 @@ def solve_euler(
         parallel_guidance = estimator.parallel_guidance
     if parallel_guidance is None:
         parallel_guidance = parallel_guidance_default(noise.device)
-    if rate > 0 and parallel_guidance:
-        return _solve_parallel(estimator, noise, mu, mask, spks, cond, config)
-    b = noise.shape[0]
-    if rate > 0:
-        copies = 2
-        both_mask = None if mask is None else torch.cat([mask, mask], dim=0)
-        prepared = estimator.condition(
-            torch.cat([mu, torch.zeros_like(mu)]),
-            torch.cat([spks, torch.zeros_like(spks)]),
-            torch.cat([cond, torch.zeros_like(cond)]),
-            both_mask,
-            copies=2,
-        )
-    else:
-        copies = 1
-        prepared = estimator.condition(mu, spks, cond, mask)
     span = time_span(config.n_timesteps, config.t_scheduler, noise.dtype, noise.device)
+    if rate > 0 and parallel_guidance:
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cfm-guidance") as pool:
+                return _integrate(noise, span, _parallel_pair(estimator, mu, mask, spks, cond, rate, pool))
+        finally:
+            torch.set_num_threads(threads)
+    return _integrate(noise, span, _batched(estimator, mu, mask, spks, cond, rate))
+
+
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _integrate(noise: torch.Tensor, span: torch.Tensor, velocity: Velocity) -> torch.Tensor:
+    """Euler steps from `noise` along `span`, `velocity(x, t)` the guided estimate at each."""
     x = noise
     for t, dt in euler_times(span):
-        velocity = estimator.step(x, t.expand(copies * b), prepared)
-        if copies == 2:
-            v_cond, v_uncond = velocity.chunk(2, dim=0)
-            velocity = (1.0 + rate) * v_cond - rate * v_uncond
-        x = x + dt * velocity
+        x = x + dt * velocity(x, t)
     return x
 
 
-def _solve_parallel(
-    estimator: ConditionalDecoder,
-    noise: torch.Tensor,
-    mu: torch.Tensor,
-    mask: torch.Tensor | None,
-    spks: torch.Tensor,
-    cond: torch.Tensor,
-    config: CFMConfig,
-) -> torch.Tensor:
-    """`solve_euler` with guidance, the two branches of every step on two pool threads."""
-    rate = config.inference_cfg_rate
-    b = noise.shape[0]
+def _batched(estimator: ConditionalDecoder, mu: torch.Tensor, mask: torch.Tensor | None, spks: torch.Tensor,
+             cond: torch.Tensor, rate: float) -> Velocity:
+    """The velocity of one estimator pass: with guidance, the conditional and unconditional branches as one
+    batch of two copies."""
+    b = mu.shape[0]
+    if rate <= 0:
+        prepared = estimator.condition(mu, spks, cond, mask)
+        return lambda x, t: estimator.step(x, t.expand(b), prepared)
+    both_mask = None if mask is None else torch.cat([mask, mask], dim=0)
+    pair = estimator.condition(torch.cat([mu, torch.zeros_like(mu)]), torch.cat([spks, torch.zeros_like(spks)]),
+                               torch.cat([cond, torch.zeros_like(cond)]), both_mask, copies=2)
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v_cond, v_uncond = estimator.step(x, t.expand(2 * b), pair).chunk(2, dim=0)
+        return (1.0 + rate) * v_cond - rate * v_uncond
+
+    return velocity
+
+
+def _parallel_pair(estimator: ConditionalDecoder, mu: torch.Tensor, mask: torch.Tensor | None, spks: torch.Tensor,
+                   cond: torch.Tensor, rate: float, pool: ThreadPoolExecutor) -> Velocity:
+    """The guided velocity with the two branches of every step on two pool threads, each on half the threads."""
     conditional = estimator.condition(mu, spks, cond, mask)
     unconditional = estimator.condition(torch.zeros_like(mu), torch.zeros_like(spks), torch.zeros_like(cond), mask)
-    threads = torch.get_num_threads()
-    run = _HalfRunner(estimator, max(1, threads // 2), threads)
-    span = time_span(config.n_timesteps, config.t_scheduler, noise.dtype, noise.device)
-    x = noise
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cfm-guidance") as pool:
-        for t, dt in euler_times(span):
-            times = t.expand(b)
-            pending = pool.submit(run, x, times, unconditional)
-            v_cond = pool.submit(run, x, times, conditional).result()
-            velocity = (1.0 + rate) * v_cond - rate * pending.result()
-            x = x + dt * velocity
-    return x
+    run = _HalfRunner(estimator, max(1, torch.get_num_threads() // 2))
+    b = mu.shape[0]
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        times = t.expand(b)
+        pending = pool.submit(run, x, times, unconditional)
+        v_cond = pool.submit(run, x, times, conditional).result()
+        return (1.0 + rate) * v_cond - rate * pending.result()
+
+    return velocity
