@@ -8,7 +8,7 @@ import pytest
 
 from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import Engine, StreamingTranscriber, TranscriptStream, WordTranscriber
-from stepaudio.engines.lite.asr import WhisperOptions, WhisperStream, WhisperTranscriber, normalize_language
+from stepaudio.engines.lite.asr import WhisperOptions, WhisperStream, WhisperTranscriber
 from stepaudio.errors import StepAudioError
 from stepaudio.eval.bench.lite import error_rate
 
@@ -77,22 +77,6 @@ def test_mandarin_comes_out_in_simplified_characters(lite_engine: Engine) -> Non
     heard = lite_engine.transcriber.transcribe(Audio(chunks[0].samples, chunks[0].sample_rate), language="zh")
     assert heard.language == "zh"
     assert error_rate([(text, heard.text)], "char") <= 0.2, heard.text
-
-
-def test_language_names_map_to_whisper_codes() -> None:
-    assert normalize_language("cantonese") == "zh"
-    assert normalize_language("en-US") == "en"
-    assert normalize_language("auto") is None and normalize_language(None) is None
-
-
-def test_echoes_of_the_mandarin_prompt_are_dropped() -> None:
-    from stepaudio.engines.lite.asr import INITIAL_PROMPTS, _without_prompt
-
-    prompt = INITIAL_PROMPTS["zh"]
-    assert _without_prompt("以下是普通话。", prompt) == ""
-    assert _without_prompt(prompt, prompt) == ""
-    assert _without_prompt("今天天气很好。", prompt) == "今天天气很好。"
-    assert _without_prompt("hello", None) == "hello"
 
 
 def test_detection_chooses_among_the_configured_languages(lite_engine: Engine) -> None:

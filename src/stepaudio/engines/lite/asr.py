@@ -25,7 +25,6 @@ timestamps has no batched form that keeps their results.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import zlib
@@ -39,26 +38,19 @@ import numpy as np
 from stepaudio.audio.io import Audio, load_audio
 from stepaudio.engines.base import Segment, Transcript, Word
 from stepaudio.engines.batching import Coalescer
+from stepaudio.engines.lite.whisper_text import (
+    INITIAL_PROMPTS,
+    SPOKEN_LANGUAGES,
+    join_texts,
+    language_of,
+    normalize_language,
+    repeated_words,
+    simplifier,
+    without_prompt,
+)
 from stepaudio.errors import MissingExtraError
 
 SAMPLE_RATE = 16000
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-# Whisper writes Mandarin in traditional or simplified characters at random. With `opencc` installed (as
-# stepaudio.text.metrics uses it) the text is converted to simplified; without it, a simplified prompt
-# steers the decoder instead, which costs accuracy (round trip of espeak's formant Mandarin: CER 23% converted vs
-# 32% prompted).
-INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
-# Step's dialect names -> Whisper language codes. Whisper base hallucinates on "yue"; Cantonese is decoded as zh.
-LANGUAGE_CODES = {"cmn": "zh", "mandarin": "zh", "chinese": "zh", "zh-cn": "zh", "yue": "zh", "cantonese": "zh",
-                  "english": "en", "japanese": "ja", "korean": "ko"}
-
-
-# What detection chooses among by default: the languages Step-Audio and the lite engine's voices speak (Cantonese
-# is decoded as zh, see LANGUAGE_CODES).
-SPOKEN_LANGUAGES = ("zh", "en", "ja", "ko")
-
 
 @dataclass(frozen=True)
 class WhisperOptions:
@@ -101,7 +93,7 @@ class WhisperTranscriber:
         self.model_dir = Path(model_dir)
         self._model = WhisperModel(str(model_dir), device=self.options.device,
                                    compute_type=self.options.compute_type, cpu_threads=self.options.threads)
-        self._simplify = _simplifier()
+        self._simplify = simplifier()
         self._updating = threading.Lock()  # one stream hypothesis at a time, across streams
         self._finals = 0  # final passes waiting or running: hypotheses wait for them (under _gate)
         self._gate = threading.Lock()
@@ -155,15 +147,15 @@ class WhisperTranscriber:
             tokenizer = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=code)
             segments = self._model.generate_segments(features, tokenizer, info.transcription_options, False, encoded)
         decoded = list(segments)
-        parts = tuple(Segment(float(s.start), float(s.end), _without_prompt(s.text.strip(), prompt))
+        parts = tuple(Segment(float(s.start), float(s.end), without_prompt(s.text.strip(), prompt))
                       for s in decoded)
         timed = tuple(Word(float(w.start), float(w.end), w.word.strip()) for s in decoded for w in (s.words or ())
                       if w.word.strip())
-        detected = code or _language_of(" ".join(part.text for part in parts))
+        detected = code or language_of(" ".join(part.text for part in parts))
         if detected == "zh" and simplify is not None:
             parts = tuple(Segment(p.start, p.end, simplify(p.text)) for p in parts)
             timed = tuple(Word(w.start, w.end, simplify(w.text)) for w in timed)
-        text = _join([part.text for part in parts], detected)
+        text = join_texts([part.text for part in parts], detected)
         return Transcript(text=text, language=detected, segments=parts, duration=len(samples) / SAMPLE_RATE,
                           words=timed)
 
@@ -307,13 +299,13 @@ class WhisperTranscriber:
         else:
             timed = [_Word(tuple(w), request.offset_s, request.offset_s)
                      for w in tokenizer.split_to_word_tokens(tokens)[1]]
-        repeated = _repeated(tokenizer, list(request.context), [list(w.tokens) for w in timed])
+        repeated = repeated_words(tokenizer, list(request.context), [list(w.tokens) for w in timed])
         timed = timed[repeated:]
         return _Hypothesis(code, [t for w in timed for t in w.tokens], ok, timed if request.words else [])
 
     def _text(self, tokens: list[int], language: str | None) -> str:
         text = self._tokenizer(language or "en").decode(tokens).strip()
-        text = _without_prompt(text, None if self._simplify else INITIAL_PROMPTS.get(language or ""))
+        text = without_prompt(text, None if self._simplify else INITIAL_PROMPTS.get(language or ""))
         if language == "zh" and self._simplify is not None:
             text = self._simplify(text)
         return text
@@ -536,70 +528,9 @@ class WhisperStream:
         self._previous = words[final:]
 
 
-def _repeated(tokenizer: Any, context: list[int], words: list[list[int]], most: int = 5) -> int:
-    """How many leading `words` repeat the last words of `context` (decoding starts a little before the cut, so
-    the end of the last final word may be heard again); compared without case and punctuation."""
-    if not context or not words:
-        return 0
-    said = [_plain(tokenizer.decode(w)) for w in tokenizer.split_to_word_tokens(context)[1][-most:]]
-    heard = [_plain(tokenizer.decode(w)) for w in words[:most]]
-    said, heard = [w for w in said if w], heard
-    for n in range(min(len(said), len(heard)), 0, -1):
-        if [w for w in heard[:n] if w] == said[-n:] and heard[n - 1]:
-            return n
-    return 0
-
-
-def _plain(word: str) -> str:
-    return re.sub(r"[^\w]", "", word.lower())
-
-
-def normalize_language(language: str | None) -> str | None:
-    if not language or language.lower() == "auto":
-        return None
-    key = language.lower()
-    return LANGUAGE_CODES.get(key, key.split("-")[0])
-
-
 def _as_16k(audio: Audio | Any) -> np.ndarray:
     if not isinstance(audio, Audio):
         audio = load_audio(audio, sample_rate=SAMPLE_RATE)
     elif audio.sample_rate != SAMPLE_RATE:
         audio = audio.resampled(SAMPLE_RATE)
     return np.ascontiguousarray(audio.samples, dtype=np.float32)
-
-
-def _simplifier() -> Callable[[str], str] | None:
-    try:
-        import opencc
-    except ImportError:
-        return None
-    converter = opencc.OpenCC("t2s")
-    return lambda text: str(converter.convert(text))
-
-
-def _language_of(text: str) -> str | None:
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    if _HAN.search(text):
-        return "zh"
-    letters = [ch for ch in text if ch.isalpha()]
-    return "en" if letters and all(ch.isascii() for ch in letters) else None
-
-
-def _without_prompt(text: str, prompt: str | None) -> str:
-    """Whisper sometimes repeats its initial prompt when it hears nothing it knows: drop the echo."""
-    if not prompt:
-        return text
-    core = prompt.rstrip("。.")
-    for size in range(len(core), 3, -1):  # the whole prompt or its first words
-        if core[:size] in text:
-            return text.replace(core[:size], "").strip(" ，,。")
-    return text
-
-
-def _join(texts: list[str], language: str | None) -> str:
-    separator = "" if language in ("zh", "ja", "yue") else " "
-    return separator.join(t for t in texts if t).strip()

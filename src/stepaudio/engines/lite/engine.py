@@ -57,7 +57,7 @@ from stepaudio.engines.base import (
 )
 from stepaudio.engines.lazy import Lazy
 from stepaudio.engines.lite import models, resolver
-from stepaudio.engines.lite.asr import SPOKEN_LANGUAGES
+from stepaudio.engines.lite.whisper_text import SPOKEN_LANGUAGES
 from stepaudio.engines.scheduler import FairScheduler, SchedulerOptions
 from stepaudio.errors import StepAudioError
 
