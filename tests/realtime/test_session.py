@@ -374,6 +374,23 @@ def test_pause_shorter_than_the_silence_discards_and_restarts() -> None:
         assert len(transcriber.calls) == 2
 
 
+@pytest.mark.parametrize(("engine_ms", "detection", "started"), [
+    (200, TurnDetectionConfig(), 1),  # the common default: a 150 ms pause is no tentative end
+    (100, TurnDetectionConfig(), 2),  # an engine whose wasted speculation is cheap starts one at the pause
+    (100, TurnDetectionConfig(speculative_silence_ms=200), 1),  # the client's own value wins
+])
+def test_the_engine_sets_how_soon_a_pause_speculates(engine_ms: int, detection: TurnDetectionConfig,
+                                                      started: int) -> None:
+    engine = Engine("doubles", ToneTranscriber(), EchoChat(), BeepSynthesizer(), speculative_silence_ms=engine_ms)
+    clock = Clock()
+    config = SessionConfig(tick_interval_s=None, turn_detection=detection)
+    with RealtimeSession(engine, energy_vad, config, clock=clock) as session:
+        feed(session, clock, np.concatenate([tone(0.6), silence(0.15), tone(0.6), silence(0.8)]), step_s=0.02)
+        outputs = drain(session)
+        assert types(outputs).count("response.created") == 1
+        assert (session.metrics.started, session.metrics.committed) == (started, 1)
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_barge_in_truncates_the_assistant_turn_to_what_was_played(streaming: bool) -> None:
     session, clock, _transcriber, chat = make_session(extra=20, streaming=streaming)  # 24 words: 2.4 s of speech

@@ -95,6 +95,18 @@ def test_no_speculation_when_tentative_silence_is_not_shorter() -> None:
     assert [type(event) for _, event in events] == [SpeechStart, SpeechStop]
 
 
+def test_the_engine_default_resolves_to_the_engine_own_tentative_end() -> None:
+    config = TurnDetectionConfig()
+    assert config.speculative_silence_ms == "engine" and config.speculation_ms == 200 and config.speculates
+    assert config.for_engine(100).speculation_ms == 100
+    assert TurnDetectionConfig(speculative_silence_ms=300).for_engine(100).speculation_ms == 300
+    assert TurnDetectionConfig(speculative_silence_ms=None).for_engine(100).speculation_ms is None
+    assert not config.for_engine(600).speculates  # not shorter than the confirmed end
+    for bad in (-1, "soon", 1.5):
+        with pytest.raises(StepAudioError, match="speculative_silence_ms"):
+            TurnDetectionConfig(speculative_silence_ms=bad)  # type: ignore[arg-type]
+
+
 def test_min_speech_ms_ignores_clicks() -> None:
     config = TurnDetectionConfig(min_speech_ms=100)
     assert run(config, frames((0.9, 60), (0.0, 200), (0.9, 60))) == []

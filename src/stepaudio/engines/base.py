@@ -322,6 +322,9 @@ class Engine:
     abilities: Abilities = Abilities()
     warmups: tuple[tuple[Part, Callable[[], None]], ...] = ()
     concurrency: tuple[tuple[Part, int], ...] = ()  # requests a part serves at once, where more than one
+    # how long a pause starts a speculative reply in real-time sessions (its output is held until the turn ends);
+    # one thrown away costs a large model an encoder pass and a prefill, so they wait longer than small ones
+    speculative_silence_ms: int = 200
 
     def warmup(self, *parts: Part) -> None:
         """Load and warm up the named parts (all when none is named)."""

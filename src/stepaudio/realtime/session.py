@@ -257,7 +257,10 @@ class RealtimeSession:
 
     def _controller_config(self, config: SessionConfig) -> ControllerConfig:
         transcribe = config.transcribe_input or not self.engine.abilities.hears_audio
-        return ControllerConfig(config.turn_detection, self._modalities(config.modalities), transcribe)
+        detection = config.turn_detection
+        if detection is not None:
+            detection = detection.for_engine(self.engine.speculative_silence_ms)
+        return ControllerConfig(detection, self._modalities(config.modalities), transcribe)
 
     def _speech_settings(self, config: SessionConfig) -> SpeechSettings:
         return SpeechSettings(config.voice, config.speech_instructions, config.language, config.generation,

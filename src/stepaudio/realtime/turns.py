@@ -5,7 +5,9 @@ Frames carry a speech probability. Speech starts at the first frame at or above 
 end of the previous turn. Speech stops once `silence_duration_ms` of frames below the threshold follow the
 last speech frame; the turn's audio ends there, silence included (OpenAI's `audio_end_ms`). Defaults are
 OpenAI's: 0.5, 300 ms, 500 ms. The tentative end after `speculative_silence_ms` lets a response start
-early; a speech frame before the confirmed end resumes the same turn.
+early; a speech frame before the confirmed end resumes the same turn. Its default, "engine", is the engine's
+own (`Engine.speculative_silence_ms`): a pause in speech starts a speculation that is thrown away, which costs
+a small model little and a large one a prefill.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Literal
 
 from stepaudio.errors import StepAudioError
 
+DEFAULT_SPECULATIVE_MS = 200  # a tentative end where the engine names none (Engine.speculative_silence_ms)
+
 
 @dataclass(frozen=True)
 class TurnDetectionConfig:
@@ -22,7 +26,7 @@ class TurnDetectionConfig:
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
-    speculative_silence_ms: int | None = 200  # None (or >= silence_duration_ms): no speculation
+    speculative_silence_ms: int | Literal["engine"] | None = "engine"  # None (or >= silence_duration_ms): none
     min_speech_ms: int = 0
     create_response: bool = True
     interrupt_response: bool = True
@@ -34,14 +38,28 @@ class TurnDetectionConfig:
         for name in ("prefix_padding_ms", "silence_duration_ms", "min_speech_ms"):
             if getattr(self, name) < 0:
                 raise StepAudioError(f"turn_detection.{name} must be >= 0, got {getattr(self, name)}")
-        if self.speculative_silence_ms is not None and self.speculative_silence_ms < 0:
-            raise StepAudioError(f"speculative_silence_ms must be >= 0, got {self.speculative_silence_ms}")
+        speculative = self.speculative_silence_ms
+        if speculative not in (None, "engine") and (not isinstance(speculative, int) or speculative < 0):
+            raise StepAudioError(f"speculative_silence_ms must be >= 0, 'engine' or None, got {speculative!r}")
         if self.idle_timeout_ms is not None and self.idle_timeout_ms <= 0:
             raise StepAudioError(f"idle_timeout_ms must be positive, got {self.idle_timeout_ms}")
 
     @property
+    def speculation_ms(self) -> int | None:
+        """The tentative end's silence ("engine" before a session resolves it: the common default)."""
+        speculative = self.speculative_silence_ms
+        return DEFAULT_SPECULATIVE_MS if speculative == "engine" else speculative
+
+    @property
     def speculates(self) -> bool:
-        return self.speculative_silence_ms is not None and self.speculative_silence_ms < self.silence_duration_ms
+        speculative = self.speculation_ms
+        return speculative is not None and speculative < self.silence_duration_ms
+
+    def for_engine(self, speculative_silence_ms: int) -> TurnDetectionConfig:
+        """This detection with "engine" replaced by the engine's own tentative end."""
+        if self.speculative_silence_ms != "engine":
+            return self
+        return replace(self, speculative_silence_ms=speculative_silence_ms)
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,7 @@ def detect(
     if silence >= config.silence_duration_ms:
         stopped = replace(state, in_speech=False, tentative=False, floor_ms=end)
         return stopped, (SpeechStop(state.start_ms, end),)
-    if config.speculates and not state.tentative and silence >= (config.speculative_silence_ms or 0):
+    if config.speculates and not state.tentative and silence >= (config.speculation_ms or 0):
         return replace(state, tentative=True), (TentativeEnd(end),)
     return state, ()
 

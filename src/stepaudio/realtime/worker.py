@@ -25,6 +25,7 @@ from stepaudio.engines.base import (
 )
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.turn import (
+    FIRST_SENTENCE_CHARS,
     ReplyAudio,
     ReplyText,
     ToolCalled,
@@ -49,7 +50,7 @@ class SpeechSettings:
     tools: tuple[ToolSpec, ...] = ()
     transcribe: bool = True
     max_sentence_chars: int = 250
-    first_sentence_chars: int = 48  # cut the first sentence sooner (at a space): the first audio comes earlier
+    first_sentence_chars: int = FIRST_SENTENCE_CHARS
 
     def turn(self, modalities: Sequence[str]) -> TurnSettings:
         return TurnSettings(self.voice, self.instructions, self.language, self.options, self.tools,

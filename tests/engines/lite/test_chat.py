@@ -23,7 +23,7 @@ from stepaudio.engines.base import (
     ToolCall,
     ToolSpec,
 )
-from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions
+from stepaudio.engines.lite.chat import VOICE_SYSTEM_PROMPT, LlamaChat, LlamaOptions, _Lane
 from stepaudio.engines.lite.tools import ANSWER_GRAMMAR, call_grammar, call_schema, looks_like_call, parse_calls
 from stepaudio.engines.tools import ToolRegistry
 from stepaudio.errors import MissingExtraError
@@ -142,7 +142,7 @@ def test_the_default_model_says_the_same_alone_together_and_in_any_slot() -> Non
             marks.append(time.perf_counter())
             return False
 
-        chat._server.handle_chat_completions(request, on_chunk)
+        chat._shared.server.handle_chat_completions(request, on_chunk)
         return "".join(text), logprobs, marks
 
     alone = [ask(c) for c in CONVERSATIONS]
@@ -241,9 +241,9 @@ class ScriptedServer:
 
 def _scripted(*replies: list[str]) -> tuple[LlamaChat, ScriptedServer]:
     chat = _request_builder()
-    chat._server = ScriptedServer(*replies)
-    chat._gate = threading.BoundedSemaphore(1)
-    return chat, chat._server
+    server = ScriptedServer(*replies)
+    chat._shared, chat._solo = _Lane(server, threading.BoundedSemaphore(1)), None
+    return chat, server
 
 
 HISTORY = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!"),
@@ -392,6 +392,33 @@ def test_a_conversation_calls_the_tool_each_question_needs(default_engine: Engin
     assert _arithmetic(ast.parse(ran[1][1]["expression"], mode="eval").body) == 391
     assert "17" in replies[0] and "391" in replies[1], replies
     assert all("{" not in reply for reply in replies) and replies[2]
+
+
+def test_a_lone_reply_decodes_in_the_solo_context_and_says_the_same(lite_engine: Engine) -> None:
+    """`alone` replies take the solo context (two threads here against one): the same text greedy and sampled
+    with a seed; a second one while it is taken goes to the shared context; no solo context unless it has more
+    threads."""
+    from stepaudio.engines.lite import models, resolver
+
+    assert lite_engine.chat is not None  # (the fixture checks SmolLM2 is installed; this test needs fresh slots)
+    path = resolver.resolve(models.SMOLLM2_135M)
+    chat = LlamaChat(path, LlamaOptions(context=512, parallel=2, threads=1, solo_threads=2))
+    solo = chat._solo
+    assert solo is not None
+    question = [ChatMessage("user", "Name three colours of the rainbow.")]
+    for options in (GREEDY, GenerationOptions(temperature=0.9, seed=11, max_new_tokens=32)):
+        lone = chat.respond(question, options=options, alone=True)
+        text = next(lone).text
+        assert not solo.gate.acquire(blocking=False)  # the lone reply holds it
+        beside = "".join(d.text for d in chat.respond(question, options=options, alone=True))  # so: shared
+        text += "".join(d.text for d in lone)
+        assert solo.gate.acquire(blocking=False)  # given back when the reply ended
+        solo.gate.release()
+        assert text == beside and len(text) > 10
+    chat.prepare([*question, ChatMessage("assistant", "Red."), ChatMessage("user", "And two more?")], alone=True)
+    assert solo.gate.acquire(blocking=False)  # a read-ahead gives it back too
+    solo.gate.release()
+    assert LlamaChat(path, LlamaOptions(context=512, parallel=1, threads=2, solo_threads=2))._solo is None
 
 
 def test_a_reply_read_ahead_reads_only_the_rest_and_says_the_same(lite_engine: Engine) -> None:

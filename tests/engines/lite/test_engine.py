@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepaudio.engines.base import ChatModel, Engine, Synthesizer, Transcriber
+from stepaudio.engines.base import ChatMessage, ChatModel, Engine, GenerationOptions, Synthesizer, Transcriber
 from stepaudio.engines.lite.engine import Activity, LiteConfig, create_engine
 from stepaudio.errors import MissingExtraError, StepAudioError
 
@@ -76,6 +76,40 @@ def test_recognition_ahead_waits_while_a_reply_is_spoken() -> None:
     assert anyway.transcriber.listen(16000, "en").busy is None  # type: ignore[union-attr]
     with pytest.raises(StepAudioError, match="asr_stream_busy is on or off"):
         create_engine(asr_stream_busy="sometimes")
+
+
+def test_a_reply_gets_the_solo_chat_context_only_while_nothing_else_runs(lite_engine: Engine) -> None:
+    """Alone, a reply holds the solo context (more threads); while a sentence is synthesized it goes to the
+    shared one and leaves the solo context free."""
+    chat, synthesizer = lite_engine.chat, lite_engine.synthesizer
+    assert chat is not None and synthesizer is not None
+    model = chat._model.get()  # type: ignore[attr-defined]
+    assert model._solo is not None  # the default: the usable cores, up to 4 (CI has 2)
+    question = [ChatMessage("user", "What is the capital of France?")]
+    options = GenerationOptions(temperature=0.0, max_new_tokens=8)
+    reply = chat.respond(question, options=options)
+    alone = next(reply).text
+    assert not model._solo.gate.acquire(blocking=False)  # this reply holds it
+    alone += "".join(d.text for d in reply)
+    assert model._solo.gate.acquire(blocking=False)  # released at the end
+    model._solo.gate.release()
+    speech = synthesizer.synthesize("Hello there, how are you?")
+    next(speech)
+    reply = chat.respond(question, options=options)
+    beside = next(reply).text
+    assert model._solo.gate.acquire(blocking=False)  # the sentence being spoken sent the reply to the shared one
+    model._solo.gate.release()
+    beside += "".join(d.text for d in reply)
+    list(speech)
+    assert beside == alone and "Paris" in alone  # either context writes the same reply
+
+
+def test_chat_solo_threads_are_checked() -> None:
+    assert 1 <= LiteConfig().chat_solo_threads <= 4
+    assert LiteConfig.from_options({"chat_solo_threads": 0}).chat_solo_threads == 0
+    for bad in (-1, "two"):
+        with pytest.raises(StepAudioError, match="chat_solo_threads is a thread count"):
+            LiteConfig.from_options({"chat_solo_threads": bad})
 
 
 def test_kokoro_options_reach_its_speaker() -> None:

@@ -24,6 +24,12 @@ and flash attention take their batched paths, so a prompt's logits depended on w
 6 at once). A prompt's new part is therefore evaluated 7 tokens at a time, which costs reading speed, not the
 cache: a spoken turn's 10-18 new tokens took 0.50-0.89 s against 0.46-0.76 s in 512-token passes (means of 3,
 loaded 2-core EPYC), 481 new tokens 1.7x as long; a conversation's cached history is still not read again.
+
+A reply asked for while nothing else runs goes to a second llama.cpp context over the same mapped weights with
+`solo_threads` threads (the first has `threads`, one by default). Several threads help only while they have the
+cores: on a 2-core EPYC two threads decode 37-40 tokens/s alone against 21 for one, but 9-12 beside one busy
+TTS thread, because each waits for the other at every layer's barrier. Replies are the same with any thread
+count (each row's sums are computed by one thread in one order), so where a reply runs never changes it.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class LlamaOptions:
     max_new_tokens: int = 160
     parallel: int = 4
     prepare: bool = True  # read a conversation's prompt while the user still speaks (`prepare`)
+    solo_threads: int = 0  # threads of a reply asked for while nothing else runs (0 or <= threads: no such context)
 
 
 class LlamaChat:
@@ -82,23 +89,15 @@ class LlamaChat:
         if self.options.parallel < 1:
             raise StepAudioError(f"parallel is at least 1, not {self.options.parallel}")
         self.model_path = Path(model_path)
-        slots = _SLOTS_PER_REQUEST * self.options.parallel
-        params = xllamacpp.CommonParams()
-        params.model.path = str(model_path)
-        params.n_ctx = self.options.context * slots
-        for cpu in (params.cpuparams, params.cpuparams_batch):
-            cpu.n_threads = self.options.threads
-            cpu.poll = 0  # sleep rather than spin while waiting: the cores are shared with ASR and TTS
-        params.n_parallel = slots  # a slot is picked by the prompt it has cached
-        params.cont_batching = True
-        params.kv_unified = False
-        params.no_extra_bufts = True  # batch-invariant: see the module docstring
-        params.flash_attn_type = _FLASH_ATTENTION_ON
-        params.n_ubatch = _TOKENS_PER_PASS  # a prompt still goes in as one request, split into passes
-        params.verbosity = -1
-        params.endpoint_metrics = False
-        self._server = xllamacpp.Server(params)
-        self._gate = threading.BoundedSemaphore(self.options.parallel)
+        self._shared = _Lane(xllamacpp.Server(_params(xllamacpp, model_path, self.options.threads,
+                                                      _SLOTS_PER_REQUEST * self.options.parallel,
+                                                      self.options.context)),
+                             threading.BoundedSemaphore(self.options.parallel))
+        self._solo: _Lane | None = None
+        if self.options.solo_threads > self.options.threads:
+            self._solo = _Lane(xllamacpp.Server(_params(xllamacpp, model_path, self.options.solo_threads,
+                                                        _SLOTS_PER_REQUEST, self.options.context)),
+                               threading.BoundedSemaphore(1))
         self._preparing: dict[int, threading.Event] = {}  # conversation (its turns before the new one) -> in flight
         self._preparing_lock = threading.Lock()
 
@@ -108,64 +107,85 @@ class LlamaChat:
         tools: Sequence[ToolSpec] | None = None,
         options: GenerationOptions | None = None,
         cancel: CancelToken | None = None,
+        alone: bool = False,
     ) -> Iterator[ChatDelta]:
+        """`alone`: the caller knows nothing else runs now, so the reply may take the `solo_threads` context."""
         options = options or GenerationOptions()
         with self._preparing_lock:
             pending = self._preparing.get(_conversation_key(messages))
         if pending is not None:  # its slot holds this prompt's start once done: a free slot would read it all again
             pending.wait(5.0)
-        if tools and not (messages and messages[-1].role == "tool"):
-            yield from self._call_or_answer(messages, tools, options, cancel)
-            return
-        tool_turns = any(m.role == "tool" or m.tool_calls for m in messages)
-        # where tools were offered or ran, the answer is held to text: never a call's JSON spoken aloud
-        grammar = ANSWER_GRAMMAR if tools or tool_turns else None
-        yield from self._stream(self._request(messages, options, grammar=grammar), cancel)
+        lane = self._claim_solo() if alone else None
+        try:
+            if tools and not (messages and messages[-1].role == "tool"):
+                yield from self._call_or_answer(messages, tools, options, cancel, lane)
+                return
+            tool_turns = any(m.role == "tool" or m.tool_calls for m in messages)
+            # where tools were offered or ran, the answer is held to text: never a call's JSON spoken aloud
+            grammar = ANSWER_GRAMMAR if tools or tool_turns else None
+            yield from self._stream(self._request(messages, options, grammar=grammar), cancel, lane)
+        finally:
+            if lane is not None:
+                lane.gate.release()
 
-    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+    def _claim_solo(self) -> _Lane | None:
+        """The solo context with its one request taken, or None when there is none or it is busy."""
+        return self._solo if self._solo is not None and self._solo.gate.acquire(blocking=False) else None
+
+    def prepare(self, messages: Sequence[ChatMessage], alone: bool = False) -> None:
         """Read the prompt of `messages` (the conversation and the words of a turn still being spoken) into a
         slot now, so the reply reads only what came after: llama.cpp gives a request the slot sharing the
         longest start with it. On 2 cores a 35-token question is ~0.3-0.5 s of reading on one thread, most of
         a reply's first-token time. Skipped when every generation slot is busy or this conversation is being
-        prepared already; a failure only costs the reply that time."""
+        prepared already; a failure only costs the reply that time. `alone`: into the solo context, where the
+        reply goes if nothing else runs then either."""
         if not self.options.prepare or not messages or messages[-1].role != "user":
             return
         key = _conversation_key(messages)
         done = threading.Event()
         with self._preparing_lock:
-            if key in self._preparing or not self._gate.acquire(blocking=False):
+            if key in self._preparing:
                 return
+            lane = self._claim_solo() if alone else None
+            if lane is None:
+                lane = self._shared
+                if not lane.gate.acquire(blocking=False):
+                    return
             self._preparing[key] = done
         try:
             request = self._request(messages, GenerationOptions(max_new_tokens=1, temperature=0.0))
             request["stream"] = False
-            self._server.handle_chat_completions(request, lambda _: False)
+            lane.server.handle_chat_completions(request, lambda _: False)
         except Exception:  # best effort: the reply reads the whole prompt itself
             pass
         finally:
             with self._preparing_lock:
                 del self._preparing[key]
             done.set()
-            self._gate.release()
+            lane.gate.release()
 
     def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None) -> str:
         """The whole reply as one string (no tools)."""
         return "".join(delta.text for delta in self.respond(messages, options=options))
 
     def warmup(self) -> None:
-        """Evaluate the system prompt in every slot at once, so the first answer in any slot starts sooner."""
+        """Evaluate the system prompt in every slot of both contexts at once, so the first answer in any slot
+        starts sooner."""
         request = self._request([ChatMessage("user", "Hi")], GenerationOptions(max_new_tokens=1))
         request["stream"] = False
         failures: list[BaseException] = []
 
-        def warm() -> None:
+        def warm(lane: _Lane) -> None:
             try:
-                self._server.handle_chat_completions(request, lambda _: False)
+                lane.server.handle_chat_completions(request, lambda _: False)
             except Exception as exc:  # reported below, never lost in the thread
                 failures.append(exc)
 
-        threads = [threading.Thread(target=warm, name="lite-chat-warmup")
-                   for _ in range(_SLOTS_PER_REQUEST * self.options.parallel)]
+        slots = [(self._shared, _SLOTS_PER_REQUEST * self.options.parallel)]
+        if self._solo is not None:
+            slots.append((self._solo, _SLOTS_PER_REQUEST))
+        threads = [threading.Thread(target=warm, args=(lane,), name="lite-chat-warmup")
+                   for lane, count in slots for _ in range(count)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -198,7 +218,9 @@ class LlamaChat:
             request["grammar"] = grammar
         return request
 
-    def _stream(self, request: dict[str, Any], cancel: CancelToken | None) -> Generator[ChatDelta, None, None]:
+    def _stream(self, request: dict[str, Any], cancel: CancelToken | None,
+                solo: _Lane | None = None) -> Generator[ChatDelta, None, None]:
+        """Generate on `solo` (its request already taken) or else in the shared context, waiting for a place."""
         pieces: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
 
@@ -208,8 +230,11 @@ class LlamaChat:
 
         def work() -> None:
             try:
-                with self._gate:
-                    self._server.handle_chat_completions(request, on_chunk)
+                if solo is not None:
+                    solo.server.handle_chat_completions(request, on_chunk)
+                else:
+                    with self._shared.gate:
+                        self._shared.server.handle_chat_completions(request, on_chunk)
             except Exception as exc:  # reported to the reader, never lost in the thread
                 pieces.put(exc)
             finally:
@@ -238,8 +263,8 @@ class LlamaChat:
             finish = "cancelled"
         yield ChatDelta(finish_reason=_finish(finish), usage=usage)
 
-    def _call_or_answer(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec],
-                        options: GenerationOptions, cancel: CancelToken | None) -> Iterator[ChatDelta]:
+    def _call_or_answer(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], options: GenerationOptions,
+                        cancel: CancelToken | None, solo: _Lane | None) -> Iterator[ChatDelta]:
         """Step one on the current question: a call is collected, checked against the tools and sent with the
         finish reason (one cut short by the token limit is dropped, never spoken); text ends the step at its
         first visible character, and the answer comes from the whole history."""
@@ -248,7 +273,7 @@ class LlamaChat:
         finish: str | None = None
         usage: Usage | None = None
         decision = self._stream(self._request(_current_turn(messages), options, tools=tools,
-                                              grammar=call_grammar(tools)), cancel)
+                                              grammar=call_grammar(tools)), cancel, solo)
         try:
             for delta in decision:
                 finish = delta.finish_reason or finish
@@ -260,7 +285,7 @@ class LlamaChat:
         finally:
             decision.close()
         if calling is False:
-            yield from self._stream(self._request(messages, options, grammar=ANSWER_GRAMMAR), cancel)
+            yield from self._stream(self._request(messages, options, grammar=ANSWER_GRAMMAR), cancel, solo)
             return
         if calling and finish != "cancelled":
             calls = parse_calls("".join(held), tools)
@@ -269,6 +294,33 @@ class LlamaChat:
                 return
             finish = "length" if finish == "length" else "stop"
         yield ChatDelta(finish_reason=_finish(finish), usage=usage)
+
+
+@dataclass(frozen=True)
+class _Lane:
+    """One llama.cpp context and the gate that holds it to the requests it decodes at once."""
+
+    server: Any
+    gate: threading.BoundedSemaphore
+
+
+def _params(xllamacpp: Any, model_path: str | Path, threads: int, slots: int, context: int) -> Any:
+    """A context's settings: see the module docstring for the batch-invariant ones."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    params.n_ctx = context * slots
+    for cpu in (params.cpuparams, params.cpuparams_batch):
+        cpu.n_threads = threads
+        cpu.poll = 0  # sleep rather than spin while waiting: the cores are shared with ASR and TTS
+    params.n_parallel = slots  # a slot is picked by the prompt it has cached
+    params.cont_batching = True
+    params.kv_unified = False
+    params.no_extra_bufts = True  # batch-invariant: see the module docstring
+    params.flash_attn_type = _FLASH_ATTENTION_ON
+    params.n_ubatch = _TOKENS_PER_PASS  # a prompt still goes in as one request, split into passes
+    params.verbosity = -1
+    params.endpoint_metrics = False
+    return params
 
 
 def _current_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage]:

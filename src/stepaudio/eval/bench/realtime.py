@@ -25,7 +25,7 @@ import numpy as np
 from stepaudio.audio.io import load_audio
 from stepaudio.realtime import events as ev
 from stepaudio.realtime.controller import ControllerConfig, ControllerState, Phase, step
-from stepaudio.realtime.turns import TurnDetectionConfig
+from stepaudio.realtime.turns import DEFAULT_SPECULATIVE_MS, TurnDetectionConfig
 
 FRAME_MS = 20
 SPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
@@ -199,7 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pause-ms", default="100:480", help="uniform range of mid-turn pauses, MIN:MAX")
     parser.add_argument("--first-audio-ms", type=int, default=600, help="generator start -> first audio")
     parser.add_argument("--silence-ms", type=int, default=500, help="silence_duration_ms (confirmed end)")
-    parser.add_argument("--speculative-ms", type=int, default=TurnDetectionConfig().speculative_silence_ms,
+    parser.add_argument("--speculative-ms", type=int, default=DEFAULT_SPECULATIVE_MS,
                         help="tentative end of turn (default: the sessions' default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recordings", type=Path, default=SPHINX_DATA,
