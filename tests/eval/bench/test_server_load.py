@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from stepaudio.eval.bench.server_load import (
     LIBRIVOX,
     RATE,
     Recording,
+    cpu_seconds,
     drive,
     load_recordings,
     machine_info,
@@ -53,6 +56,17 @@ def test_the_default_recordings_are_the_librivox_sentences() -> None:
     for recording in recordings:
         duration = recording.samples.size / RATE
         assert 2.5 < recording.speech_end_s <= duration < 7.5
+
+
+def test_cpu_seconds_count_this_process_work() -> None:
+    before = cpu_seconds(os.getpid())
+    assert before is not None and before > 0
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        sum(range(10_000))
+    after = cpu_seconds(os.getpid())
+    assert after is not None and after - before >= 0.2
+    assert cpu_seconds(2**22 + 7) is None  # no such process
 
 
 def test_the_cpu_is_named() -> None:
@@ -133,3 +147,5 @@ def test_lite_sessions_with_and_without_incremental_recognition(tmp_path: Path) 
         assert run["turns"] == run["answered"] == run["sessions"]
         assert run["first_audio_p50_ms"] > 0 and run["rtf_p50"] > 0 and len(run["load_before"]) == 3
         assert run["rss_start_mb"] is not None and run["rss_peak_mb"] >= run["rss_start_mb"] > 50
+        assert run["cpu_s"] > 0 and run["cpu_s_per_turn"] == run["cpu_s"] / run["answered"]
+        assert 0 < run["cores_busy"] <= report["cores"] + 0.5  # a process cannot keep more cores busy

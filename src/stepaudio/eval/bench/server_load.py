@@ -10,7 +10,9 @@ Reported per run: the CPU (model, cores this process may use, load averages befo
 answered, error events and failed connections, end of speech -> first reply audio (p50/p90; the end of speech
 is the end of the recording's last voiced 20 ms, so its trailing silence is not counted as speaking time), the
 reply RTF (end of speech -> last reply audio, over the reply audio's duration: under 1 the reply is made faster
-than it plays; p50/p90), and the server's resident memory (start, peak, end) when the benchmark starts it.
+than it plays; p50/p90), and, when the benchmark starts the server, its resident memory (start, peak, end) and
+the CPU time it used per answered turn and per second of the run (cores kept busy): a run whose cores are all
+busy is at capacity, and its latencies are queueing.
 
 By default `stepaudio serve --engine ...` runs as a child process on a free loopback port (its memory is the
 server's alone); `--variant` runs the whole sweep once per set of engine options, each in a fresh server, so
@@ -77,6 +79,15 @@ class LoadReport:
     variant: str = ""
     load_before: tuple[float, float, float] | None = None
     load_after: tuple[float, float, float] | None = None
+    cpu_s: float | None = None  # the served process's CPU time during the run (user + system)
+
+    @property
+    def cpu_s_per_turn(self) -> float | None:
+        return None if self.cpu_s is None or not self.answered else self.cpu_s / self.answered
+
+    @property
+    def cores_busy(self) -> float | None:
+        return None if self.cpu_s is None or self.seconds <= 0 else self.cpu_s / self.seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps({**machine, "engine": args.engine, "engine_options": args.engine_option,
                                          "recordings": [r.name for r in recordings], "turns": args.turns,
-                                         "runs": [asdict(r) for r in reports]}, indent=2))
+                                         "runs": [{**asdict(r), "cpu_s_per_turn": r.cpu_s_per_turn,
+                                                   "cores_busy": r.cores_busy} for r in reports]}, indent=2))
     return 0 if all(r.errors == 0 for r in reports) else 1
 
 
@@ -131,11 +143,14 @@ def _one_run(url: str, recordings: Sequence[Recording], count: int, args: argpar
     from dataclasses import replace
 
     load = os.getloadavg()
+    cpu_before = cpu_seconds(rss_pid) if rss_pid is not None else None
     report = asyncio.run(drive(url, recordings, count, args.seconds, args.turn_timeout, args.api_key,
                                rss_pid=rss_pid, turns=args.turns))
+    cpu_after = cpu_seconds(rss_pid) if rss_pid is not None else None
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     print(f"  {variant or 'default'}: {count} sessions: first audio p50 {_ms(report.first_audio_p50_ms)}, "
           f"p90 {_ms(report.first_audio_p90_ms)}", flush=True)
-    return replace(report, variant=variant, load_before=load, load_after=os.getloadavg())
+    return replace(report, variant=variant, load_before=load, load_after=os.getloadavg(), cpu_s=cpu)
 
 
 def _run_served(args: argparse.Namespace, options: list[str], recordings: Sequence[Recording],
@@ -357,6 +372,15 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def _quantile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -381,10 +405,11 @@ def _print(reports: Sequence[LoadReport], machine: dict[str, Any]) -> None:
 
     print(f"\nCPU: {machine['cpu']}, {machine['cores']} cores usable ({machine['cpu_count']} in the machine)")
     header = ("variant", "sessions", "turns/answered", "errors", "first audio p50", "p90", "RTF p50", "p90",
-              "RSS peak MB", "load 1/5/15 before", "after")
+              "CPU s/turn", "cores busy", "RSS peak MB", "load 1/5/15 before", "after")
     rows = [(r.variant or "default", str(r.sessions), f"{r.turns}/{r.answered}", str(r.errors),
              _ms(r.first_audio_p50_ms), _ms(r.first_audio_p90_ms), num(r.rtf_p50), num(r.rtf_p90),
-             mb(r.rss_peak_mb), load(r.load_before), load(r.load_after)) for r in reports]
+             num(r.cpu_s_per_turn), num(r.cores_busy), mb(r.rss_peak_mb), load(r.load_before), load(r.load_after))
+            for r in reports]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
