@@ -104,12 +104,16 @@ def test_a_reply_gets_the_solo_chat_context_only_while_nothing_else_runs(lite_en
     assert beside == alone and "Paris" in alone  # either context writes the same reply
 
 
-def test_chat_solo_threads_are_checked() -> None:
+def test_solo_threads_and_the_tentative_end_are_checked() -> None:
     assert 1 <= LiteConfig().chat_solo_threads <= 4
     assert LiteConfig.from_options({"chat_solo_threads": 0}).chat_solo_threads == 0
     for bad in (-1, "two"):
         with pytest.raises(StepAudioError, match="chat_solo_threads is a thread count"):
             LiteConfig.from_options({"chat_solo_threads": bad})
+        with pytest.raises(StepAudioError, match="speculative_silence_ms is milliseconds"):
+            LiteConfig.from_options({"speculative_silence_ms": bad})
+    assert create_engine().speculative_silence_ms == LiteConfig().speculative_silence_ms == 100
+    assert create_engine(speculative_silence_ms=200).speculative_silence_ms == 200  # what sessions start from
 
 
 def test_kokoro_options_reach_its_speaker() -> None:

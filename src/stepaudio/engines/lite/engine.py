@@ -24,6 +24,9 @@ so `stepaudio tts` never loads the chat model. Options (all optional):
               model's one thread they cost it little and a free core shortens Mandarin's first audio (p50
               2.9 s against 3.4 s with one, bench lite on 2 cores)
   chat_parallel  replies generated at once (default 4), decoded together in one batch; 1 = one at a time
+  speculative_silence_ms  the pause that starts a speculative reply in real-time sessions (default 100; the
+                 large models' engines wait 200): a wasted speculation here is a Whisper pass and a few tokens, and
+                 100 ms against 200 brought a lone session's first audio from 1.67 to 1.15 s on 2 cores (p50)
   chat_solo_threads  threads of a reply asked for while no other reply is written and no sentence spoken (default:
                  the usable cores, up to 4): a second llama.cpp context over the same weights, so a lone
                  conversation gets the free cores (first audio 0.74 s against 1.15 s on 2 cores); 0 = off
@@ -68,7 +71,8 @@ from stepaudio.errors import StepAudioError
 OPTION_NAMES = ("asr_model", "asr_languages", "chat_model", "model_path", "tts_model", "cache_dir", "threads",
                 "chat_threads", "tts_threads", "device", "beam_size", "system_prompt", "max_new_tokens",
                 "kokoro_tuning", "kokoro_threads", "chat_parallel", "tts_parallel",
-                "asr_stream", "chat_prepare", "asr_batch", "asr_stream_busy", "chat_solo_threads")
+                "asr_stream", "chat_prepare", "asr_batch", "asr_stream_busy", "chat_solo_threads",
+                "speculative_silence_ms")
 
 T = TypeVar("T")
 
@@ -106,6 +110,7 @@ class LiteConfig:
     asr_batch: int = 4
     asr_stream_busy: bool = False
     chat_solo_threads: int = field(default_factory=lambda: min(4, usable_cores()))
+    speculative_silence_ms: int = 100
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LiteConfig:
@@ -124,9 +129,11 @@ class LiteConfig:
                                             if c.strip())
         if "cache_dir" in values:
             values["cache_dir"] = Path(values["cache_dir"])
-        solo = values.get("chat_solo_threads", 0)
-        if not isinstance(solo, int) or solo < 0:
-            raise StepAudioError(f"chat_solo_threads is a thread count, 0 for off, not {solo!r}")
+        for name, what in (("chat_solo_threads", "a thread count, 0 for off"),
+                           ("speculative_silence_ms", "milliseconds, 0 or more")):
+            value = values.get(name, 0)
+            if not isinstance(value, int) or value < 0:
+                raise StepAudioError(f"{name} is {what}, not {value!r}")
         for name in ("kokoro_tuning", "asr_stream", "chat_prepare", "asr_stream_busy"):
             if isinstance(values.get(name), str):
                 if values[name].lower() not in ("on", "off", "true", "false", "1", "0"):
@@ -301,6 +308,4 @@ def create_engine(**options: Any) -> Engine:
                   warmups=(("transcriber", transcriber.warmup), ("chat", chat.warmup),
                            ("synthesizer", synthesizer.warmup)),
                   concurrency=(("chat", config.chat_parallel),),  # llama.cpp decodes them in one batch
-                  # a wasted speculation is a Whisper pass and a few tokens: 100 ms against 200 brought a lone
-                  # session's first audio from 1.67 to 1.15 s on 2 cores (p50, LibriVox turns)
-                  speculative_silence_ms=100)
+                  speculative_silence_ms=config.speculative_silence_ms)
