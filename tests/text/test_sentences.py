@@ -51,6 +51,16 @@ def test_long_sentences_are_cut_at_a_comma_and_the_first_one_sooner() -> None:
     assert " ".join(pieces).split() == ["word"] * 100
 
 
+def test_a_first_sentence_just_past_its_limit_stays_whole() -> None:
+    assert split_sentences("You said what time is it. That is turn 1.", first_max_chars=24) == [
+        "You said what time is it.", "That is turn 1."]  # 25 characters: not "...time is" + "it."
+    assert split_sentences("The capital of France is Paris, as you know.", first_max_chars=24) == [
+        "The capital of France is", "Paris, as you know."]  # 44: cut at the limit
+    splitter = SentenceSplitter(first_max_chars=24)
+    assert splitter.push("The capital of France is Paris") == []  # 30: it may still end within the slack
+    assert splitter.push(", as") == ["The capital of France is"]  # 34 without an end: cut
+
+
 def test_invalid_limits_are_rejected() -> None:
     with pytest.raises(ValueError):
         SentenceSplitter(max_chars=3)

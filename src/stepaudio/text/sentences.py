@@ -2,7 +2,8 @@
 
 Chinese and Japanese full stops (。！？) end a sentence at once; ASCII ones (. ! ?) only before whitespace, and
 not after abbreviations, initials or a list number. Closing quotes and brackets stay with their sentence.
-Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space. With
+Newlines end a sentence. A sentence longer than `max_chars` is cut at the last comma or space (the first one
+only once it runs `FIRST_SLACK_CHARS` past `first_max_chars` without ending). With
 `first_clause_chars`, the first sentence of Chinese or Japanese text ends at its first clause mark (，、；：) that
 has at least that many characters before it; with `first_clause_words`, the first sentence of spaced text ends
 at its first , ; or : before a space that has at least that many words before it. A voice renders a sentence
@@ -22,6 +23,7 @@ ASCII_TERMINALS = frozenset(".!?")
 CLOSERS = frozenset("\"'”’」』）)]】》")
 SOFT_BREAKS = frozenset("，、；：,;:")
 CJK_CLAUSE_MARKS = frozenset("，、；：")  # ASCII ,;: also count right after a CJK character
+FIRST_SLACK_CHARS = 8  # how far past `first_max_chars` a first sentence may end and still be kept whole
 ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "eg", "ie", "no", "fig", "approx",
     "dept", "est", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
@@ -63,13 +65,16 @@ class SentenceSplitter:
         out: list[str] = []
         while True:
             limit = self.max_chars if self._emitted else self.first_max_chars
+            # a first sentence that ends within a few characters past its limit stays whole, never "...time is" +
+            # "it."; it is cut at the limit only once that many characters came without an end
+            allowed = limit if self._emitted else limit + FIRST_SLACK_CHARS
             cut = _find_boundary(self._buffer, final)
             if not self._emitted:
                 for clause in (_first_cjk_clause(self._buffer, self.first_clause_chars),
                                _first_spaced_clause(self._buffer, self.first_clause_words)):
                     if clause is not None and (cut is None or clause < cut):
                         cut = clause
-            too_long = cut > limit if cut is not None else len(self._buffer) > limit
+            too_long = cut > allowed if cut is not None else len(self._buffer) > allowed
             if too_long:
                 cut = _soft_cut(self._buffer, limit)
             if cut is None:
@@ -182,7 +187,7 @@ def _soft_cut(buffer: str, max_chars: int) -> int:
     for i in range(len(window) - 1, 0, -1):
         if window[i] in SOFT_BREAKS:
             return i + 1
-    space = window.rfind(" ")
+    space = buffer[: max_chars + 1].rfind(" ")  # a space right after the limit ends a word within it
     return space + 1 if space > 0 else max_chars
 
 
