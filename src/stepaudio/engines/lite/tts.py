@@ -33,6 +33,7 @@ from stepaudio.engines.lite.kokoro_g2p import Language
 from stepaudio.engines.lite.kokoro_voices import KokoroVoice, KokoroVoicesMissing
 from stepaudio.engines.lite.tts_piper import PiperSpeaker
 from stepaudio.errors import StepAudioError
+from stepaudio.text.scripts import HAN, HANGUL, KANA, east_asian_language
 from stepaudio.text.sentences import split_sentences
 from stepaudio.text.tags import parse_tags
 
@@ -45,9 +46,6 @@ ESPEAK_ALIASES = {"mandarin": "cmn", "zh": "cmn", "chinese": "cmn", "cantonese":
 ESPEAK_VARIANTS = {"cmn": "cmn+f3"}
 # Words per minute (espeak's default is 175); speed factors are applied after synthesis.
 ESPEAK_RATES = {"cmn": 150, "yue": 150, "ja": 150, "ko": 150}
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _MARKUP = re.compile(r"[*_#`~>|]+")
 # what the voice list says about the voices that are not Kokoro's
 NOTES = {"yue": "Cantonese: espeak-ng formant voice (no neural Cantonese voice installs offline)",
@@ -149,7 +147,7 @@ class LiteSynthesizer:
         abort = (lambda: cancel.cancelled) if cancel else None
         if voice in kokoro_voices.OPENAI_VOICES and self._kokoro is None:
             voice = self.pick_voice(sentence)
-        if _HANGUL.search(sentence) and (is_blend(voice) or voice in kokoro_voices.BY_NAME
+        if HANGUL.search(sentence) and (is_blend(voice) or voice in kokoro_voices.BY_NAME
                                          or voice in kokoro_voices.OPENAI_VOICES):
             voice = "ko"  # Kokoro has no Korean
         kokoro = self._kokoro_voice(sentence, voice)
@@ -202,21 +200,16 @@ LANGUAGE_NAMES = {"zh": "Mandarin", "en": "English", "ja": "Japanese"}
 def _language(sentence: str, fallback: str) -> Language:
     """Which G2P reads `sentence`: kana -> Japanese, other Han -> Mandarin (Japanese for a Japanese voice),
     anything else English."""
-    if _KANA.search(sentence):
+    if KANA.search(sentence):
         return "ja"
-    if _HAN.search(sentence):
+    if HAN.search(sentence):
         return "ja" if fallback == "ja" else "zh"
     return "en"
 
 
 def pick_voice(sentence: str) -> str:
-    if _KANA.search(sentence):
-        return "ja"
-    if _HANGUL.search(sentence):
-        return "ko"
-    if _HAN.search(sentence):
-        return "cmn"
-    return PIPER_VOICE
+    script = east_asian_language(sentence)
+    return PIPER_VOICE if script is None else "cmn" if script == "zh" else script
 
 
 def clean_for_speech(text: str) -> str:

@@ -1,5 +1,5 @@
 """Whisper's text around the model: language names to Whisper codes, the languages detection chooses among, the
-Mandarin prompt and its echoes, the script a text is written in, joining segments, and the words a decode
+Mandarin prompt and its echoes, the language a text is written in, joining segments, and the words a decode
 repeats from its context (the stream decodes a little before its cut).
 """
 
@@ -9,9 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+from stepaudio.text.scripts import east_asian_language
+
 # Whisper writes Mandarin in traditional or simplified characters at random. With `opencc` installed (as
 # stepaudio.text.metrics uses it) the text is converted to simplified; without it, a simplified prompt
 # steers the decoder instead, which costs accuracy (round trip of espeak's formant Mandarin: CER 23% converted vs
@@ -62,12 +61,9 @@ def simplifier() -> Callable[[str], str] | None:
 
 
 def language_of(text: str) -> str | None:
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    if _HAN.search(text):
-        return "zh"
+    script = east_asian_language(text)
+    if script is not None:
+        return script
     letters = [ch for ch in text if ch.isalpha()]
     return "en" if letters and all(ch.isascii() for ch in letters) else None
 
